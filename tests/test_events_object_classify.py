@@ -1,0 +1,363 @@
+"""object-classify against a real S3-compatible server (moto, started by sai.objectstore) and a
+real Triton with the real image model.
+
+Most cases call the handler in-process (the python3-http-debian contract: `handle(event,
+context)`), packaged exactly as faas-cli would (handler folder + `common` copied in), so each case
+costs one classification, not a process start. The gateway path (`sai s3 upload`'s MinIO-style
+notification through the platform) is covered at the end.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import shutil
+import socket
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import requests
+
+from sai import objectstore
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = ROOT / "functions" / "object-classify"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def jpeg(image) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def coffee() -> bytes:
+    from skimage import data
+
+    return jpeg(data.coffee())
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    handle = objectstore.start_s3(tmp_path_factory.mktemp("s3"), free_port())
+    yield handle
+    objectstore.stop_s3(handle)
+
+
+@pytest.fixture(scope="module")
+def client(s3):
+    return s3.client()
+
+
+@pytest.fixture(scope="module")
+def triton_url(request):
+    """Triton of the test platform (or SAI_TEST_TRITON_URL, to iterate against a running one)."""
+    import os
+
+    return os.environ.get("SAI_TEST_TRITON_URL") or request.getfixturevalue("platform").triton_url
+
+
+@pytest.fixture(scope="module")
+def fn(tmp_path_factory):
+    """The function packaged like faas-cli builds it: handler folder as a package, ./common copied
+    in. A unique package name keeps it apart from other functions imported by other tests."""
+    pkg = tmp_path_factory.mktemp("fn") / "object_classify_fn"
+    shutil.copytree(FUNCTION_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "common", pkg / "common", ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "__init__.py").touch()
+    sys.path.insert(0, str(pkg.parent))
+    try:
+        yield importlib.import_module("object_classify_fn.handler")
+    finally:
+        sys.path.remove(str(pkg.parent))
+
+
+@pytest.fixture
+def env(monkeypatch, s3, triton_url, tmp_path):
+    for k, v in objectstore.function_env(s3).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("TRITON_URL", triton_url)
+    monkeypatch.setenv("MODEL_NAME", "image_classifier")
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "no-secrets"))
+    monkeypatch.setenv("TRITON_RETRIES", "1")
+    return monkeypatch
+
+
+def call(fn, payload, method="POST"):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    event = types.SimpleNamespace(
+        body=body, headers={"Content-Type": "application/json"}, method=method, query={}, path="/"
+    )
+    resp = fn.handle(event, types.SimpleNamespace())
+    return resp["statusCode"], resp["body"], resp.get("headers", {})
+
+
+def aws_record(bucket, key, size, etag, name="ObjectCreated:Put"):
+    from urllib.parse import quote_plus
+
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-01-01T00:00:00.000Z",
+        "eventName": name,
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag},
+        },
+    }
+
+
+def put(client, s3, key, data) -> dict:
+    etag = client.put_object(Bucket=s3.bucket, Key=key, Body=data)["ETag"].strip('"')
+    return aws_record(s3.bucket, key, len(data), etag)
+
+
+def result(client, s3, key) -> dict:
+    return json.loads(client.get_object(Bucket=s3.bucket, Key=f"results/{key}.json")["Body"].read())
+
+
+def all_keys(client, s3) -> set[str]:
+    return {o["Key"] for o in client.list_objects_v2(Bucket=s3.bucket).get("Contents", [])}
+
+
+# ---------------------------------------------------------------- the happy path, both formats
+
+
+def test_minio_event_classifies_coffee_as_espresso(fn, env, client, s3, coffee):
+    key = "photos/2026/coffee cup é.jpg"  # spaces and non-ASCII arrive URL-encoded
+    etag = client.put_object(Bucket=s3.bucket, Key=key, Body=coffee)["ETag"]
+    status, body, _ = call(fn, objectstore.minio_event(s3.bucket, key, len(coffee), etag))
+    assert status == 200, body
+    rec = body["records"][0]
+    assert rec["status"] == "classified", rec
+    assert rec["key"] == key and rec["result"] == {"bucket": s3.bucket, "key": f"results/{key}.json"}
+    assert rec["top1"]["label"] == "espresso"
+    stored = result(client, s3, key)
+    assert stored["predictions"][0]["label"] == "espresso" and stored["predictions"][0]["score"] > 0.5
+    assert len(stored["predictions"]) == 5
+    assert stored["source"] == {
+        "bucket": s3.bucket, "key": key, "etag": etag.strip('"'), "size": len(coffee),
+        "event_name": "ObjectCreated:Put", "event_time": stored["source"]["event_time"],
+    }
+    assert stored["model"] == "image_classifier" and stored["model_version"] == "1"
+    assert stored["classified_at"].endswith("+00:00")
+    head = client.head_object(Bucket=s3.bucket, Key=f"results/{key}.json")
+    assert head["ContentType"] == "application/json"
+    assert head["Metadata"] == {"sai-result": "1", "source-etag": etag.strip('"')}
+
+
+def test_batch_with_broken_records_keeps_the_good_ones(fn, env, client, s3, coffee):
+    from skimage import data
+
+    good = put(client, s3, "batch/coffee.jpg", coffee)
+    cat = put(client, s3, "batch/cat.jpg", jpeg(data.chelsea()))
+    text = put(client, s3, "batch/notes.jpg", b"this is not an image at all")
+    truncated = put(client, s3, "batch/truncated.jpg", coffee[: len(coffee) // 3])
+    missing = aws_record(s3.bucket, "batch/never-uploaded.jpg", 10, "0123")
+    no_bucket = aws_record("no-such-bucket", "x.jpg", 10, "0123")
+    deleted = aws_record(s3.bucket, "batch/coffee.jpg", 10, "0123", name="ObjectRemoved:Delete")
+    garbage = {"eventName": "ObjectCreated:Put", "s3": {"bucket": {}}}
+    records = [good, text, missing, truncated, cat, no_bucket, deleted, garbage, "nope"]
+    status, body, _ = call(fn, {"Records": records})
+    assert status == 200, body
+    got = [(r["status"], r.get("error", {}).get("code")) for r in body["records"]]
+    assert got[0] == ("classified", None)
+    assert got[1][0] == "error" and got[1][1] not in ("internal", "internal_error")
+    assert got[2] == ("error", "not_found")
+    assert got[3][0] == "error" and got[3][1] not in ("internal", "internal_error")
+    assert got[4] == ("classified", None)
+    assert got[5] == ("error", "not_found")
+    assert got[6] == ("skipped", None)
+    assert got[7] == ("error", "bad_record")
+    assert got[8] == ("error", "bad_record")
+    assert [r["index"] for r in body["records"]] == list(range(len(records)))
+    assert body["counts"] == {"classified": 2, "error": 6, "skipped": 1}
+    assert result(client, s3, "batch/cat.jpg")["predictions"][0]["label"] in {"tiger cat", "Egyptian cat", "tabby"}
+    keys = all_keys(client, s3)
+    assert "results/batch/notes.jpg.json" not in keys and "results/batch/truncated.jpg.json" not in keys
+
+
+def test_replayed_event_does_no_work_and_new_version_does(fn, env, client, s3, coffee):
+    rec = put(client, s3, "replay/a.jpg", coffee)
+    assert call(fn, {"Records": [rec]})[1]["records"][0]["status"] == "classified"
+    first = result(client, s3, "replay/a.jpg")
+    status, body, _ = call(fn, {"Records": [rec, rec]})
+    assert status == 200
+    assert [r["status"] for r in body["records"]] == ["duplicate", "duplicate"]
+    assert result(client, s3, "replay/a.jpg")["classified_at"] == first["classified_at"]  # not rewritten
+    # The same key with new content has a new eTag: classified again.
+    from skimage import data
+
+    rec2 = put(client, s3, "replay/a.jpg", jpeg(data.chelsea()))
+    assert call(fn, {"Records": [rec2]})[1]["records"][0]["status"] == "classified"
+    assert result(client, s3, "replay/a.jpg")["source"]["etag"] == rec2["s3"]["object"]["eTag"]
+    # The stale event for the old version is no longer current: nothing is done for it.
+    assert call(fn, {"Records": [rec]})[1]["records"][0]["status"] == "skipped"
+    assert result(client, s3, "replay/a.jpg")["source"]["etag"] == rec2["s3"]["object"]["eTag"]
+
+
+def test_results_never_retrigger(fn, env, client, s3, coffee):
+    rec = put(client, s3, "loop/a.jpg", coffee)
+    call(fn, {"Records": [rec]})
+    before = all_keys(client, s3)
+    # The event a bucket notification would send for our own result object.
+    head = client.head_object(Bucket=s3.bucket, Key="results/loop/a.jpg.json")
+    res_rec = aws_record(s3.bucket, "results/loop/a.jpg.json", head["ContentLength"], head["ETag"].strip('"'))
+    status, body, _ = call(fn, {"Records": [res_rec]})
+    assert body["records"][0]["status"] == "skipped" and body["records"][0]["reason"] == "result object"
+    # Explicit guard, independent of the prefix: a result copied elsewhere is still recognised.
+    client.copy_object(Bucket=s3.bucket, Key="elsewhere/a.json", CopySource={"Bucket": s3.bucket, "Key": "results/loop/a.jpg.json"})
+    head = client.head_object(Bucket=s3.bucket, Key="elsewhere/a.json")
+    status, body, _ = call(fn, {"Records": [aws_record(s3.bucket, "elsewhere/a.json", head["ContentLength"], head["ETag"].strip('"'))]})
+    assert body["records"][0]["status"] == "skipped" and body["records"][0]["reason"] == "result object"
+    assert all_keys(client, s3) == before | {"elsewhere/a.json"}
+
+
+# ---------------------------------------------------------------- hostile and bad input
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["../escape.jpg", "a/../../b.jpg", "a/./b.jpg", "/abs/path.jpg", "a\\..\\b.jpg", "evil\u202egpj.exe", "nul\x00.jpg", "bell\x07.jpg"],
+)
+def test_unsafe_keys_are_refused_and_nothing_is_written(fn, env, client, s3, key):
+    before = all_keys(client, s3)
+    status, body, _ = call(fn, {"Records": [aws_record(s3.bucket, key, 100, "abc")]})
+    assert status == 200
+    assert body["records"][0]["status"] == "error"
+    assert body["records"][0]["error"]["code"] == "unsafe_key"
+    assert all_keys(client, s3) == before
+
+
+def test_dotdot_key_really_in_the_bucket_is_refused(fn, env, client, s3, coffee):
+    """The object exists under a `../` key (S3 allows it); its result would land outside the
+    results prefix (`results/../x` is `x` on path-normalising stores): refused."""
+    rec = put(client, s3, "../coffee.jpg", coffee)
+    before = all_keys(client, s3)
+    status, body, _ = call(fn, {"Records": [rec]})
+    assert body["records"][0]["error"]["code"] == "unsafe_key"
+    assert all_keys(client, s3) == before
+    # raw (not URL-encoded) and percent-encoded spellings alike
+    rec["s3"]["object"]["key"] = "%2E%2E%2Fcoffee.jpg"
+    assert call(fn, {"Records": [rec]})[1]["records"][0]["error"]["code"] == "unsafe_key"
+
+
+def test_invalid_utf8_key_is_refused(fn, env, s3):
+    rec = aws_record(s3.bucket, "x", 1, "e")
+    rec["s3"]["object"]["key"] = "bad%FF%FEkey.jpg"
+    assert call(fn, {"Records": [rec]})[1]["records"][0]["error"]["code"] == "unsafe_key"
+
+
+def test_too_large_object(fn, env, client, s3, coffee):
+    env.setenv("MAX_OBJECT_BYTES", str(len(coffee) - 1))
+    rec = put(client, s3, "big/coffee.jpg", coffee)
+    body = call(fn, {"Records": [rec]})[1]
+    assert body["records"][0]["error"]["code"] == "too_large"
+    # the event's size may lie: the size of what is actually fetched is checked too
+    rec["s3"]["object"]["size"] = 10
+    body = call(fn, {"Records": [rec]})[1]
+    assert body["records"][0]["error"]["code"] == "too_large"
+    assert "results/big/coffee.jpg.json" not in all_keys(client, s3)
+
+
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        (b"", "empty_body"),
+        (b"{not json", "invalid_json"),
+        (b"\xff\xfe", "invalid_encoding"),
+        ([1, 2], "bad_event"),
+        ({"Records": "x"}, "bad_event"),
+        ({"foo": 1}, "bad_event"),
+        ({"Records": [{}] * 101}, "too_many_records"),
+    ],
+)
+def test_malformed_events_are_400(fn, env, payload, code):
+    status, body, _ = call(fn, payload)
+    assert status == 400
+    assert body["error"]["code"] == code
+
+
+def test_s3_test_event_and_wrong_method(fn, env):
+    status, body, _ = call(fn, {"Event": "s3:TestEvent", "Bucket": "uploads"})
+    assert status == 200 and body["records"] == [] and body["counts"] == {}
+    assert call(fn, {"Records": []}, method="GET")[0] == 405
+
+
+def test_dead_s3_endpoint_is_a_retryable_record_error(fn, env, s3, coffee):
+    env.setenv("S3_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    status, body, headers = call(fn, {"Records": [aws_record(s3.bucket, "a.jpg", 10, "e"), "bad"]})
+    assert status == 503 and headers["Retry-After"]
+    assert body["records"][0]["error"]["code"] == "s3_unavailable"
+    assert body["records"][1]["error"]["code"] == "bad_record"
+
+
+def test_credentials_from_openfaas_secret_files(fn, env, client, s3, coffee, tmp_path):
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "s3-access-key-id").write_text("from-file\n")
+    (secrets / "s3-secret-access-key").write_text("secret-from-file\n")
+    env.setenv("SECRETS_DIR", str(secrets))
+    env.delenv("S3_ACCESS_KEY_ID")
+    cfg = fn.Settings()
+    assert (cfg.access_key, cfg.secret_key) == ("from-file", "secret-from-file")
+    rec = put(client, s3, "secrets/coffee.jpg", coffee)
+    assert call(fn, {"Records": [rec]})[1]["records"][0]["status"] == "classified"
+
+
+def test_separate_results_bucket(fn, env, client, s3, coffee):
+    client.create_bucket(Bucket="results-bucket")
+    env.setenv("RESULTS_BUCKET", "results-bucket")
+    env.setenv("RESULTS_PREFIX", "")
+    rec = put(client, s3, "sep/coffee.jpg", coffee)
+    body = call(fn, {"Records": [rec]})[1]
+    assert body["records"][0]["result"] == {"bucket": "results-bucket", "key": "sep/coffee.jpg.json"}
+    obj = client.get_object(Bucket="results-bucket", Key="sep/coffee.jpg.json")
+    assert json.loads(obj["Body"].read())["predictions"][0]["label"] == "espresso"
+
+
+# ---------------------------------------------------------------- through the gateway
+
+
+@pytest.fixture(scope="module")
+def platform_s3(request):
+    platform = request.getfixturevalue("platform")
+    handle = getattr(platform, "s3", None)
+    if handle is None:
+        pytest.skip("the platform fixture runs no S3 server (needs platform.s3)")
+    return platform, handle
+
+
+def test_sai_s3_upload_through_the_gateway(platform_s3, tmp_path, coffee, capsys):
+    platform, handle = platform_s3
+    from sai.cli import main
+
+    state = Path(handle.log_path).parent
+    img = tmp_path / "coffee.jpg"
+    img.write_bytes(coffee)
+    assert main(["s3", "upload", str(img), "--key", "e2e/coffee.jpg", "--state-dir", str(state), "--gateway", platform.gateway_url]) == 0
+    out = capsys.readouterr().out
+    assert '"status": "classified"' in out
+    assert main(["s3", "result", "e2e/coffee.jpg", "--state-dir", str(state)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["predictions"][0]["label"] == "espresso"
+    # replay through the gateway: no new work
+    r = requests.post(
+        f"{platform.gateway_url}/function/object-classify",
+        json=objectstore.minio_event(handle.bucket, "e2e/coffee.jpg", len(coffee), shown["source"]["etag"]),
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.json()["records"][0]["status"] == "duplicate"
