@@ -1,0 +1,220 @@
+"""Run the real `tritonserver` binary that ships in the `nvidia-pytriton` wheel, on CPU.
+
+The wheel carries tritonserver with its Python backend and one backend stub per Python version.
+We assemble a backend directory (Triton's `python` backend plus our Python-based `onnx_local`
+backend), put the wheel's bundled libraries and libpython on LD_LIBRARY_PATH, and start it with
+`--model-config-name=local` so every model loads its CPU config from `configs/local.pbtxt`.
+
+The stub embeds this Python but ignores PYTHONPATH and was built against the numpy 1.x C API: with
+numpy 2 it silently mis-reads tensors ("output tensor shape does not match size"). Its sys.path
+starts with '' (the working directory), so tritonserver runs inside STUB_PACKAGES, a
+`pip install --target` folder holding numpy<2 and onnxruntime that the set-up creates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+BACKENDS_SRC = pathlib.Path(__file__).parent / "triton_backends"
+STUB_PACKAGES = "triton-stub-packages"  # folder in the virtualenv, see the module docstring
+
+
+class TritonNotInstalled(RuntimeError):
+    pass
+
+
+@dataclass
+class TritonDist:
+    """Paths inside the installed nvidia-pytriton wheel."""
+
+    root: pathlib.Path  # .../site-packages/pytriton/tritonserver
+    libs: pathlib.Path  # .../site-packages/nvidia_pytriton.libs
+
+    @classmethod
+    def find(cls) -> "TritonDist":
+        for base in site.getsitepackages() + [site.getusersitepackages()]:
+            root = pathlib.Path(base) / "pytriton" / "tritonserver"
+            if (root / "bin" / "tritonserver").is_file():
+                return cls(root=root, libs=pathlib.Path(base) / "nvidia_pytriton.libs")
+        raise TritonNotInstalled(
+            "tritonserver not found: install it with `pip install --no-deps nvidia-pytriton==0.7.0` "
+            "(the Makefile's set-up does)"
+        )
+
+    @property
+    def binary(self) -> pathlib.Path:
+        return self.root / "bin" / "tritonserver"
+
+    @staticmethod
+    def stub_packages() -> pathlib.Path:
+        path = pathlib.Path(os.environ.get("SAI_STUB_PACKAGES", pathlib.Path(sys.prefix) / STUB_PACKAGES))
+        if not (path / "numpy").is_dir() or not (path / "onnxruntime").is_dir():
+            raise TritonNotInstalled(
+                f"{path} lacks numpy<2/onnxruntime for the Triton Python stub: run "
+                f"`pip install --target {path} 'numpy<2' onnxruntime` (the Makefile's set-up does)"
+            )
+        return path
+
+    def stub(self) -> pathlib.Path:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        stub = self.root / "python_backend_stubs" / version / "triton_python_backend_stub"
+        if not stub.is_file():
+            raise TritonNotInstalled(f"no Triton Python backend stub for Python {version}")
+        return stub
+
+
+def prepare_backends(dist: TritonDist, target: pathlib.Path) -> pathlib.Path:
+    """Build `target/` = {python/ (backend + stub for this Python), onnx_local/ (ours)}."""
+    py = target / "python"
+    py.mkdir(parents=True, exist_ok=True)
+    for src in [*(dist.root / "backends" / "python").glob("*.*"), dist.stub()]:
+        if src.is_file():
+            _install(src, py / src.name)
+    for backend in BACKENDS_SRC.iterdir():
+        if (backend / "model.py").is_file():
+            (target / backend.name).mkdir(exist_ok=True)
+            _install(backend / "model.py", target / backend.name / "model.py")
+    return target
+
+
+def _install(src: pathlib.Path, dst: pathlib.Path) -> None:
+    """Copy then rename: a running stub keeps its old inode instead of failing with ETXTBSY."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copy2(src, tmp)
+    tmp.replace(dst)
+
+
+@dataclass
+class TritonServer:
+    """One tritonserver process. `start()` returns at once; `wait_ready()` polls /v2/health/ready."""
+
+    model_repository: pathlib.Path
+    work_dir: pathlib.Path  # backend directory and log live here
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    host: str = "127.0.0.1"
+    config_name: str = "local"
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """host:port, the form tritonclient and the functions' TRITON_URL take."""
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def log_path(self) -> pathlib.Path:
+        return self.work_dir / "triton.log"
+
+    def command(self, dist: TritonDist, backends: pathlib.Path) -> list[str]:
+        return [
+            str(dist.binary),
+            f"--model-repository={self.model_repository}",
+            f"--model-config-name={self.config_name}",
+            f"--backend-directory={backends}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            "--strict-readiness=true",
+            "--exit-timeout-secs=10",
+            "--log-verbose=0",
+        ]
+
+    def environment(self, dist: TritonDist) -> dict[str, str]:
+        env = dict(os.environ)
+        libdirs = [str(dist.libs), sysconfig.get_config_var("LIBDIR") or ""]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            [d for d in libdirs if d] + [p for p in [os.environ.get("LD_LIBRARY_PATH")] if p]
+        )
+        env.setdefault("OMP_NUM_THREADS", "1")
+        return env
+
+    def start(self) -> None:
+        dist = TritonDist.find()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        backends = prepare_backends(dist, self.work_dir / "backends")
+        cmd = self.command(dist, backends)
+        log.info("starting tritonserver on %s (log: %s)", self.url, self.log_path)
+        logfile = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            cmd,
+            cwd=dist.stub_packages(),  # first on the stub's sys.path; see the module docstring
+            env=self.environment(dist),
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stopped as a whole, never orphaned
+        )
+        logfile.close()
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.url}/v2/health/ready", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.is_ready():
+                return
+            if not self.running():
+                raise RuntimeError(
+                    f"tritonserver exited with code {self.process and self.process.returncode}; "
+                    f"see {self.log_path}:\n{tail(self.log_path)}"
+                )
+            time.sleep(0.2)
+        raise TimeoutError(f"tritonserver not ready after {timeout:.0f}s; see {self.log_path}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        # Even when tritonserver itself has died, its backend stubs may live on in its group.
+        if self.process is None:
+            return
+        terminate_group(self.process, timeout)
+        log.info("tritonserver stopped")
+
+
+def terminate_group(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM the process group, SIGKILL it if it is still there after `timeout`."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:  # leader gone; make sure no child of the group outlives it
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return
+
+
+def tail(path: pathlib.Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
