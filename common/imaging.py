@@ -1,0 +1,102 @@
+"""Image decoding and preprocessing, parameterised by the model's Triton config.
+
+Decoding accepts what photos arrive as (JPEG, PNG, WebP, GIF - first frame, BMP, TIFF), applies
+EXIF orientation and turns any mode (CMYK, palette, 16-bit, alpha) into RGB. Decompression bombs
+and truncated files are refused with 4xx errors before they cost memory or time.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import FunctionError
+
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes cameras' multi-picture (MPO) files
+Image.init()  # register every format plugin now, not lazily on the first request
+
+FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "nearest": Image.NEAREST}
+
+
+def max_pixels() -> int:
+    return int(os.environ.get("MAX_IMAGE_PIXELS", 50_000_000))
+
+
+def decode(data: bytes, min_short_side: int = 0) -> Image.Image:
+    """Bytes -> upright RGB image. With `min_short_side`, JPEGs are decoded at a reduced DCT scale
+    that still keeps the short side >= min_short_side (much faster for camera-size photos)."""
+    if not data:
+        raise FunctionError(400, "empty_body", "no image data in the request")
+    limit = max_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
+            pixels = img.width * img.height
+            if pixels > limit:
+                raise Image.DecompressionBombError(f"{img.width}x{img.height}")
+            if min_short_side and img.format == "JPEG":
+                scale = min_short_side / min(img.size)
+                img.draft("RGB", (int(img.width * scale) + 1, int(img.height * scale) + 1))
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FunctionError(413, "image_too_large", f"image has too many pixels ({exc}); the limit is {limit}") from exc
+    except UnidentifiedImageError as exc:
+        raise FunctionError(415, "unsupported_image", f"not an image in a supported format ({', '.join(FORMATS)})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt files
+        raise FunctionError(400, "invalid_image", f"image data is truncated or corrupt: {exc}") from exc
+    return to_rgb(ImageOps.exif_transpose(img))
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit greyscale: scale to 8 bits
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() or 1.0
+        img = Image.fromarray((arr * (255.0 / top)).clip(0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):  # flatten alpha onto white, as viewers show it
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def resize_center_crop(img: Image.Image, crop: tuple[int, int], short_side: int, resample: int) -> Image.Image:
+    """Resize so the short side is `short_side`, then centre-crop to `crop` (w, h) - done as one
+    resize of just the cropped region of the source, which is the same picture for less work."""
+    w, h = img.size
+    scale = short_side / min(w, h)
+    cw, ch = crop[0] / scale, crop[1] / scale  # crop size in source pixels
+    left, top = (w - cw) / 2, (h - ch) / 2
+    return img.resize(crop, resample, box=(left, top, left + cw, top + ch))
+
+
+class ImageSpec:
+    """What the model wants, read from its Triton config: input name, size, layout, dtype, resize."""
+
+    def __init__(self, config: dict):
+        inp = config["input"][0]
+        self.input = inp["name"]
+        dims = [int(d) for d in inp["dims"]]
+        self.channels_first = dims[0] == 3
+        self.height, self.width = (dims[1], dims[2]) if self.channels_first else (dims[0], dims[1])
+        self.dtype = {"TYPE_UINT8": np.uint8, "TYPE_FP32": np.float32}[inp["data_type"]]
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        self.short_side = int(params.get("resize_short_side", max(self.height, self.width)))
+        self.resample = FILTERS[params.get("resize_filter", "bicubic")]
+        # Only float inputs are normalised here; uint8 models normalise inside the graph.
+        self.mean = np.array([float(x) for x in params.get("mean", "0,0,0").split(",")], np.float32)
+        self.std = np.array([float(x) for x in params.get("std", "1,1,1").split(",")], np.float32)
+
+    def tensor(self, img: Image.Image) -> np.ndarray:
+        """RGB image -> one batch item, shaped and typed as the model's input."""
+        img = resize_center_crop(img, (self.width, self.height), self.short_side, self.resample)
+        arr = np.asarray(img, dtype=np.uint8)
+        if self.dtype == np.float32:
+            arr = (arr.astype(np.float32) / 255.0 - self.mean) / self.std
+        return arr.transpose(2, 0, 1) if self.channels_first else arr

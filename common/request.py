@@ -1,0 +1,99 @@
+"""Reading requests under the python3-http template contract (event.body/headers/method/query),
+with limits and clear 4xx errors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.parser
+import email.policy
+import json
+import os
+
+from .errors import FunctionError
+
+DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
+
+
+def max_body_bytes() -> int:
+    try:
+        return int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+    except ValueError:
+        return DEFAULT_MAX_BODY_BYTES
+
+
+def content_type(event) -> str:
+    """The media type alone, lower case ('' when absent)."""
+    return (event.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+
+def body(event) -> bytes:
+    data = event.body or b""
+    limit = max_body_bytes()
+    if len(data) > limit:
+        raise FunctionError(413, "body_too_large", f"request body is {len(data)} bytes; the limit is {limit}")
+    return data
+
+
+def require_method(event, *allowed: str) -> None:
+    if event.method not in allowed:
+        raise FunctionError(405, "method_not_allowed", f"use {' or '.join(allowed)}, not {event.method}")
+
+
+def json_body(event):
+    """The body parsed as JSON (any JSON value); 400 when it is not valid UTF-8 JSON."""
+    data = body(event)
+    if not data.strip():
+        raise FunctionError(400, "empty_body", "the request body is empty")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise FunctionError(400, "invalid_encoding", f"body is not valid UTF-8 (byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise FunctionError(400, "invalid_json", f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+def multipart_file(event, field: str | None = None) -> bytes:
+    """The first file part of a multipart/form-data body (or the part named `field`)."""
+    data = body(event)
+    header = event.headers.get("Content-Type") or ""
+    if "boundary=" not in header:
+        raise FunctionError(400, "invalid_multipart", "multipart/form-data without a boundary")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + header.encode("latin-1") + b"\r\n\r\n" + data
+    )
+    parts = list(message.iter_parts()) if message.is_multipart() else []
+    for part in parts:
+        name = part.get_param("name", header="content-disposition")
+        if (field is None and part.get_filename() is not None) or (field is not None and name == field):
+            return part.get_payload(decode=True) or b""
+    raise FunctionError(400, "missing_file", "multipart body has no file part" + (f" named {field!r}" if field else ""))
+
+
+def base64_field(obj, field: str) -> bytes:
+    """Decode `obj[field]`, a base64 string (a data: URL prefix is accepted)."""
+    if not isinstance(obj, dict) or field not in obj:
+        raise FunctionError(400, "missing_field", f"JSON body must be an object with a {field!r} field")
+    value = obj[field]
+    if not isinstance(value, str):
+        raise FunctionError(400, "invalid_field", f"{field!r} must be a base64 string")
+    if value.startswith("data:") and "," in value:
+        value = value.split(",", 1)[1]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise FunctionError(400, "invalid_base64", f"{field!r} is not valid base64: {exc}") from exc
+
+
+def int_param(event, name: str, default: int, low: int, high: int, override=None) -> int:
+    """An integer from the query string (or `override`, e.g. a JSON field), within [low, high]."""
+    raw = override if override is not None else event.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw) if not isinstance(raw, bool) else None
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not low <= value <= high or (isinstance(raw, float) and raw != value):
+        raise FunctionError(400, "invalid_parameter", f"{name} must be an integer from {low} to {high}, got {raw!r}")
+    return value

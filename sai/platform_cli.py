@@ -1,0 +1,213 @@
+"""`sai up | down | status | logs`: run the embedded platform in the background and manage it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from sai import paths
+from sai.cli import SaiError
+from sai.platform import Platform, Settings, port_open
+from sai.triton_server import tail
+
+log = logging.getLogger("sai")
+
+EXIT_NOT_RUNNING = 3  # like `systemctl status`: 3 = not running
+
+
+def register(sub) -> None:
+    up = sub.add_parser("up", help="start Triton, the functions and the gateway; return once ready")
+    up.add_argument("--foreground", action="store_true", help="run in this terminal under supervision (Ctrl-C stops)")
+    up.add_argument("--host", default="127.0.0.1", help="address the gateway and Triton bind (default: %(default)s)")
+    up.add_argument("--port", type=int, default=int(os.environ.get("SAI_PORT", 8080)), help="gateway port (default: %(default)s)")
+    up.add_argument("--triton-http-port", type=int, default=8000)
+    up.add_argument("--triton-grpc-port", type=int, default=8001)
+    up.add_argument("--triton-metrics-port", type=int, default=8002)
+    up.add_argument("--triton-url", help="use this running Triton (host:port, HTTP) instead of starting one")
+    up.add_argument("--only", action="append", metavar="FUNCTION", help="start only this function (repeatable)")
+    up.add_argument("--timeout", type=float, default=300, help="seconds to wait for readiness (default: %(default)s)")
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="stop the platform started by `sai up`")
+    down.set_defaults(func=cmd_down)
+
+    status = sub.add_parser("status", help="show what runs and is ready (exit 0 ready, 1 degraded, 3 not running)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    logs = sub.add_parser("logs", help="print a component's log (platform, triton or a function name)")
+    logs.add_argument("component", nargs="?", default="platform")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.set_defaults(func=cmd_logs)
+
+
+def _run_dir():
+    run = paths.state_dir() / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def _read_pid() -> int | None:
+    try:
+        pid = int((_run_dir() / "platform.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def _settings(args) -> Settings:
+    return Settings(
+        host=args.host, port=args.port, triton_http_port=args.triton_http_port,
+        triton_grpc_port=args.triton_grpc_port, triton_metrics_port=args.triton_metrics_port,
+        triton_url=args.triton_url, only=args.only,
+    )
+
+
+def cmd_up(args) -> int:
+    if args.foreground:
+        return _foreground(_settings(args))
+    if (pid := _read_pid()) is not None:
+        raise SaiError(f"already running (pid {pid}); `sai status` shows it, `sai down` stops it")
+    if port_open(args.host, args.port):
+        raise SaiError(f"port {args.port} is already in use; choose another with --port")
+    logfile = paths.state_dir() / "logs" / "platform.log"
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "sai", "up", "--foreground"] + [a for a in sys.argv[2:] if a != "--foreground"]
+    with open(logfile, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    (_run_dir() / "platform.pid").write_text(str(proc.pid))
+    print(f"starting the platform (pid {proc.pid}, log {logfile}) ...", flush=True)
+    deadline = time.monotonic() + args.timeout
+    gateway = f"http://{args.host}:{args.port}/healthz"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SaiError(f"the platform failed to start (exit {proc.returncode}); last log lines:\n{tail(logfile, 25)}")
+        if (_run_dir() / "state.json").exists() and _http_ok(gateway):
+            print(f"ready: gateway http://{args.host}:{args.port}  (try: curl --data-binary @cat.jpg "
+                  f"http://{args.host}:{args.port}/function/image-classify)")
+            print("`sai status` shows each component, `sai logs NAME` its log, `sai down` stops everything")
+            return 0
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise SaiError(f"not ready after {args.timeout:.0f}s; see {logfile}")
+
+
+def _foreground(settings: Settings) -> int:
+    try:
+        platform = Platform(settings)
+    except ValueError as exc:
+        raise SaiError(str(exc), exit_code=2) from exc
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        platform.start()
+    except Exception as exc:  # noqa: BLE001 - reported, with the exit code, to `sai up`
+
+        log.error("start failed: %s", exc)
+        return 1
+    (_run_dir() / "platform.pid").write_text(str(os.getpid()))
+    print(f"platform ready: gateway {platform.gateway_url}, Triton {platform.triton_url}", flush=True)
+    try:
+        while not stopping:
+            time.sleep(1)
+            platform.supervise_once()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        platform.stop()
+        (_run_dir() / "platform.pid").unlink(missing_ok=True)
+    return 0
+
+
+def cmd_down(args) -> int:
+    pid = _read_pid()
+    state = _state()
+    if pid is None:
+        _kill_leftovers(state)
+        print("not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.2)
+    else:
+        log.warning("supervisor %d did not stop in time; killing it", pid)
+        os.killpg(pid, signal.SIGKILL)
+    _kill_leftovers(state)
+    (_run_dir() / "platform.pid").unlink(missing_ok=True)
+    print("stopped")
+    return 0
+
+
+def _kill_leftovers(state: dict) -> None:
+    """Should the supervisor have died hard, stop the process groups it recorded."""
+    pids = [state.get("triton", {}).get("pid")] + [f.get("pid") for f in state.get("functions", {}).values()]
+    for pid in filter(None, pids):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+            log.info("stopped leftover process group %d", pid)
+        except OSError:
+            pass
+    (_run_dir() / "state.json").unlink(missing_ok=True)
+
+
+def _state() -> dict:
+    try:
+        return json.loads((_run_dir() / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def cmd_status(args) -> int:
+    state, pid = _state(), _read_pid()
+    if pid is None or not state:
+        if args.json:
+            print(json.dumps({"running": False}))
+        else:
+            print("not running (start it with `sai up`)")
+        return EXIT_NOT_RUNNING
+    rows = [("gateway", state["gateway"], _http_ok(state["gateway"] + "/healthz"))]
+    triton = state["triton"]
+    rows.append(("triton", triton["url"], _http_ok(f"http://{triton['url']}/v2/health/ready")))
+    for name, fn in state["functions"].items():
+        host, _, port = (fn["url"] or "").removeprefix("http://").partition(":")
+        ok = bool(port) and port_open(host, int(port))
+        rows.append((f"function/{name}", fn["url"] or "-", ok))
+    ready = all(ok for _, _, ok in rows)
+    if args.json:
+        print(json.dumps({"running": True, "ready": ready, "pid": pid,
+                          "components": [{"name": n, "address": a, "ready": ok} for n, a, ok in rows]}, indent=2))
+    else:
+        print(f"platform supervisor pid {pid}; logs in {state['logs']}")
+        for name, address, ok in rows:
+            print(f"  {'READY' if ok else 'DOWN ':5}  {name:28} {address}")
+    return 0 if ready else 1
+
+
+def cmd_logs(args) -> int:
+    logs = paths.state_dir() / "logs"
+    name = {"platform": "platform.log", "triton": "../triton/triton.log"}.get(args.component, f"function-{args.component}.log")
+    path = (logs / name).resolve()
+    if not path.exists():
+        raise SaiError(f"no log for {args.component!r} at {path}")
+    print(tail(path, args.lines))
+    return 0
