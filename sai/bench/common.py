@@ -1,0 +1,117 @@
+"""Benchmark plumbing shared by the image and text benchmarks: closed-loop load at a given
+concurrency, latency percentiles, a platform started just for the run, and the table."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import pathlib
+from dataclasses import dataclass
+
+from sai import paths
+
+
+def import_common():
+    """The functions' shared package (`common/`), importable as `common` from the repo root."""
+    root = str(paths.repo_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import common  # noqa: F401
+
+    return common
+
+
+@dataclass
+class Run:
+    items: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds
+
+    def percentile(self, q: float) -> float:
+        xs = sorted(self.latencies_ms)
+        return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def closed_loop(work, concurrency: int, requests: int, items_per_call: int = 1, make_state=lambda: None) -> Run:
+    """`requests` calls of `work(i, state)` spread over `concurrency` threads, each sending its next
+    call as soon as the previous answers. `state` is per thread (e.g. an HTTP session)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        state = make_state()
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None or errors:
+                return
+            t = time.perf_counter()
+            try:
+                work(i, state)
+            except BaseException as exc:  # surfaced below: a failing benchmark must not print figures
+                errors.append(exc)
+                return
+            with lock:
+                latencies.append((time.perf_counter() - t) * 1e3)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return Run(items=requests * items_per_call, seconds=elapsed, latencies_ms=latencies)
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The run with the median rate (repeats smooth out a noisy machine)."""
+    return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
+
+
+@contextlib.contextmanager
+def platform_or(gateway: str | None, only: list[str]):
+    """Yield a gateway URL: the given one, or a platform started on free ports for this run."""
+    if gateway:
+        yield gateway.rstrip("/")
+        return
+    from sai.platform import Platform, Settings, free_port
+
+    settings = Settings(
+        port=free_port(), triton_http_port=free_port(), triton_grpc_port=free_port(),
+        triton_metrics_port=free_port(), only=only, state_dir=pathlib.Path(tempfile.mkdtemp(prefix="sai-bench-")),
+    )
+    platform = Platform(settings)
+    print(f"starting a platform for the benchmark (state in {settings.state_dir}) ...", file=sys.stderr, flush=True)
+    platform.start()
+    try:
+        yield platform.gateway_url
+    finally:
+        platform.stop()
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).rjust(w) for c, w in zip(row, widths)) + " |")
+
+
+def fmt(x: float, digits: int = 1) -> str:
+    return f"{x:.{digits}f}"
+
+
+__all__ = ["Run", "closed_loop", "median_run", "platform_or", "print_table", "fmt", "import_common", "statistics"]

@@ -1,0 +1,108 @@
+"""`sai bench image`: image-classify through the gateway vs the in-process limit, same photos.
+
+In-process limit: decode + preprocess (the functions' own code) + onnxruntime on the same ONNX
+file, in one process, `concurrency` threads. Through the gateway: HTTP client -> gateway ->
+function process -> Triton -> model. Both closed-loop at concurrency 1, 4 and 8; the ratio of the
+two throughputs is the platform's overhead.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import requests
+
+from sai import paths
+from sai.bench.common import closed_loop, fmt, import_common, median_run, platform_or, print_table
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # scikit-image's bundled photographs
+
+
+def photos() -> list[bytes]:
+    from PIL import Image
+    from skimage import data
+
+    out = []
+    for name in PHOTOS:
+        buf = io.BytesIO()
+        Image.fromarray(getattr(data, name)()).convert("RGB").save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def in_process(images: list[bytes], concurrency: int, requests_n: int):
+    import onnxruntime as ort
+
+    common = import_common()
+    from common import imaging
+
+    repo = paths.model_repository() / "image_classifier"
+    config = _local_config(repo)
+    spec = imaging.ImageSpec(config)
+    session = ort.InferenceSession(str(repo / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+
+    def work(i, _):
+        img = imaging.decode(images[i % len(images)], min_short_side=spec.short_side)
+        session.run(["probabilities"], {spec.input: spec.tensor(img)[np.newaxis]})
+
+    del common
+    closed_loop(work, concurrency, 10)  # warm-up
+    return closed_loop(work, concurrency, requests_n)
+
+
+def _local_config(repo) -> dict:
+    """The Triton config as JSON, read from the running platform's view would need Triton; parse
+    the two fields ImageSpec uses from the committed pbtxt instead."""
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    msg = text_format.Parse((repo / "configs" / "local.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+
+
+def via_gateway(url: str, images: list[bytes], concurrency: int, requests_n: int):
+    endpoint = f"{url}/function/image-classify"
+
+    def work(i, session):
+        r = session.post(endpoint, data=images[i % len(images)], headers={"Content-Type": "image/jpeg"}, timeout=60)
+        if r.status_code != 200:
+            raise RuntimeError(f"image-classify answered {r.status_code}: {r.text[:200]}")
+
+    closed_loop(work, concurrency, 10, make_state=requests.Session)  # warm-up
+    return closed_loop(work, concurrency, requests_n, make_state=requests.Session)
+
+
+def run(args) -> int:
+    images = photos()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    results = []
+    with platform_or(args.gateway, only=["image-classify"]) as url:
+        for c in levels:
+            n = args.requests
+            base = median_run([in_process(images, c, n) for _ in range(args.repeats)])
+            gw = median_run([via_gateway(url, images, c, n) for _ in range(args.repeats)])
+            results.append((c, base, gw))
+            print(f"concurrency {c}: in-process {base.rate:.1f} img/s, gateway {gw.rate:.1f} img/s", flush=True)
+    rows = [
+        [c, fmt(b.rate), fmt(g.rate), fmt(g.rate / b.rate, 2), fmt(g.percentile(50)), fmt(g.percentile(99)), fmt(b.percentile(50))]
+        for c, b, g in results
+    ]
+    print()
+    print_table(["concurrency", "in-process img/s", "gateway img/s", "ratio", "gateway p50 ms", "gateway p99 ms", "in-process p50 ms"], rows)
+    if args.json:
+        print(json.dumps([{"concurrency": c, "in_process_per_s": b.rate, "gateway_per_s": g.rate,
+                           "ratio": g.rate / b.rate, "gateway_p50_ms": g.percentile(50),
+                           "gateway_p99_ms": g.percentile(99)} for c, b, g in results], indent=2))
+    return 0
+
+
+def register_commands(bench_sub) -> None:
+    p = bench_sub.add_parser("image", help="image-classify via the gateway vs in-process onnxruntime")
+    p.add_argument("--gateway", help="a running gateway URL (default: start a platform for the run)")
+    p.add_argument("--concurrency", default="1,4,8", help="comma-separated levels (default: %(default)s)")
+    p.add_argument("--requests", type=int, default=200, help="requests per level and run (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per level; the median is reported (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    p.set_defaults(func=run)
