@@ -4,7 +4,9 @@ text functions, the sentiment ensemble, the benchmark) gets finished sentence em
 model and nobody re-implements pooling.
 
 Inputs `input_ids`, `attention_mask`, `token_type_ids`: INT64 [batch, length], both dynamic.
-Output `embeddings`: FP32 [batch, 384], unit length.
+Outputs `embeddings`: FP32 [batch, 384], unit length (what all-MiniLM-L6-v2 is meant to give);
+`mean_pooled`: the same before L2 normalisation (text-embed's `"normalize": false`). Triton sends
+only the outputs a client asks for.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ MODEL_NAME = "text_encoder"
 DIM = 384
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT = "embeddings"
+RAW_OUTPUT = "mean_pooled"
 # The tokenizer the functions ship (common/text_assets/); it must be the one the weights were
 # trained with, so the build checks it byte for byte against the package's copy.
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -95,7 +98,7 @@ class _Pooled:
                 mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 summed = (hidden * mask).sum(dim=1)
                 mean = summed / mask.sum(dim=1).clamp(min=1e-9)
-                return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+                return torch.nn.functional.normalize(mean, p=2.0, dim=1), mean
 
         return Pooled(bert)
 
@@ -132,7 +135,7 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
     out = model_path(repo_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     dyn = {n: {0: "batch", 1: "length"} for n in INPUTS}
-    dyn[OUTPUT] = {0: "batch"}
+    dyn[OUTPUT] = dyn[RAW_OUTPUT] = {0: "batch"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = pathlib.Path(tmp) / "model.onnx"
         with torch.no_grad(), warnings.catch_warnings():
@@ -144,7 +147,7 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
                 sample,
                 str(tmp_path),
                 input_names=list(INPUTS),
-                output_names=[OUTPUT],
+                output_names=[OUTPUT, RAW_OUTPUT],
                 dynamic_axes=dyn,
                 opset_version=17,
                 dynamo=False,
@@ -159,9 +162,9 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
         for texts in [VERIFY_SENTENCES, [long_text, "short"]] + [[s] for s in VERIFY_SENTENCES]:
             f = encode_batch(tok, texts)
             with torch.no_grad():
-                ref = model(*(torch.from_numpy(f[n]) for n in INPUTS)).numpy()
-            got = sess.run([OUTPUT], f)[0]
-            max_diff = max(max_diff, float(np.abs(ref - got).max()))
+                refs = [t.numpy() for t in model(*(torch.from_numpy(f[n]) for n in INPUTS))]
+            for ref, got in zip(refs, sess.run([OUTPUT, RAW_OUTPUT], f)):
+                max_diff = max(max_diff, float(np.abs(ref - got).max()))
         if max_diff > 1e-4:
             raise RuntimeError(f"ONNX text_encoder differs from PyTorch: max abs diff {max_diff:.2e}")
         tmp_path.replace(out)

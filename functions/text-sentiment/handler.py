@@ -1,0 +1,38 @@
+"""text-sentiment: English text in, positive/negative with probabilities out.
+
+Input (POST): {"text": "..."} | {"texts": ["...", ...]} (batch, one Triton call) | a text/plain body.
+Output for one text:  {"model", "model_version", "label", "score", "scores": {"negative", "positive"},
+                       "tokens", "truncated"}
+Output for "texts":   {"model", "model_version", "results": [{"label", "score", "scores", "tokens", "truncated"}]}
+Runs the Triton ensemble `text_sentiment` (shared text_encoder -> sentiment_head), so the
+encoder is loaded once for all text functions.
+"""
+
+import os
+
+from .common import text
+from .common.errors import handler_errors, json_response
+
+LABELS = ("negative", "positive")  # the order of sentiment_head's probabilities (labels.txt)
+
+
+def model_name() -> str:
+    return os.environ.get("MODEL_NAME", "text_sentiment")
+
+
+@handler_errors
+def handle(event, context):
+    req = text.read_texts(event)
+    out, tok, version = text.run_batched(model_name(), req.texts, ["probabilities"])
+    results = []
+    for probs, n_tokens, truncated in zip(out["probabilities"].tolist(), tok.tokens, tok.truncated):
+        best = max(range(len(LABELS)), key=probs.__getitem__)
+        results.append({
+            "label": LABELS[best],
+            "score": round(probs[best], 6),
+            "scores": {label: round(p, 6) for label, p in zip(LABELS, probs)},
+            "tokens": n_tokens,
+            "truncated": truncated,
+        })
+    head = {"model": model_name(), "model_version": version}
+    return json_response({**head, "results": results} if req.batch else {**head, **results[0]})
