@@ -225,7 +225,14 @@ def _handle_or_fail(args) -> S3Handle:
 
 
 def _gateway(args) -> str:
-    return (args.gateway or os.environ.get("OPENFAAS_URL") or "http://127.0.0.1:8080").rstrip("/")
+    """--gateway, else $OPENFAAS_URL (as faas-cli), else the running platform's, else :8080."""
+    url = args.gateway or os.environ.get("OPENFAAS_URL")
+    if not url:
+        try:
+            url = json.loads((_state_dir(args) / "run" / "state.json").read_text())["gateway"]
+        except (OSError, ValueError, KeyError, TypeError):
+            url = "http://127.0.0.1:8080"
+    return url.rstrip("/")
 
 
 def cmd_upload(args) -> int:
@@ -294,7 +301,7 @@ def register(sub) -> None:
     )
     up.add_argument("file", metavar="FILE")
     up.add_argument("--key", help="object key (default: the file name)")
-    up.add_argument("--gateway", help="gateway URL (default: $OPENFAAS_URL or http://127.0.0.1:8080)")
+    up.add_argument("--gateway", help="gateway URL (default: $OPENFAAS_URL, else the running platform's)")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the function")
     up.set_defaults(func=cmd_upload)
 

@@ -361,3 +361,39 @@ def test_sai_s3_upload_through_the_gateway(platform_s3, tmp_path, coffee, capsys
         timeout=30,
     )
     assert r.status_code == 200 and r.json()["records"][0]["status"] == "duplicate"
+    assert main(["s3", "result", "e2e/never.jpg", "--state-dir", str(state)]) == 1
+
+
+def test_async_notification_through_the_gateway(platform_s3, coffee):
+    """In clusters MinIO posts to /async-function/object-classify: the per-record status comes
+    back on the callback."""
+    from test_async_calls import Receiver
+
+    platform, handle = platform_s3
+    receiver = Receiver()
+    try:
+        client = handle.client()
+        etag = client.put_object(Bucket=handle.bucket, Key="e2e/async.jpg", Body=coffee)["ETag"]
+        r = requests.post(
+            f"{platform.gateway_url}/async-function/object-classify",
+            json=objectstore.minio_event(handle.bucket, "e2e/async.jpg", len(coffee), etag),
+            headers={"X-Callback-Url": receiver.url},
+            timeout=10,
+        )
+        assert r.status_code == 202, r.text
+        call_id = r.headers["X-Call-Id"]
+        got = receiver.wait_for([call_id], timeout=30)[call_id][0]
+        assert got["headers"]["X-Function-Status"] == "200"
+        assert json.loads(got["body"])["records"][0]["status"] == "classified"
+    finally:
+        receiver.server.shutdown()
+
+
+def test_sai_s3_commands_without_a_server(tmp_path, capsys):
+    from sai.cli import main
+
+    img = tmp_path / "x.jpg"
+    img.write_bytes(b"x")
+    assert main(["s3", "upload", str(img), "--state-dir", str(tmp_path)]) == 3
+    assert main(["s3", "result", "x.jpg", "--state-dir", str(tmp_path)]) == 3
+    assert "sai up --with-s3" in capsys.readouterr().err

@@ -1,0 +1,147 @@
+"""Async invocations through the real gateway (sai.gateway.Gateway + sai.async_calls.AsyncCalls)
+calling the real image-classify function on real Triton, with a callback receiver in the test.
+
+The restart test runs its own Gateway instances (the platform's function processes behind them)
+so it can stop and restart the gateway between accepting calls and completing them."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sqlite3
+import threading
+
+import pytest
+import requests
+from aiohttp import web
+
+from sai.async_calls import AsyncCalls
+from sai.gateway import Gateway
+from test_async_calls import Receiver, free_port
+
+
+@pytest.fixture(scope="module")
+def coffee() -> bytes:
+    from PIL import Image
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(data.coffee()).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+class GatewayProcess:
+    """One gateway 'process' lifetime: Gateway + AsyncCalls on `db`, served on its own loop
+    thread, as the platform runs it. stop() is the gateway's graceful shutdown."""
+
+    def __init__(self, functions, db, port, concurrency):
+        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.gateway = Gateway(functions)
+        self.gateway.async_calls = AsyncCalls(
+            str(db), self.gateway.invoke, concurrency=concurrency, gateway_base_urls=[self.url],
+            callback_backoff=0.2,
+        )
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.runner = web.AppRunner(self.gateway.app, access_log=None)
+            self.loop.run_until_complete(self.runner.setup())
+            self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", port).start())
+            started.set()
+            self.loop.run_forever()
+            self.loop.run_until_complete(self.runner.cleanup())  # -> AsyncCalls.stop()
+            self.loop.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert started.wait(10)
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def states(db) -> dict[str, int]:
+    with sqlite3.connect(db) as c:
+        return dict(c.execute("SELECT state, count(*) FROM calls GROUP BY state").fetchall())
+
+
+def test_async_classify_through_the_platform_gateway(platform, receiver, coffee):
+    r = requests.post(
+        f"{platform.gateway_url}/async-function/image-classify?top_k=3",
+        data=coffee,
+        headers={"X-Callback-Url": receiver.url, "Content-Type": "image/jpeg"},
+        timeout=10,
+    )
+    assert r.status_code == 202, r.text
+    call_id = r.headers["X-Call-Id"]
+    got = receiver.wait_for([call_id], timeout=30)[call_id]
+    assert len(got) == 1
+    assert got[0]["headers"]["X-Function-Status"] == "200"
+    assert got[0]["headers"]["Content-Type"].startswith("application/json")
+    body = json.loads(got[0]["body"])
+    assert body["predictions"][0]["label"] == "espresso" and len(body["predictions"]) == 3
+    # the gateway refuses callbacks into itself
+    r = requests.post(
+        f"{platform.gateway_url}/async-function/image-classify",
+        data=coffee,
+        headers={"X-Callback-Url": f"{platform.gateway_url}/function/image-classify"},
+        timeout=10,
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_callback_url"
+    r = requests.post(f"{platform.gateway_url}/async-function/no-such-fn", data=b"x", timeout=10)
+    assert r.status_code == 404
+
+
+def test_gateway_restart_between_accept_and_completion(platform, receiver, coffee, tmp_path):
+    db = tmp_path / "async.db"
+    port = free_port()
+    n = 6
+    # 1st gateway: accepts and persists, runs nothing (no workers), then goes down.
+    gw = GatewayProcess(platform.functions, db, port, concurrency=0)
+    ids = []
+    for i in range(n):
+        r = requests.post(f"{gw.url}/async-function/image-classify?top_k=1&i={i}", data=coffee,
+                          headers={"X-Callback-Url": receiver.url}, timeout=10)
+        assert r.status_code == 202
+        ids.append(r.headers["X-Call-Id"])
+    gw.stop()
+    assert states(db) == {"queued": n}
+    # 2nd gateway: one worker, stopped again right after more calls arrive: whatever is in
+    # flight finishes (graceful shutdown), the rest stays queued.
+    gw = GatewayProcess(platform.functions, db, port, concurrency=1)
+    for i in range(n, 2 * n):
+        r = requests.post(f"{gw.url}/async-function/image-classify?top_k=1&i={i}", data=coffee,
+                          headers={"X-Callback-Url": receiver.url}, timeout=10)
+        ids.append(r.headers["X-Call-Id"])
+    gw.stop()
+    invoked = gw.gateway.invocations.get("image-classify", 0)
+    assert sum(states(db).values()) == 2 * n and "running" not in states(db)
+    # 3rd gateway: completes everything.
+    gw = GatewayProcess(platform.functions, db, port, concurrency=2)
+    try:
+        got = receiver.wait_for(ids, timeout=60)
+        assert {i: len(got[i]) for i in ids} == {i: 1 for i in ids}  # none lost, none twice
+        assert all(json.loads(got[i][0]["body"])["predictions"][0]["label"] == "espresso" for i in ids)
+        invoked += gw.gateway.invocations.get("image-classify", 0)
+        assert invoked == 2 * n  # each function call ran exactly once across the restarts
+        import time
+
+        deadline = time.monotonic() + 5
+        while states(db) != {"done": 2 * n} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert states(db) == {"done": 2 * n}
+    finally:
+        gw.stop()
