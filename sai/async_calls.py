@@ -24,7 +24,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from typing import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -329,7 +329,8 @@ class AsyncCalls:
         row = await self._db(self._load, call_id)
         if row is None or row["state"] != "queued":
             return
-        await self._db(self._update, call_id, "queued", state="running")
+        if not await self._db(self._update, call_id, "queued", state="running"):
+            return  # someone else took it
         started = time.monotonic()
         try:
             status, headers, body = await self.invoke(
@@ -337,7 +338,7 @@ class AsyncCalls:
             )
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of the call is reported to the callback
             log.warning("async call %s: %s unreachable: %s", call_id, row["name"], exc)
             status, headers = 502, {"Content-Type": "application/json"}
             body = json.dumps({"error": {"code": "function_unreachable", "message": f"{row['name']} did not answer"}}).encode()

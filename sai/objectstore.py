@@ -104,7 +104,7 @@ def start_s3(
         try:
             client.create_bucket(Bucket=bucket)
             break
-        except Exception as exc:  # not listening yet
+        except Exception as exc:  # noqa: BLE001 - not listening yet
             if "BucketAlready" in str(exc):
                 break
             if time.monotonic() > deadline:
@@ -237,6 +237,7 @@ def _gateway(args) -> str:
 
 def cmd_upload(args) -> int:
     import requests
+
     from sai.cli import SaiError
 
     handle = _handle_or_fail(args)

@@ -133,10 +133,11 @@ class Server:
 
     def start(self):
         env = {**os.environ, "PYTHONPATH": os.getcwd()}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(self.script), *self.args],
-            stdout=subprocess.PIPE, stderr=open(self.log, "ab"), env=env, text=True,
-        )
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(self.script), *self.args],
+                stdout=subprocess.PIPE, stderr=log, env=env, text=True,
+            )
         assert self.proc.stdout.readline().strip() == "READY", self.log.read_text()
 
     def stop(self, sig=signal.SIGTERM):

@@ -15,10 +15,10 @@ import threading
 import pytest
 import requests
 from aiohttp import web
+from test_async_calls import Receiver, free_port
 
 from sai.async_calls import AsyncCalls
 from sai.gateway import Gateway
-from test_async_calls import Receiver, free_port
 
 
 @pytest.fixture(scope="module")

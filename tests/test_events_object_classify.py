@@ -216,12 +216,12 @@ def test_results_never_retrigger(fn, env, client, s3, coffee):
     # The event a bucket notification would send for our own result object.
     head = client.head_object(Bucket=s3.bucket, Key="results/loop/a.jpg.json")
     res_rec = aws_record(s3.bucket, "results/loop/a.jpg.json", head["ContentLength"], head["ETag"].strip('"'))
-    status, body, _ = call(fn, {"Records": [res_rec]})
+    _, body, _ = call(fn, {"Records": [res_rec]})
     assert body["records"][0]["status"] == "skipped" and body["records"][0]["reason"] == "result object"
     # Explicit guard, independent of the prefix: a result copied elsewhere is still recognised.
     client.copy_object(Bucket=s3.bucket, Key="elsewhere/a.json", CopySource={"Bucket": s3.bucket, "Key": "results/loop/a.jpg.json"})
     head = client.head_object(Bucket=s3.bucket, Key="elsewhere/a.json")
-    status, body, _ = call(fn, {"Records": [aws_record(s3.bucket, "elsewhere/a.json", head["ContentLength"], head["ETag"].strip('"'))]})
+    _, body, _ = call(fn, {"Records": [aws_record(s3.bucket, "elsewhere/a.json", head["ContentLength"], head["ETag"].strip('"'))]})
     assert body["records"][0]["status"] == "skipped" and body["records"][0]["reason"] == "result object"
     assert all_keys(client, s3) == before | {"elsewhere/a.json"}
 
@@ -247,7 +247,7 @@ def test_dotdot_key_really_in_the_bucket_is_refused(fn, env, client, s3, coffee)
     results prefix (`results/../x` is `x` on path-normalising stores): refused."""
     rec = put(client, s3, "../coffee.jpg", coffee)
     before = all_keys(client, s3)
-    status, body, _ = call(fn, {"Records": [rec]})
+    _, body, _ = call(fn, {"Records": [rec]})
     assert body["records"][0]["error"]["code"] == "unsafe_key"
     assert all_keys(client, s3) == before
     # raw (not URL-encoded) and percent-encoded spellings alike

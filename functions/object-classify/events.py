@@ -63,8 +63,7 @@ def parse_record(rec: object) -> ObjectEvent:
     name = rec.get("eventName")
     if not isinstance(name, str) or not name:
         raise RecordError("bad_record", "record has no eventName")
-    if name.startswith("s3:"):
-        name = name[3:]
+    name = name.removeprefix("s3:")
     s3 = rec.get("s3")
     if not isinstance(s3, dict):
         raise RecordError("bad_record", "record has no s3 section")

@@ -101,8 +101,8 @@ def s3_client(cfg: Settings):
 
 def _s3_error(exc: Exception) -> RecordError:
     """botocore exceptions -> a per-record error with a stable code."""
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError
-    from botocore.exceptions import NoCredentialsError
+    from botocore.exceptions import ClientError, NoCredentialsError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     if isinstance(exc, NoCredentialsError):
         return RecordError("access_denied", "no S3 credentials configured")
@@ -180,7 +180,7 @@ def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
         data, etag, meta = _fetch(client, ev, cfg.max_object_bytes)
     except RecordError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - botocore errors, classified by _s3_error
         if _is_precondition_failed(exc):
             return {**entry, "status": "skipped", "reason": "object changed since the event"}
         raise _s3_error(exc) from None
@@ -220,7 +220,7 @@ def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
             ContentType="application/json",
             Metadata=metadata,
         )
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - botocore errors, classified by _s3_error
         raise _s3_error(exc) from None
     top = doc["predictions"][0] if doc["predictions"] else None
     return {**entry, "status": "classified", "top1": top, "model_version": doc["model_version"]}
