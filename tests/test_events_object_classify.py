@@ -397,3 +397,21 @@ def test_sai_s3_commands_without_a_server(tmp_path, capsys):
     assert main(["s3", "upload", str(img), "--state-dir", str(tmp_path)]) == 3
     assert main(["s3", "result", "x.jpg", "--state-dir", str(tmp_path)]) == 3
     assert "sai up --with-s3" in capsys.readouterr().err
+
+
+def test_prefix_and_suffix_filters(fn, env, client, s3):
+    env.setenv("INPUT_PREFIX", "incoming/")
+    env.setenv("INPUT_SUFFIXES", ".jpg, .PNG")
+    before = all_keys(client, s3)
+    recs = [
+        aws_record(s3.bucket, "other/a.jpg", 10, "e"),
+        aws_record(s3.bucket, "incoming/a.txt", 10, "e"),
+        aws_record(s3.bucket, "incoming/a.json", 10, "e"),
+    ]
+    body = call(fn, {"Records": recs})[1]
+    assert [r["status"] for r in body["records"]] == ["skipped"] * 3
+    assert "INPUT_PREFIX" in body["records"][0]["reason"] and "INPUT_SUFFIXES" in body["records"][1]["reason"]
+    # a matching key goes on to S3 (here: missing, so not_found) - the filters let it through
+    body = call(fn, {"Records": [aws_record(s3.bucket, "incoming/A.png", 10, "e")]})[1]
+    assert body["records"][0]["error"]["code"] == "not_found"
+    assert all_keys(client, s3) == before
