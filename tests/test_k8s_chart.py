@@ -153,7 +153,7 @@ def test_values_schema_rejects(bad_set, message):
 def test_knative_function_timeout_cap():
     """Knative caps revision timeouts at 600 s: the chart refuses a function timeout above it."""
     with pytest.raises(SaiError, match="600"):
-        render_chart(sets=["functions.mode=knative", "timeouts.tritonColdStartSeconds=590"])
+        render_chart(sets=["functions.mode=knative", "timeouts.tritonColdStartSeconds=590", "timeouts.marginSeconds=15"])
 
 
 # ---- invariants ---------------------------------------------------------------------------------
