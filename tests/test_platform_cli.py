@@ -1,0 +1,75 @@
+"""`sai up` in the background, `sai status`, `sai logs`, `sai down`: as a user runs them, on free
+ports, with a private state folder; nothing may outlive `sai down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from sai.platform import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def sai(*args, env, timeout=240):
+    return subprocess.run([sys.executable, "-m", "sai", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    # a zombie is dead for our purposes
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_up_status_down_leaves_nothing_running(tmp_path, coffee_jpeg):
+    env = {**os.environ, "SAI_STATE_DIR": str(tmp_path)}
+    port = free_port()
+    ports = ["--port", str(port), "--triton-http-port", str(free_port()), "--triton-grpc-port", str(free_port()),
+             "--triton-metrics-port", str(free_port()), "--only", "image-classify"]
+
+    assert sai("status", env=env).returncode == 3  # not running yet
+
+    up = sai("up", *ports, env=env)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"http://127.0.0.1:{port}" in up.stdout
+
+        r = requests.post(f"http://127.0.0.1:{port}/function/image-classify", data=coffee_jpeg, timeout=30)
+        assert r.json()["predictions"][0]["label"] == "espresso"
+
+        status = sai("status", "--json", env=env)
+        assert status.returncode == 0, status.stdout
+        report = json.loads(status.stdout)
+        assert report["ready"] and {c["name"] for c in report["components"]} == {"gateway", "triton", "function/image-classify"}
+
+        again = sai("up", *ports, env=env)
+        assert again.returncode == 1 and "already running" in again.stderr
+
+        logs = sai("logs", "triton", env=env)
+        assert logs.returncode == 0 and "Started HTTPService" in logs.stdout
+
+        state = json.loads((tmp_path / "run" / "state.json").read_text())
+        pids = [state["pid"], state["triton"]["pid"], *(f["pid"] for f in state["functions"].values())]
+        assert all(alive(p) for p in pids)
+    finally:
+        down = sai("down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert not any(alive(p) for p in pids)
+    stubs = subprocess.run(["pgrep", "-f", f"{tmp_path}/triton/backends"], capture_output=True, text=True)
+    assert stubs.stdout.strip() == ""  # no orphaned Triton Python backend stubs
+    assert sai("status", env=env).returncode == 3
+
+
+def test_up_reports_a_bad_function_name(tmp_path):
+    env = {**os.environ, "SAI_STATE_DIR": str(tmp_path)}
+    r = sai("up", "--foreground", "--port", str(free_port()), "--only", "no-such-function", env=env, timeout=60)
+    assert r.returncode == 2 and "no-such-function" in r.stderr
