@@ -14,7 +14,6 @@ import argparse
 import functools
 import importlib.metadata
 import io
-import json
 import os
 import re
 import shutil
@@ -136,7 +135,7 @@ def crds_dir() -> Path:
 
 
 def run_tool(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(tool_path(name)), *args], capture_output=True, text=True)
+    proc = subprocess.run([str(tool_path(name)), *args], capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         from sai.cli import SaiError
 
@@ -215,8 +214,8 @@ class ManifestValidator:
                     if schema and v.get("served", True):
                         key = (f"{spec['group']}/{v['name']}", spec["names"]["kind"])
                         self.crd_schemas[key] = _strict(schema)
+        self._validators: dict[tuple[str, str], object] = {}  # compiled once per apiVersion/kind
 
-    @functools.lru_cache(maxsize=None)
     def _core_validator(self, api_version: str, kind: str):
         import jsonschema
         import kubernetes_validate.utils as kvu
@@ -233,7 +232,6 @@ class ManifestValidator:
         registry = Resource.from_contents(defs) @ (Resource.from_contents(schema) @ Registry())
         return jsonschema.Draft202012Validator(schema, registry=registry)
 
-    @functools.lru_cache(maxsize=None)
     def _crd_validator(self, api_version: str, kind: str):
         import jsonschema
 
@@ -243,7 +241,10 @@ class ManifestValidator:
     def errors(self, obj: dict) -> list[str]:
         api_version, kind = obj.get("apiVersion", ""), obj.get("kind", "")
         name = f"{kind}/{(obj.get('metadata') or {}).get('name')}"
-        validator = self._crd_validator(api_version, kind) or self._core_validator(api_version, kind)
+        key = (api_version, kind)
+        if key not in self._validators:
+            self._validators[key] = self._crd_validator(*key) or self._core_validator(*key)
+        validator = self._validators[key]
         if validator is None:
             return [f"{name}: no schema for {api_version} {kind} (neither core nor a CRD in {crds_dir()})"]
         return [
@@ -252,7 +253,7 @@ class ManifestValidator:
         ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _definitions(folder: str, kube_version: str) -> dict:
     import kubernetes_validate.utils as kvu
 

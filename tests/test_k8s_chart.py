@@ -104,7 +104,7 @@ def test_pvc_model_repository_validates(validator):
     for mode in ("kserve", "knative"):
         objs = render_chart(sets=["modelRepository.source=pvc", f"triton.mode={mode}"])
         assert not [e for o in objs for e in validator.errors(o)]
-        pod, container, _ = triton_workload(objs)
+        _, container, _ = triton_workload(objs)
         if mode == "kserve":
             assert container["storageUri"] == "pvc://serverless-ai-models"
         else:
@@ -210,9 +210,7 @@ def pod_specs(objs):
     """(name, pod spec) of every pod template the chart renders, Triton included."""
     for o in objs:
         name = f"{o['kind']}/{o['metadata']['name']}"
-        if o["kind"] in ("Deployment", "Job"):
-            yield name, o["spec"]["template"]["spec"]
-        elif o["kind"] == "Service" and o["apiVersion"].startswith("serving.knative.dev"):
+        if o["kind"] in ("Deployment", "Job") or o["kind"] == "Service" and o["apiVersion"].startswith("serving.knative.dev"):
             yield name, o["spec"]["template"]["spec"]
     if any(o["kind"] == "InferenceService" for o in objs):
         pred, container, _ = triton_workload(objs)
@@ -254,7 +252,7 @@ def test_no_secret_values_in_chart(rendered):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_network_policy_guards_triton(profile, rendered):
     objs = rendered[profile]
-    pod, _, _ = triton_workload(objs)
+    _ = triton_workload(objs)
     isvc = [o for o in objs if o["kind"] == "InferenceService"]
     if isvc:
         pod_labels = isvc[0]["spec"]["predictor"]["labels"]
@@ -276,7 +274,7 @@ def test_network_policy_guards_triton(profile, rendered):
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_triton_args_and_probes(profile, rendered):
-    pod, container, _ = triton_workload(rendered[profile])
+    _, container, _ = triton_workload(rendered[profile])
     args = container["args"]
     assert args[0] == "tritonserver"
     assert "--strict-readiness=true" in args

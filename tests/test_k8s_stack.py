@@ -13,7 +13,15 @@ import pytest
 import yaml
 
 from sai import k8s_tools
-from sai.k8s_tools import CHART_DIR, KUBE_VERSION, REPO_ROOT, ManifestValidator, load_yaml_stream, render_chart, run_tool
+from sai.k8s_tools import (
+    CHART_DIR,
+    KUBE_VERSION,
+    REPO_ROOT,
+    ManifestValidator,
+    load_yaml_stream,
+    render_chart,
+    run_tool,
+)
 
 FUNCTIONS = ["image-classify", "text-sentiment", "text-embed", "text-keywords", "object-classify"]
 WATCHDOG = {"exec_timeout", "read_timeout", "write_timeout"}
@@ -29,6 +37,11 @@ def chart_functions():
     """The chart's Function resources for release serverless-ai, with its MinIO (the kind setup)."""
     objs = render_chart(sets=["minio.enabled=true"])
     return {o["metadata"]["name"]: o["spec"] for o in objs if o["kind"] == "Function"}, objs
+
+
+@pytest.fixture(scope="module")
+def validator():
+    return ManifestValidator()
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +122,8 @@ def test_triton_url_matches_chart(stack, chart_functions):
 
 
 @pytest.mark.parametrize("overlay", ["kind", "gpu"])
-def test_kustomize_overlays_render_and_validate(overlay):
+def test_kustomize_overlays_render_and_validate(overlay, validator):
     objs = load_yaml_stream(run_tool("kubectl", "kustomize", str(REPO_ROOT / "k8s/overlays" / overlay)).stdout)
-    validator = ManifestValidator()
     problems = [e for o in objs for e in validator.errors(o)]
     assert not problems, problems
     cms = {o["metadata"]["name"]: o["data"] for o in objs if o["kind"] == "ConfigMap"}
@@ -169,13 +181,13 @@ def test_bootstrap_dry_run_pins_versions():
         assert "--version 14.2.124" in out  # OpenFaaS chart pinned
         assert f"charts/serverless-ai/values-{profile}.yaml" in out
         assert ("kserve" in out) == (profile != "knative"), "KServe is skipped only without it"
-    bad = subprocess.run(["bash", str(script), "--profile", "nope", "--dry-run"], capture_output=True, text=True)
+    bad = subprocess.run(["bash", str(script), "--profile", "nope", "--dry-run"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2
 
 
 def test_fetch_crds_matches_the_crds_in_use():
     script = (REPO_ROOT / "k8s/fetch-crds.sh").read_text()
-    listed = sorted(re.findall(r"^([\w.-]+\.yaml)\|", script, re.M))
+    listed = sorted(re.findall(r"^([\w.-]+\.yaml)\|", script, re.MULTILINE))
     assert listed == sorted(p.name for p in k8s_tools.crds_dir().glob("*.yaml"))
 
 
