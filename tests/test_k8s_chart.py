@@ -379,7 +379,10 @@ def test_minio_webhook_targets_object_classify():
         oc_env = oc["spec"].get("environment") or {
             e["name"]: e["value"] for e in oc["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert oc_env["S3_ENDPOINT"] == "http://serverless-ai-minio.serverless-ai.svc.cluster.local:9000"
-        assert not oc_env["RESULTS_PREFIX"].startswith("incoming/"), "results must not re-trigger"
+        assert oc_env["INPUT_PREFIX"] == "incoming/", "classify exactly what MinIO notifies about"
+        assert not oc_env["RESULTS_PREFIX"].startswith(oc_env["INPUT_PREFIX"]), "results must not re-trigger"
+    with pytest.raises(SaiError, match="resultsPrefix"):
+        render_chart(sets=["functions.objectClassify.resultsPrefix=incoming/results/"])
 
 
 # ---- documentation ------------------------------------------------------------------------------

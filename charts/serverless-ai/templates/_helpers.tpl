@@ -107,6 +107,10 @@ seccompProfile:
 {{- if and (eq .Values.triton.mode "knative") (eq .Values.modelRepository.source "s3") .Values.modelRepository.localModelCache.enabled -}}
 {{- fail "modelRepository.localModelCache needs triton.mode=kserve (it is a KServe feature)" -}}
 {{- end -}}
+{{- $oc := .Values.functions.objectClassify -}}
+{{- if and $oc.inputPrefix (hasPrefix $oc.inputPrefix $oc.resultsPrefix) -}}
+{{- fail "functions.objectClassify.resultsPrefix must not be under inputPrefix: results would trigger object-classify again" -}}
+{{- end -}}
 {{- if gt (include "sai.timeout.function" . | int) 600 -}}
 {{- if eq .Values.functions.mode "knative" -}}
 {{- fail "function timeout (tritonColdStartSeconds + marginSeconds) exceeds Knative's 600 s revision maximum" -}}
