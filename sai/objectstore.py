@@ -29,6 +29,15 @@ FUNCTION = "object-classify"
 RESULTS_PREFIX = "results/"
 
 
+def input_prefix() -> str:
+    """Where object-classify listens (its INPUT_PREFIX in stack.yml), so uploads trigger it."""
+    from sai import paths
+    from sai.functions import load_stack
+
+    fn = load_stack(paths.repo_root() / "stack.yml").functions.get("object-classify")
+    return fn.environment.get("INPUT_PREFIX", "") if fn else ""
+
+
 @dataclass
 class S3Handle:
     endpoint: str  # e.g. http://127.0.0.1:9000
@@ -244,7 +253,7 @@ def cmd_upload(args) -> int:
     path = pathlib.Path(args.file)
     if not path.is_file():
         raise SaiError(f"{path}: no such file", 2)
-    key = args.key or path.name
+    key = args.key or input_prefix() + path.name
     data = path.read_bytes()
     client = handle.client()
     put = client.put_object(Bucket=handle.bucket, Key=key, Body=data)
@@ -301,7 +310,7 @@ def register(sub) -> None:
         "webhook format) to the gateway's object-classify function and print its per-record status.",
     )
     up.add_argument("file", metavar="FILE")
-    up.add_argument("--key", help="object key (default: the file name)")
+    up.add_argument("--key", help="object key (default: object-classify's INPUT_PREFIX + the file name)")
     up.add_argument("--gateway", help="gateway URL (default: $OPENFAAS_URL, else the running platform's)")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the function")
     up.set_defaults(func=cmd_upload)

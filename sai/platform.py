@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from sai import paths
+from sai import objectstore, paths
+from sai.async_calls import AsyncCalls
 from sai.functions import Function, build_context, load_stack
 from sai.gateway import Gateway
 from sai.triton_server import TritonServer, tail, terminate_group
@@ -59,6 +60,10 @@ class Settings:
     model_repository: pathlib.Path = field(default_factory=paths.model_repository)
     function_env: dict[str, dict[str, str]] = field(default_factory=dict)  # extra env per function
     only: list[str] | None = None  # start just these functions (default: all in stack.yml)
+    with_s3: bool = False  # start a local S3 server (moto) for object-classify
+    s3_port: int = 9000
+    async_concurrency: int = 2  # async calls run at once
+    async_queue_limit: int = 100  # accepted-but-unfinished async calls before 429
 
 
 class RunningFunction:
@@ -120,6 +125,13 @@ class Platform:
         self.triton_wanted = True  # False while stopped on purpose (stop_triton), so not restarted
         self.functions: dict[str, RunningFunction] = {}
         self.gateway = Gateway(self.functions, settings.upstream_timeout_s, settings.max_body_bytes)
+        # Async invocations, persisted so that accepted calls survive a restart.
+        self.gateway.async_calls = AsyncCalls(
+            str(settings.state_dir / "async-calls.sqlite"), self.gateway.invoke,
+            concurrency=settings.async_concurrency, queue_limit=settings.async_queue_limit,
+            gateway_base_urls=[self.gateway_url],
+        )
+        self.s3: objectstore.S3Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -138,6 +150,11 @@ class Platform:
         if port_open(self.settings.host, self.settings.port):
             raise RuntimeError(f"port {self.settings.port} is in use: is the platform already up? (`sai status`)")
         try:
+            if self.settings.with_s3:
+                self.s3 = objectstore.start_s3(self.settings.state_dir, self.settings.s3_port)
+                env = self.settings.function_env.setdefault("object-classify", {})
+                env.update(objectstore.function_env(self.s3))
+                log.info("local S3 (moto) at %s", self.s3.endpoint)
             self.start_triton()
             self._start_functions()
             self._start_gateway()
@@ -154,6 +171,8 @@ class Platform:
         self.triton_wanted = False
         if self.triton is not None:
             self.triton.stop()
+        if self.s3 is not None:
+            objectstore.stop_s3(self.s3, self.settings.state_dir)
         state = self.settings.state_dir / "run" / "state.json"
         state.unlink(missing_ok=True)
         log.info("platform stopped")
@@ -261,6 +280,7 @@ class Platform:
                 n: {"url": f.url, "pid": f.process.pid if f.process else None, "restarts": f.restarts, "log": str(f.log_path)}
                 for n, f in self.functions.items()
             },
+            "s3": self.s3.endpoint if self.s3 else None,
             "logs": str(self.logs),
         }
         tmp = run / "state.json.tmp"

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 
-from sai import paths
+from sai import objectstore, paths
 from sai.cli import SaiError
 from sai.platform import Platform, Settings, port_open
 from sai.triton_server import tail
@@ -30,6 +30,8 @@ def register(sub) -> None:
     up.add_argument("--triton-grpc-port", type=int, default=8001)
     up.add_argument("--triton-metrics-port", type=int, default=8002)
     up.add_argument("--triton-url", help="use this running Triton (host:port, HTTP) instead of starting one")
+    up.add_argument("--with-s3", action="store_true", help="also start a local S3 server (moto) for object-classify")
+    up.add_argument("--s3-port", type=int, default=9000, help="port of the local S3 server (default: %(default)s)")
     up.add_argument("--only", action="append", metavar="FUNCTION", help="start only this function (repeatable)")
     up.add_argument("--timeout", type=float, default=300, help="seconds to wait for readiness (default: %(default)s)")
     up.set_defaults(func=cmd_up)
@@ -66,7 +68,7 @@ def _settings(args) -> Settings:
     return Settings(
         host=args.host, port=args.port, triton_http_port=args.triton_http_port,
         triton_grpc_port=args.triton_grpc_port, triton_metrics_port=args.triton_metrics_port,
-        triton_url=args.triton_url, only=args.only,
+        triton_url=args.triton_url, only=args.only, with_s3=args.with_s3, s3_port=args.s3_port,
     )
 
 
@@ -159,6 +161,7 @@ def _kill_leftovers(state: dict) -> None:
             log.info("stopped leftover process group %d", pid)
         except OSError:
             pass
+    objectstore.stop_s3(objectstore.load_handle(paths.state_dir()), paths.state_dir())
     (_run_dir() / "state.json").unlink(missing_ok=True)
 
 
@@ -192,6 +195,8 @@ def cmd_status(args) -> int:
         host, _, port = (fn["url"] or "").removeprefix("http://").partition(":")
         ok = bool(port) and port_open(host, int(port))
         rows.append((f"function/{name}", fn["url"] or "-", ok))
+    if state.get("s3"):
+        rows.append(("s3 (moto)", state["s3"], _http_ok(state["s3"] + "/")))
     ready = all(ok for _, _, ok in rows)
     if args.json:
         print(json.dumps({"running": True, "ready": ready, "pid": pid,

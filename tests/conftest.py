@@ -14,11 +14,12 @@ from sai.platform import Platform, Settings, free_port
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory):
     """The whole embedded platform, started once for the session: every model in
-    model_repository/ on a real tritonserver, every function in stack.yml, the gateway."""
+    model_repository/ on a real tritonserver, every function in stack.yml, the gateway, and the
+    local S3 server object-classify reads from (`platform.s3`)."""
     logging.basicConfig(level=logging.INFO)
     settings = Settings(
         port=free_port(), triton_http_port=free_port(), triton_grpc_port=free_port(),
-        triton_metrics_port=free_port(), state_dir=tmp_path_factory.mktemp("sai-state"),
+        triton_metrics_port=free_port(), with_s3=True, s3_port=free_port(), state_dir=tmp_path_factory.mktemp("sai-state"),
     )
     running = Platform(settings)
     running.start()

@@ -348,20 +348,20 @@ def test_sai_s3_upload_through_the_gateway(platform_s3, tmp_path, coffee, capsys
     state = Path(handle.log_path).parent
     img = tmp_path / "coffee.jpg"
     img.write_bytes(coffee)
-    assert main(["s3", "upload", str(img), "--key", "e2e/coffee.jpg", "--state-dir", str(state), "--gateway", platform.gateway_url]) == 0
+    assert main(["s3", "upload", str(img), "--key", "incoming/e2e/coffee.jpg", "--state-dir", str(state), "--gateway", platform.gateway_url]) == 0
     out = capsys.readouterr().out
     assert '"status": "classified"' in out
-    assert main(["s3", "result", "e2e/coffee.jpg", "--state-dir", str(state)]) == 0
+    assert main(["s3", "result", "incoming/e2e/coffee.jpg", "--state-dir", str(state)]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["predictions"][0]["label"] == "espresso"
     # replay through the gateway: no new work
     r = requests.post(
         f"{platform.gateway_url}/function/object-classify",
-        json=objectstore.minio_event(handle.bucket, "e2e/coffee.jpg", len(coffee), shown["source"]["etag"]),
+        json=objectstore.minio_event(handle.bucket, "incoming/e2e/coffee.jpg", len(coffee), shown["source"]["etag"]),
         timeout=30,
     )
     assert r.status_code == 200 and r.json()["records"][0]["status"] == "duplicate"
-    assert main(["s3", "result", "e2e/never.jpg", "--state-dir", str(state)]) == 1
+    assert main(["s3", "result", "incoming/e2e/never.jpg", "--state-dir", str(state)]) == 1
 
 
 def test_async_notification_through_the_gateway(platform_s3, coffee):
@@ -373,10 +373,10 @@ def test_async_notification_through_the_gateway(platform_s3, coffee):
     receiver = Receiver()
     try:
         client = handle.client()
-        etag = client.put_object(Bucket=handle.bucket, Key="e2e/async.jpg", Body=coffee)["ETag"]
+        etag = client.put_object(Bucket=handle.bucket, Key="incoming/e2e/async.jpg", Body=coffee)["ETag"]
         r = requests.post(
             f"{platform.gateway_url}/async-function/object-classify",
-            json=objectstore.minio_event(handle.bucket, "e2e/async.jpg", len(coffee), etag),
+            json=objectstore.minio_event(handle.bucket, "incoming/e2e/async.jpg", len(coffee), etag),
             headers={"X-Callback-Url": receiver.url},
             timeout=10,
         )

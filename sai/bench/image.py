@@ -41,7 +41,7 @@ def in_process(images: list[bytes], concurrency: int, requests_n: int):
     repo = paths.model_repository() / "image_classifier"
     config = _local_config(repo)
     spec = imaging.ImageSpec(config)
-    session = ort.InferenceSession(str(repo / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(repo / "1" / "model.onnx"), session_options(config), providers=["CPUExecutionProvider"])
 
     def work(i, _):
         img = imaging.decode(images[i % len(images)], min_short_side=spec.short_side)
@@ -52,9 +52,20 @@ def in_process(images: list[bytes], concurrency: int, requests_n: int):
     return closed_loop(work, concurrency, requests_n)
 
 
+def session_options(config: dict):
+    """The onnxruntime settings Triton's onnx_local backend uses for this model, so both sides
+    run the same graph the same way (threads per session, no spinning)."""
+    import onnxruntime as ort
+
+    params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(params.get("intra_op_threads", "0"))
+    opts.add_session_config_entry("session.intra_op.allow_spinning", params.get("allow_spinning", "0"))
+    return opts
+
+
 def _local_config(repo) -> dict:
-    """The Triton config as JSON, read from the running platform's view would need Triton; parse
-    the two fields ImageSpec uses from the committed pbtxt instead."""
+    """The model's local Triton config (configs/local.pbtxt) as the JSON Triton would serve."""
     from google.protobuf import json_format, text_format
     from tritonclient.grpc import model_config_pb2
 

@@ -29,6 +29,8 @@ class TritonPythonModel:
         # Functions, gateway and Triton share a few cores: let the config cap onnxruntime's threads.
         opts.intra_op_num_threads = int(params.get("intra_op_threads", "0"))
         opts.inter_op_num_threads = 1
+        # Spinning threads burn the cores that the functions and the gateway need.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", params.get("allow_spinning", "0"))
         self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
