@@ -250,17 +250,17 @@ def train(out_dir: pathlib.Path, seed: int = DEFAULT_SEED, subset: int | None = 
     if not encoder_path.is_file():
         raise FileNotFoundError(f"{encoder_path} is missing: run `sai models build` first")
     t0 = time.monotonic()
-    _step(progress, "sentiment: fetching the rated sentences (vaderSentiment sdist)")
+    _step(progress, "fetching the rated sentences (vaderSentiment sdist)")
     splits = make_splits(fetch_dataset(cache_dir), seed, subset)
     enc = Encoder(encoder_path)
     n_all = sum(len(s.train_text) + len(s.test_text) for s in splits)
-    _step(progress, f"sentiment: embedding {n_all} sentences")
+    _step(progress, f"embedding {n_all} sentences")
     bar = _tqdm(n_all, "embedding", progress)
     train_emb = {s.domain: enc.embed(s.train_text, progress=bar) for s in splits}
     test_emb = {s.domain: enc.embed(s.test_text, progress=bar) for s in splits}
     bar.close()
 
-    _step(progress, "sentiment: training the head")
+    _step(progress, "training the head")
     x = np.concatenate([train_emb[s.domain] for s in splits])
     y = np.concatenate([s.train_y for s in splits])
     scaler = StandardScaler().fit(x)
@@ -273,7 +273,7 @@ def train(out_dir: pathlib.Path, seed: int = DEFAULT_SEED, subset: int | None = 
     if diff > 1e-4:
         raise RuntimeError(f"exported head differs from sklearn: {diff:.2e}")
 
-    _step(progress, "sentiment: held-out accuracy vs VADER")
+    _step(progress, "held-out accuracy vs VADER")
     import sklearn
     import vaderSentiment
 
@@ -343,7 +343,7 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
     probe = head_predict(head, np.zeros((1, text_encoder.DIM), np.float32))
     if probe.shape != (1, len(LABELS)):
         raise RuntimeError(f"{head}: unexpected output shape {probe.shape}")
-    _step(progress, f"{MODEL_NAME}: committed head, held-out accuracy {saved['accuracy']['all']['head_accuracy']}")
+    _step(progress, f"committed head, held-out accuracy {saved['accuracy']['all']['head_accuracy']}")
     return {"model": MODEL_NAME, "ensemble": ENSEMBLE, "accuracy": saved["accuracy"]["all"]}
 
 

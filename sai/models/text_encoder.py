@@ -93,27 +93,25 @@ def encode_batch(tok, texts: list[str]) -> dict[str, np.ndarray]:
     }
 
 
-class _Pooled:
-    """BertModel + masked mean pooling + L2 norm, as sentence-transformers computes it."""
+def pooled_model(bert):
+    """BertModel + masked mean pooling + L2 norm, as sentence-transformers computes them.
+    Returns (normalised, mean-pooled)."""
+    import torch
 
-    def __new__(cls, bert):
-        import torch
+    class Pooled(torch.nn.Module):
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
 
-        class Pooled(torch.nn.Module):
-            def __init__(self, bert):
-                super().__init__()
-                self.bert = bert
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            hidden = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2.0, dim=1), mean
 
-            def forward(self, input_ids, attention_mask, token_type_ids):
-                hidden = self.bert(
-                    input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-                ).last_hidden_state
-                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-                summed = (hidden * mask).sum(dim=1)
-                mean = summed / mask.sum(dim=1).clamp(min=1e-9)
-                return torch.nn.functional.normalize(mean, p=2.0, dim=1), mean
-
-        return Pooled(bert)
+    return Pooled(bert)
 
 
 def build(repo_dir: pathlib.Path, progress=None) -> dict:
@@ -125,7 +123,7 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
 
     repo_dir = pathlib.Path(repo_dir)
     src = package_dir()
-    _step(progress, "text_encoder: checking tokenizer")
+    _step(progress, "checking tokenizer")
     if SHIPPED_TOKENIZER.is_file():
         shipped = hashlib.sha256(SHIPPED_TOKENIZER.read_bytes()).hexdigest()
         upstream = hashlib.sha256((src / "tokenizer.json").read_bytes()).hexdigest()
@@ -135,16 +133,16 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
                 "the functions would tokenise differently from the model's training"
             )
 
-    _step(progress, "text_encoder: loading PyTorch weights")
+    _step(progress, "loading PyTorch weights")
     transformers.logging.set_verbosity_error()  # the unused pooler weights are expected
     transformers.utils.logging.disable_progress_bar()
     bert = BertModel.from_pretrained(str(src), add_pooling_layer=False, attn_implementation="eager")
-    model = _Pooled(bert).eval()
+    model = pooled_model(bert).eval()
     tok = load_tokenizer()
     feeds = encode_batch(tok, VERIFY_SENTENCES)
     sample = tuple(torch.from_numpy(feeds[n]) for n in INPUTS)
 
-    _step(progress, "text_encoder: exporting ONNX")
+    _step(progress, "exporting ONNX")
     out = model_path(repo_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     dyn = {n: {0: "batch", 1: "length"} for n in INPUTS}
@@ -166,7 +164,7 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
                 dynamo=False,
             )
 
-        _step(progress, "text_encoder: verifying against PyTorch")
+        _step(progress, "verifying against PyTorch")
         sess = ort.InferenceSession(str(tmp_path), providers=["CPUExecutionProvider"])
         max_diff = 0.0
         # Check a batch with padding and each sentence alone (different lengths than the export).
@@ -184,7 +182,7 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
     report = {"model": MODEL_NAME, "export_version": EXPORT_VERSION, "max_abs_diff": max_diff,
               "dim": DIM, "outputs": [OUTPUT, RAW_OUTPUT], "path": str(out)}
     report_path(repo_dir).write_text(json.dumps(report, indent=2) + "\n")
-    _step(progress, f"text_encoder: max abs diff vs PyTorch {max_diff:.2e}")
+    _step(progress, f"max abs diff vs PyTorch {max_diff:.2e}")
     return report
 
 
