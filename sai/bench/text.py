@@ -1,7 +1,8 @@
 """`sai bench text`: text-embed through the gateway vs the in-process encoder, same sentences.
 
 In-process limit: the functions' own tokenisation (common/text.py) + onnxruntime on the same
-text_encoder ONNX file, in one process, `concurrency` threads. Through the gateway: HTTP client ->
+text_encoder ONNX file with the same session settings as the local Triton config, in one
+process, `concurrency` threads. Through the gateway: HTTP client ->
 gateway -> text-embed -> Triton -> model, JSON embeddings back. Both closed-loop at each
 concurrency, with requests of 1 and of 16 sentences; figures are sentences per second.
 """
@@ -14,6 +15,7 @@ import requests
 
 from sai import paths
 from sai.bench.common import closed_loop, fmt, import_common, median_run, platform_or, print_table
+from sai.bench.image import _local_config, session_options
 
 # Review-, news- and chat-like sentences of 5 to 40 words, as the text functions typically see.
 SENTENCES = [
@@ -48,8 +50,10 @@ def in_process(reqs: list[list[str]], concurrency: int, requests_n: int):
     import_common()
     from common import text
 
-    path = paths.model_repository() / "text_encoder" / "1" / "model.onnx"
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    repo = paths.model_repository() / "text_encoder"
+    # The same onnxruntime settings as Triton's onnx_local backend uses for this model.
+    opts = session_options(_local_config(repo))
+    session = ort.InferenceSession(str(repo / "1" / "model.onnx"), opts, providers=["CPUExecutionProvider"])
 
     def work(i, _):
         session.run(["embeddings"], text.tokenize(reqs[i % len(reqs)]).feeds)
