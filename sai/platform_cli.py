@@ -75,8 +75,9 @@ def _settings(args) -> Settings:
 def cmd_up(args) -> int:
     if args.foreground:
         return _foreground(_settings(args))
-    if (pid := _read_pid()) is not None:
-        raise SaiError(f"already running (pid {pid}); `sai status` shows it, `sai down` stops it")
+    if (pid := _read_pid()) is not None:  # idempotent, like `docker compose up -d`
+        print(f"already running (pid {pid}); `sai status` shows it, `sai down` stops it (to restart with other options)")
+        return 0
     if port_open(args.host, args.port):
         raise SaiError(f"port {args.port} is already in use; choose another with --port")
     logfile = paths.state_dir() / "logs" / "platform.log"
