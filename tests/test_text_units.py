@@ -188,3 +188,50 @@ def test_mmr_diversity():
     assert scores[0] == pytest.approx(float(cands[0] @ doc))
     assert len(keywords.mmr(doc, cands, 10, 0.5)) == 4
     assert keywords.mmr(doc, np.zeros((0, 3), np.float32), 5, 0.5) == []
+
+
+# ---------------------------------------------------------------- Triton configs
+
+
+def _configs(model: str) -> dict[str, dict]:
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    folder = ROOT / "model_repository" / model
+    out = {}
+    for variant, path in (("gpu", folder / "config.pbtxt"), ("cpu", folder / "configs/cpu.pbtxt"),
+                          ("local", folder / "configs/local.pbtxt")):
+        msg = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        out[variant] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    return out
+
+
+@pytest.mark.parametrize("variant", ["gpu", "cpu", "local"])
+def test_text_model_configs_agree(variant):
+    """Each config variant parses, matches the ONNX graphs' tensors, and the ensemble fits its
+    composing models' batch limits in that variant (Triton refuses the load otherwise)."""
+    import onnx
+
+    enc, head, ens = (_configs(m)[variant] for m in ("text_encoder", "sentiment_head", "text_sentiment"))
+    kind = {"gpu": "KIND_GPU", "cpu": "KIND_CPU", "local": "KIND_CPU"}[variant]
+    for cfg in (enc, head):
+        assert cfg["instance_group"][0]["kind"] == kind
+        if variant == "local":
+            assert cfg["backend"] == "onnx_local"
+        else:
+            assert cfg["platform"] == "onnxruntime_onnx"
+    head_graph = onnx.load(str(ROOT / "model_repository/sentiment_head/1/model.onnx")).graph
+    assert [i["name"] for i in head["input"]] == [i.name for i in head_graph.input]
+    assert [o["name"] for o in head["output"]] == [o.name for o in head_graph.output]
+    assert [i["name"] for i in enc["input"]] == list(text.ENCODER_INPUTS)
+    assert {o["name"] for o in enc["output"]} == {"embeddings", "mean_pooled"}
+    enc_path = ROOT / "model_repository/text_encoder/1/model.onnx"
+    if enc_path.is_file():  # built by `sai models build` (make test does it first)
+        enc_graph = onnx.load(str(enc_path)).graph
+        assert [i.name for i in enc_graph.input] == list(text.ENCODER_INPUTS)
+        assert {o.name for o in enc_graph.output} == {"embeddings", "mean_pooled"}
+    assert ens["platform"] == "ensemble"
+    assert int(ens["max_batch_size"]) <= min(int(enc["max_batch_size"]), int(head["max_batch_size"]))
+    steps = ens["ensemble_scheduling"]["step"]
+    assert [s["model_name"] for s in steps] == ["text_encoder", "sentiment_head"]
+    assert int(text.max_texts()) <= int(ens["max_batch_size"])  # a full request is one Triton call
