@@ -58,6 +58,17 @@ def test_other_formats(gateway, fmt, save):
     assert top_ids(classify(gateway, encode(data.coffee(), fmt, **save), f"image/{fmt.lower()}"))[0] == ESPRESSO
 
 
+def test_the_readme_curl_command(gateway, cat_jpeg, tmp_path):
+    """Exactly what the README tells users to run (curl labels the body form-urlencoded)."""
+    import json
+    import subprocess
+
+    (tmp_path / "cat.jpg").write_bytes(cat_jpeg)
+    out = subprocess.run(["curl", "-sS", "--data-binary", "@cat.jpg", f"{gateway}/function/image-classify"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert CAT_CLASSES & {p["class_id"] for p in json.loads(out)["predictions"][:3]}
+
+
 def test_multipart_upload(gateway, coffee_jpeg):
     r = requests.post(f"{gateway}/function/image-classify", files={"file": ("coffee.jpg", coffee_jpeg, "image/jpeg")}, timeout=30)
     assert top_ids(r)[0] == ESPRESSO

@@ -1,7 +1,8 @@
 """image-classify: an image in, top-k ImageNet labels out.
 
 Input (POST), any of:
-  - raw image bytes (JPEG, PNG, WebP, GIF, BMP, TIFF) with an image/* or application/octet-stream type
+  - raw image bytes (JPEG, PNG, WebP, GIF, BMP, TIFF) typed image/*, application/octet-stream,
+    curl's default application/x-www-form-urlencoded, or untyped
   - multipart/form-data with one file part
   - JSON {"image": "<base64>", "top_k": 5}
 Query: ?top_k=N (1..20, default 5).
@@ -12,7 +13,8 @@ from .common import request
 from .common.classify import MAX_TOP_K, classify_image
 from .common.errors import FunctionError, handler_errors, json_response
 
-RAW_TYPES = ("", "application/octet-stream")
+# Raw image bytes. `curl --data-binary @cat.jpg` labels its body form-urlencoded by default.
+RAW_TYPES = ("", "application/octet-stream", "application/x-www-form-urlencoded")
 
 
 def image_and_options(event) -> tuple[bytes, object]:
