@@ -4,12 +4,17 @@ concurrency, latency percentiles, a platform started just for the run, and the t
 from __future__ import annotations
 
 import contextlib
+import http.client
+import urllib.parse
+import os
+import pathlib
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-import pathlib
 from dataclasses import dataclass
 
 from sai import paths
@@ -76,6 +81,29 @@ def closed_loop(work, concurrency: int, requests: int, items_per_call: int = 1, 
     return Run(items=requests * items_per_call, seconds=elapsed, latencies_ms=latencies)
 
 
+class Client:
+    """A minimal keep-alive HTTP client, one per load thread: the load generator shares the
+    machine's two cores with what it measures, so it should cost as little as possible
+    (`requests` spends about twice the CPU per call)."""
+
+    def __init__(self, base_url: str):
+        parts = urllib.parse.urlsplit(base_url)
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+
+    def post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+        try:
+            self.conn.request("POST", path, body=body, headers={"Content-Type": content_type})
+            resp = self.conn.getresponse()
+            return resp.status, resp.read()
+        except (http.client.HTTPException, OSError):
+            self.conn.close()  # a dropped keep-alive connection: reconnect once
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            self.conn.request("POST", path, body=body, headers={"Content-Type": content_type})
+            resp = self.conn.getresponse()
+            return resp.status, resp.read()
+
+
 def median_run(runs: list[Run]) -> Run:
     """The run with the median rate (repeats smooth out a noisy machine)."""
     return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
@@ -83,23 +111,32 @@ def median_run(runs: list[Run]) -> Run:
 
 @contextlib.contextmanager
 def platform_or(gateway: str | None, only: list[str]):
-    """Yield a gateway URL: the given one, or a platform started on free ports for this run."""
+    """Yield a gateway URL: the given one, or a platform started for this run on free ports, in
+    its own process as `sai up` runs it (so the load generator does not share the gateway's GIL)."""
     if gateway:
         yield gateway.rstrip("/")
         return
-    from sai.platform import Platform, Settings, free_port
+    from sai.platform import free_port
 
-    settings = Settings(
-        port=free_port(), triton_http_port=free_port(), triton_grpc_port=free_port(),
-        triton_metrics_port=free_port(), only=only, state_dir=pathlib.Path(tempfile.mkdtemp(prefix="sai-bench-")),
-    )
-    platform = Platform(settings)
-    print(f"starting a platform for the benchmark (state in {settings.state_dir}) ...", file=sys.stderr, flush=True)
-    platform.start()
+    state = pathlib.Path(tempfile.mkdtemp(prefix="sai-bench-"))
+    port = free_port()
+    argv = [sys.executable, "-m", "sai", "up", "--foreground", "--port", str(port),
+            "--triton-http-port", str(free_port()), "--triton-grpc-port", str(free_port()),
+            "--triton-metrics-port", str(free_port())] + [a for name in only for a in ("--only", name)]
+    print(f"starting a platform for the benchmark (state in {state}) ...", file=sys.stderr, flush=True)
+    with open(state / "platform.log", "wb") as log:
+        proc = subprocess.Popen(argv, env={**os.environ, "SAI_STATE_DIR": str(state)}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield platform.gateway_url
+        deadline = time.monotonic() + 300
+        while not (state / "run" / "state.json").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the benchmark's platform did not start; see {state / 'platform.log'}")
+            time.sleep(0.2)
+        yield url
     finally:
-        platform.stop()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
 
 
 def print_table(headers: list[str], rows: list[list]) -> None:
@@ -114,4 +151,4 @@ def fmt(x: float, digits: int = 1) -> str:
     return f"{x:.{digits}f}"
 
 
-__all__ = ["Run", "closed_loop", "median_run", "platform_or", "print_table", "fmt", "import_common", "statistics"]
+__all__ = ["Client", "Run", "closed_loop", "median_run", "platform_or", "print_table", "fmt", "import_common", "statistics"]

@@ -12,10 +12,9 @@ import io
 import json
 
 import numpy as np
-import requests
 
 from sai import paths
-from sai.bench.common import closed_loop, fmt, import_common, median_run, platform_or, print_table
+from sai.bench.common import Client, closed_loop, fmt, import_common, median_run, platform_or, print_table
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # scikit-image's bundled photographs
 
@@ -74,15 +73,14 @@ def _local_config(repo) -> dict:
 
 
 def via_gateway(url: str, images: list[bytes], concurrency: int, requests_n: int):
-    endpoint = f"{url}/function/image-classify"
+    def work(i, client):
+        status, body = client.post("/function/image-classify", images[i % len(images)], "image/jpeg")
+        if status != 200:
+            raise RuntimeError(f"image-classify answered {status}: {body[:200]!r}")
 
-    def work(i, session):
-        r = session.post(endpoint, data=images[i % len(images)], headers={"Content-Type": "image/jpeg"}, timeout=60)
-        if r.status_code != 200:
-            raise RuntimeError(f"image-classify answered {r.status_code}: {r.text[:200]}")
-
-    closed_loop(work, concurrency, 10, make_state=requests.Session)  # warm-up
-    return closed_loop(work, concurrency, requests_n, make_state=requests.Session)
+    make_client = lambda: Client(url)  # noqa: E731
+    closed_loop(work, concurrency, 10, make_state=make_client)  # warm-up
+    return closed_loop(work, concurrency, requests_n, make_state=make_client)
 
 
 def run(args) -> int:

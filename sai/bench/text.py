@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 
-import requests
 
 from sai import paths
-from sai.bench.common import closed_loop, fmt, import_common, median_run, platform_or, print_table
+from sai.bench.common import Client, closed_loop, fmt, import_common, median_run, platform_or, print_table
 from sai.bench.image import _local_config, session_options
 
 # Review-, news- and chat-like sentences of 5 to 40 words, as the text functions typically see.
@@ -64,16 +63,17 @@ def in_process(reqs: list[list[str]], concurrency: int, requests_n: int):
 
 
 def via_gateway(url: str, reqs: list[list[str]], concurrency: int, requests_n: int):
-    endpoint = f"{url}/function/text-embed"
+    bodies = [json.dumps({"texts": texts}).encode() for texts in reqs]
 
-    def work(i, session):
-        r = session.post(endpoint, json={"texts": reqs[i % len(reqs)]}, timeout=60)
-        if r.status_code != 200:
-            raise RuntimeError(f"text-embed answered {r.status_code}: {r.text[:200]}")
+    def work(i, client):
+        status, body = client.post("/function/text-embed", bodies[i % len(bodies)], "application/json")
+        if status != 200:
+            raise RuntimeError(f"text-embed answered {status}: {body[:200]!r}")
 
     size = len(reqs[0])
-    closed_loop(work, concurrency, 10, make_state=requests.Session)  # warm-up
-    return closed_loop(work, concurrency, requests_n, items_per_call=size, make_state=requests.Session)
+    make_client = lambda: Client(url)  # noqa: E731
+    closed_loop(work, concurrency, 10, make_state=make_client)  # warm-up
+    return closed_loop(work, concurrency, requests_n, items_per_call=size, make_state=make_client)
 
 
 def run(args) -> int:
