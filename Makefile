@@ -28,6 +28,7 @@ test: models  ## set up, build models, run the tests
 
 bench: models  ## benchmarks (print figures and ratios against an in-process baseline)
 	$(SAI) bench image
+	$(SAI) bench text
 
 models: $(STAMP)  ## build the model repository (skips models that are up to date)
 	$(SAI) models build
