@@ -85,15 +85,21 @@ def base64_field(obj, field: str) -> bytes:
         raise FunctionError(400, "invalid_base64", f"{field!r} is not valid base64: {exc}") from exc
 
 
-def int_param(event, name: str, default: int, low: int, high: int, override=None) -> int:
-    """An integer from the query string (or `override`, e.g. a JSON field), within [low, high]."""
+def number_param(event, name: str, default, low, high, override=None, kind=int):
+    """A number (`kind` int or float) from `override` (e.g. a JSON field) or else the query
+    string, within [low, high]; absent or empty gives `default`."""
     raw = override if override is not None else event.query.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw) if not isinstance(raw, bool) else None
+        value = None if isinstance(raw, bool) else kind(raw)
     except (TypeError, ValueError):
         value = None
-    if value is None or not low <= value <= high or (isinstance(raw, float) and raw != value):
-        raise FunctionError(400, "invalid_parameter", f"{name} must be an integer from {low} to {high}, got {raw!r}")
+    if value is None or not low <= value <= high or (kind is int and isinstance(raw, float) and raw != value):
+        noun = "an integer" if kind is int else "a number"
+        raise FunctionError(400, "invalid_parameter", f"{name} must be {noun} from {low} to {high}, got {raw!r}")
     return value
+
+
+def int_param(event, name: str, default: int, low: int, high: int, override=None) -> int:
+    return number_param(event, name, default, low, high, override, int)

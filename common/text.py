@@ -74,11 +74,17 @@ def _check_text(value, where: str) -> str:
     return value
 
 
+# What `curl -d 'some text' URL` sends: the body is the text itself, not a form.
+CURL_DEFAULT_TYPES = ("", "application/x-www-form-urlencoded")
+
+
 def read_texts(event, allow_batch: bool = True) -> TextRequest:
     """`{"text": "..."}`, `{"texts": [...]}` (if allow_batch) or a text/plain body, validated."""
     request.require_method(event, "POST")
     kind = request.content_type(event)
-    if kind == "text/plain":
+    if kind in CURL_DEFAULT_TYPES and request.body(event).lstrip()[:1] == b"{":
+        kind = "application/json"  # `curl -d '{"text": ...}'` without a JSON Content-Type
+    if kind == "text/plain" or kind in CURL_DEFAULT_TYPES:
         data = request.body(event)
         try:
             text = data.decode("utf-8")
@@ -88,7 +94,7 @@ def read_texts(event, allow_batch: bool = True) -> TextRequest:
     if kind != "application/json":
         raise FunctionError(
             415, "unsupported_media_type",
-            f"Content-Type {kind or '(none)'!r} is not supported; send application/json or text/plain",
+            f"Content-Type {kind!r} is not supported; send application/json or text/plain",
         )
     payload = request.json_body(event)
     if not isinstance(payload, dict):
@@ -116,20 +122,6 @@ def bool_option(options: dict, name: str, default: bool) -> bool:
     value = options.get(name, default)
     if not isinstance(value, bool):
         raise FunctionError(400, "invalid_parameter", f"{name} must be true or false, got {value!r}")
-    return value
-
-
-def float_option(event, options: dict, name: str, default: float, low: float, high: float) -> float:
-    """A number from the JSON body or the query string, within [low, high]."""
-    raw = options.get(name, event.query.get(name))
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw) if not isinstance(raw, bool) else None
-    except (TypeError, ValueError):
-        value = None
-    if value is None or not low <= value <= high:
-        raise FunctionError(400, "invalid_parameter", f"{name} must be a number from {low} to {high}, got {raw!r}")
     return value
 
 

@@ -3,6 +3,8 @@ real tritonserver serving the text_encoder, sentiment_head and the text_sentimen
 
 from __future__ import annotations
 
+import json
+
 import pathlib
 import time
 
@@ -60,6 +62,19 @@ def test_sentiment_single_text_and_plain_body_agree(fn):
     assert one["label"] == plain["label"] == "negative"
     assert one["scores"]["negative"] == pytest.approx(plain["scores"]["negative"], abs=1e-5)
     assert "results" not in one
+
+
+def test_curl_style_bodies(fn, gateway):
+    """`curl -d 'text' URL` and `curl -d '{"text": ...}' URL` label the body form-urlencoded."""
+    import subprocess
+
+    def curl(data):
+        out = subprocess.run(["curl", "-sS", "-d", data, f"{gateway}/function/text-sentiment"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        return json.loads(out)
+
+    assert curl(POSITIVE[0])["label"] == "positive"
+    assert curl(json.dumps({"text": NEGATIVE[0]}))["label"] == "negative"
 
 
 def test_sentiment_long_text_is_truncated_and_says_so(fn):
@@ -164,7 +179,7 @@ def test_keywords_diversity_changes_the_picks(fn):
         (dict(json={"text": ["not", "a", "string"]}), 400, "invalid_field"),
         (dict(json={"text": "x" * 20001}), 413, "text_too_long"),
         (dict(data=b"{", content_type="application/json"), 400, "invalid_json"),
-        (dict(data=b"hello", content_type="application/x-www-form-urlencoded"), 415, "unsupported_media_type"),
+        (dict(data=b"hello", content_type="image/png"), 415, "unsupported_media_type"),
         (dict(json={"text": "hello"}, method="GET"), 405, "method_not_allowed"),
     ],
 )

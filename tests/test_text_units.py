@@ -7,26 +7,15 @@ import hashlib
 import importlib.util
 import json
 import pathlib
-import sys
-import types
 
 import numpy as np
 import pytest
 
+from common import errors, request, text  # the functions' shared package (pytest puts the repo root on sys.path)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load_function_package():
-    """Import common/ as the handlers see it (`function.common`), without the platform."""
-    pkg = types.ModuleType("textfn")
-    pkg.__path__ = [str(ROOT)]
-    sys.modules.setdefault("textfn", pkg)
-    from textfn.common import errors, text  # noqa: E402  (needs the package above)
-
-    return text, errors
-
-
-text, errors = _load_function_package()
 
 
 def _keywords_module():
@@ -116,7 +105,7 @@ def test_read_texts_accepts_the_three_forms():
         (Event({"text": "a", "texts": ["b"]}), 400, "missing_field"),
         (Event({"texts": ["x"] * 33}), 413, "too_many_texts"),
         (Event({"text": "x" * 20001}), 413, "text_too_long"),
-        (Event("x", "application/x-www-form-urlencoded"), 415, "unsupported_media_type"),
+        (Event("x", "application/xml"), 415, "unsupported_media_type"),
         (Event({"text": "hi"}, method="GET"), 405, "method_not_allowed"),
     ],
 )
@@ -141,11 +130,12 @@ def test_single_text_functions_refuse_batches():
 
 
 def test_options():
-    assert text.float_option(Event({}, query={"diversity": "0.25"}), {}, "diversity", 0.5, 0, 1) == 0.25
-    assert text.float_option(Event({}), {"diversity": 1}, "diversity", 0.5, 0, 1) == 1.0
-    for bad in (1.5, "x", True):
+    number = request.number_param
+    assert number(Event({}, query={"diversity": "0.25"}), "diversity", 0.5, 0, 1, kind=float) == 0.25
+    assert number(Event({}), "diversity", 0.5, 0, 1, override=1, kind=float) == 1.0
+    for bad in (1.5, "x", True, "nan"):
         with pytest.raises(errors.FunctionError):
-            text.float_option(Event({}), {"diversity": bad}, "diversity", 0.5, 0, 1)
+            number(Event({}), "diversity", 0.5, 0, 1, override=bad, kind=float)
     assert text.bool_option({}, "normalize", True) is True
     with pytest.raises(errors.FunctionError):
         text.bool_option({"normalize": "false"}, "normalize", True)

@@ -32,7 +32,7 @@ def handle(event, context):
     opts = req.options
     top_n = request.int_param(event, "top_n", 5, 1, 30, override=opts.get("top_n"))
     ngram_max = request.int_param(event, "ngram_max", 3, 1, 3, override=opts.get("ngram_max"))
-    diversity = text.float_option(event, opts, "diversity", 0.5, 0.0, 1.0)
+    diversity = request.number_param(event, "diversity", 0.5, 0.0, 1.0, override=opts.get("diversity"), kind=float)
     document = req.texts[0]
     phrases = candidates(document, ngram_max, candidate_limit())
     if not phrases:
