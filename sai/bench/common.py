@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import urllib.parse
 import os
 import pathlib
@@ -111,10 +112,11 @@ def median_run(runs: list[Run]) -> Run:
 
 @contextlib.contextmanager
 def platform_or(gateway: str | None, only: list[str]):
-    """Yield a gateway URL: the given one, or a platform started for this run on free ports, in
-    its own process as `sai up` runs it (so the load generator does not share the gateway's GIL)."""
+    """Yield (gateway URL, state folder): the given URL (state None), or a platform started for
+    this run on free ports, in its own process as `sai up` runs it (so the load generator does not
+    share the gateway's GIL)."""
     if gateway:
-        yield gateway.rstrip("/")
+        yield gateway.rstrip("/"), None
         return
     from sai.platform import free_port
 
@@ -133,10 +135,43 @@ def platform_or(gateway: str | None, only: list[str]):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the benchmark's platform did not start; see {state / 'platform.log'}")
             time.sleep(0.2)
-        yield url
+        yield url, state
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+
+
+def platform_processes(state_dir: pathlib.Path) -> dict[str, int]:
+    """Component -> pid of a running platform (from its state.json), Triton's Python backend
+    stubs (its child processes) included."""
+    state = json.loads((state_dir / "run" / "state.json").read_text())
+    triton = state["triton"]["pid"]
+    procs = {"gateway": state["pid"], "triton core": triton}
+    procs.update({f"function {name}": fn["pid"] for name, fn in state["functions"].items()})
+    children = pathlib.Path(f"/proc/{triton}/task/{triton}/children").read_text().split()
+    procs.update({f"triton stub {i}": int(pid) for i, pid in enumerate(children, 1)})
+    return procs
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (this one when pid is None)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_breakdown(run_load, state_dir: pathlib.Path, items: int) -> dict[str, float]:
+    """Run `run_load()` and return milliseconds of CPU per item for each platform process and
+    for this process (the load generator)."""
+    procs = platform_processes(state_dir)
+    before = {name: cpu_seconds(pid) for name, pid in procs.items()}
+    mine = cpu_seconds()
+    run_load()
+    out = {"load generator": (cpu_seconds() - mine) * 1e3 / items}
+    out.update({name: (cpu_seconds(pid) - before[name]) * 1e3 / items for name, pid in procs.items()})
+    return out
 
 
 def print_table(headers: list[str], rows: list[list]) -> None:
@@ -151,4 +186,4 @@ def fmt(x: float, digits: int = 1) -> str:
     return f"{x:.{digits}f}"
 
 
-__all__ = ["Client", "Run", "closed_loop", "median_run", "platform_or", "print_table", "fmt", "import_common", "statistics"]
+__all__ = ["Client", "Run", "cpu_breakdown", "cpu_seconds", "closed_loop", "median_run", "platform_or", "print_table", "fmt", "import_common", "statistics"]

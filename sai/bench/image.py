@@ -14,7 +14,7 @@ import json
 import numpy as np
 
 from sai import paths
-from sai.bench.common import Client, closed_loop, fmt, import_common, median_run, platform_or, print_table
+from sai.bench.common import Client, closed_loop, cpu_breakdown, cpu_seconds, fmt, import_common, median_run, platform_or, print_table
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # scikit-image's bundled photographs
 
@@ -87,18 +87,27 @@ def run(args) -> int:
     images = photos()
     levels = [int(c) for c in args.concurrency.split(",")]
     results = []
-    with platform_or(args.gateway, only=["image-classify"]) as url:
+    with platform_or(args.gateway, only=["image-classify"]) as (url, state):
         for c in levels:
             n = args.requests
             base = median_run([in_process(images, c, n) for _ in range(args.repeats)])
             gw = median_run([via_gateway(url, images, c, n) for _ in range(args.repeats)])
             results.append((c, base, gw))
             print(f"concurrency {c}: in-process {base.rate:.1f} img/s, gateway {gw.rate:.1f} img/s", flush=True)
+        if state is not None:  # where the CPU goes, per image, at concurrency 4
+            start = cpu_seconds()
+            in_process(images, 4, args.requests)
+            inproc_ms = (cpu_seconds() - start) * 1e3 / (args.requests + 10)  # + its warm-up
+            split = cpu_breakdown(lambda: via_gateway(url, images, 4, args.requests), state, args.requests + 10)
     rows = [
         [c, fmt(b.rate), fmt(g.rate), fmt(g.rate / b.rate, 2), fmt(g.percentile(50)), fmt(g.percentile(99)), fmt(b.percentile(50))]
         for c, b, g in results
     ]
     print()
+    if state is not None:
+        print(f"CPU per image at concurrency 4: in-process {inproc_ms:.1f} ms; through the platform "
+              f"{sum(split.values()):.1f} ms = " + ", ".join(f"{k} {v:.1f}" for k, v in split.items() if v >= 0.05))
+        print()
     print_table(["concurrency", "in-process img/s", "gateway img/s", "ratio", "gateway p50 ms", "gateway p99 ms", "in-process p50 ms"], rows)
     if args.json:
         print(json.dumps([{"concurrency": c, "in_process_per_s": b.rate, "gateway_per_s": g.rate,

@@ -80,7 +80,7 @@ def run(args) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     sizes = [int(b) for b in args.batch.split(",")]
     results = []
-    with platform_or(args.gateway, only=["text-embed"]) as url:
+    with platform_or(args.gateway, only=["text-embed"]) as (url, _state):
         for size in sizes:
             reqs = batches(size)
             # Same sentence count per level whatever the batch size, so runs take similar time.
