@@ -5,8 +5,8 @@ We assemble a backend directory (Triton's `python` backend plus our Python-based
 backend), put the wheel's bundled libraries and libpython on LD_LIBRARY_PATH, and start it with
 `--model-config-name=local` so every model loads its CPU config from `configs/local.pbtxt`.
 
-The stub embeds this Python but ignores PYTHONPATH and was built against the numpy 1.x C API: with
-numpy 2 it silently mis-reads tensors ("output tensor shape does not match size"). Its sys.path
+The stub embeds this Python but ignores PYTHONPATH, and under numpy 2 it silently misreads tensors
+("output tensor shape does not match size"; it appears to be built against the numpy 1.x C API). Its sys.path
 starts with '' (the working directory), so tritonserver runs inside STUB_PACKAGES, a
 `pip install --target` folder holding numpy<2 and onnxruntime that the set-up creates.
 """
