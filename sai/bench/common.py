@@ -10,7 +10,6 @@ import urllib.parse
 import os
 import pathlib
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,14 +20,12 @@ from dataclasses import dataclass
 from sai import paths
 
 
-def import_common():
-    """The functions' shared package (`common/`), importable as `common` from the repo root."""
+def import_common() -> None:
+    """Make the functions' shared package (`common/`) importable as `common` from the repo root,
+    so the in-process baselines run the very code the functions run."""
     root = str(paths.repo_root())
     if root not in sys.path:
         sys.path.insert(0, root)
-    import common  # noqa: F401
-
-    return common
 
 
 @dataclass
@@ -184,6 +181,3 @@ def print_table(headers: list[str], rows: list[list]) -> None:
 
 def fmt(x: float, digits: int = 1) -> str:
     return f"{x:.{digits}f}"
-
-
-__all__ = ["Client", "Run", "cpu_breakdown", "cpu_seconds", "closed_loop", "median_run", "platform_or", "print_table", "fmt", "import_common", "statistics"]

@@ -34,7 +34,7 @@ def photos() -> list[bytes]:
 def in_process(images: list[bytes], concurrency: int, requests_n: int):
     import onnxruntime as ort
 
-    common = import_common()
+    import_common()
     from common import imaging
 
     repo = paths.model_repository() / "image_classifier"
@@ -46,7 +46,6 @@ def in_process(images: list[bytes], concurrency: int, requests_n: int):
         img = imaging.decode(images[i % len(images)], min_short_side=spec.short_side)
         session.run(["probabilities"], {spec.input: spec.tensor(img)[np.newaxis]})
 
-    del common
     closed_loop(work, concurrency, 10)  # warm-up
     return closed_loop(work, concurrency, requests_n)
 

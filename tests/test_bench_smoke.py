@@ -1,0 +1,37 @@
+"""The benchmark commands still run and print their figures (tiny request counts, against the
+session's platform): benchmarks that rot unnoticed are worse than none."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def bench(*args) -> str:
+    r = subprocess.run([sys.executable, "-m", "sai", "bench", *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def last_json(out: str):
+    return json.loads(out[out.index("\n[") + 1:])
+
+
+def test_bench_image(gateway):
+    out = bench("image", "--gateway", gateway, "--concurrency", "1,2", "--requests", "8", "--repeats", "1", "--json")
+    assert "| concurrency | in-process img/s | gateway img/s | ratio |" in out
+    rows = last_json(out)
+    assert [r["concurrency"] for r in rows] == [1, 2]
+    assert all(r["gateway_per_s"] > 0 and r["in_process_per_s"] > 0 and r["ratio"] > 0 for r in rows)
+
+
+def test_bench_text(gateway):
+    out = bench("text", "--gateway", gateway, "--concurrency", "1", "--batch", "1,4", "--sentences", "16", "--repeats", "1", "--json")
+    assert "in-process sent/s" in out and "gateway sent/s" in out
+    rows = last_json(out)
+    assert len(rows) == 2 and all(r["ratio"] > 0 for r in rows)
