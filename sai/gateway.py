@@ -29,8 +29,9 @@ HOP_BY_HOP = {
 }
 
 
-def error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+def error(status: int, code: str, message: str, retry_after: int | None = None) -> web.Response:
+    status, headers, body = _error_tuple(status, code, message, retry_after)
+    return web.Response(status=status, headers=headers, body=body)
 
 
 def _forwardable(headers) -> dict[str, str]:

@@ -237,10 +237,9 @@ def _gateway(args) -> str:
     """--gateway, else $OPENFAAS_URL (as faas-cli), else the running platform's, else :8080."""
     url = args.gateway or os.environ.get("OPENFAAS_URL")
     if not url:
-        try:
-            url = json.loads((_state_dir(args) / "run" / "state.json").read_text())["gateway"]
-        except (OSError, ValueError, KeyError, TypeError):
-            url = "http://127.0.0.1:8080"
+        from sai.platform import read_state
+
+        url = read_state(_state_dir(args)).get("gateway") or "http://127.0.0.1:8080"
     return url.rstrip("/")
 
 

@@ -13,13 +13,11 @@ import json
 import logging
 import os
 import pathlib
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -31,6 +29,20 @@ from sai.gateway import Gateway
 from sai.triton_server import TritonServer, tail, terminate_group
 
 log = logging.getLogger(__name__)
+
+
+def state_path(state_dir: pathlib.Path) -> pathlib.Path:
+    """The running platform's state file (pids, addresses, logs): written by the supervisor,
+    read by `sai status/down`, `sai s3` and the benchmarks."""
+    return state_dir / "run" / "state.json"
+
+
+def read_state(state_dir: pathlib.Path) -> dict:
+    """The state of the platform running from `state_dir`; {} when none is (or it is unreadable)."""
+    try:
+        return json.loads(state_path(state_dir).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def free_port() -> int:
@@ -173,8 +185,7 @@ class Platform:
             self.triton.stop()
         if self.s3 is not None:
             objectstore.stop_s3(self.s3, self.settings.state_dir)
-        state = self.settings.state_dir / "run" / "state.json"
-        state.unlink(missing_ok=True)
+        state_path(self.settings.state_dir).unlink(missing_ok=True)
         log.info("platform stopped")
 
     def start_triton(self, timeout: float = 180.0) -> None:
@@ -265,8 +276,8 @@ class Platform:
             self.write_state()
 
     def write_state(self) -> None:
-        run = self.settings.state_dir / "run"
-        run.mkdir(parents=True, exist_ok=True)
+        path = state_path(self.settings.state_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
         state = {
             "pid": os.getpid(),
             "gateway": self.gateway_url,
@@ -283,6 +294,6 @@ class Platform:
             "s3": self.s3.endpoint if self.s3 else None,
             "logs": str(self.logs),
         }
-        tmp = run / "state.json.tmp"
+        tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(run / "state.json")
+        tmp.replace(path)

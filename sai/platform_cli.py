@@ -13,7 +13,7 @@ import urllib.request
 
 from sai import objectstore, paths
 from sai.cli import SaiError
-from sai.platform import Platform, Settings, port_open
+from sai.platform import Platform, Settings, port_open, read_state, state_path
 from sai.triton_server import tail
 
 log = logging.getLogger("sai")
@@ -92,7 +92,7 @@ def cmd_up(args) -> int:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SaiError(f"the platform failed to start (exit {proc.returncode}); last log lines:\n{tail(logfile, 25)}")
-        if (_run_dir() / "state.json").exists() and _http_ok(gateway):
+        if state_path(paths.state_dir()).exists() and _http_ok(gateway):
             print(f"ready: gateway http://{args.host}:{args.port}  (try: curl --data-binary @cat.jpg "
                   f"http://{args.host}:{args.port}/function/image-classify)")
             print("`sai status` shows each component, `sai logs NAME` its log, `sai down` stops everything")
@@ -163,14 +163,11 @@ def _kill_leftovers(state: dict) -> None:
         except OSError:
             pass
     objectstore.stop_s3(objectstore.load_handle(paths.state_dir()), paths.state_dir())
-    (_run_dir() / "state.json").unlink(missing_ok=True)
+    state_path(paths.state_dir()).unlink(missing_ok=True)
 
 
 def _state() -> dict:
-    try:
-        return json.loads((_run_dir() / "state.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_state(paths.state_dir())
 
 
 def _http_ok(url: str) -> bool:

@@ -13,7 +13,6 @@ import importlib
 import io
 import json
 import shutil
-import socket
 import sys
 import types
 from pathlib import Path
@@ -22,15 +21,12 @@ import pytest
 import requests
 
 from sai import objectstore
+from sai.platform import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = ROOT / "functions" / "object-classify"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def jpeg(image) -> bytes:

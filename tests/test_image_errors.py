@@ -4,7 +4,6 @@ function keeps serving afterwards."""
 from __future__ import annotations
 
 import base64
-import io
 
 import pytest
 import requests

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
-import urllib.parse
 import os
 import pathlib
 import signal
@@ -15,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 
 from sai import paths
@@ -115,7 +114,7 @@ def platform_or(gateway: str | None, only: list[str]):
     if gateway:
         yield gateway.rstrip("/"), None
         return
-    from sai.platform import free_port
+    from sai.platform import free_port, state_path
 
     state = pathlib.Path(tempfile.mkdtemp(prefix="sai-bench-"))
     port = free_port()
@@ -128,7 +127,7 @@ def platform_or(gateway: str | None, only: list[str]):
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
-        while not (state / "run" / "state.json").exists():
+        while not state_path(state).exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the benchmark's platform did not start; see {state / 'platform.log'}")
             time.sleep(0.2)
@@ -141,7 +140,9 @@ def platform_or(gateway: str | None, only: list[str]):
 def platform_processes(state_dir: pathlib.Path) -> dict[str, int]:
     """Component -> pid of a running platform (from its state.json), Triton's Python backend
     stubs (its child processes) included."""
-    state = json.loads((state_dir / "run" / "state.json").read_text())
+    from sai.platform import read_state
+
+    state = read_state(state_dir)
     triton = state["triton"]["pid"]
     procs = {"gateway": state["pid"], "triton core": triton}
     procs.update({f"function {name}": fn["pid"] for name, fn in state["functions"].items()})
