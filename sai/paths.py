@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
 
 
 def repo_root() -> pathlib.Path:
@@ -22,3 +23,11 @@ def state_dir() -> pathlib.Path:
 
 def model_repository() -> pathlib.Path:
     return repo_root() / "model_repository"
+
+
+def import_common() -> None:
+    """Make the functions' shared package (`common/`) importable as `common` from the repo root,
+    so the benchmarks' baselines and the model training run the very code the functions run."""
+    root = str(repo_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)

@@ -16,15 +16,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from sai import paths
-
-
-def import_common() -> None:
-    """Make the functions' shared package (`common/`) importable as `common` from the repo root,
-    so the in-process baselines run the very code the functions run."""
-    root = str(paths.repo_root())
-    if root not in sys.path:
-        sys.path.insert(0, root)
+from sai.paths import import_common  # noqa: F401  (re-exported for the benchmarks)
 
 
 @dataclass
