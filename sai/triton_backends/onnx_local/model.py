@@ -42,17 +42,20 @@ class TritonPythonModel:
             for r in requests
         ]
         responses = [None] * len(requests)
+        wanted = [r.requested_output_names() or self.output_names for r in requests]
         for indices in self._groups(feeds):
+            # Fetch only what the group asked for (text_encoder's token states are large and
+            # only the sentiment ensemble wants them), in the config's order.
+            names = [n for n in self.output_names if any(n in wanted[i] for i in indices)]
             try:
-                outputs = self._run([feeds[i] for i in indices])
+                outputs = self._run([feeds[i] for i in indices], names)
             except Exception as exc:  # a bad tensor fails its own requests, not the server
                 error = pb_utils.TritonError(f"onnxruntime: {exc}")
                 for i in indices:
                     responses[i] = pb_utils.InferenceResponse(error=error)
                 continue
             for i, out in zip(indices, outputs):
-                wanted = requests[i].requested_output_names() or self.output_names
-                tensors = [pb_utils.Tensor(n, out[n]) for n in wanted]
+                tensors = [pb_utils.Tensor(n, out[n]) for n in wanted[i]]
                 responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
         return responses
 
@@ -65,16 +68,16 @@ class TritonPythonModel:
             groups[tuple((n, a.shape[1:], a.dtype.str) for n, a in feed.items())].append(i)
         return list(groups.values())
 
-    def _run(self, feeds):
-        """Run one group; return each request's outputs as {name: array}."""
+    def _run(self, feeds, names):
+        """Run one group for the output `names`; return each request's outputs as {name: array}."""
         if len(feeds) == 1:
-            values = self.session.run(self.output_names, feeds[0])
-            return [dict(zip(self.output_names, values))]
+            values = self.session.run(names, feeds[0])
+            return [dict(zip(names, values))]
         sizes = [len(next(iter(f.values()))) for f in feeds]
         merged = {n: np.concatenate([f[n] for f in feeds]) for n in self.input_names}
-        values = self.session.run(self.output_names, merged)
+        values = self.session.run(names, merged)
         bounds = np.cumsum([0] + sizes)
         return [
-            {n: v[bounds[k] : bounds[k + 1]] for n, v in zip(self.output_names, values)}
+            {n: v[bounds[k] : bounds[k + 1]] for n, v in zip(names, values)}
             for k in range(len(feeds))
         ]
