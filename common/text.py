@@ -168,9 +168,11 @@ def max_batch(model: str) -> int:
     return int(triton.model_config(model).get("max_batch_size") or 1)
 
 
-def run_batched(model: str, texts: list[str], outputs: list[str], max_length: int | None = None):
+def run_batched(model: str, texts: list[str], outputs: list[str], max_length: int | None = None,
+                extra_inputs: dict[str, np.ndarray] | None = None):
     """Tokenise and infer `texts` on `model` in as few calls as max_batch_size allows (one for a
-    request within the limit). Returns ({output: array in input order}, Tokenized, model_version)."""
+    request within the limit). `extra_inputs` are further per-text tensors (row i belongs to text i).
+    Returns ({output: array in input order}, Tokenized, model_version)."""
     limit = max_batch(model)
     order = list(range(len(texts)))
     if len(texts) > limit:
@@ -182,7 +184,8 @@ def run_batched(model: str, texts: list[str], outputs: list[str], max_length: in
     for start in range(0, len(order), limit):
         idx = order[start:start + limit]
         tok = tokenize([texts[i] for i in idx], max_length)
-        out = triton.infer(model, tok.feeds, outputs)
+        feeds = {**tok.feeds, **{name: rows[idx] for name, rows in (extra_inputs or {}).items()}}
+        out = triton.infer(model, feeds, outputs)
         version = out.model_version
         for name in outputs:
             if name not in results:
@@ -191,6 +194,29 @@ def run_batched(model: str, texts: list[str], outputs: list[str], max_length: in
         for j, i in enumerate(idx):
             tokens[i], truncated[i] = tok.tokens[j], tok.truncated[j]
     return results, Tokenized({}, tokens, truncated), version
+
+
+@functools.lru_cache(maxsize=1)
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def lexicon_scores(texts: list[str], max_length: int | None = None) -> np.ndarray:
+    """VADER's compound score (-1..1) per text, FP32 [n, 1]: the `lexicon` input of the sentiment
+    model, which learned when to trust it (a lot on tweet-like text, little on reviews). Training
+    (sai/models/sentiment.py) calls this same function, so both sides compute it identically.
+
+    A text longer than the token limit is scored on the part the encoder keeps: the model sees one
+    span through both inputs, and VADER's cost grows faster than linearly (400 ms for 20k chars)."""
+    sia = _vader()
+    spans = []
+    for t, e in zip(texts, tokenizer(max_length).encode_batch(texts)):
+        if e.overflowing:
+            t = t[: max((end for (_, end), special in zip(e.offsets, e.special_tokens_mask) if not special), default=0)]
+        spans.append(t)
+    return np.array([[sia.polarity_scores(t)["compound"]] for t in spans], dtype=np.float32)
 
 
 def embed(texts: list[str], normalize: bool = True, max_length: int | None = None):

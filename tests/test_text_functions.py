@@ -77,6 +77,24 @@ def test_curl_style_bodies(fn, gateway):
     assert curl(json.dumps({"text": NEGATIVE[0]}))["label"] == "negative"
 
 
+def test_sentiment_matches_the_exported_graphs_in_process(fn):
+    """Through the gateway, the function's lexicon score and the ensemble (encoder token states ->
+    head) give what the exported graphs give in-process: the lexicon input is wired end to end."""
+    from sai.models import sentiment, text_encoder
+
+    texts = ["Twitter from the dentist chair, LOL", "Unisex bathrooms: very pc, but not very practical."]
+    remote = [r["scores"]["positive"] for r in fn("text-sentiment", json={"texts": texts}).json()["results"]]
+    repo = ROOT / "model_repository"
+    states = sentiment.Encoder(text_encoder.model_path(repo)).states(texts)
+    local = sentiment.head_predict(repo / "sentiment_head" / "1" / "model.onnx", states,
+                                   sentiment.lexicon_scores(texts))[:, 1]
+    assert np.abs(np.array(remote) - local).max() < 1e-4
+    # Without the lexicon score (0) the answer changes: the input is not ignored.
+    neutral = sentiment.head_predict(repo / "sentiment_head" / "1" / "model.onnx", states,
+                                     np.zeros((2, 1), np.float32))[:, 1]
+    assert np.abs(neutral - local).max() > 1e-3
+
+
 def test_sentiment_long_text_is_truncated_and_says_so(fn):
     r = fn("text-sentiment", json={"texts": ["great " * 400, "great"]})
     assert r.status_code == 200
@@ -126,11 +144,14 @@ def test_embed_normalize_false_gives_the_unnormalised_mean(fn):
 
 def test_embed_matches_in_process_onnxruntime(fn):
     """Triton's answer equals the exported model run in-process (same tokens, same graph)."""
-    from sai.models import sentiment, text_encoder
+    import onnxruntime as ort
+
+    from sai.models import text_encoder
 
     texts = ["Triton on CPU", "Knative scales the predictor to zero when idle."]
     remote = np.array(fn("text-embed", json={"texts": texts}).json()["embeddings"])
-    local = sentiment.Encoder(text_encoder.model_path(ROOT / "model_repository")).embed(texts)
+    sess = ort.InferenceSession(str(text_encoder.model_path(ROOT / "model_repository")))
+    local = sess.run(["embeddings"], text_encoder.encode_batch(text_encoder.load_tokenizer(), texts))[0]
     assert np.abs(remote - local).max() < 1e-5
 
 

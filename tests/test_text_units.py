@@ -210,18 +210,40 @@ def test_text_model_configs_agree(variant):
             assert cfg["backend"] == "onnx_local"
         else:
             assert cfg["platform"] == "onnxruntime_onnx"
-    head_graph = onnx.load(str(ROOT / "model_repository/sentiment_head/1/model.onnx")).graph
-    assert [i["name"] for i in head["input"]] == [i.name for i in head_graph.input]
-    assert [o["name"] for o in head["output"]] == [o.name for o in head_graph.output]
+    assert [i["name"] for i in head["input"]] == ["token_states", "attention_mask", "lexicon"]
     assert [i["name"] for i in enc["input"]] == list(text.ENCODER_INPUTS)
-    assert {o["name"] for o in enc["output"]} == {"embeddings", "mean_pooled"}
+    assert {o["name"] for o in enc["output"]} == {"embeddings", "mean_pooled", "token_states"}
+    head_path = ROOT / "model_repository/sentiment_head/1/model.onnx"
     enc_path = ROOT / "model_repository/text_encoder/1/model.onnx"
-    if enc_path.is_file():  # built by `sai models build` (make test does it first)
+    if head_path.is_file() and enc_path.is_file():  # built by `sai models build` (make test does it first)
+        head_graph = onnx.load(str(head_path)).graph
+        assert [i["name"] for i in head["input"]] == [i.name for i in head_graph.input]
+        assert [o["name"] for o in head["output"]] == [o.name for o in head_graph.output]
         enc_graph = onnx.load(str(enc_path)).graph
         assert [i.name for i in enc_graph.input] == list(text.ENCODER_INPUTS)
-        assert {o.name for o in enc_graph.output} == {"embeddings", "mean_pooled"}
+        assert {o.name for o in enc_graph.output} == {"embeddings", "mean_pooled", "token_states"}
     assert ens["platform"] == "ensemble"
     assert int(ens["max_batch_size"]) <= min(int(enc["max_batch_size"]), int(head["max_batch_size"]))
     steps = ens["ensemble_scheduling"]["step"]
     assert [s["model_name"] for s in steps] == ["text_encoder", "sentiment_head"]
+    # The head gets the encoder's token states and the ensemble's own mask and lexicon inputs.
+    assert steps[0]["output_map"] == {"token_states": "token_states"}
+    assert steps[1]["input_map"] == {"token_states": "token_states", "attention_mask": "attention_mask",
+                                     "lexicon": "lexicon"}
+    assert [i["name"] for i in ens["input"]] == [*text.ENCODER_INPUTS, "lexicon"]
     assert int(text.max_texts()) <= int(ens["max_batch_size"])  # a full request is one Triton call
+
+
+def test_lexicon_score_is_vader_compound_on_the_span_the_encoder_keeps():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    vader = SentimentIntensityAnalyzer()
+    short = ["What a wonderful, moving film!", "Dull and far too long.", "The meeting is at noon."]
+    scores = text.lexicon_scores(short)
+    assert scores.shape == (3, 1) and scores.dtype == np.float32
+    assert np.allclose(scores[:, 0], [vader.polarity_scores(t)["compound"] for t in short], atol=1e-6)
+    # Past the token limit only the kept part counts: the negative tail is cut off for both inputs.
+    kept, tail = "This is wonderful and great. " * 60, "Awful, terrible, disgusting! " * 200
+    assert text.tokenize([kept + tail]).truncated == [True]
+    assert vader.polarity_scores(kept + tail)["compound"] < 0
+    assert text.lexicon_scores([kept + tail])[0, 0] > 0.9

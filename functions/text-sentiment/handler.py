@@ -5,7 +5,8 @@ Output for one text:  {"model", "model_version", "label", "score", "scores": {"n
                        "tokens", "truncated"}
 Output for "texts":   {"model", "model_version", "results": [{"label", "score", "scores", "tokens", "truncated"}]}
 Runs the Triton ensemble `text_sentiment` (shared text_encoder -> sentiment_head), so the
-encoder is loaded once for all text functions.
+encoder is loaded once for all text functions. Besides the token ids it sends each text's VADER
+lexicon score (`lexicon`), one of the head's inputs (README, "Models").
 """
 
 import os
@@ -23,7 +24,9 @@ def model_name() -> str:
 @handler_errors
 def handle(event, context):
     req = text.read_texts(event)
-    out, tok, version = text.run_batched(model_name(), req.texts, ["probabilities"])
+    lexicon = text.lexicon_scores(req.texts)
+    out, tok, version = text.run_batched(model_name(), req.texts, ["probabilities"],
+                                         extra_inputs={"lexicon": lexicon})
     results = []
     for probs, n_tokens, truncated in zip(out["probabilities"].tolist(), tok.tokens, tok.truncated):
         best = max(range(len(LABELS)), key=probs.__getitem__)
