@@ -37,6 +37,7 @@ LORA_ALPHA = 32
 LORA_TARGETS = ("attention.self.query", "attention.self.key", "attention.self.value",
                 "attention.output.dense", "intermediate.dense", "output.dense")
 MAX_TOKENS = 256  # the functions' default (common.text.max_tokens)
+FINE_TUNED = f"layers {text_encoder.STATES_LAYER + 1}-6"  # for messages and reports
 
 
 # ---------------------------------------------------------------- inputs: token states and lexicon
