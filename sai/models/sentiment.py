@@ -120,19 +120,16 @@ def _fit_layers(head, states, y, domains, epochs: int, seed: int, progress) -> l
     return losses
 
 
-def _run_head(head, states, lexicon, what: str) -> np.ndarray:
-    """Batched eval-mode forward: "features" (stack inputs) or "probabilities"."""
+def _stack_features(head, states, lexicon) -> np.ndarray:
+    """The stack's inputs (Head.stack_features), batched, eval mode, in input order."""
     import torch
 
-    out = None
+    out = np.zeros((len(states), len(head.stack_weight)), np.float32)
     with torch.no_grad():
         for idx in batches(len(states), [len(s) for s in states], 128):
             h, mask = pad([states[i] for i in idx])
-            args = (torch.from_numpy(h), torch.from_numpy(mask), torch.from_numpy(lexicon[idx]))
-            res = (head.stack_features if what == "features" else head.probabilities)(*args).numpy()
-            if out is None:
-                out = np.zeros((len(states), res.shape[1]), np.float32)
-            out[idx] = res
+            out[idx] = head.stack_features(torch.from_numpy(h), torch.from_numpy(mask),
+                                           torch.from_numpy(lexicon[idx])).numpy()
     return out
 
 
@@ -142,7 +139,7 @@ def _fit_stack(head, states, lexicon, y, seed: int) -> dict:
     import torch
     from sklearn.linear_model import LogisticRegressionCV
 
-    x = _run_head(head, states, lexicon, "features")
+    x = _stack_features(head, states, lexicon)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # sklearn's notices about attribute layout
         lr = LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss", max_iter=2000,
@@ -210,7 +207,7 @@ def train(out_dir: pathlib.Path, seed: int = DEFAULT_SEED, subset: int | None = 
     n_all = sum(len(s.train_text) + len(s.test_text) for s in splits)
     _step(progress, f"encoding {n_all} sentences (layer-{text_encoder.STATES_LAYER} token states)")
     bar = _tqdm(n_all, "encoding", progress)
-    fit, calib = {"states": [], "y": [], "domain": [], "text": []}, {"states": [], "y": [], "text": []}
+    fit, calib = ({"states": [], "y": [], "domain": [], "text": []} for _ in range(2))
     test_states, test_lexicon = {}, {}
     for d, sp in enumerate(splits):
         states = enc.states(sp.train_text, progress=bar)
@@ -222,14 +219,12 @@ def train(out_dir: pathlib.Path, seed: int = DEFAULT_SEED, subset: int | None = 
             part["states"].append(s)
             part["y"].append(sp.train_y[i])
             part["text"].append(sp.train_text[i])
-            if part is fit:
-                fit["domain"].append(d)
+            part["domain"].append(d)
         test_states[sp.domain] = enc.states(sp.test_text, progress=bar)
         test_lexicon[sp.domain] = lexicon_scores(sp.test_text)
     bar.close()
 
     _step(progress, f"fine-tuning {FINE_TUNED} with LoRA on {len(fit['y'])} sentences")
-    torch.manual_seed(seed)
     head = make_head(seed=seed)
     losses = _fit_layers(head, fit["states"], np.array(fit["y"], np.int64), np.array(fit["domain"], np.int64),
                          epochs, seed, progress)
@@ -238,7 +233,7 @@ def train(out_dir: pathlib.Path, seed: int = DEFAULT_SEED, subset: int | None = 
     adapter = head.adapter()
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez(out_dir / ADAPTER, **adapter)
-    head_only = {sp.domain: (_run_head(head, test_states[sp.domain], test_lexicon[sp.domain], "features")[:, 0] > 0)
+    head_only = {sp.domain: (_stack_features(head, test_states[sp.domain], test_lexicon[sp.domain])[:, 0] > 0)
                  .astype(np.int64) for sp in splits}
     head_path = out_dir / "1" / "model.onnx"
     diff = export_onnx(head, head_path)

@@ -113,6 +113,15 @@ def _base_layers():
     return bert.encoder.layer[text_encoder.STATES_LAYER:]
 
 
+def _replace_targets(layers, replace) -> None:
+    """Swap each LORA_TARGETS Linear of each layer for `replace(module)`, layer by layer."""
+    for layer in layers:
+        for target in LORA_TARGETS:
+            parent_name, _, name = target.rpartition(".")
+            parent = layer.get_submodule(parent_name)
+            setattr(parent, name, replace(getattr(parent, name)))
+
+
 def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RANK, seed: int = 0):
     """The head as a PyTorch module: base layers with LoRA factors, the linear heads and the stack.
     With `adapter` the trained values are loaded (and checked to be complete)."""
@@ -142,15 +151,11 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
         def __init__(self):
             super().__init__()
             self.layers = _base_layers().requires_grad_(False)
-            for layer in self.layers:
-                for target in LORA_TARGETS:
-                    parent_name, _, name = target.rpartition(".")
-                    parent = layer.get_submodule(parent_name)
-                    setattr(parent, name, LoRALinear(getattr(parent, name)))
+            _replace_targets(self.layers, LoRALinear)
             self.dropout = torch.nn.Dropout(0.1)
             self.sentiment = torch.nn.Linear(text_encoder.DIM, 2)
             self.domain = torch.nn.Linear(text_encoder.DIM, len(DOMAINS))
-            # Stack weights over stack_features(); fitted after training, see fit_stack().
+            # Stack weights over stack_features(); fitted after training (sentiment._fit_stack).
             self.register_buffer("stack_weight", torch.zeros(5))
             self.register_buffer("stack_bias", torch.zeros(1))
 
@@ -216,13 +221,7 @@ def export_onnx(head, path: pathlib.Path) -> float:
     import onnxruntime as ort
     import torch
 
-    for layer in head.layers:
-        for target in LORA_TARGETS:
-            parent_name, _, name = target.rpartition(".")
-            parent = layer.get_submodule(parent_name)
-            lora = getattr(parent, name)
-            if hasattr(lora, "merged"):
-                setattr(parent, name, lora.merged())
+    _replace_targets(head.layers, lambda m: m.merged() if hasattr(m, "merged") else m)
     head.eval()
 
     class Served(torch.nn.Module):
