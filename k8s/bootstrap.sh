@@ -3,17 +3,22 @@
 # cert-manager, Knative Serving + Kourier, KServe, OpenFaaS CE, optionally the NVIDIA GPU
 # operator, then charts/serverless-ai with a values profile.
 #
-# Needs: kubectl, helm (`sai tools install` puts both in .venv/bin), and for --profile kind
+# Needs: kubectl, helm (`sai tools install` puts both in .venv/bin), jq, and for --profile kind
 # also kind and docker. Run from anywhere; paths are relative to the repository.
 set -euo pipefail
 
 # ---- pinned versions (bump deliberately, together) ------------------------------------------
-KIND_VERSION="v0.29.0"                 # kind's node image is pinned in k8s/kind/cluster.yaml
-CERT_MANAGER_VERSION="v1.17.2"
-KNATIVE_VERSION="knative-v1.18.0"      # serving and net-kourier share release tags
-KSERVE_VERSION="v0.15.2"
-OPENFAAS_CHART_VERSION="14.2.124"      # https://openfaas.github.io/faas-netes (CE)
+# These are the versions whose CRDs the chart is validated against: k8s/fetch-crds.sh lists the
+# same tags, and tests/test_k8s_stack.py fails when the two drift apart.
+KIND_VERSION="v0.30.0"                 # KServe v0.20.0's own kserve-deps.env pins kind v0.30.0
+                                       # (its node image is pinned in k8s/kind/cluster.yaml)
+CERT_MANAGER_VERSION="v1.17.0"         # kserve v0.20.0 kserve-deps.env CERT_MANAGER_VERSION
+KNATIVE_VERSION="knative-v1.23.0"      # serving and net-kourier share release tags
+KSERVE_VERSION="v0.20.0"
+OPENFAAS_CHART_VERSION="15.0.6"        # deploys faas-netes 0.18.17 (chart/openfaas/values.yaml)
 GPU_OPERATOR_VERSION="v25.3.0"         # https://helm.ngc.nvidia.com/nvidia
+REGISTRY_IMAGE="registry:2.8.3"        # kind's local registry (kind docs: local-registry.md)
+TRITON_IMAGE="nvcr.io/nvidia/tritonserver:25.09-py3"   # = values.yaml triton.image (test-checked)
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CHART="$REPO/charts/serverless-ai"
@@ -23,25 +28,32 @@ PROFILE="kind"
 GPU_OPERATOR=0
 SKIP_PREREQS=0
 DRY_RUN=0
+# kind's local registry: the host pushes to localhost:5001; inside the cluster the same registry is
+# kind-registry.local:5000 (a Docker network alias that pods resolve through kind's DNS set-up, and
+# a *.local name, so faas-netes' anonymous-pull check talks plain HTTP to it).
+KIND_PUSH_REGISTRY="localhost:5001"
+KIND_CLUSTER_REGISTRY="kind-registry.local:5000"
 # Prefer the tools `sai tools install` placed in the repository's venv.
 export PATH="$REPO/.venv/bin:$PATH"
 
 usage() {
-  cat <<EOF
+  cat <<USAGE
 Usage: k8s/bootstrap.sh [--profile kind|gpu|knative] [--gpu-operator] [--skip-prereqs] [--dry-run]
 
   --profile P      values profile: charts/serverless-ai/values-P.yaml and k8s/overlays/...
-                   kind: creates a kind cluster (CPU), secrets with random MinIO credentials
-                   gpu: an existing GPU cluster; the Secrets named in docs/kubernetes.md must exist
+                   kind: creates a kind cluster (CPU) with a local registry ($KIND_PUSH_REGISTRY),
+                         random MinIO credentials and a MinIO user for the functions
+                   gpu: an existing GPU cluster; the Secrets in docs/kubernetes.md must exist
                    knative: like gpu, without KServe (Triton as a plain Knative Service)
   --gpu-operator   also install the NVIDIA GPU operator $GPU_OPERATOR_VERSION
   --skip-prereqs   only (re)install the serverless-ai chart and cluster settings
   --dry-run        print the commands instead of running them (works without a cluster)
   -h, --help       this help
 
-Pinned: kind $KIND_VERSION, cert-manager $CERT_MANAGER_VERSION, Knative $KNATIVE_VERSION (+ Kourier),
-KServe $KSERVE_VERSION, OpenFaaS chart $OPENFAAS_CHART_VERSION, GPU operator $GPU_OPERATOR_VERSION.
-EOF
+Pinned: kind $KIND_VERSION, cert-manager $CERT_MANAGER_VERSION,
+Knative Serving + Kourier $KNATIVE_VERSION, KServe $KSERVE_VERSION, OpenFaaS chart
+$OPENFAAS_CHART_VERSION, GPU operator $GPU_OPERATOR_VERSION.
+USAGE
 }
 
 while [ $# -gt 0 ]; do
@@ -62,6 +74,7 @@ run() {  # echo in dry-run mode, execute otherwise
   if [ "$DRY_RUN" = 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi
 }
 log() { printf '\n==> %s\n' "$*" >&2; }
+random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 # The timeouts come from the chart (one source of truth): render its timeouts ConfigMap for this
 # profile and read the numbers, so the gateway always waits longer than the functions.
@@ -78,13 +91,35 @@ FUNCTION_TIMEOUT="$(chart_timeout functionTimeoutSeconds)"
 echo "timeouts: function ${FUNCTION_TIMEOUT}s, gateway upstream ${GATEWAY_TIMEOUT}s, gateway server ${GATEWAY_SERVER_TIMEOUT}s"
 
 create_kind_cluster() {
-  log "kind cluster (kind $KIND_VERSION)"
-  if [ "$DRY_RUN" = 0 ] && kind get clusters 2>/dev/null | grep -qx serverless-ai; then
-    echo "kind cluster serverless-ai exists"; return
+  log "kind cluster (kind $KIND_VERSION) with a local registry"
+  # 1. The registry (kind docs, local-registry.md: kind-with-registry.sh), published on loopback only.
+  if [ "$DRY_RUN" = 1 ] || [ "$(docker inspect -f '{{.State.Running}}' kind-registry 2>/dev/null || true)" != true ]; then
+    run docker run -d --restart=always -p "127.0.0.1:5001:5000" --network bridge --name kind-registry "$REGISTRY_IMAGE"
   fi
-  local cfg; cfg="$(mktemp)"
-  sed "s#__REPO__#$REPO#" "$REPO/k8s/kind/cluster.yaml" >"$cfg"
-  run kind create cluster --config "$cfg" --wait 120s
+  # 2. The cluster: containerd reads registry hosts from /etc/containerd/certs.d (k8s/kind/cluster.yaml).
+  if [ "$DRY_RUN" = 1 ] || ! kind get clusters 2>/dev/null | grep -qx serverless-ai; then
+    local cfg; cfg="$(mktemp)"
+    sed "s#__REPO__#$REPO#" "$REPO/k8s/kind/cluster.yaml" >"$cfg"
+    run kind create cluster --config "$cfg" --wait 120s
+  fi
+  # 3. Both registry names resolve to the registry container on every node.
+  local node host
+  for node in $(if [ "$DRY_RUN" = 1 ]; then echo serverless-ai-control-plane; else kind get nodes --name serverless-ai; fi); do
+    for host in "$KIND_PUSH_REGISTRY" "$KIND_CLUSTER_REGISTRY"; do
+      run docker exec "$node" mkdir -p "/etc/containerd/certs.d/$host"
+      if [ "$DRY_RUN" = 1 ]; then echo "+ docker exec $node: /etc/containerd/certs.d/$host/hosts.toml -> http://$KIND_CLUSTER_REGISTRY"; continue; fi
+      printf '[host."http://%s"]\n' "$KIND_CLUSTER_REGISTRY" |
+        docker exec -i "$node" cp /dev/stdin "/etc/containerd/certs.d/$host/hosts.toml"
+    done
+  done
+  # 4. On the kind network under the in-cluster name (pods reach Docker's DNS through kind's node
+  #    entrypoint, images/base/files/usr/local/bin/entrypoint: enable_network_magic).
+  if [ "$DRY_RUN" = 1 ] || [ "$(docker inspect -f '{{json .NetworkSettings.Networks.kind}}' kind-registry)" = null ]; then
+    run docker network connect --alias "${KIND_CLUSTER_REGISTRY%:*}" kind kind-registry
+  fi
+  # 5. Pre-load Triton (~10 GB): a pull racing Knative's progress deadline is the classic first failure.
+  run docker pull "$TRITON_IMAGE"
+  run kind load docker-image "$TRITON_IMAGE" --name serverless-ai
 }
 
 install_cert_manager() {
@@ -95,10 +130,9 @@ install_cert_manager() {
 
 install_knative() {
   log "Knative Serving $KNATIVE_VERSION + Kourier"
-  local base="https://github.com/knative"
-  run kubectl apply -f "$base/serving/releases/download/$KNATIVE_VERSION/serving-crds.yaml"
-  run kubectl apply -f "$base/serving/releases/download/$KNATIVE_VERSION/serving-core.yaml"
-  run kubectl apply -f "$base/net-kourier/releases/download/$KNATIVE_VERSION/kourier.yaml"
+  run kubectl apply -f "https://github.com/knative/serving/releases/download/$KNATIVE_VERSION/serving-crds.yaml"
+  run kubectl apply -f "https://github.com/knative/serving/releases/download/$KNATIVE_VERSION/serving-core.yaml"
+  run kubectl apply -f "https://github.com/knative-extensions/net-kourier/releases/download/$KNATIVE_VERSION/kourier.yaml"
   run kubectl -n knative-serving wait --for=condition=Available deployment --all --timeout=300s
   run kubectl -n kourier-system wait --for=condition=Available deployment --all --timeout=300s
 }
@@ -109,7 +143,8 @@ install_kserve() {
   run kubectl apply --server-side -f "$base/kserve.yaml"
   run kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s
   run kubectl apply --server-side -f "$base/kserve-cluster-resources.yaml"
-  # With Kourier instead of Istio, KServe must not create Istio VirtualServices.
+  # With Kourier instead of Istio, KServe must not create Istio VirtualServices
+  # (config/configmap/inferenceservice.yaml at v0.20.0: ingress.disableIstioVirtualHost).
   if [ "$DRY_RUN" = 1 ]; then
     echo "+ kubectl -n kserve patch configmap inferenceservice-config (ingress.disableIstioVirtualHost=true)"
   else
@@ -122,17 +157,24 @@ install_kserve() {
 }
 
 install_openfaas() {
-  log "OpenFaaS CE chart $OPENFAAS_CHART_VERSION (gateway upstream timeout ${GATEWAY_TIMEOUT}s)"
+  # The gateway is ClusterIP everywhere but kind, where its NodePort is published on the host's
+  # loopback only (k8s/kind/cluster.yaml). Expose it through an ingress with auth (docs/kubernetes.md).
+  local service_type=ClusterIP
+  [ "$PROFILE" = kind ] && service_type=NodePort
+  log "OpenFaaS CE chart $OPENFAAS_CHART_VERSION (gateway upstream timeout ${GATEWAY_TIMEOUT}s, $service_type)"
+  # Value names: faas-netes chart/openfaas/values.yaml at chart 15.0.6 (tests/test_k8s_stack.py
+  # keeps this list to values that chart has). Function images are always pulled in CE
+  # (faas-netes pkg/handlers/deploy.go: PullAlways), so they must come from a registry.
   run helm upgrade --install openfaas openfaas \
     --repo https://openfaas.github.io/faas-netes --version "$OPENFAAS_CHART_VERSION" \
     --namespace openfaas \
     --set functionNamespace=openfaas-fn \
     --set generateBasicAuth=true \
+    --set serviceType="$service_type" \
     --set gateway.upstreamTimeout="${GATEWAY_TIMEOUT}s" \
     --set gateway.readTimeout="${GATEWAY_SERVER_TIMEOUT}s" \
     --set gateway.writeTimeout="${GATEWAY_SERVER_TIMEOUT}s" \
     --set queueWorker.ackWait="${GATEWAY_SERVER_TIMEOUT}s" \
-    --set faasnetes.imagePullPolicy=IfNotPresent \
     --wait --timeout 10m
 }
 
@@ -143,19 +185,29 @@ install_gpu_operator() {
     --namespace gpu-operator --create-namespace --wait --timeout 15m
 }
 
+create_secret() {  # namespace name key=value... (only when missing: re-runs keep credentials)
+  local ns="$1" name="$2"; shift 2
+  if [ "$DRY_RUN" = 1 ]; then echo "+ kubectl -n $ns create secret generic $name ($*)" | sed 's/=[^ )]*/=…/g'; return; fi
+  kubectl -n "$ns" get secret "$name" >/dev/null 2>&1 && return
+  local args=() kv
+  for kv in "$@"; do args+=("--from-literal=$kv"); done
+  kubectl -n "$ns" create secret generic "$name" "${args[@]}"
+}
+
 kind_secrets() {
-  # Random credentials for the in-cluster MinIO, shared with object-classify's secrets.
-  log "secrets (kind: random MinIO credentials)"
-  if [ "$DRY_RUN" = 1 ]; then echo "+ kubectl create secret ... (serverless-ai-minio, s3-access-key-id, s3-secret-access-key)"; return; fi
-  if ! kubectl -n "$NAMESPACE" get secret serverless-ai-minio >/dev/null 2>&1; then
-    local user pass
-    user="sai-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    pass="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    kubectl -n "$NAMESPACE" create secret generic serverless-ai-minio \
-      --from-literal=rootUser="$user" --from-literal=rootPassword="$pass"
-    kubectl -n openfaas-fn create secret generic s3-access-key-id --from-literal=s3-access-key-id="$user"
-    kubectl -n openfaas-fn create secret generic s3-secret-access-key --from-literal=s3-secret-access-key="$pass"
+  # Random credentials: MinIO's root user (only the set-up Job uses it) and a separate MinIO user
+  # for the functions, limited by the set-up Job to the uploads bucket's prefixes.
+  log "secrets (kind: random MinIO credentials, a MinIO user for the functions)"
+  local fn_user fn_pass
+  fn_user="fn-$(random_hex 6)"; fn_pass="$(random_hex 24)"
+  if [ "$DRY_RUN" = 0 ] && kubectl -n "$NAMESPACE" get secret serverless-ai-minio-functions >/dev/null 2>&1; then
+    fn_user="$(kubectl -n "$NAMESPACE" get secret serverless-ai-minio-functions -o jsonpath='{.data.accessKey}' | base64 -d)"
+    fn_pass="$(kubectl -n "$NAMESPACE" get secret serverless-ai-minio-functions -o jsonpath='{.data.secretKey}' | base64 -d)"
   fi
+  create_secret "$NAMESPACE" serverless-ai-minio rootUser="sai-$(random_hex 6)" rootPassword="$(random_hex 24)"
+  create_secret "$NAMESPACE" serverless-ai-minio-functions accessKey="$fn_user" secretKey="$fn_pass"
+  create_secret openfaas-fn s3-access-key-id s3-access-key-id="$fn_user"
+  create_secret openfaas-fn s3-secret-access-key s3-secret-access-key="$fn_pass"
 }
 
 check_secrets() {
@@ -173,6 +225,7 @@ install_chart() {
   log "cluster settings ($OVERLAY) and the serverless-ai chart ($PROFILE profile)"
   run kubectl apply --server-side --field-manager=serverless-ai --force-conflicts -k "$OVERLAY"
   if [ "$PROFILE" = kind ]; then kind_secrets; else check_secrets; fi
+  # The chart itself refuses to install when Knative's config-features lacks a flag it needs.
   run helm upgrade --install "$RELEASE" "$CHART" --namespace "$NAMESPACE" -f "$VALUES" --wait --timeout 10m
   if [ "$PROFILE" = knative ]; then
     run kubectl -n "$NAMESPACE" wait --for=condition=Ready ksvc --all --timeout=15m
@@ -192,4 +245,8 @@ if [ "$SKIP_PREREQS" = 0 ]; then
   if [ "$GPU_OPERATOR" = 1 ]; then install_gpu_operator; fi
 fi
 install_chart
-log "done. Functions: faas-cli deploy -f stack.yml (OpenFaaS CE), gateway http://127.0.0.1:8080 on kind"
+if [ "$PROFILE" = kind ]; then
+  log "done. Functions: k8s/e2e-kind.sh (builds, pushes to $KIND_PUSH_REGISTRY, deploys as $KIND_CLUSTER_REGISTRY); gateway http://127.0.0.1:8080"
+else
+  log "done. Functions (OpenFaaS CE): REGISTRY=<your registry> faas-cli up -f stack.yml; gateway: kubectl -n openfaas port-forward svc/gateway 8080:8080"
+fi

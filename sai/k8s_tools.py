@@ -124,7 +124,7 @@ def tool_path(name: str) -> Path:
 # ---- chart rendering and validation (used by `sai tools validate` and tests/test_k8s_*.py) ----
 
 # Kubernetes version the chart is validated for (kind's node image in k8s/kind/cluster.yaml).
-KUBE_VERSION = "1.33.0"
+KUBE_VERSION = "1.34.0"  # kind v0.30.0 node image; Knative 1.23 needs >= 1.34
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHART_DIR = REPO_ROOT / "charts" / "serverless-ai"
 

@@ -6,14 +6,18 @@ Runs the real helm binary (`sai tools install`); a missing helm or CRD folder is
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
 
 from sai.cli import SaiError
-from sai.k8s_tools import CHART_DIR, REPO_ROOT, ManifestValidator, render_chart, run_tool
+from sai.k8s_tools import CHART_DIR, REPO_ROOT, ManifestValidator, load_yaml_stream, render_chart, run_tool
 
 PROFILES = {
     "default": [],
@@ -21,13 +25,19 @@ PROFILES = {
     "kind": [CHART_DIR / "values-kind.yaml"],
     "knative": [CHART_DIR / "values-knative.yaml"],
 }
+# Function modes other than "none" need the registry the cluster pulls the images from.
+REGISTRY = "functions.imageRegistry=registry.example.com/serverless-ai"
 # Everything optional switched on, so each template is rendered and validated at least once.
 ALL_ON = [
+    REGISTRY,
     "minio.enabled=true",
     "monitoring.podMonitors=true",
     "modelRepository.localModelCache.enabled=true",
 ]
 MONITORING_API = ["monitoring.coreos.com/v1"]
+# MinIO's webhook target waits this long for response headers
+# (minio RELEASE.2025-04-22T22-12-26Z internal/event/target/webhook.go: ResponseHeaderTimeout).
+MINIO_WEBHOOK_HEADER_TIMEOUT_S = 60
 FUNCTIONS = ["image-classify", "text-sentiment", "text-embed", "text-keywords", "object-classify"]
 MODELS = ["image_classifier", "text_encoder", "sentiment_head", "text_sentiment"]
 
@@ -117,12 +127,15 @@ def test_validator_rejects_unknown_fields_and_unknown_kinds(rendered, validator)
     bad = json.loads(json.dumps(isvc))
     bad["spec"]["predictor"]["minReplica"] = 0
     assert validator.errors(bad)
-    fn = json.loads(json.dumps(one(rendered["default"], "Function", "image-classify")))
+    fn = json.loads(json.dumps(one(render_chart(sets=[REGISTRY, "functions.mode=openfaas"]), "Function", "image-classify")))
     fn["spec"]["replicas"] = 2
     assert validator.errors(fn)
     cm = json.loads(json.dumps(one(rendered["default"], "ConfigMap", "timeouts")))
     cm["spec"] = {}
     assert validator.errors(cm)
+    fn = json.loads(json.dumps(one(render_chart(sets=[REGISTRY, "functions.mode=knative"]), "Service", "image-classify")))
+    fn["spec"]["template"]["spec"]["containers"][0]["securityContext"]["fsGroup"] = 1  # a pod-level field
+    assert validator.errors(fn)
     assert validator.errors({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})
 
 
@@ -153,7 +166,17 @@ def test_values_schema_rejects(bad_set, message):
 def test_knative_function_timeout_cap():
     """Knative caps revision timeouts at 600 s: the chart refuses a function timeout above it."""
     with pytest.raises(SaiError, match="600"):
-        render_chart(sets=["functions.mode=knative", "timeouts.tritonColdStartSeconds=590", "timeouts.marginSeconds=15"])
+        render_chart(sets=[REGISTRY, "functions.mode=knative", "timeouts.tritonColdStartSeconds=590", "timeouts.marginSeconds=15"])
+
+
+@pytest.mark.parametrize("mode", ["openfaas", "knative"])
+def test_function_images_need_a_registry(mode):
+    """No default registry users cannot push to: modes that render function pods demand one."""
+    with pytest.raises(SaiError, match="functions.imageRegistry is required"):
+        render_chart(sets=[f"functions.mode={mode}"])
+    objs = render_chart(sets=[f"functions.mode={mode}", "functions.imageRegistry=registry.example.com:5000/team"])
+    images = {c["image"] for o in objs for c in pod_containers(o)} | {o["spec"]["image"] for o in objs if o["kind"] == "Function"}
+    assert "registry.example.com:5000/team/image-classify:0.1.0" in images
 
 
 # ---- invariants ---------------------------------------------------------------------------------
@@ -168,8 +191,9 @@ def test_triton_scales_to_zero(profile, rendered):
     assert "autoscaling.knative.dev/initial-scale" in ann
     isvc = [o for o in objs if o["kind"] == "InferenceService"]
     if isvc:
-        assert isvc[0]["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
-        assert pod["minReplicas"] == 0
+        # v0.20's name for Serverless (kserve pkg/constants/constants.go DeploymentModeType)
+        assert isvc[0]["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+        assert pod["minReplicas"] == 0  # KServe's default is 1
     else:
         assert ann["autoscaling.knative.dev/min-scale"] == "0"
 
@@ -207,27 +231,43 @@ def test_gpu_scheduling(profile, rendered):
 
 
 def pod_specs(objs):
-    """(name, pod spec) of every pod template the chart renders, Triton included."""
+    """(name, pod spec, run by Knative) of every pod template the chart renders, Triton included."""
     for o in objs:
         name = f"{o['kind']}/{o['metadata']['name']}"
-        if o["kind"] in ("Deployment", "Job") or o["kind"] == "Service" and o["apiVersion"].startswith("serving.knative.dev"):
-            yield name, o["spec"]["template"]["spec"]
+        if o["kind"] in ("Deployment", "Job"):
+            yield name, o["spec"]["template"]["spec"], False
+        elif o["kind"] == "Service" and o["apiVersion"].startswith("serving.knative.dev"):
+            yield name, o["spec"]["template"]["spec"], True
     if any(o["kind"] == "InferenceService" for o in objs):
         pred, container, _ = triton_workload(objs)
-        yield "InferenceService", {**pred, "containers": [container]}
+        yield "InferenceService", {**pred, "containers": [container]}, True
+
+
+def pod_containers(obj):
+    """Containers of one Deployment, Job or Knative Service."""
+    if obj["kind"] == "InferenceService":
+        return []
+    return [c for _, spec, _ in pod_specs([obj]) for c in spec["containers"]]
 
 
 @pytest.mark.parametrize("functions_mode", ["openfaas", "knative"])
 @pytest.mark.parametrize("profile", PROFILES)
 def test_security_and_resources_everywhere(profile, functions_mode):
-    objs = render_chart(PROFILES[profile], ALL_ON[:1] + [f"functions.mode={functions_mode}"])
+    objs = render_chart(PROFILES[profile], ALL_ON[:2] + [f"functions.mode={functions_mode}"])
     specs = list(pod_specs(objs))
     assert len(specs) >= 3
-    for name, spec in specs:
-        assert spec["securityContext"]["runAsNonRoot"] is True, name
-        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+    for name, spec, knative in specs:
+        pod_sc = spec.get("securityContext") or {}
+        if knative:
+            # Knative rejects any pod-level securityContext field unless config-features
+            # kubernetes.podspec-securitycontext is enabled (off by default; features.go).
+            assert not pod_sc, name
         for c in spec["containers"]:
-            sc = c["securityContext"]
+            sc = {**pod_sc, **c["securityContext"]}  # effective: the container's fields win
+            assert sc["runAsNonRoot"] is True, name
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault", name
+            if knative:
+                assert isinstance(sc["runAsUser"], int) and sc["runAsUser"] > 0, name  # numeric: verifiable
             assert sc["allowPrivilegeEscalation"] is False, name
             assert sc["readOnlyRootFilesystem"] is True, name
             assert sc["capabilities"]["drop"] == ["ALL"], name
@@ -241,12 +281,36 @@ def test_security_and_resources_everywhere(profile, functions_mode):
         assert fn["spec"]["requests"] and fn["spec"]["limits"]
 
 
+def test_knative_functions_find_their_packages():
+    """python3-http-debian installs a function's requirements with `pip install --user` as `app`
+    (HOME /home/app). Run as uid 12000 without a passwd entry, HOME would be / (runc) and Python's
+    user site /.local/...: the chart sets HOME=/home/app. Python itself decides, here."""
+    objs = render_chart(sets=[REGISTRY, "functions.mode=knative"])
+    for ks in (o for o in objs if o["kind"] == "Service" and o["metadata"]["namespace"] == "openfaas-fn"):
+        c = ks["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["HOME"] == "/home/app", ks["metadata"]["name"]
+        assert c["securityContext"]["runAsUser"] == 12000
+    probe = "import site; print(site.getusersitepackages())"
+    for home, expected in (("/home/app", "/home/app/.local/lib/python"), ("/", "/.local/lib/python")):
+        out = subprocess.run([sys.executable, "-c", probe], env={"HOME": home, "PATH": "/usr/bin"},
+                             capture_output=True, text=True, check=True).stdout
+        assert out.startswith(expected), (home, out)
+
+
 def test_no_secret_values_in_chart(rendered):
-    """Credentials only come from existing Secrets: the chart never renders a Secret."""
+    """Credentials only come from existing Secrets. The one Secret the chart renders is Triton's
+    generated admin key: no user credential, kept across upgrades and uninstall."""
     for objs in rendered.values():
-        assert not [o for o in objs if o["kind"] == "Secret"]
+        secrets = [o for o in objs if o["kind"] == "Secret"]
+        assert [o["metadata"]["name"] for o in secrets] == ["serverless-ai-triton-admin"]
+        admin = secrets[0]
+        assert admin["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert len(base64.b64decode(admin["data"]["triton-admin-key"])) == 40
     sa = one(rendered["default"], "ServiceAccount")
     assert sa["secrets"] == [{"name": "serverless-ai-models-s3"}]
+    # KServe ignores ServiceAccount S3 annotations without an EKS role ARN; they live on the Secret.
+    assert not [k for k in (sa["metadata"].get("annotations") or {}) if k.startswith("serving.kserve.io/s3-")]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -280,6 +344,13 @@ def test_triton_args_and_probes(profile, rendered):
     assert "--strict-readiness=true" in args
     assert "--metrics-port=8002" in args and "--allow-metrics=true" in args
     assert "--http-port=8080" in args
+    assert "--allow-grpc=false" in args  # gRPC has its own model-control RPCs: closed with it
+    restricted = [a for a in args if a.startswith("--http-restricted-api=")]
+    assert restricted == ["--http-restricted-api=model-repository,shared-memory,statistics,trace,logging"
+                          ":triton-admin-key=$(TRITON_ADMIN_KEY)"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TRITON_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "serverless-ai-triton-admin", "key": "triton-admin-key"}
     assert [p["containerPort"] for p in container["ports"]] == [8080]  # Knative: one port
     assert sorted(a.split("=", 1)[1] for a in args if a.startswith("--load-model=")) == sorted(MODELS)
     config = [a for a in args if a.startswith("--model-config-name")]
@@ -300,18 +371,24 @@ def test_timeouts_ordered(profile, rendered):
         t["tritonColdStartSeconds"], t["functionTimeoutSeconds"], t["gatewayTimeoutSeconds"], t["gatewayServerTimeoutSeconds"])
     assert gws > gw > fn > cold > 0
     pod, _, ann = triton_workload(objs)
-    assert (pod.get("timeout") or pod.get("timeoutSeconds")) == cold
-    assert ann["serving.knative.dev/progress-deadline"] == f"{cold}s"
+    revision = pod.get("timeout") or pod.get("timeoutSeconds")
+    # The client gives up strictly before Knative cuts the request (KServe's predictor.timeout also
+    # sets responseStartTimeoutSeconds: ksvc_reconciler.go).
+    assert fn >= revision > cold
+    assert ann["serving.knative.dev/progress-deadline"] == f"{revision}s"
     envs = [o["spec"]["environment"] for o in objs if o["kind"] == "Function"]
     for ks in (o for o in objs if o["kind"] == "Service" and o["metadata"]["namespace"] == "openfaas-fn"):
         assert ks["spec"]["template"]["spec"]["timeoutSeconds"] == fn
         envs.append({e["name"]: e["value"] for e in ks["spec"]["template"]["spec"]["containers"][0]["env"]})
-    if profile != "kind":  # kind deploys the functions with faas-cli (checked in test_k8s_stack)
+    if profile == "knative":  # the others deploy them with faas-cli (checked in test_k8s_stack)
         assert envs
     for env in envs:
         for key in ("exec_timeout", "read_timeout", "write_timeout"):
             assert int(env[key].rstrip("s")) == fn
-        assert int(env["TRITON_TIMEOUT_S"]) == cold
+        if "S3_ENDPOINT" in env:  # object-classify answers MinIO's webhook within its 60 s
+            assert int(env["TRITON_TIMEOUT_S"]) < MINIO_WEBHOOK_HEADER_TIMEOUT_S
+        else:
+            assert int(env["TRITON_TIMEOUT_S"]) == cold
     assert fn <= 600, "Knative's max-revision-timeout-seconds"
 
 
@@ -325,7 +402,8 @@ def test_functions_point_at_triton(profile, rendered):
     assert one(objs, "ConfigMap", "timeouts")["data"]["tritonUrl"] == expected
     fns = [o for o in objs if o["kind"] == "Function" or (o["kind"] == "Service" and o["metadata"]["namespace"] == "openfaas-fn")]
     names = sorted(o["metadata"]["name"] for o in fns)
-    assert names == ([] if profile == "kind" else sorted(FUNCTIONS))
+    # OpenFaaS CE (every profile but knative): faas-cli deploys them, the chart renders none.
+    assert names == (sorted(FUNCTIONS) if profile == "knative" else [])
     for o in fns:
         env = o["spec"].get("environment") or {
             e["name"]: e["value"] for e in o["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -347,9 +425,32 @@ def test_models_match_model_repository(rendered):
 def test_pod_monitors_follow_the_api():
     assert not [o for o in render_chart() if o["kind"] == "PodMonitor"], "auto: absent without the API"
     monitors = [o for o in render_chart(api_versions=MONITORING_API) if o["kind"] == "PodMonitor"]
-    triton = one(monitors, "PodMonitor", "triton")
-    assert triton["spec"]["podMetricsEndpoints"][0]["portNumber"] == 8002
-    assert one(monitors, "PodMonitor", "functions")["metadata"]["namespace"] == "openfaas-fn"
+    triton, functions = one(monitors, "PodMonitor", "triton"), one(monitors, "PodMonitor", "functions")
+    # Prometheus Operator keeps only declared container ports (promcfg.go); Knative declares 8080
+    # for Triton, faas-netes 8080 for functions. Each endpoint selects that port and rewrites the
+    # address to the undeclared metrics port.
+    metrics, queue_proxy = triton["spec"]["podMetricsEndpoints"]
+    assert metrics["portNumber"] == 8080
+    assert {"sourceLabels": ["__meta_kubernetes_pod_ip"], "targetLabel": "__address__",
+            "regex": "(.+)", "replacement": "$1:8002"} in metrics["relabelings"]
+    assert queue_proxy["port"] == "http-usermetric"
+    assert functions["metadata"]["namespace"] == "openfaas-fn"
+    # faas-cli-deployed (CE) functions have faas-netes' faas_function label, not the chart's.
+    assert functions["spec"]["selector"] == {"matchExpressions": [{"key": "faas_function", "operator": "Exists"}]}
+    (endpoint,) = functions["spec"]["podMetricsEndpoints"]
+    assert endpoint["portNumber"] == 8080
+    assert endpoint["relabelings"][0]["replacement"] == "$1:8081"  # of-watchdog metrics
+    assert {"sourceLabels": ["__meta_kubernetes_pod_label_faas_function"], "targetLabel": "faas_function"} in endpoint["relabelings"]
+
+
+def test_pod_monitor_relabelling_applies():
+    """The rewrite does what Prometheus will do: the regex over the joined source labels, then
+    $1 substituted (Prometheus relabel semantics: anchored regex, `;` separator)."""
+    monitors = [o for o in render_chart(api_versions=MONITORING_API) if o["kind"] == "PodMonitor"]
+    for monitor, port in ((one(monitors, "PodMonitor", "triton"), 8002), (one(monitors, "PodMonitor", "functions"), 8081)):
+        rule = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]
+        match = re.fullmatch(rule["regex"], "10.244.1.17")
+        assert match and rule["replacement"].replace("$1", match.group(1)) == f"10.244.1.17:{port}"
 
 
 def test_grafana_dashboard(rendered):
@@ -367,22 +468,165 @@ def test_grafana_dashboard(rendered):
 
 
 def test_minio_webhook_targets_object_classify():
-    for mode, url in [("openfaas", "http://gateway.openfaas.svc.cluster.local:8080/async-function/object-classify"),
+    """Events go to object-classify synchronously (a 503 keeps them in MinIO's queue), with a user
+    of their own, never through /async-function (CE's queue-worker never retries)."""
+    for mode, url in [("openfaas", "http://gateway.openfaas.svc.cluster.local:8080/function/object-classify"),
+                      ("none", "http://gateway.openfaas.svc.cluster.local:8080/function/object-classify"),
                       ("knative", "http://object-classify.openfaas-fn.svc.cluster.local")]:
-        objs = render_chart(sets=["minio.enabled=true", f"functions.mode={mode}"])
-        env = {e["name"]: e.get("value") for e in one(objs, "Deployment", "minio")["spec"]["template"]["spec"]["containers"][0]["env"]}
+        objs = render_chart(sets=[REGISTRY, "minio.enabled=true", f"functions.mode={mode}"])
+        minio = one(objs, "Deployment", "minio")["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in minio["env"]}
         assert env["MINIO_NOTIFY_WEBHOOK_ENDPOINT_SAI"] == url
+        assert env["MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_SAI"].startswith("/data/"), "the queue must survive restarts"
+        pvc = one(objs, "PersistentVolumeClaim", "minio")
+        assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
         job = one(objs, "Job", "minio-setup")
-        script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        script = container["args"][0]
         assert "arn:minio:sqs::SAI:webhook" in script and '--prefix "incoming/"' in script
+        assert 'mc admin user add sai "$FUNCTIONS_ACCESS_KEY" "$FUNCTIONS_SECRET_KEY"' in script
+        assert "mc admin policy attach sai serverless-ai-minio-functions --user" in script
+        policy = json.loads(script.split("<<EOF\n", 1)[1].split("\nEOF", 1)[0])
+        assert policy["Statement"] == [
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::uploads/incoming/*"]},
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": ["arn:aws:s3:::uploads/results/*"]},
+        ]
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
+        assert refs["FUNCTIONS_ACCESS_KEY"] == "serverless-ai-minio-functions" != refs["MINIO_ROOT_USER"]
+        if mode == "none":
+            continue
         oc = one(objs, "Function" if mode == "openfaas" else "Service", "object-classify")
         oc_env = oc["spec"].get("environment") or {
-            e["name"]: e["value"] for e in oc["spec"]["template"]["spec"]["containers"][0]["env"]}
+            e["name"]: e.get("value") for e in oc["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert oc_env["S3_ENDPOINT"] == "http://serverless-ai-minio.serverless-ai.svc.cluster.local:9000"
         assert oc_env["INPUT_PREFIX"] == "incoming/", "classify exactly what MinIO notifies about"
         assert not oc_env["RESULTS_PREFIX"].startswith(oc_env["INPUT_PREFIX"]), "results must not re-trigger"
+        assert int(oc_env["TRITON_TIMEOUT_S"]) < MINIO_WEBHOOK_HEADER_TIMEOUT_S
     with pytest.raises(SaiError, match="resultsPrefix"):
         render_chart(sets=["functions.objectClassify.resultsPrefix=incoming/results/"])
+
+
+def test_triton_is_cluster_local(rendered):
+    """KServe copies ISVC labels onto the predictor's Knative Service (predictor.go buildObjectMeta);
+    Knative then serves it on the cluster-local domain only."""
+    label = {"networking.knative.dev/visibility": "cluster-local"}
+    isvc = one(rendered["gpu"], "InferenceService")
+    assert label.items() <= isvc["metadata"]["labels"].items()
+    ksvc = one(rendered["knative"], "Service", "triton-predictor")
+    assert label.items() <= ksvc["metadata"]["labels"].items()
+
+
+def test_cluster_scoped_names_carry_the_release():
+    objs = render_chart(sets=["modelRepository.localModelCache.enabled=true"], release="team-a")
+    group = one(objs, "LocalModelNodeGroup")
+    cache = one(objs, "LocalModelCache")
+    assert group["metadata"]["name"].startswith("team-a-") and cache["metadata"]["name"].startswith("team-a-")
+    assert cache["spec"]["nodeGroups"] == [group["metadata"]["name"]]
+    # KServe runs the download Job in its job namespace and looks the ServiceAccount up there.
+    accounts = {o["metadata"]["namespace"]: o for o in objs if o["kind"] == "ServiceAccount"}
+    assert set(accounts) == {"serverless-ai", "kserve-localmodel-jobs"}
+    assert accounts["kserve-localmodel-jobs"]["metadata"]["name"] == cache["spec"]["serviceAccountName"]
+
+
+# ---- install-time checks against the live cluster ------------------------------------------------
+# `helm install` looks these objects up; `helm template` cannot, so each check is a named template
+# that takes the looked-up object, and these tests feed it recorded ones through a wrapper chart.
+
+# Knative Serving knative-v1.23.0 as installed: config/core/configmaps/features.yaml ships only
+# `_example` in data, so every flag has its default (pkg/apis/config/features.go).
+KNATIVE_DEFAULT_FEATURES = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"_example": "..."},
+                            "metadata": {"name": "config-features", "namespace": "knative-serving"}}
+
+
+def run_check(tmp_path, check: str, observed, values: dict | None = None) -> str:
+    """Render `check` with `observed` as the lookup result; '' when it passes, else helm's error."""
+    root = tmp_path / "harness"
+    shutil.copytree(CHART_DIR, root / "charts" / "serverless-ai")
+    (root / "Chart.yaml").write_text("apiVersion: v2\nname: harness\nversion: 0.0.1\n")
+    (root / "templates").mkdir()
+    (root / "templates" / "check.yaml").write_text(
+        '{{- include .Values.check (list (index .Subcharts "serverless-ai") .Values.observed "serverless-ai") }}\n'
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: passed\n")
+    (root / "values.yaml").write_text(yaml.safe_dump({"check": check, "observed": observed, "serverless-ai": values or {}}))
+    proc = run_tool("helm", "template", "serverless-ai", str(root), "--namespace", "serverless-ai", check=False)
+    if proc.returncode == 0:
+        assert "name: passed" in proc.stdout
+        return ""
+    return proc.stderr
+
+
+def profile_values(name: str) -> dict:
+    return yaml.safe_load((CHART_DIR / f"values-{name}.yaml").read_text())
+
+
+def test_check_knative_features(tmp_path):
+    gpu = profile_values("gpu")
+    err = run_check(tmp_path / "a", "sai.check.knativeFeatures", None, gpu)
+    assert "Knative Serving is not installed" in err
+    err = run_check(tmp_path / "b", "sai.check.knativeFeatures", KNATIVE_DEFAULT_FEATURES, gpu)
+    for flag in ("podspec-nodeselector", "podspec-tolerations", "podspec-runtimeclassname"):
+        assert f"kubernetes.{flag}" in err, flag
+    assert "podspec-volumes-emptydir" not in err.split("Fix:")[0], "emptyDir is enabled by default"
+    assert "k8s/overlays/gpu" in err and "kubectl -n knative-serving patch configmap config-features" in err
+    # What k8s/overlays/gpu applies satisfies every profile.
+    overlay = load_yaml_stream(run_tool("kubectl", "kustomize", str(REPO_ROOT / "k8s/overlays/gpu")).stdout)
+    features = next(o for o in overlay if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "config-features")
+    for i, profile in enumerate(("gpu", "knative", "kind")):
+        assert run_check(tmp_path / f"c{i}", "sai.check.knativeFeatures", features, profile_values(profile)) == ""
+    pvc = {"triton": {"mode": "knative"}, "modelRepository": {"source": "pvc"}}
+    err = run_check(tmp_path / "d", "sai.check.knativeFeatures", KNATIVE_DEFAULT_FEATURES, pvc)
+    assert "kubernetes.podspec-persistent-volume-claim" in err
+
+
+def test_check_triton_owner(tmp_path):
+    """Both modes name their Knative Service <release>-triton-predictor: a switch must wait until the
+    other mode's one is gone, or KServe and Helm fight over it."""
+    ksvc = {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": "serverless-ai-triton-predictor", "namespace": "serverless-ai"}}
+    by_isvc = {**ksvc, "metadata": {**ksvc["metadata"], "ownerReferences": [
+        {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "name": "serverless-ai-triton",
+         "uid": "0d5e3f5c-8d0a-4a8e-9a37-6a0f4f3f0c11", "controller": True}]}}
+    knative, kserve = {"triton": {"mode": "knative"}}, {"triton": {"mode": "kserve"}}
+    assert "delete inferenceservice serverless-ai-triton" in run_check(tmp_path / "a", "sai.check.tritonOwner", by_isvc, knative)
+    assert "delete ksvc serverless-ai-triton-predictor" in run_check(tmp_path / "b", "sai.check.tritonOwner", ksvc, kserve)
+    assert run_check(tmp_path / "c", "sai.check.tritonOwner", by_isvc, kserve) == ""
+    assert run_check(tmp_path / "d", "sai.check.tritonOwner", ksvc, knative) == ""
+    assert run_check(tmp_path / "e", "sai.check.tritonOwner", None, kserve) == ""
+
+
+def test_check_models_secret(tmp_path):
+    """KServe reads endpoint/HTTPS/region from the Secret (annotations, else data keys), so the
+    install checks the Secret and prints the exact annotate command."""
+    b64 = lambda v: base64.b64encode(v.encode()).decode()  # noqa: E731
+    creds = {"AWS_ACCESS_KEY_ID": b64("AKIA"), "AWS_SECRET_ACCESS_KEY": b64("secret")}
+    secret = {"apiVersion": "v1", "kind": "Secret", "data": creds,
+              "metadata": {"name": "serverless-ai-models-s3", "namespace": "serverless-ai"}}
+    minio = {"minio": {"enabled": True}}
+    assert "Secret serverless-ai-models-s3 not found" in run_check(tmp_path / "a", "sai.check.modelsSecret", None, minio)
+    err = run_check(tmp_path / "b", "sai.check.modelsSecret", secret, minio)
+    assert ("kubectl -n serverless-ai annotate --overwrite secret serverless-ai-models-s3 "
+            "serving.kserve.io/s3-endpoint=serverless-ai-minio.serverless-ai.svc.cluster.local:9000 "
+            "serving.kserve.io/s3-region=us-east-1 serving.kserve.io/s3-usehttps=0") in err
+    annotated = {**secret, "metadata": {**secret["metadata"], "annotations": {
+        "serving.kserve.io/s3-endpoint": "serverless-ai-minio.serverless-ai.svc.cluster.local:9000",
+        "serving.kserve.io/s3-usehttps": "0", "serving.kserve.io/s3-region": "us-east-1"}}}
+    assert run_check(tmp_path / "c", "sai.check.modelsSecret", annotated, minio) == ""
+    # Data keys with the env names work as well (s3/utils.go getEnvValue: annotation, then data).
+    as_data = {**secret, "data": {**creds, "S3_ENDPOINT": b64("serverless-ai-minio.serverless-ai.svc.cluster.local:9000"),
+                                  "S3_USE_HTTPS": b64("0"), "AWS_DEFAULT_REGION": b64("us-east-1")}}
+    assert run_check(tmp_path / "d", "sai.check.modelsSecret", as_data, minio) == ""
+    # AWS itself: no endpoint, HTTPS on.
+    aws = {**secret, "metadata": {**secret["metadata"], "annotations": {
+        "serving.kserve.io/s3-usehttps": "1", "serving.kserve.io/s3-region": "us-east-1"}}}
+    assert run_check(tmp_path / "e", "sai.check.modelsSecret", aws) == ""
+    no_keys = {**annotated, "data": {"accessKey": b64("x")}}
+    assert "needs the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in run_check(
+        tmp_path / "f", "sai.check.modelsSecret", no_keys, minio)
+
+
+def test_cluster_checks_skip_without_a_cluster():
+    """`helm template` has no cluster: lookup answers nothing, and the checks must not fail on that."""
+    assert render_chart([CHART_DIR / "values-gpu.yaml"])
 
 
 # ---- documentation ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ and `sai tools`."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import subprocess
 import time
@@ -24,18 +25,31 @@ from sai.k8s_tools import (
 )
 
 FUNCTIONS = ["image-classify", "text-sentiment", "text-embed", "text-keywords", "object-classify"]
+# Values the OpenFaaS chart 15.0.6 defines that the bootstrap sets (openfaas/faas-netes 662ce9ce,
+# chart/openfaas/values.yaml: functionNamespace l.4, generateBasicAuth l.27, serviceType l.33,
+# gateway.{readTimeout,writeTimeout,upstreamTimeout} l.72-74, queueWorker.ackWait l.282). A --set
+# of a key the chart does not have is silently ignored (as faasnetes.imagePullPolicy was).
+OPENFAAS_CHART_VALUES = {"functionNamespace", "generateBasicAuth", "serviceType", "gateway.readTimeout",
+                         "gateway.writeTimeout", "gateway.upstreamTimeout", "queueWorker.ackWait"}
 WATCHDOG = {"exec_timeout", "read_timeout", "write_timeout"}
+
+
+def envsubst(text: str) -> str:
+    """faas-cli's substitution of ${VAR:-default} before it parses stack.yml (drone/envsubst, on by
+    default in faas-cli's stack loader), with no variable set: defaults apply."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: m.group(2), text)
 
 
 @pytest.fixture(scope="module")
 def stack():
-    return yaml.safe_load((REPO_ROOT / "stack.yml").read_text())
+    return yaml.safe_load(envsubst((REPO_ROOT / "stack.yml").read_text()))
 
 
 @pytest.fixture(scope="module")
 def chart_functions():
-    """The chart's Function resources for release serverless-ai, with its MinIO (the kind setup)."""
-    objs = render_chart(sets=["minio.enabled=true"])
+    """The chart's Function resources for release serverless-ai, with its MinIO (the kind setup),
+    pulling from the registry stack.yml pushes to by default."""
+    objs = render_chart(sets=["minio.enabled=true", "functions.mode=openfaas", "functions.imageRegistry=localhost:5001"])
     return {o["metadata"]["name"]: o["spec"] for o in objs if o["kind"] == "Function"}, objs
 
 
@@ -97,8 +111,20 @@ def test_stack_timeouts_ordered(stack, chart_timeouts):
         env = f["environment"]
         for key in WATCHDOG:
             assert int(env[key].rstrip("s")) == fn, (name, key)
-        assert int(env["TRITON_TIMEOUT_S"]) == cold
+        if name == "object-classify":  # answers MinIO's synchronous webhook within its 60 s
+            assert int(env["TRITON_TIMEOUT_S"]) < 60
+        else:
+            assert int(env["TRITON_TIMEOUT_S"]) == cold
         assert upstream > fn > cold, name
+
+
+def test_stack_images_come_from_a_registry_variable():
+    """faas-netes CE always pulls and only deploys anonymously pullable images (deploy.go,
+    validate.go), so the image prefix is the user's registry, not a name they cannot push to."""
+    raw = yaml.safe_load((REPO_ROOT / "stack.yml").read_text())
+    for name, f in raw["functions"].items():
+        assert f["image"] == "${REGISTRY:-localhost:5001}/" + name + ":0.1.0", name
+    assert "REGISTRY=" in (REPO_ROOT / "docs/kubernetes.md").read_text()
 
 
 def test_stack_env_is_read_by_the_code(stack):
@@ -143,8 +169,14 @@ def test_kustomize_overlays_render_and_validate(overlay, validator):
                  "kubernetes.podspec-runtimeclassname", "kubernetes.podspec-persistent-volume-claim",
                  "kubernetes.podspec-volumes-emptydir"):
         assert features[flag] == "enabled", flag
+    # The chart sets users per container, so the broader pod securityContext flag stays off.
+    assert "kubernetes.podspec-securitycontext" not in features
+    # Knative resolves tags from its controller: not for the kind registry, nor the pre-loaded Triton.
+    skip = cms["config-deployment"]["registries-skipping-tag-resolving"].split(",")
+    assert {"localhost:5001", "kind-registry.local:5000", "nvcr.io", "kind.local"} <= set(skip)
     namespaces = {o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"}
     assert {"serverless-ai", "openfaas", "openfaas-fn"} <= namespaces
+    assert "kserve" in namespaces, "kserve.yaml ships without its Namespace (generate-install.sh)"
 
 
 def test_kind_cluster_wiring():
@@ -153,7 +185,8 @@ def test_kind_cluster_wiring():
     minor = ".".join(KUBE_VERSION.split(".")[:2])
     assert node["image"].startswith(f"kindest/node:v{minor}."), "validate for the version kind runs"
     # The gateway NodePort is published where faas-cli and the e2e script expect it.
-    assert {"containerPort": 31112, "hostPort": 8080, "protocol": "TCP"} in node["extraPortMappings"]
+    # ... and on the host's loopback only: the gateway is not published to the network.
+    assert {"containerPort": 31112, "hostPort": 8080, "listenAddress": "127.0.0.1", "protocol": "TCP"} in node["extraPortMappings"]
     assert 'GATEWAY="http://127.0.0.1:8080"' in (REPO_ROOT / "k8s/e2e-kind.sh").read_text()
     # The host's model_repository reaches Triton: kind mount -> hostPath PV -> PVC -> values-kind.
     mount = node["extraMounts"][0]
@@ -165,6 +198,20 @@ def test_kind_cluster_wiring():
     kind_values = yaml.safe_load((CHART_DIR / "values-kind.yaml").read_text())
     assert kind_values["modelRepository"]["pvc"]["claimName"] == pvc["metadata"]["name"]
     assert pvc["metadata"]["namespace"] == "serverless-ai"
+    # A local registry both ends can use: containerd reads certs.d hosts (the bootstrap writes
+    # hosts.toml for both names), and stack.yml's default pushes to it.
+    assert 'config_path = "/etc/containerd/certs.d"' in cluster["containerdConfigPatches"][0]
+    bootstrap = (REPO_ROOT / "k8s/bootstrap.sh").read_text()
+    assert 'KIND_PUSH_REGISTRY="localhost:5001"' in bootstrap and 'KIND_CLUSTER_REGISTRY="kind-registry.local:5000"' in bootstrap
+    out = subprocess.run(["bash", str(REPO_ROOT / "k8s/bootstrap.sh"), "--dry-run", "--profile", "kind"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "-p 127.0.0.1:5001:5000" in out
+    for host in ("localhost:5001", "kind-registry.local:5000"):
+        assert f"/etc/containerd/certs.d/{host}/hosts.toml -> http://kind-registry.local:5000" in out
+    assert "docker network connect --alias kind-registry.local kind kind-registry" in out
+    # Triton is pre-loaded before the chart is installed (and its pull would race the deadline).
+    assert out.index("kind load docker-image nvcr.io/nvidia/tritonserver:") < out.index("helm upgrade --install serverless-ai")
+
 
 
 def test_bootstrap_dry_run_pins_versions():
@@ -178,17 +225,53 @@ def test_bootstrap_dry_run_pins_versions():
         assert urls, profile
         for url in urls:
             assert "latest" not in url and "/master/" not in url and "/main/" not in url, url
-        assert "--version 14.2.124" in out  # OpenFaaS chart pinned
+        assert "--version 15.0.6" in out  # OpenFaaS chart pinned (faas-netes 0.18.17)
+        assert "faasnetes.imagePullPolicy" not in out
+        openfaas = next(line for line in out.splitlines() if line.startswith("+ helm upgrade --install openfaas "))
+        sets = set(re.findall(r"--set ([\w.]+)=", openfaas))
+        assert sets <= OPENFAAS_CHART_VALUES, sets - OPENFAAS_CHART_VALUES
+        service_type = re.search(r"--set serviceType=(\w+)", out).group(1)
+        assert service_type == ("NodePort" if profile == "kind" else "ClusterIP"), profile
         assert f"charts/serverless-ai/values-{profile}.yaml" in out
         assert ("kserve" in out) == (profile != "knative"), "KServe is skipped only without it"
     bad = subprocess.run(["bash", str(script), "--profile", "nope", "--dry-run"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2
 
 
-def test_fetch_crds_matches_the_crds_in_use():
+def crd_sources() -> dict[str, tuple[str, str, str]]:
+    """k8s/fetch-crds.sh's table: file name -> (repository, tag, sha256)."""
     script = (REPO_ROOT / "k8s/fetch-crds.sh").read_text()
-    listed = sorted(re.findall(r"^([\w.-]+\.yaml)\|", script, re.MULTILINE))
-    assert listed == sorted(p.name for p in k8s_tools.crds_dir().glob("*.yaml"))
+    rows = re.findall(r"^([\w.-]+\.yaml)\|([\w/-]+)\|([\w.-]+)\|[\w./-]+\|([0-9a-f]{64})$", script, re.MULTILINE)
+    return {name: (repo, ref, digest) for name, repo, ref, digest in rows}
+
+
+def test_fetch_crds_matches_the_crds_in_use():
+    """The CRDs the chart is validated against are byte for byte the ones of the listed tags."""
+    sources = crd_sources()
+    assert sorted(sources) == sorted(p.name for p in k8s_tools.crds_dir().glob("*.yaml"))
+    for name, (_, _, digest) in sources.items():
+        assert hashlib.sha256((k8s_tools.crds_dir() / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_install_pins_equal_the_validated_versions():
+    """What k8s/bootstrap.sh installs is what the CRDs came from: validation speaks about the install."""
+    bootstrap = (REPO_ROOT / "k8s/bootstrap.sh").read_text()
+    pins = dict(re.findall(r'^([A-Z_]+_VERSION)="([^"]+)"', bootstrap, re.MULTILINE))
+    tags = {repo: ref for repo, ref, _ in crd_sources().values()}
+    assert tags["kserve/kserve"] == pins["KSERVE_VERSION"] == "v0.20.0"
+    assert tags["knative/serving"] == pins["KNATIVE_VERSION"] == "knative-v1.23.0"
+    # OpenFaaS chart 15.0.6 deploys faas-netes 0.18.17 (chart/openfaas/values.yaml at 662ce9ce).
+    assert (pins["OPENFAAS_CHART_VERSION"], tags["openfaas/faas-netes"]) == ("15.0.6", "0.18.17")
+    # Knative 1.23 refuses Kubernetes < 1.34 (knative.dev/pkg version.go): kind's node, the chart's
+    # kubeVersion and the schemas the tests validate against follow.
+    node = yaml.safe_load((REPO_ROOT / "k8s/kind/cluster.yaml").read_text())["nodes"][0]["image"]
+    assert node.startswith("kindest/node:v1.34.") and "@sha256:" in node
+    assert pins["KIND_VERSION"] == "v0.30.0"  # whose default node image is v1.34.0
+    assert KUBE_VERSION.startswith("1.34.")
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == ">=1.34.0-0"
+    triton = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["triton"]["image"]
+    assert f'TRITON_IMAGE="{triton["repository"]}:{triton["tag"]}"' in bootstrap, "kind pre-loads the image the chart runs"
 
 
 def test_ci_workflow():
@@ -203,7 +286,13 @@ def test_ci_workflow():
     bootstrap = (REPO_ROOT / "k8s/bootstrap.sh").read_text()
     assert f'KIND_VERSION="{e2e["env"]["KIND_VERSION"]}"' in bootstrap
     e2e_script = (REPO_ROOT / "k8s/e2e-kind.sh").read_text()
-    assert "/function/image-classify" in e2e_script and "faas-cli deploy -f stack.yml" in e2e_script
+    assert "/function/image-classify" in e2e_script
+    # CE pulls every function image (no `kind load`): build, push to the host-side name, deploy the
+    # in-cluster name; then prove scale to zero and time the wake-up.
+    assert "kind load" not in e2e_script
+    assert 'REGISTRY="$PUSH_REGISTRY" faas-cli push -f stack.yml' in e2e_script
+    assert 'REGISTRY="$CLUSTER_REGISTRY" faas-cli deploy -f stack.yml' in e2e_script
+    assert "Triton scaled to zero after" in e2e_script and "cold start: the request that woke Triton" in e2e_script
     for path in ("k8s/bootstrap.sh", "k8s/e2e-kind.sh", "k8s/fetch-crds.sh"):
         subprocess.run(["bash", "-n", str(REPO_ROOT / path)], check=True)
 

@@ -5,9 +5,13 @@
 {{- $name := index . 1 -}}
 {{- $t := include "sai.timeout.function" $ -}}
 TRITON_URL: {{ include "sai.tritonUrl" $ | quote }}
+{{- if eq $name "object-classify" }}
+TRITON_TIMEOUT_S: {{ $.Values.functions.objectClassify.tritonTimeoutSeconds | toString | quote }}
+{{- else }}
 TRITON_TIMEOUT_S: {{ include "sai.timeout.coldStart" $ | quote }}
+{{- end }}
 MAX_BODY_BYTES: {{ $.Values.functions.maxBodyBytes | int | toString | quote }}
-# of-watchdog timeouts (python3-http-debian): longer than a Triton cold start, shorter than the gateway.
+# of-watchdog timeouts (python3-http-debian): longer than TRITON_TIMEOUT_S, shorter than the gateway.
 exec_timeout: {{ printf "%ss" $t | quote }}
 read_timeout: {{ printf "%ss" $t | quote }}
 write_timeout: {{ printf "%ss" $t | quote }}

@@ -51,6 +51,9 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "sai.timeout.function" -}}
 {{- add (int .Values.timeouts.tritonColdStartSeconds) (int .Values.timeouts.marginSeconds) -}}
 {{- end -}}
+{{/* Knative's revision timeout (and response-start timeout, progress deadline) for Triton: above
+     the functions' TRITON_TIMEOUT_S, so the client gives up first with its own clear error. */}}
+{{- define "sai.timeout.tritonRevision" -}}{{ include "sai.timeout.function" . }}{{- end -}}
 {{- define "sai.timeout.gateway" -}}
 {{- add (include "sai.timeout.function" . | int) (int .Values.timeouts.marginSeconds) -}}
 {{- end -}}
@@ -75,6 +78,18 @@ seccompProfile:
 runAsNonRoot: true
 seccompProfile:
   type: RuntimeDefault
+{{- end -}}
+
+{{/* Pods that Knative runs (Triton, Knative functions) carry no pod-level securityContext:
+     Knative rejects one unless config-features kubernetes.podspec-securitycontext is enabled
+     (off by default: knative/serving knative-v1.23.0 pkg/apis/config/features.go), whereas the
+     container-level fields below are always allowed (pkg/apis/serving/fieldmask.go,
+     SecurityContextMask). Call with (list $ uid). */}}
+{{- define "sai.knativeContainerSecurityContext" -}}
+{{- $uid := index . 1 -}}
+{{ include "sai.containerSecurityContext" (index . 0) }}
+runAsUser: {{ $uid }}
+runAsGroup: {{ $uid }}
 {{- end -}}
 
 {{/* The S3 endpoint the functions and Triton use: explicit, else the chart's MinIO. */}}
@@ -102,6 +117,13 @@ seccompProfile:
 {{- else if $v -}}true{{- end -}}
 {{- end -}}
 
+{{/* Whether Triton talks HTTPS to the model store: the bundled MinIO serves plain HTTP. */}}
+{{- define "sai.modelsS3UseHttps" -}}
+{{- if and (not .Values.modelRepository.s3.endpoint) .Values.minio.enabled -}}0
+{{- else -}}{{ ternary "1" "0" .Values.modelRepository.s3.useHttps }}
+{{- end -}}
+{{- end -}}
+
 {{/* Checks that values cannot express in JSON schema; fail the render with a clear message. */}}
 {{- define "sai.validate" -}}
 {{- if and (eq .Values.triton.mode "knative") (eq .Values.modelRepository.source "s3") .Values.modelRepository.localModelCache.enabled -}}
@@ -116,4 +138,119 @@ seccompProfile:
 {{- fail "function timeout (tritonColdStartSeconds + marginSeconds) exceeds Knative's 600 s revision maximum" -}}
 {{- end -}}
 {{- end -}}
+{{- if and (ne .Values.functions.mode "none") (not .Values.functions.imageRegistry) -}}
+{{- fail (printf "functions.imageRegistry is required with functions.mode=%s: the registry your cluster pulls the function images from (the REGISTRY you pushed them to with faas-cli)" .Values.functions.mode) -}}
+{{- end -}}
+{{- include "sai.clusterChecks" . -}}
+{{- end -}}
+
+{{/* Checks against the live cluster, at `helm install/upgrade` time. `lookup` answers nothing
+     under `helm template` and client-side dry runs, so they are skipped there: kube-system exists
+     on every cluster, which tells the two apart. Each check takes what it looked up as its
+     argument, so tests can feed it recorded objects (tests/test_k8s_chart.py). */}}
+{{- define "sai.clusterChecks" -}}
+{{- if lookup "v1" "Namespace" "" "kube-system" -}}
+{{- include "sai.check.knativeFeatures" (list . (lookup "v1" "ConfigMap" "knative-serving" "config-features")) -}}
+{{- include "sai.check.tritonOwner" (list . (lookup "serving.knative.dev/v1" "Service" .Release.Namespace (include "sai.tritonServiceName" .))) -}}
+{{- if and (eq .Values.triton.mode "kserve") (eq .Values.modelRepository.source "s3") -}}
+{{- include "sai.check.modelsSecret" (list . (lookup "v1" "Secret" .Release.Namespace .Values.modelRepository.s3.existingSecret) .Release.Namespace) -}}
+{{- if .Values.modelRepository.localModelCache.enabled -}}
+{{- $ns := .Values.modelRepository.localModelCache.jobNamespace -}}
+{{- include "sai.check.modelsSecret" (list . (lookup "v1" "Secret" $ns .Values.modelRepository.s3.existingSecret) $ns) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Knative Serving rejects pod-spec fields whose config-features flag is not "enabled"
+     (defaults: knative/serving knative-v1.23.0 pkg/apis/config/features.go: emptyDir enabled,
+     the others disabled). (list $ configMapOrEmpty) */}}
+{{- define "sai.check.knativeFeatures" -}}
+{{- $ := index . 0 -}}
+{{- $cm := index . 1 -}}
+{{- if not $cm -}}
+{{- fail "Knative Serving is not installed (no ConfigMap knative-serving/config-features): run k8s/bootstrap.sh, or install knative-v1.23.0 first" -}}
+{{- end -}}
+{{- $data := default dict $cm.data -}}
+{{- $need := list "kubernetes.podspec-volumes-emptydir" -}}
+{{- $t := $.Values.triton -}}
+{{- if $t.nodeSelector }}{{ $need = append $need "kubernetes.podspec-nodeselector" }}{{ end -}}
+{{- if $t.tolerations }}{{ $need = append $need "kubernetes.podspec-tolerations" }}{{ end -}}
+{{- if $t.affinity }}{{ $need = append $need "kubernetes.podspec-affinity" }}{{ end -}}
+{{- if $t.runtimeClassName }}{{ $need = append $need "kubernetes.podspec-runtimeclassname" }}{{ end -}}
+{{- if and (eq $t.mode "knative") (eq $.Values.modelRepository.source "pvc") }}{{ $need = append $need "kubernetes.podspec-persistent-volume-claim" }}{{ end -}}
+{{- $missing := list -}}
+{{- range $need -}}
+{{- $default := ternary "enabled" "disabled" (eq . "kubernetes.podspec-volumes-emptydir") -}}
+{{- if ne (lower (get $data . | default $default)) "enabled" }}{{ $missing = append $missing . }}{{ end -}}
+{{- end -}}
+{{- if $missing -}}
+{{- fail (printf `Knative Serving's config-features must enable %s for this chart's Triton pod spec. Fix: kubectl apply --server-side --field-manager=serverless-ai -k k8s/overlays/gpu (sets them), or: kubectl -n knative-serving patch configmap config-features --type merge -p '{"data":{%s}}'` (join ", " $missing) (include "sai.enabledJson" $missing)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "sai.enabledJson" -}}
+{{- $parts := list -}}
+{{- range . }}{{ $parts = append $parts (printf `"%s":"enabled"` .) }}{{ end -}}
+{{- join "," $parts -}}
+{{- end -}}
+
+{{/* Switching triton.mode: KServe's predictor Knative Service and the knative-mode one share a
+     name (so TRITON_URL never changes); the old one must be gone before the other mode creates
+     its own. (list $ ksvcOrEmpty) */}}
+{{- define "sai.check.tritonOwner" -}}
+{{- $ := index . 0 -}}
+{{- $ksvc := index . 1 -}}
+{{- if $ksvc -}}
+{{- $byIsvc := false -}}
+{{- range (default list $ksvc.metadata.ownerReferences) }}{{ if eq .kind "InferenceService" }}{{ $byIsvc = true }}{{ end }}{{ end -}}
+{{- $name := $ksvc.metadata.name -}}
+{{- $ns := $.Release.Namespace -}}
+{{- if and (eq $.Values.triton.mode "knative") $byIsvc -}}
+{{- fail (printf "Knative Service %s still belongs to the InferenceService of triton.mode=kserve. To switch to knative mode, first: kubectl -n %s delete inferenceservice %s --wait, then upgrade again (functions answer 503 with Retry-After meanwhile)" $name $ns (include "sai.tritonName" $)) -}}
+{{- end -}}
+{{- if and (eq $.Values.triton.mode "kserve") (not $byIsvc) -}}
+{{- fail (printf "Knative Service %s was created by triton.mode=knative; KServe would fight over it. To switch to kserve mode, first: kubectl -n %s delete ksvc %s --wait, then upgrade again" $name $ns $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* KServe reads the S3 endpoint, HTTPS and region from the credentials Secret itself: its
+     annotations serving.kserve.io/s3-*, else data keys of the env names, else inferenceservice-config
+     (kserve v0.20.0 pkg/credentials/s3/s3_secret.go BuildSecretEnvs, s3/utils.go getEnvValue).
+     ServiceAccount annotations count only with an EKS role ARN (service_account_credentials.go),
+     so the chart cannot set them for you: it checks them. (list $ secretOrEmpty namespace) */}}
+{{- define "sai.check.modelsSecret" -}}
+{{- $ := index . 0 -}}
+{{- $secret := index . 1 -}}
+{{- $ns := index . 2 -}}
+{{- $s3 := $.Values.modelRepository.s3 -}}
+{{- if not $secret -}}
+{{- fail (printf "Secret %s not found in namespace %s: create it with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (docs/kubernetes.md, First install)" $s3.existingSecret $ns) -}}
+{{- end -}}
+{{- $data := default dict $secret.data -}}
+{{- if not (and (hasKey $data "AWS_ACCESS_KEY_ID") (hasKey $data "AWS_SECRET_ACCESS_KEY")) -}}
+{{- fail (printf "Secret %s/%s needs the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (KServe's inferenceservice-config credentials.s3 names)" $ns $s3.existingSecret) -}}
+{{- end -}}
+{{- $ann := default dict $secret.metadata.annotations -}}
+{{- $want := dict "serving.kserve.io/s3-usehttps" (list "S3_USE_HTTPS" (include "sai.modelsS3UseHttps" $)) "serving.kserve.io/s3-region" (list "AWS_DEFAULT_REGION" $s3.region) -}}
+{{- with include "sai.modelsS3Endpoint" $ }}{{ $_ := set $want "serving.kserve.io/s3-endpoint" (list "S3_ENDPOINT" .) }}{{ end -}}
+{{- $wrong := list -}}
+{{- range $key, $v := $want -}}
+{{- $have := get $ann $key | default (get $data (index $v 0) | b64dec) -}}
+{{- if ne $have (index $v 1) }}{{ $wrong = append $wrong (printf "%s=%s" $key (index $v 1)) }}{{ end -}}
+{{- end -}}
+{{- if $wrong -}}
+{{- fail (printf "Secret %s/%s does not carry the S3 settings KServe's storage initializer reads from it. Fix: kubectl -n %s annotate --overwrite secret %s %s" $ns $s3.existingSecret $ns $s3.existingSecret (join " " (sortAlpha $wrong))) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* MinIO policy of object-classify's user (IAM JSON; mc admin policy create). */}}
+{{- define "sai.minio.functionsPolicy" -}}
+{{- $oc := .Values.functions.objectClassify -}}
+{{- $results := default .Values.minio.uploadsBucket $oc.resultsBucket -}}
+{{- dict "Version" "2012-10-17" "Statement" (list
+      (dict "Effect" "Allow" "Action" (list "s3:GetObject") "Resource" (list (printf "arn:aws:s3:::%s/%s*" .Values.minio.uploadsBucket $oc.inputPrefix)))
+      (dict "Effect" "Allow" "Action" (list "s3:GetObject" "s3:PutObject") "Resource" (list (printf "arn:aws:s3:::%s/%s*" $results $oc.resultsPrefix)))
+    ) | toPrettyJson -}}
 {{- end -}}

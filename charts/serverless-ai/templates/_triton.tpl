@@ -41,9 +41,16 @@ pvc://{{ $r.pvc.claimName }}{{ with $r.pvc.path }}/{{ trimPrefix "/" . }}{{ end 
 {{- end }}
 - --strict-readiness=true
 - --exit-on-error=true
-# Knative exposes a single port: HTTP (binary tensors). gRPC stays off.
+# Knative exposes a single port: HTTP (binary tensors). gRPC stays off, so its own model-control
+# RPCs are closed too.
 - --http-port=8080
 - --allow-grpc=false
+# Only health, metadata, model config (the functions read preprocessing parameters from it) and
+# inference stay open. Loading/unloading models, shared memory, statistics, trace and log settings
+# need the header `triton-admin-key` with the value from the Secret <release>-triton-admin
+# (server r25.09 src/command_line_parser.cc --http-restricted-api; a request without it gets 403).
+# Kubernetes expands $(TRITON_ADMIN_KEY) from the container's env.
+- --http-restricted-api=model-repository,shared-memory,statistics,trace,logging:triton-admin-key=$(TRITON_ADMIN_KEY)
 - --allow-metrics=true
 - --allow-gpu-metrics={{ if gt (int .Values.triton.gpu) 0 }}true{{ else }}false{{ end }}
 - --metrics-port=8002
@@ -76,14 +83,16 @@ livenessProbe:
   failureThreshold: 6
 {{- end -}}
 
-{{/* Knative revision annotations: scale to zero (KPA) and the cold-start budget. */}}
+{{/* Knative revision annotations: scale to zero (KPA) and the cold-start budget. KServe passes
+     every ISVC annotation except min/max-scale through to the revision (kserve v0.20.0
+     pkg/controller/v1beta1/inferenceservice/reconcilers/knative/ksvc_reconciler.go). */}}
 {{- define "sai.triton.knativeAnnotations" -}}
 autoscaling.knative.dev/class: kpa.autoscaling.knative.dev
 autoscaling.knative.dev/metric: concurrency
 autoscaling.knative.dev/target: {{ .Values.triton.containerConcurrencyTarget | quote }}
 autoscaling.knative.dev/initial-scale: {{ .Values.triton.initialScale | quote }}
 autoscaling.knative.dev/scale-to-zero-pod-retention-period: {{ .Values.triton.scaleToZeroRetention | quote }}
-serving.knative.dev/progress-deadline: {{ printf "%ss" (include "sai.timeout.coldStart" .) | quote }}
+serving.knative.dev/progress-deadline: {{ printf "%ss" (include "sai.timeout.tritonRevision" .) | quote }}
 {{- end -}}
 
 {{- define "sai.triton.podSpecExtras" -}}
@@ -108,9 +117,21 @@ imagePullSecrets:
   - name: {{ . }}
   {{- end }}
 {{- end }}
-securityContext:
-  {{- include "sai.podSecurityContext" . | nindent 2 }}
-  runAsUser: {{ .Values.triton.runAsUser }}
-  runAsGroup: {{ .Values.triton.runAsUser }}
-  fsGroup: {{ .Values.triton.runAsUser }}
+{{- end -}}
+
+{{/* Triton's container securityContext (non-root uid of the NGC image, set per container: see
+     sai.knativeContainerSecurityContext). */}}
+{{- define "sai.triton.securityContext" -}}
+{{ include "sai.knativeContainerSecurityContext" (list . .Values.triton.runAsUser) }}
+{{- end -}}
+
+{{- define "sai.triton.adminSecretName" -}}{{ include "sai.tritonName" . }}-admin{{- end -}}
+
+{{/* The admin key reaches Triton's args through this env var. */}}
+{{- define "sai.triton.adminEnv" -}}
+- name: TRITON_ADMIN_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "sai.triton.adminSecretName" . }}
+      key: triton-admin-key
 {{- end -}}
