@@ -12,8 +12,8 @@ import re
 import pytest
 import yaml
 
-from sai.cli import SaiError
-from sai.k8s_tools import CHART_DIR, REPO_ROOT, ManifestValidator, render_chart, run_tool
+from sai.errors import SaiError
+from sai.k8s.tools import CHART_DIR, REPO_ROOT, ManifestValidator, render_chart, run_tool
 
 PROFILES = {
     "default": [],

@@ -12,8 +12,8 @@ import time
 import pytest
 import yaml
 
-from sai import k8s_tools
-from sai.k8s_tools import (
+from sai.cli import tools as k8s_tools
+from sai.k8s.tools import (
     CHART_DIR,
     KUBE_VERSION,
     REPO_ROOT,

@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timezone
 
 from .common.classify import classify_image
-from .common.errors import FunctionError, handler_errors, json_response
+from .common.errors import FunctionError, call_id, error_document, handler_errors, json_response
 from .common.request import json_body, require_method
 from .events import BadEvent, ObjectEvent, RecordError, parse_record, records
 from .storage import (
@@ -34,7 +34,7 @@ from .storage import (
     write_result,
 )
 
-log = logging.getLogger("object-classify")
+log = logging.getLogger(__name__)
 
 
 def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
@@ -123,11 +123,11 @@ def handle(event, context):
                 client = s3_client(cfg)
             entry.update(process(ev, cfg, client))
         except RecordError as exc:
-            entry.update(status="error", error={"code": exc.code, "message": exc.message})
+            entry.update(status="error", **error_document(exc.code, exc.message))
             retry = retry or exc.retryable
         except Exception:  # one broken record must not fail the others, nor leak a traceback
-            log.exception("record %d failed", i)
-            entry.update(status="error", error={"code": "internal", "message": "internal error"})
+            log.exception("call %s: record %d failed", call_id(event), i)
+            entry.update(status="error", **error_document("internal_error", "internal error"))
         results.append(entry)
 
     counts: dict[str, int] = {}

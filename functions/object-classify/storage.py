@@ -12,6 +12,7 @@ import json
 import os
 import threading
 
+from .common.settings import setting
 from .events import ObjectEvent, RecordError
 
 SECRETS_DIR = "/var/openfaas/secrets"
@@ -20,39 +21,44 @@ RESULT_MARKER = "sai-result"
 SOURCE_ETAG = "source-etag"
 
 
+s3_endpoint = setting("S3_ENDPOINT", str, None)  # None: AWS
+s3_region = setting("S3_REGION", str, "us-east-1")
+results_bucket = setting("RESULTS_BUCKET", str, None)  # None: the source bucket
+results_prefix = setting("RESULTS_PREFIX", str, "results/", blank_is_unset=False)
+input_prefix = setting("INPUT_PREFIX", str, "", blank_is_unset=False)
+input_suffixes = setting("INPUT_SUFFIXES", str, "")  # comma-separated, case-insensitive
+max_object_bytes = setting("MAX_OBJECT_BYTES", int, 20 * 1024 * 1024, low=1)
+max_records = setting("MAX_RECORDS", int, 100, low=1)
+top_k = setting("TOP_K", int, 5, low=1, high=20)
+secrets_dir = setting("SECRETS_DIR", str, SECRETS_DIR)
+access_key_id = setting("S3_ACCESS_KEY_ID", str, None)  # when there is no secret file
+secret_access_key = setting("S3_SECRET_ACCESS_KEY", str, None)
+
+
 class Settings:
     """Configuration, read per call (cheap) so rotated secret files are picked up."""
 
-    def __init__(self, env=os.environ):
-        self.endpoint = env.get("S3_ENDPOINT") or None
-        self.region = env.get("S3_REGION") or "us-east-1"
-        self.access_key = _secret("s3-access-key-id", env, "S3_ACCESS_KEY_ID")
-        self.secret_key = _secret("s3-secret-access-key", env, "S3_SECRET_ACCESS_KEY")
-        self.results_bucket = env.get("RESULTS_BUCKET") or None  # None: the source bucket
-        self.results_prefix = env.get("RESULTS_PREFIX", "results/")
-        self.input_prefix = env.get("INPUT_PREFIX", "")
-        self.input_suffixes = tuple(
-            s.strip().lower() for s in env.get("INPUT_SUFFIXES", "").split(",") if s.strip()
-        )
-        self.max_object_bytes = _int_env(env, "MAX_OBJECT_BYTES", 20 * 1024 * 1024)
-        self.max_records = _int_env(env, "MAX_RECORDS", 100)
-        self.top_k = _int_env(env, "TOP_K", 5)
+    def __init__(self):
+        self.endpoint = s3_endpoint()
+        self.region = s3_region()
+        self.access_key = _secret("s3-access-key-id", access_key_id)
+        self.secret_key = _secret("s3-secret-access-key", secret_access_key)
+        self.results_bucket = results_bucket()
+        self.results_prefix = results_prefix()
+        self.input_prefix = input_prefix()
+        self.input_suffixes = tuple(s.strip().lower() for s in input_suffixes().split(",") if s.strip())
+        self.max_object_bytes = max_object_bytes()
+        self.max_records = max_records()
+        self.top_k = top_k()
 
 
-def _secret(name: str, env, env_name: str) -> str | None:
-    path = os.path.join(env.get("SECRETS_DIR", SECRETS_DIR), name)
+def _secret(name: str, fallback) -> str | None:
+    """An OpenFaaS secret file's content, else the `fallback` setting."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(os.path.join(secrets_dir(), name), encoding="utf-8") as f:
             return f.read().strip()
     except OSError:
-        return env.get(env_name) or None
-
-
-def _int_env(env, name: str, default: int) -> int:
-    try:
-        return int(env.get(name, default))
-    except ValueError:
-        return default
+        return fallback()
 
 
 _clients: dict = {}

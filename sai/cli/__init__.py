@@ -1,5 +1,7 @@
-"""`sai` command line. Each command group lives in its own module with a `register(subparsers)`
-function that adds its parser and sets `func`; this file only wires them together."""
+"""`sai` command line. Each command group lives in its own module here with a
+`register(subparsers)` function that adds its parser and sets `func`; this file only wires them
+together. The CLI drives sai.local (the runtime), sai.models, sai.bench and sai.k8s; none of them
+imports the CLI."""
 
 from __future__ import annotations
 
@@ -8,15 +10,17 @@ import importlib
 import logging
 import sys
 
+from common import settings
 from sai import __version__
+from sai.errors import SaiError
 
 # One module per command group; each adds its own sub-commands.
 COMMAND_MODULES = [
-    "sai.platform_cli",  # up, down, status, logs
-    "sai.models.cli",  # models build / train-sentiment / report
-    "sai.bench.cli",  # bench image / bench text
-    "sai.k8s_tools",  # tools install / tools path
-    "sai.objectstore",  # s3 upload / s3 result
+    "sai.cli.platform",  # up, down, status, logs
+    "sai.cli.models",  # models build / train-sentiment / sentiment-report
+    "sai.cli.bench",  # bench image / bench text
+    "sai.cli.tools",  # tools install / path / validate
+    "sai.cli.s3",  # s3 upload / s3 result
 ]
 
 
@@ -34,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)  # parsers read settings for their defaults
+        settings.check()
+    except settings.SettingError as exc:
+        print(f"sai: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -47,11 +56,3 @@ def main(argv: list[str] | None = None) -> int:
     except SaiError as exc:
         print(f"sai: error: {exc}", file=sys.stderr)
         return exc.exit_code
-
-
-class SaiError(Exception):
-    """An expected failure: printed without a traceback, with a meaningful exit code."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
