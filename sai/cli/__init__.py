@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import warnings
 
 from common import settings
 from sai import __version__
@@ -37,6 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Libraries that narrate the ONNX export (`sai models build`) line by line: with -v their messages
+# show; without, only errors, so a build prints its progress bar and one line per model.
+QUIET_LOGGERS = {"onnx_ir": logging.WARNING, "onnxscript": logging.WARNING, "torch.onnx": logging.ERROR}
+
+
+def quiet_libraries() -> None:
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    # torch configures its own loggers when imported (later, in the build): TORCH_LOGS is how to
+    # lower them ("-onnx": errors only); a value the user set wins.
+    os.environ.setdefault("TORCH_LOGS", "-onnx")
+    # torch's pytree deprecation (FutureWarning) fires inside the exporter, not in our code.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)  # parsers read settings for their defaults
@@ -49,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not args.verbose:
+        quiet_libraries()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
