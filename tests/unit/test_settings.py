@@ -3,6 +3,7 @@ README's table listing every variable."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -53,6 +54,16 @@ def test_a_function_with_a_bad_setting_stops_at_start_up(tmp_path):
     )
     assert r.returncode != 0
     assert "SettingError: MAX_IMAGE_PIXELS='abc' is not an integer" in r.stderr
+
+
+def test_every_setting_is_in_the_readme_table():
+    declared = set()
+    for path in [*(ROOT / "common").glob("*.py"), *(ROOT / "functions").glob("*/*.py"), *(ROOT / "sai").rglob("*.py")]:
+        declared |= set(re.findall(r'setting\(\s*"([A-Z0-9_]+)"', path.read_text()))
+    assert {"MAX_IMAGE_PIXELS", "TRITON_URL", "MAX_TOKENS", "MAX_CANDIDATES", "S3_ENDPOINT"} <= declared
+    readme = (ROOT / "README.md").read_text()
+    table = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", readme, re.MULTILINE))
+    assert declared <= table, f"not in the README's configuration table: {sorted(declared - table)}"
 
 
 def test_setting_registers_once_per_declaration():
