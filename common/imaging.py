@@ -8,13 +8,13 @@ and truncated files are refused with 4xx errors before they cost memory or time.
 from __future__ import annotations
 
 import io
-import os
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import FunctionError
+from .settings import setting
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes cameras' multi-picture (MPO) files
 Image.init()  # register every format plugin now, not lazily on the first request
@@ -22,8 +22,8 @@ Image.init()  # register every format plugin now, not lazily on the first reques
 FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "nearest": Image.NEAREST}
 
 
-def max_pixels() -> int:
-    return int(os.environ.get("MAX_IMAGE_PIXELS", 50_000_000))
+# Decompression-bomb guard: images with more pixels are refused before they are decoded.
+max_pixels = setting("MAX_IMAGE_PIXELS", int, 50_000_000, low=1)
 
 
 def decode(data: bytes, min_short_side: int = 0) -> Image.Image:

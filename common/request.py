@@ -8,18 +8,11 @@ import binascii
 import email.parser
 import email.policy
 import json
-import os
 
 from .errors import FunctionError
+from .settings import setting
 
-DEFAULT_MAX_BODY_BYTES = 20 * 1024 * 1024
-
-
-def max_body_bytes() -> int:
-    try:
-        return int(os.environ.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
-    except ValueError:
-        return DEFAULT_MAX_BODY_BYTES
+max_body_bytes = setting("MAX_BODY_BYTES", int, 20 * 1024 * 1024, low=1)
 
 
 def content_type(event) -> str:
@@ -50,7 +43,9 @@ def json_body(event):
     except UnicodeDecodeError as exc:
         raise FunctionError(400, "invalid_encoding", f"body is not valid UTF-8 (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
-        raise FunctionError(400, "invalid_json", f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        raise FunctionError(
+            400, "invalid_json", f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
 
 
 def multipart_file(event, field: str | None = None) -> bytes:

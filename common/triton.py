@@ -12,41 +12,42 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 
 import numpy as np
 import tritonclient.http as httpclient
+from geventhttpclient.response import HTTPConnectionClosed
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from .errors import FunctionError, TritonUnavailable
+from .settings import setting
 
-log = logging.getLogger("function.triton")
+log = logging.getLogger(__name__)
 
 _local = threading.local()
 _cache: dict[tuple[str, str], dict] = {}
 
+triton_url = setting("TRITON_URL", str, "127.0.0.1:8000")  # host:port of Triton's HTTP endpoint
+timeout_s = setting("TRITON_TIMEOUT_S", float, 60.0, low=0.1)  # must cover a cold start behind the activator
+connect_timeout_s = setting("TRITON_CONNECT_TIMEOUT_S", float, 5.0, low=0.1)
+retries = setting("TRITON_RETRIES", int, 4, low=0)
+retry_delay_s = setting("TRITON_RETRY_DELAY_S", float, 0.25, low=0.0)
 
-def _setting(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
+# Transport failures, retried like a server that is not ready yet (httpx's map_exceptions is the
+# model: exception types, not names). OSError covers refused, reset and timed-out connections;
+# geventhttpclient raises HTTPConnectionClosed when a kept-alive connection died with the server.
+TRANSPORT_ERRORS = (OSError, HTTPConnectionClosed)
 
 
 def url() -> str:
-    value = os.environ.get("TRITON_URL", "127.0.0.1:8000")
-    return value.split("://", 1)[-1].rstrip("/")  # tritonclient wants host:port, no scheme
+    return triton_url().split("://", 1)[-1].rstrip("/")  # tritonclient wants host:port, no scheme
 
 
 def client() -> httpclient.InferenceServerClient:
     current = getattr(_local, "client", None)
     if current is None or _local.url != url():
-        timeout = _setting("TRITON_TIMEOUT_S", 60)  # must cover a cold start behind the activator
-        current = httpclient.InferenceServerClient(
-            url(), connection_timeout=_setting("TRITON_CONNECT_TIMEOUT_S", 5), network_timeout=timeout
-        )
+        current = httpclient.InferenceServerClient(url(), connection_timeout=connect_timeout_s(), network_timeout=timeout_s())
         _local.client, _local.url = current, url()
     return current
 
@@ -67,14 +68,13 @@ def _retryable(exc: Exception) -> bool:
         text = str(exc.message() or "").lower()
         # 503 or "model not ready / unknown model" while the server is still loading.
         return status in ("503", "StatusCode.UNAVAILABLE") or "not ready" in text or "unavailable" in text
-    return isinstance(exc, (OSError, ConnectionError, TimeoutError)) or "connection" in type(exc).__name__.lower()
+    return isinstance(exc, TRANSPORT_ERRORS)
 
 
 def call(what: str, fn):
     """Run `fn(client)` with retries; map failures to FunctionError/TritonUnavailable."""
-    retries = int(_setting("TRITON_RETRIES", 4))
-    delay = _setting("TRITON_RETRY_DELAY_S", 0.25)
-    for attempt in range(retries + 1):
+    attempts, delay = retries() + 1, retry_delay_s()
+    for attempt in range(attempts):
         try:
             return fn(client())
         except Exception as exc:  # noqa: BLE001 - classified below
@@ -84,7 +84,7 @@ def call(what: str, fn):
                     raise FunctionError(502, "model_error", f"model server rejected {what}: {exc.message()}") from exc
                 raise
             _drop_client()  # a fresh connection next time; the old one may be half-closed
-            if attempt == retries:
+            if attempt == attempts - 1:
                 log.warning("triton unavailable for %s after %d attempts: %s", what, attempt + 1, exc)
                 raise TritonUnavailable(f"model server at {url()} is unavailable or waking up; retry shortly") from exc
             time.sleep(delay * (2**attempt))

@@ -1,44 +1,62 @@
-"""Shared fixtures: the real local platform (Triton + functions + gateway) on free ports, and
-real photographs (scikit-image's bundled ones)."""
+"""Shared fixtures: the real local platform (Triton + functions + gateway) on free ports, real
+photographs (scikit-image's bundled ones) and a callback receiver. Helpers are in helpers.py.
+
+tests/unit/ needs none of the servers; tests at the top level start the platform (once per
+session) or their own processes."""
 
 from __future__ import annotations
 
-import io
+import contextlib
 import logging
 
 import pytest
+from helpers import Receiver, encode
 
-from sai.platform import Platform, Settings, free_port
+from sai.local.platform import Platform, Settings
+from sai.state import free_port
+
+
+@contextlib.contextmanager
+def running_platform(state_dir, **settings):
+    """A platform on free ports, stopped on exit: every model on a real tritonserver, the
+    functions of stack.yml (or `only`), the gateway."""
+    running = Platform(
+        Settings(
+            port=free_port(),
+            triton_http_port=free_port(),
+            triton_grpc_port=free_port(),
+            triton_metrics_port=free_port(),
+            state_dir=state_dir,
+            **settings,
+        )
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory):
-    """The whole embedded platform, started once for the session: every model in
-    model_repository/ on a real tritonserver, every function in stack.yml, the gateway, and the
-    local S3 server object-classify reads from (`platform.s3`)."""
+    """The whole embedded platform, started once for the session, with the local S3 server
+    object-classify reads from (`platform.s3`). Never stopped or broken by a test: the outage
+    tests start their own (outage_platform)."""
     logging.basicConfig(level=logging.INFO)
-    settings = Settings(
-        port=free_port(), triton_http_port=free_port(), triton_grpc_port=free_port(),
-        triton_metrics_port=free_port(), with_s3=True, s3_port=free_port(), state_dir=tmp_path_factory.mktemp("sai-state"),
-    )
-    running = Platform(settings)
-    running.start()
-    yield running
-    running.stop()
+    with running_platform(tmp_path_factory.mktemp("sai-state"), with_s3=True, s3_port=free_port()) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def outage_platform(tmp_path_factory):
+    """A platform of its own for tests that stop Triton."""
+    with running_platform(tmp_path_factory.mktemp("sai-outage")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
 def gateway(platform) -> str:
     return platform.gateway_url
-
-
-def encode(array_or_image, fmt: str = "JPEG", **save) -> bytes:
-    from PIL import Image
-
-    img = array_or_image if isinstance(array_or_image, Image.Image) else Image.fromarray(array_or_image)
-    buf = io.BytesIO()
-    img.save(buf, fmt, **save)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +71,10 @@ def coffee_jpeg() -> bytes:
     from skimage import data
 
     return encode(data.coffee(), quality=92)
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()

@@ -1,4 +1,4 @@
-"""sai.async_calls on its own: a real aiohttp server process wrapping AsyncCalls (with a stand-in
+"""sai.local.async_calls on its own: a real aiohttp server process wrapping AsyncCalls (with a stand-in
 function that records every invocation), a real callback receiver, real SQLite, real restarts
 (SIGTERM and SIGKILL of the server process).
 
@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
-from sai.platform import free_port
+from sai.local.processes import wait_until
+from sai.state import free_port
 
 # The server under test: AsyncCalls mounted like the gateway mounts it; the "function" sleeps
 # ?sleep= seconds, answers ?status=, and appends each invocation's call id to a log file.
@@ -27,7 +27,7 @@ APP = textwrap.dedent(
     """
     import asyncio, json, logging, sys
     from aiohttp import web
-    from sai.async_calls import AsyncCalls
+    from sai.local.async_calls import AsyncCalls
 
     db, port, invocations, concurrency, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
     logging.basicConfig(level=logging.INFO)
@@ -43,7 +43,7 @@ APP = textwrap.dedent(
         out = {"name": name, "method": method, "path_qs": path_qs, "body": body.decode()}
         return int(q.get("status", ["200"])[0]), {"Content-Type": "application/json"}, json.dumps(out).encode()
 
-    calls = AsyncCalls(db, invoke, concurrency=concurrency, queue_limit=limit,
+    calls = AsyncCalls(db, concurrency=concurrency, queue_limit=limit,
                        gateway_base_urls=[f"http://127.0.0.1:{port}"],
                        callback_backoff=0.2, callback_attempts=4, drain_timeout=10)
 
@@ -51,7 +51,7 @@ APP = textwrap.dedent(
         return await calls.accept(request, request.match_info["name"])
 
     async def on_startup(app):
-        await calls.start()
+        await calls.start(invoke)
 
     async def on_shutdown(app):
         await calls.stop()
@@ -64,56 +64,6 @@ APP = textwrap.dedent(
     web.run_app(app, host="127.0.0.1", port=port, print=lambda *a: print("READY", flush=True))
     """
 )
-
-
-
-
-class Receiver:
-    """A callback receiver: records every POST; fails the first `fail_next` with 503."""
-
-    def __init__(self):
-        self.calls: list[dict] = []
-        self.fail_next = 0
-        self.lock = threading.Lock()
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with outer.lock:
-                    fail = outer.fail_next > 0
-                    outer.fail_next -= 1 if fail else 0
-                    outer.calls.append(
-                        {"headers": dict(self.headers), "body": body, "path": self.path, "failed": fail}
-                    )
-                self.send_response(503 if fail else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def delivered(self) -> dict[str, list[dict]]:
-        """Successful deliveries by X-Call-Id."""
-        out: dict[str, list[dict]] = {}
-        with self.lock:
-            for c in self.calls:
-                if not c["failed"]:
-                    out.setdefault(c["headers"]["X-Call-Id"], []).append(c)
-        return out
-
-    def wait_for(self, ids, timeout=20.0) -> dict[str, list[dict]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = self.delivered()
-            if all(i in got for i in ids):
-                return got
-            time.sleep(0.05)
-        raise AssertionError(f"not delivered: {set(ids) - set(self.delivered())}")
 
 
 class Server:
@@ -133,7 +83,10 @@ class Server:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, str(self.script), *self.args],
-                stdout=subprocess.PIPE, stderr=log, env=env, text=True,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+                text=True,
             )
         assert self.proc.stdout.readline().strip() == "READY", self.log.read_text()
 
@@ -147,13 +100,6 @@ class Server:
     def call(self, path="/async-function/echo", callback=None, data=b"hi", **kw):
         headers = {"X-Callback-Url": callback} if callback else {}
         return requests.post(self.url + path, data=data, headers=headers, timeout=10, **kw)
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.server.shutdown()
 
 
 @pytest.fixture
@@ -226,16 +172,14 @@ def test_callback_retried_with_backoff_then_delivered_once(server, receiver):
 def test_dead_callback_gives_up_after_bounded_attempts(server):
     dead = f"http://127.0.0.1:{free_port()}/hook"
     call_id = server.call(callback=dead).headers["X-Call-Id"]
-    # 4 attempts with 0.2, 0.4, 0.8 s back-off between them
-    deadline = time.monotonic() + 10
-    import sqlite3
 
-    while time.monotonic() < deadline:
+    # 4 attempts with 0.2, 0.4, 0.8 s back-off between them
+    def row():
         with sqlite3.connect(server.db) as c:
-            row = c.execute("SELECT state, attempts, error FROM calls WHERE id=?", (call_id,)).fetchone()
-        if row[0] == "failed":
-            break
-        time.sleep(0.1)
+            return c.execute("SELECT state, attempts, error FROM calls WHERE id=?", (call_id,)).fetchone()
+
+    wait_until(lambda: row()[0] == "failed", 10, interval=0.1)
+    row = row()
     assert row[0] == "failed" and row[1] == 4 and "unreachable" in row[2]
     # and the server still serves
     assert server.call().status_code == 202

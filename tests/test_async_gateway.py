@@ -1,4 +1,4 @@
-"""Async invocations through the real gateway (sai.gateway.Gateway + sai.async_calls.AsyncCalls)
+"""Async invocations through the real gateway (sai.local.gateway.Gateway + sai.local.async_calls.AsyncCalls)
 calling the real image-classify function on real Triton, with a callback receiver in the test.
 
 The restart test runs its own Gateway instances (the platform's function processes behind them)
@@ -7,35 +7,17 @@ so it can stop and restart the gateway between accepting calls and completing th
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import sqlite3
 import threading
 
-import pytest
 import requests
 from aiohttp import web
-from test_async_calls import Receiver, free_port
 
-from sai.async_calls import AsyncCalls
-from sai.gateway import Gateway
-
-
-@pytest.fixture(scope="module")
-def coffee() -> bytes:
-    from PIL import Image
-    from skimage import data
-
-    buf = io.BytesIO()
-    Image.fromarray(data.coffee()).save(buf, "JPEG", quality=92)
-    return buf.getvalue()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.server.shutdown()
+from sai.local.async_calls import AsyncCalls
+from sai.local.gateway import Gateway
+from sai.local.processes import wait_until
+from sai.state import free_port
 
 
 class GatewayProcess:
@@ -45,11 +27,8 @@ class GatewayProcess:
     def __init__(self, functions, db, port, concurrency):
         self.url = f"http://127.0.0.1:{port}"
         self.port = port
-        self.gateway = Gateway(functions)
-        self.gateway.async_calls = AsyncCalls(
-            str(db), self.gateway.invoke, concurrency=concurrency, gateway_base_urls=[self.url],
-            callback_backoff=0.2,
-        )
+        calls = AsyncCalls(str(db), concurrency=concurrency, gateway_base_urls=[self.url], callback_backoff=0.2)
+        self.gateway = Gateway(functions, calls)
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
 
@@ -78,10 +57,10 @@ def states(db) -> dict[str, int]:
         return dict(c.execute("SELECT state, count(*) FROM calls GROUP BY state").fetchall())
 
 
-def test_async_classify_through_the_platform_gateway(platform, receiver, coffee):
+def test_async_classify_through_the_platform_gateway(platform, receiver, coffee_jpeg):
     r = requests.post(
         f"{platform.gateway_url}/async-function/image-classify?top_k=3",
-        data=coffee,
+        data=coffee_jpeg,
         headers={"X-Callback-Url": receiver.url, "Content-Type": "image/jpeg"},
         timeout=10,
     )
@@ -96,7 +75,7 @@ def test_async_classify_through_the_platform_gateway(platform, receiver, coffee)
     # the gateway refuses callbacks into itself
     r = requests.post(
         f"{platform.gateway_url}/async-function/image-classify",
-        data=coffee,
+        data=coffee_jpeg,
         headers={"X-Callback-Url": f"{platform.gateway_url}/function/image-classify"},
         timeout=10,
     )
@@ -105,7 +84,7 @@ def test_async_classify_through_the_platform_gateway(platform, receiver, coffee)
     assert r.status_code == 404
 
 
-def test_gateway_restart_between_accept_and_completion(platform, receiver, coffee, tmp_path):
+def test_gateway_restart_between_accept_and_completion(platform, receiver, coffee_jpeg, tmp_path):
     db = tmp_path / "async.db"
     port = free_port()
     n = 6
@@ -113,8 +92,12 @@ def test_gateway_restart_between_accept_and_completion(platform, receiver, coffe
     gw = GatewayProcess(platform.functions, db, port, concurrency=0)
     ids = []
     for i in range(n):
-        r = requests.post(f"{gw.url}/async-function/image-classify?top_k=1&i={i}", data=coffee,
-                          headers={"X-Callback-Url": receiver.url}, timeout=10)
+        r = requests.post(
+            f"{gw.url}/async-function/image-classify?top_k=1&i={i}",
+            data=coffee_jpeg,
+            headers={"X-Callback-Url": receiver.url},
+            timeout=10,
+        )
         assert r.status_code == 202
         ids.append(r.headers["X-Call-Id"])
     gw.stop()
@@ -123,8 +106,12 @@ def test_gateway_restart_between_accept_and_completion(platform, receiver, coffe
     # flight finishes (graceful shutdown), the rest stays queued.
     gw = GatewayProcess(platform.functions, db, port, concurrency=1)
     for i in range(n, 2 * n):
-        r = requests.post(f"{gw.url}/async-function/image-classify?top_k=1&i={i}", data=coffee,
-                          headers={"X-Callback-Url": receiver.url}, timeout=10)
+        r = requests.post(
+            f"{gw.url}/async-function/image-classify?top_k=1&i={i}",
+            data=coffee_jpeg,
+            headers={"X-Callback-Url": receiver.url},
+            timeout=10,
+        )
         ids.append(r.headers["X-Call-Id"])
     gw.stop()
     invoked = gw.gateway.invocations.get("image-classify", 0)
@@ -137,11 +124,7 @@ def test_gateway_restart_between_accept_and_completion(platform, receiver, coffe
         assert all(json.loads(got[i][0]["body"])["predictions"][0]["label"] == "espresso" for i in ids)
         invoked += gw.gateway.invocations.get("image-classify", 0)
         assert invoked == 2 * n  # each function call ran exactly once across the restarts
-        import time
-
-        deadline = time.monotonic() + 5
-        while states(db) != {"done": 2 * n} and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: states(db) == {"done": 2 * n}, 5, interval=0.05)
         assert states(db) == {"done": 2 * n}
     finally:
         gw.stop()

@@ -19,7 +19,7 @@ def bench(*args) -> str:
 
 
 def last_json(out: str):
-    return json.loads(out[out.index("\n[") + 1:])
+    return json.loads(out[out.index("\n[") + 1 :])
 
 
 def test_bench_image(gateway):
@@ -31,7 +31,9 @@ def test_bench_image(gateway):
 
 
 def test_bench_text(gateway):
-    out = bench("text", "--gateway", gateway, "--concurrency", "1", "--batch", "1,4", "--sentences", "16", "--repeats", "1", "--json")
+    out = bench(
+        "text", "--gateway", gateway, "--concurrency", "1", "--batch", "1,4", "--sentences", "16", "--repeats", "1", "--json"
+    )
     assert "in-process sent/s" in out and "gateway sent/s" in out
     rows = last_json(out)
     assert len(rows) == 2 and all(r["ratio"] > 0 for r in rows)

@@ -1,4 +1,4 @@
-"""object-classify against a real S3-compatible server (moto, started by sai.objectstore) and a
+"""object-classify against a real S3-compatible server (moto, started by sai.local.s3_server) and a
 real Triton with the real image model.
 
 Most cases call the handler in-process (the python3-http-debian contract: `handle(event,
@@ -9,46 +9,25 @@ notification through the platform) is covered at the end.
 
 from __future__ import annotations
 
-import importlib
-import io
 import json
-import shutil
 import sys
-import types
 from pathlib import Path
 
 import pytest
 import requests
+from helpers import Receiver, encode, packaged_function
+from helpers import call_handler as call
 
-from sai import objectstore
-from sai.platform import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-FUNCTION_DIR = ROOT / "functions" / "object-classify"
-
-
-
-
-def jpeg(image) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "JPEG", quality=92)
-    return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def coffee() -> bytes:
-    from skimage import data
-
-    return jpeg(data.coffee())
+from sai.local import s3_server
+from sai.local.s3_events import minio_event
+from sai.state import free_port
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    handle = objectstore.start_s3(tmp_path_factory.mktemp("s3"), free_port())
+    handle = s3_server.start_s3(tmp_path_factory.mktemp("s3"), free_port())
     yield handle
-    objectstore.stop_s3(handle)
+    s3_server.stop_s3(handle)
 
 
 @pytest.fixture(scope="module")
@@ -68,35 +47,22 @@ def triton_url(request):
 def fn(tmp_path_factory):
     """The function packaged like faas-cli builds it: handler folder as a package, ./common copied
     in. A unique package name keeps it apart from other functions imported by other tests."""
-    pkg = tmp_path_factory.mktemp("fn") / "object_classify_fn"
-    shutil.copytree(FUNCTION_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "common", pkg / "common", ignore=shutil.ignore_patterns("__pycache__"))
-    (pkg / "__init__.py").touch()
-    sys.path.insert(0, str(pkg.parent))
+    target = tmp_path_factory.mktemp("fn")
     try:
-        yield importlib.import_module("object_classify_fn.handler")
+        yield packaged_function("object-classify", target)
     finally:
-        sys.path.remove(str(pkg.parent))
+        sys.path.remove(str(target))
 
 
 @pytest.fixture
 def env(monkeypatch, s3, triton_url, tmp_path):
-    for k, v in objectstore.function_env(s3).items():
+    for k, v in s3_server.function_env(s3).items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("TRITON_URL", triton_url)
     monkeypatch.setenv("MODEL_NAME", "image_classifier")
     monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "no-secrets"))
     monkeypatch.setenv("TRITON_RETRIES", "1")
     return monkeypatch
-
-
-def call(fn, payload, method="POST"):
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    event = types.SimpleNamespace(
-        body=body, headers={"Content-Type": "application/json"}, method=method, query={}, path="/"
-    )
-    resp = fn.handle(event, types.SimpleNamespace())
-    return resp["statusCode"], resp["body"], resp.get("headers", {})
 
 
 def aws_record(bucket, key, size, etag, name="ObjectCreated:Put"):
@@ -132,10 +98,10 @@ def all_keys(client, s3) -> set[str]:
 # ---------------------------------------------------------------- the happy path, both formats
 
 
-def test_minio_event_classifies_coffee_as_espresso(fn, env, client, s3, coffee):
+def test_minio_event_classifies_coffee_as_espresso(fn, env, client, s3, coffee_jpeg):
     key = "photos/2026/coffee cup é.jpg"  # spaces and non-ASCII arrive URL-encoded
-    etag = client.put_object(Bucket=s3.bucket, Key=key, Body=coffee)["ETag"]
-    status, body, _ = call(fn, objectstore.minio_event(s3.bucket, key, len(coffee), etag))
+    etag = client.put_object(Bucket=s3.bucket, Key=key, Body=coffee_jpeg)["ETag"]
+    status, body, _ = call(fn, minio_event(s3.bucket, key, len(coffee_jpeg), etag))
     assert status == 200, body
     rec = body["records"][0]
     assert rec["status"] == "classified", rec
@@ -145,8 +111,12 @@ def test_minio_event_classifies_coffee_as_espresso(fn, env, client, s3, coffee):
     assert stored["predictions"][0]["label"] == "espresso" and stored["predictions"][0]["score"] > 0.5
     assert len(stored["predictions"]) == 5
     assert stored["source"] == {
-        "bucket": s3.bucket, "key": key, "etag": etag.strip('"'), "size": len(coffee),
-        "event_name": "ObjectCreated:Put", "event_time": stored["source"]["event_time"],
+        "bucket": s3.bucket,
+        "key": key,
+        "etag": etag.strip('"'),
+        "size": len(coffee_jpeg),
+        "event_name": "ObjectCreated:Put",
+        "event_time": stored["source"]["event_time"],
     }
     assert stored["model"] == "image_classifier" and stored["model_version"] == "1"
     assert stored["classified_at"].endswith("+00:00")
@@ -155,13 +125,13 @@ def test_minio_event_classifies_coffee_as_espresso(fn, env, client, s3, coffee):
     assert head["Metadata"] == {"sai-result": "1", "source-etag": etag.strip('"')}
 
 
-def test_batch_with_broken_records_keeps_the_good_ones(fn, env, client, s3, coffee):
+def test_batch_with_broken_records_keeps_the_good_ones(fn, env, client, s3, coffee_jpeg):
     from skimage import data
 
-    good = put(client, s3, "batch/coffee.jpg", coffee)
-    cat = put(client, s3, "batch/cat.jpg", jpeg(data.chelsea()))
+    good = put(client, s3, "batch/coffee.jpg", coffee_jpeg)
+    cat = put(client, s3, "batch/cat.jpg", encode(data.chelsea(), quality=92))
     text = put(client, s3, "batch/notes.jpg", b"this is not an image at all")
-    truncated = put(client, s3, "batch/truncated.jpg", coffee[: len(coffee) // 3])
+    truncated = put(client, s3, "batch/truncated.jpg", coffee_jpeg[: len(coffee_jpeg) // 3])
     missing = aws_record(s3.bucket, "batch/never-uploaded.jpg", 10, "0123")
     no_bucket = aws_record("no-such-bucket", "x.jpg", 10, "0123")
     deleted = aws_record(s3.bucket, "batch/coffee.jpg", 10, "0123", name="ObjectRemoved:Delete")
@@ -186,8 +156,8 @@ def test_batch_with_broken_records_keeps_the_good_ones(fn, env, client, s3, coff
     assert "results/batch/notes.jpg.json" not in keys and "results/batch/truncated.jpg.json" not in keys
 
 
-def test_replayed_event_does_no_work_and_new_version_does(fn, env, client, s3, coffee):
-    rec = put(client, s3, "replay/a.jpg", coffee)
+def test_replayed_event_does_no_work_and_new_version_does(fn, env, client, s3, coffee_jpeg):
+    rec = put(client, s3, "replay/a.jpg", coffee_jpeg)
     assert call(fn, {"Records": [rec]})[1]["records"][0]["status"] == "classified"
     first = result(client, s3, "replay/a.jpg")
     status, body, _ = call(fn, {"Records": [rec, rec]})
@@ -197,7 +167,7 @@ def test_replayed_event_does_no_work_and_new_version_does(fn, env, client, s3, c
     # The same key with new content has a new eTag: classified again.
     from skimage import data
 
-    rec2 = put(client, s3, "replay/a.jpg", jpeg(data.chelsea()))
+    rec2 = put(client, s3, "replay/a.jpg", encode(data.chelsea(), quality=92))
     assert call(fn, {"Records": [rec2]})[1]["records"][0]["status"] == "classified"
     assert result(client, s3, "replay/a.jpg")["source"]["etag"] == rec2["s3"]["object"]["eTag"]
     # The stale event for the old version is no longer current: nothing is done for it.
@@ -205,8 +175,8 @@ def test_replayed_event_does_no_work_and_new_version_does(fn, env, client, s3, c
     assert result(client, s3, "replay/a.jpg")["source"]["etag"] == rec2["s3"]["object"]["eTag"]
 
 
-def test_results_never_retrigger(fn, env, client, s3, coffee):
-    rec = put(client, s3, "loop/a.jpg", coffee)
+def test_results_never_retrigger(fn, env, client, s3, coffee_jpeg):
+    rec = put(client, s3, "loop/a.jpg", coffee_jpeg)
     call(fn, {"Records": [rec]})
     before = all_keys(client, s3)
     # The event a bucket notification would send for our own result object.
@@ -215,9 +185,13 @@ def test_results_never_retrigger(fn, env, client, s3, coffee):
     _, body, _ = call(fn, {"Records": [res_rec]})
     assert body["records"][0]["status"] == "skipped" and body["records"][0]["reason"] == "result object"
     # Explicit guard, independent of the prefix: a result copied elsewhere is still recognised.
-    client.copy_object(Bucket=s3.bucket, Key="elsewhere/a.json", CopySource={"Bucket": s3.bucket, "Key": "results/loop/a.jpg.json"})
+    client.copy_object(
+        Bucket=s3.bucket, Key="elsewhere/a.json", CopySource={"Bucket": s3.bucket, "Key": "results/loop/a.jpg.json"}
+    )
     head = client.head_object(Bucket=s3.bucket, Key="elsewhere/a.json")
-    _, body, _ = call(fn, {"Records": [aws_record(s3.bucket, "elsewhere/a.json", head["ContentLength"], head["ETag"].strip('"'))]})
+    _, body, _ = call(
+        fn, {"Records": [aws_record(s3.bucket, "elsewhere/a.json", head["ContentLength"], head["ETag"].strip('"'))]}
+    )
     assert body["records"][0]["status"] == "skipped" and body["records"][0]["reason"] == "result object"
     assert all_keys(client, s3) == before | {"elsewhere/a.json"}
 
@@ -227,7 +201,16 @@ def test_results_never_retrigger(fn, env, client, s3, coffee):
 
 @pytest.mark.parametrize(
     "key",
-    ["../escape.jpg", "a/../../b.jpg", "a/./b.jpg", "/abs/path.jpg", "a\\..\\b.jpg", "evil\u202egpj.exe", "nul\x00.jpg", "bell\x07.jpg"],
+    [
+        "../escape.jpg",
+        "a/../../b.jpg",
+        "a/./b.jpg",
+        "/abs/path.jpg",
+        "a\\..\\b.jpg",
+        "evil\u202egpj.exe",
+        "nul\x00.jpg",
+        "bell\x07.jpg",
+    ],
 )
 def test_unsafe_keys_are_refused_and_nothing_is_written(fn, env, client, s3, key):
     before = all_keys(client, s3)
@@ -238,10 +221,10 @@ def test_unsafe_keys_are_refused_and_nothing_is_written(fn, env, client, s3, key
     assert all_keys(client, s3) == before
 
 
-def test_dotdot_key_really_in_the_bucket_is_refused(fn, env, client, s3, coffee):
+def test_dotdot_key_really_in_the_bucket_is_refused(fn, env, client, s3, coffee_jpeg):
     """The object exists under a `../` key (S3 allows it); its result would land outside the
     results prefix (`results/../x` is `x` on path-normalising stores): refused."""
-    rec = put(client, s3, "../coffee.jpg", coffee)
+    rec = put(client, s3, "../coffee.jpg", coffee_jpeg)
     before = all_keys(client, s3)
     _, body, _ = call(fn, {"Records": [rec]})
     assert body["records"][0]["error"]["code"] == "unsafe_key"
@@ -257,9 +240,9 @@ def test_invalid_utf8_key_is_refused(fn, env, s3):
     assert call(fn, {"Records": [rec]})[1]["records"][0]["error"]["code"] == "unsafe_key"
 
 
-def test_too_large_object(fn, env, client, s3, coffee):
-    env.setenv("MAX_OBJECT_BYTES", str(len(coffee) - 1))
-    rec = put(client, s3, "big/coffee.jpg", coffee)
+def test_too_large_object(fn, env, client, s3, coffee_jpeg):
+    env.setenv("MAX_OBJECT_BYTES", str(len(coffee_jpeg) - 1))
+    rec = put(client, s3, "big/coffee.jpg", coffee_jpeg)
     body = call(fn, {"Records": [rec]})[1]
     assert body["records"][0]["error"]["code"] == "too_large"
     # the event's size may lie: the size of what is actually fetched is checked too
@@ -293,7 +276,7 @@ def test_s3_test_event_and_wrong_method(fn, env):
     assert call(fn, {"Records": []}, method="GET")[0] == 405
 
 
-def test_dead_s3_endpoint_is_a_retryable_record_error(fn, env, s3, coffee):
+def test_dead_s3_endpoint_is_a_retryable_record_error(fn, env, s3, coffee_jpeg):
     env.setenv("S3_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     status, body, headers = call(fn, {"Records": [aws_record(s3.bucket, "a.jpg", 10, "e"), "bad"]})
     assert status == 503 and headers["Retry-After"]
@@ -301,7 +284,7 @@ def test_dead_s3_endpoint_is_a_retryable_record_error(fn, env, s3, coffee):
     assert body["records"][1]["error"]["code"] == "bad_record"
 
 
-def test_credentials_from_openfaas_secret_files(fn, env, client, s3, coffee, tmp_path):
+def test_credentials_from_openfaas_secret_files(fn, env, client, s3, coffee_jpeg, tmp_path):
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "s3-access-key-id").write_text("from-file\n")
@@ -310,15 +293,15 @@ def test_credentials_from_openfaas_secret_files(fn, env, client, s3, coffee, tmp
     env.delenv("S3_ACCESS_KEY_ID")
     cfg = fn.Settings()
     assert (cfg.access_key, cfg.secret_key) == ("from-file", "secret-from-file")
-    rec = put(client, s3, "secrets/coffee.jpg", coffee)
+    rec = put(client, s3, "secrets/coffee.jpg", coffee_jpeg)
     assert call(fn, {"Records": [rec]})[1]["records"][0]["status"] == "classified"
 
 
-def test_separate_results_bucket(fn, env, client, s3, coffee):
+def test_separate_results_bucket(fn, env, client, s3, coffee_jpeg):
     client.create_bucket(Bucket="results-bucket")
     env.setenv("RESULTS_BUCKET", "results-bucket")
     env.setenv("RESULTS_PREFIX", "")
-    rec = put(client, s3, "sep/coffee.jpg", coffee)
+    rec = put(client, s3, "sep/coffee.jpg", coffee_jpeg)
     body = call(fn, {"Records": [rec]})[1]
     assert body["records"][0]["result"] == {"bucket": "results-bucket", "key": "sep/coffee.jpg.json"}
     obj = client.get_object(Bucket="results-bucket", Key="sep/coffee.jpg.json")
@@ -337,14 +320,29 @@ def platform_s3(request):
     return platform, handle
 
 
-def test_sai_s3_upload_through_the_gateway(platform_s3, tmp_path, coffee, capsys):
+def test_sai_s3_upload_through_the_gateway(platform_s3, tmp_path, coffee_jpeg, capsys):
     platform, handle = platform_s3
     from sai.cli import main
 
     state = Path(handle.log_path).parent
     img = tmp_path / "coffee.jpg"
-    img.write_bytes(coffee)
-    assert main(["s3", "upload", str(img), "--key", "incoming/e2e/coffee.jpg", "--state-dir", str(state), "--gateway", platform.gateway_url]) == 0
+    img.write_bytes(coffee_jpeg)
+    assert (
+        main(
+            [
+                "s3",
+                "upload",
+                str(img),
+                "--key",
+                "incoming/e2e/coffee.jpg",
+                "--state-dir",
+                str(state),
+                "--gateway",
+                platform.gateway_url,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert '"status": "classified"' in out
     assert main(["s3", "result", "incoming/e2e/coffee.jpg", "--state-dir", str(state)]) == 0
@@ -353,26 +351,24 @@ def test_sai_s3_upload_through_the_gateway(platform_s3, tmp_path, coffee, capsys
     # replay through the gateway: no new work
     r = requests.post(
         f"{platform.gateway_url}/function/object-classify",
-        json=objectstore.minio_event(handle.bucket, "incoming/e2e/coffee.jpg", len(coffee), shown["source"]["etag"]),
+        json=minio_event(handle.bucket, "incoming/e2e/coffee.jpg", len(coffee_jpeg), shown["source"]["etag"]),
         timeout=30,
     )
     assert r.status_code == 200 and r.json()["records"][0]["status"] == "duplicate"
     assert main(["s3", "result", "incoming/e2e/never.jpg", "--state-dir", str(state)]) == 1
 
 
-def test_async_notification_through_the_gateway(platform_s3, coffee):
+def test_async_notification_through_the_gateway(platform_s3, coffee_jpeg):
     """In clusters MinIO posts to /async-function/object-classify: the per-record status comes
     back on the callback."""
-    from test_async_calls import Receiver
-
     platform, handle = platform_s3
     receiver = Receiver()
     try:
         client = handle.client()
-        etag = client.put_object(Bucket=handle.bucket, Key="incoming/e2e/async.jpg", Body=coffee)["ETag"]
+        etag = client.put_object(Bucket=handle.bucket, Key="incoming/e2e/async.jpg", Body=coffee_jpeg)["ETag"]
         r = requests.post(
             f"{platform.gateway_url}/async-function/object-classify",
-            json=objectstore.minio_event(handle.bucket, "incoming/e2e/async.jpg", len(coffee), etag),
+            json=minio_event(handle.bucket, "incoming/e2e/async.jpg", len(coffee_jpeg), etag),
             headers={"X-Callback-Url": receiver.url},
             timeout=10,
         )

@@ -8,16 +8,17 @@ import base64
 import numpy as np
 import pytest
 import requests
+from helpers import encode
 from PIL import Image
-
-from conftest import encode
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 ESPRESSO = 967
 
 
 def classify(gateway, data: bytes, content_type="image/jpeg", query="", **kw):
-    return requests.post(f"{gateway}/function/image-classify{query}", data=data, headers={"Content-Type": content_type}, timeout=30, **kw)
+    return requests.post(
+        f"{gateway}/function/image-classify{query}", data=data, headers={"Content-Type": content_type}, timeout=30, **kw
+    )
 
 
 def top_ids(response) -> list[int]:
@@ -64,8 +65,14 @@ def test_the_readme_curl_command(gateway, cat_jpeg, tmp_path):
     import subprocess
 
     (tmp_path / "cat.jpg").write_bytes(cat_jpeg)
-    out = subprocess.run(["curl", "-sS", "--data-binary", "@cat.jpg", f"{gateway}/function/image-classify"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        ["curl", "-sS", "--data-binary", "@cat.jpg", f"{gateway}/function/image-classify"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert CAT_CLASSES & {p["class_id"] for p in json.loads(out)["predictions"][:3]}
 
 
@@ -77,7 +84,7 @@ def test_multipart_upload(gateway, coffee_jpeg):
 def test_json_base64_with_top_k(gateway, coffee_jpeg):
     payload = {"image": base64.b64encode(coffee_jpeg).decode(), "top_k": 2}
     r = requests.post(f"{gateway}/function/image-classify", json=payload, timeout=30)
-    assert top_ids(r) [0] == ESPRESSO and len(r.json()["predictions"]) == 2
+    assert top_ids(r)[0] == ESPRESSO and len(r.json()["predictions"]) == 2
 
 
 def test_octet_stream_and_missing_content_type(gateway, coffee_jpeg):
@@ -98,7 +105,10 @@ def test_exif_orientation_is_honoured(gateway):
     untagged = encode(stored, quality=92)
     assert top_ids(classify(gateway, tagged))[0] == ESPRESSO
     # Without the tag the sideways cup is seen differently: the tag is what made it right.
-    assert classify(gateway, untagged).json()["predictions"][0]["score"] < classify(gateway, tagged).json()["predictions"][0]["score"]
+    assert (
+        classify(gateway, untagged).json()["predictions"][0]["score"]
+        < classify(gateway, tagged).json()["predictions"][0]["score"]
+    )
 
 
 @pytest.mark.parametrize("mode", ["CMYK", "P", "L", "RGBA", "I;16"])

@@ -7,9 +7,8 @@ import base64
 
 import pytest
 import requests
+from helpers import encode
 from PIL import Image
-
-from conftest import encode
 
 
 def post(gateway, data=b"", content_type="image/jpeg", query="", **kw):
@@ -41,7 +40,12 @@ def bomb_png() -> bytes:
         (b'{"image": "***not base64***"}', "application/json", 400, "invalid_base64"),
         (b'{"picture": "AAAA"}', "application/json", 400, "missing_field"),
         (b'["image"]', "application/json", 400, "missing_field"),
-        (b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\nv\r\n--x--\r\n", "multipart/form-data; boundary=x", 400, "missing_file"),
+        (
+            b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\nv\r\n--x--\r\n",
+            "multipart/form-data; boundary=x",
+            400,
+            "missing_file",
+        ),
     ],
 )
 def test_bad_bodies(gateway, data, content_type, status, code):
@@ -77,7 +81,9 @@ def test_top_k_out_of_range(gateway, coffee_jpeg, top_k):
 
 @pytest.mark.parametrize("top_k", [0, 21, "5", 2.5, True, None])
 def test_top_k_in_json_validated(gateway, coffee_jpeg, top_k):
-    r = requests.post(f"{gateway}/function/image-classify", json={"image": base64.b64encode(coffee_jpeg).decode(), "top_k": top_k}, timeout=30)
+    r = requests.post(
+        f"{gateway}/function/image-classify", json={"image": base64.b64encode(coffee_jpeg).decode(), "top_k": top_k}, timeout=30
+    )
     if top_k in ("5", None):
         assert r.status_code == 200, r.text
     else:

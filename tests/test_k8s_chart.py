@@ -16,8 +16,8 @@ import sys
 import pytest
 import yaml
 
-from sai.cli import SaiError
-from sai.k8s_tools import CHART_DIR, REPO_ROOT, ManifestValidator, load_yaml_stream, render_chart, run_tool
+from sai.errors import SaiError
+from sai.k8s.tools import CHART_DIR, REPO_ROOT, ManifestValidator, load_yaml_stream, render_chart, run_tool
 
 PROFILES = {
     "default": [],
@@ -166,7 +166,9 @@ def test_values_schema_rejects(bad_set, message):
 def test_knative_function_timeout_cap():
     """Knative caps revision timeouts at 600 s: the chart refuses a function timeout above it."""
     with pytest.raises(SaiError, match="600"):
-        render_chart(sets=[REGISTRY, "functions.mode=knative", "timeouts.tritonColdStartSeconds=590", "timeouts.marginSeconds=15"])
+        render_chart(
+            sets=[REGISTRY, "functions.mode=knative", "timeouts.tritonColdStartSeconds=590", "timeouts.marginSeconds=15"]
+        )
 
 
 @pytest.mark.parametrize("mode", ["openfaas", "knative"])
@@ -293,8 +295,9 @@ def test_knative_functions_find_their_packages():
         assert c["securityContext"]["runAsUser"] == 12000
     probe = "import site; print(site.getusersitepackages())"
     for home, expected in (("/home/app", "/home/app/.local/lib/python"), ("/", "/.local/lib/python")):
-        out = subprocess.run([sys.executable, "-c", probe], env={"HOME": home, "PATH": "/usr/bin"},
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env={"HOME": home, "PATH": "/usr/bin"}, capture_output=True, text=True, check=True
+        ).stdout
         assert out.startswith(expected), (home, out)
 
 
@@ -346,11 +349,14 @@ def test_triton_args_and_probes(profile, rendered):
     assert "--http-port=8080" in args
     assert "--allow-grpc=false" in args  # gRPC has its own model-control RPCs: closed with it
     restricted = [a for a in args if a.startswith("--http-restricted-api=")]
-    assert restricted == ["--http-restricted-api=model-repository,shared-memory,statistics,trace,logging"
-                          ":triton-admin-key=$(TRITON_ADMIN_KEY)"]
+    assert restricted == [
+        "--http-restricted-api=model-repository,shared-memory,statistics,trace,logging:triton-admin-key=$(TRITON_ADMIN_KEY)"
+    ]
     env = {e["name"]: e for e in container["env"]}
     assert env["TRITON_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {
-        "name": "serverless-ai-triton-admin", "key": "triton-admin-key"}
+        "name": "serverless-ai-triton-admin",
+        "key": "triton-admin-key",
+    }
     assert [p["containerPort"] for p in container["ports"]] == [8080]  # Knative: one port
     assert sorted(a.split("=", 1)[1] for a in args if a.startswith("--load-model=")) == sorted(MODELS)
     config = [a for a in args if a.startswith("--model-config-name")]
@@ -368,7 +374,11 @@ def test_timeouts_ordered(profile, rendered):
     objs = rendered[profile]
     t = timeouts(objs)
     cold, fn, gw, gws = (
-        t["tritonColdStartSeconds"], t["functionTimeoutSeconds"], t["gatewayTimeoutSeconds"], t["gatewayServerTimeoutSeconds"])
+        t["tritonColdStartSeconds"],
+        t["functionTimeoutSeconds"],
+        t["gatewayTimeoutSeconds"],
+        t["gatewayServerTimeoutSeconds"],
+    )
     assert gws > gw > fn > cold > 0
     pod, _, ann = triton_workload(objs)
     revision = pod.get("timeout") or pod.get("timeoutSeconds")
@@ -406,7 +416,8 @@ def test_functions_point_at_triton(profile, rendered):
     assert names == (sorted(FUNCTIONS) if profile == "knative" else [])
     for o in fns:
         env = o["spec"].get("environment") or {
-            e["name"]: e["value"] for e in o["spec"]["template"]["spec"]["containers"][0]["env"]}
+            e["name"]: e["value"] for e in o["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
         assert env["TRITON_URL"] == expected
         assert not env["TRITON_URL"].startswith("http"), "tritonclient HTTP takes host:port"
         if o["metadata"]["name"] in ("image-classify", "object-classify"):
@@ -431,8 +442,12 @@ def test_pod_monitors_follow_the_api():
     # address to the undeclared metrics port.
     metrics, queue_proxy = triton["spec"]["podMetricsEndpoints"]
     assert metrics["portNumber"] == 8080
-    assert {"sourceLabels": ["__meta_kubernetes_pod_ip"], "targetLabel": "__address__",
-            "regex": "(.+)", "replacement": "$1:8002"} in metrics["relabelings"]
+    assert {
+        "sourceLabels": ["__meta_kubernetes_pod_ip"],
+        "targetLabel": "__address__",
+        "regex": "(.+)",
+        "replacement": "$1:8002",
+    } in metrics["relabelings"]
     assert queue_proxy["port"] == "http-usermetric"
     assert functions["metadata"]["namespace"] == "openfaas-fn"
     # faas-cli-deployed (CE) functions have faas-netes' faas_function label, not the chart's.
@@ -440,7 +455,9 @@ def test_pod_monitors_follow_the_api():
     (endpoint,) = functions["spec"]["podMetricsEndpoints"]
     assert endpoint["portNumber"] == 8080
     assert endpoint["relabelings"][0]["replacement"] == "$1:8081"  # of-watchdog metrics
-    assert {"sourceLabels": ["__meta_kubernetes_pod_label_faas_function"], "targetLabel": "faas_function"} in endpoint["relabelings"]
+    assert {"sourceLabels": ["__meta_kubernetes_pod_label_faas_function"], "targetLabel": "faas_function"} in endpoint[
+        "relabelings"
+    ]
 
 
 def test_pod_monitor_relabelling_applies():
@@ -460,9 +477,14 @@ def test_grafana_dashboard(rendered):
     text = json.dumps(dash)
     assert "__" not in text.replace("__name__", ""), "placeholders left"
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
-    for metric in ("nv_inference_request_success", "nv_inference_request_duration_us",
-                   "nv_inference_queue_duration_us", "nv_gpu_utilization",
-                   "kube_deployment_status_replicas_available", "activator_request_count"):
+    for metric in (
+        "nv_inference_request_success",
+        "nv_inference_request_duration_us",
+        "nv_inference_queue_duration_us",
+        "nv_gpu_utilization",
+        "kube_deployment_status_replicas_available",
+        "activator_request_count",
+    ):
         assert metric in exprs, metric
     assert 'pod=~"serverless-ai-triton-predictor-.*"' in exprs
 
@@ -470,9 +492,11 @@ def test_grafana_dashboard(rendered):
 def test_minio_webhook_targets_object_classify():
     """Events go to object-classify synchronously (a 503 keeps them in MinIO's queue), with a user
     of their own, never through /async-function (CE's queue-worker never retries)."""
-    for mode, url in [("openfaas", "http://gateway.openfaas.svc.cluster.local:8080/function/object-classify"),
-                      ("none", "http://gateway.openfaas.svc.cluster.local:8080/function/object-classify"),
-                      ("knative", "http://object-classify.openfaas-fn.svc.cluster.local")]:
+    for mode, url in [
+        ("openfaas", "http://gateway.openfaas.svc.cluster.local:8080/function/object-classify"),
+        ("none", "http://gateway.openfaas.svc.cluster.local:8080/function/object-classify"),
+        ("knative", "http://object-classify.openfaas-fn.svc.cluster.local"),
+    ]:
         objs = render_chart(sets=[REGISTRY, "minio.enabled=true", f"functions.mode={mode}"])
         minio = one(objs, "Deployment", "minio")["spec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e.get("value") for e in minio["env"]}
@@ -497,7 +521,8 @@ def test_minio_webhook_targets_object_classify():
             continue
         oc = one(objs, "Function" if mode == "openfaas" else "Service", "object-classify")
         oc_env = oc["spec"].get("environment") or {
-            e["name"]: e.get("value") for e in oc["spec"]["template"]["spec"]["containers"][0]["env"]}
+            e["name"]: e.get("value") for e in oc["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
         assert oc_env["S3_ENDPOINT"] == "http://serverless-ai-minio.serverless-ai.svc.cluster.local:9000"
         assert oc_env["INPUT_PREFIX"] == "incoming/", "classify exactly what MinIO notifies about"
         assert not oc_env["RESULTS_PREFIX"].startswith(oc_env["INPUT_PREFIX"]), "results must not re-trigger"
@@ -534,8 +559,12 @@ def test_cluster_scoped_names_carry_the_release():
 
 # Knative Serving knative-v1.23.0 as installed: config/core/configmaps/features.yaml ships only
 # `_example` in data, so every flag has its default (pkg/apis/config/features.go).
-KNATIVE_DEFAULT_FEATURES = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"_example": "..."},
-                            "metadata": {"name": "config-features", "namespace": "knative-serving"}}
+KNATIVE_DEFAULT_FEATURES = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "data": {"_example": "..."},
+    "metadata": {"name": "config-features", "namespace": "knative-serving"},
+}
 
 
 def run_check(tmp_path, check: str, observed, values: dict | None = None) -> str:
@@ -546,7 +575,8 @@ def run_check(tmp_path, check: str, observed, values: dict | None = None) -> str
     (root / "templates").mkdir()
     (root / "templates" / "check.yaml").write_text(
         '{{- include .Values.check (list (index .Subcharts "serverless-ai") .Values.observed "serverless-ai") }}\n'
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: passed\n")
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: passed\n"
+    )
     (root / "values.yaml").write_text(yaml.safe_dump({"check": check, "observed": observed, "serverless-ai": values or {}}))
     proc = run_tool("helm", "template", "serverless-ai", str(root), "--namespace", "serverless-ai", check=False)
     if proc.returncode == 0:
@@ -581,11 +611,26 @@ def test_check_knative_features(tmp_path):
 def test_check_triton_owner(tmp_path):
     """Both modes name their Knative Service <release>-triton-predictor: a switch must wait until the
     other mode's one is gone, or KServe and Helm fight over it."""
-    ksvc = {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
-            "metadata": {"name": "serverless-ai-triton-predictor", "namespace": "serverless-ai"}}
-    by_isvc = {**ksvc, "metadata": {**ksvc["metadata"], "ownerReferences": [
-        {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "name": "serverless-ai-triton",
-         "uid": "0d5e3f5c-8d0a-4a8e-9a37-6a0f4f3f0c11", "controller": True}]}}
+    ksvc = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": "serverless-ai-triton-predictor", "namespace": "serverless-ai"},
+    }
+    by_isvc = {
+        **ksvc,
+        "metadata": {
+            **ksvc["metadata"],
+            "ownerReferences": [
+                {
+                    "apiVersion": "serving.kserve.io/v1beta1",
+                    "kind": "InferenceService",
+                    "name": "serverless-ai-triton",
+                    "uid": "0d5e3f5c-8d0a-4a8e-9a37-6a0f4f3f0c11",
+                    "controller": True,
+                }
+            ],
+        },
+    }
     knative, kserve = {"triton": {"mode": "knative"}}, {"triton": {"mode": "kserve"}}
     assert "delete inferenceservice serverless-ai-triton" in run_check(tmp_path / "a", "sai.check.tritonOwner", by_isvc, knative)
     assert "delete ksvc serverless-ai-triton-predictor" in run_check(tmp_path / "b", "sai.check.tritonOwner", ksvc, kserve)
@@ -599,29 +644,56 @@ def test_check_models_secret(tmp_path):
     install checks the Secret and prints the exact annotate command."""
     b64 = lambda v: base64.b64encode(v.encode()).decode()  # noqa: E731
     creds = {"AWS_ACCESS_KEY_ID": b64("AKIA"), "AWS_SECRET_ACCESS_KEY": b64("secret")}
-    secret = {"apiVersion": "v1", "kind": "Secret", "data": creds,
-              "metadata": {"name": "serverless-ai-models-s3", "namespace": "serverless-ai"}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "data": creds,
+        "metadata": {"name": "serverless-ai-models-s3", "namespace": "serverless-ai"},
+    }
     minio = {"minio": {"enabled": True}}
     assert "Secret serverless-ai-models-s3 not found" in run_check(tmp_path / "a", "sai.check.modelsSecret", None, minio)
     err = run_check(tmp_path / "b", "sai.check.modelsSecret", secret, minio)
-    assert ("kubectl -n serverless-ai annotate --overwrite secret serverless-ai-models-s3 "
-            "serving.kserve.io/s3-endpoint=serverless-ai-minio.serverless-ai.svc.cluster.local:9000 "
-            "serving.kserve.io/s3-region=us-east-1 serving.kserve.io/s3-usehttps=0") in err
-    annotated = {**secret, "metadata": {**secret["metadata"], "annotations": {
-        "serving.kserve.io/s3-endpoint": "serverless-ai-minio.serverless-ai.svc.cluster.local:9000",
-        "serving.kserve.io/s3-usehttps": "0", "serving.kserve.io/s3-region": "us-east-1"}}}
+    assert (
+        "kubectl -n serverless-ai annotate --overwrite secret serverless-ai-models-s3 "
+        "serving.kserve.io/s3-endpoint=serverless-ai-minio.serverless-ai.svc.cluster.local:9000 "
+        "serving.kserve.io/s3-region=us-east-1 serving.kserve.io/s3-usehttps=0"
+    ) in err
+    annotated = {
+        **secret,
+        "metadata": {
+            **secret["metadata"],
+            "annotations": {
+                "serving.kserve.io/s3-endpoint": "serverless-ai-minio.serverless-ai.svc.cluster.local:9000",
+                "serving.kserve.io/s3-usehttps": "0",
+                "serving.kserve.io/s3-region": "us-east-1",
+            },
+        },
+    }
     assert run_check(tmp_path / "c", "sai.check.modelsSecret", annotated, minio) == ""
     # Data keys with the env names work as well (s3/utils.go getEnvValue: annotation, then data).
-    as_data = {**secret, "data": {**creds, "S3_ENDPOINT": b64("serverless-ai-minio.serverless-ai.svc.cluster.local:9000"),
-                                  "S3_USE_HTTPS": b64("0"), "AWS_DEFAULT_REGION": b64("us-east-1")}}
+    as_data = {
+        **secret,
+        "data": {
+            **creds,
+            "S3_ENDPOINT": b64("serverless-ai-minio.serverless-ai.svc.cluster.local:9000"),
+            "S3_USE_HTTPS": b64("0"),
+            "AWS_DEFAULT_REGION": b64("us-east-1"),
+        },
+    }
     assert run_check(tmp_path / "d", "sai.check.modelsSecret", as_data, minio) == ""
     # AWS itself: no endpoint, HTTPS on.
-    aws = {**secret, "metadata": {**secret["metadata"], "annotations": {
-        "serving.kserve.io/s3-usehttps": "1", "serving.kserve.io/s3-region": "us-east-1"}}}
+    aws = {
+        **secret,
+        "metadata": {
+            **secret["metadata"],
+            "annotations": {"serving.kserve.io/s3-usehttps": "1", "serving.kserve.io/s3-region": "us-east-1"},
+        },
+    }
     assert run_check(tmp_path / "e", "sai.check.modelsSecret", aws) == ""
     no_keys = {**annotated, "data": {"accessKey": b64("x")}}
     assert "needs the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in run_check(
-        tmp_path / "f", "sai.check.modelsSecret", no_keys, minio)
+        tmp_path / "f", "sai.check.modelsSecret", no_keys, minio
+    )
 
 
 def test_cluster_checks_skip_without_a_cluster():

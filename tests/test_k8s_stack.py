@@ -13,8 +13,8 @@ import time
 import pytest
 import yaml
 
-from sai import k8s_tools
-from sai.k8s_tools import (
+from sai.cli import tools as k8s_tools
+from sai.k8s.tools import (
     CHART_DIR,
     KUBE_VERSION,
     REPO_ROOT,
@@ -29,8 +29,15 @@ FUNCTIONS = ["image-classify", "text-sentiment", "text-embed", "text-keywords", 
 # chart/openfaas/values.yaml: functionNamespace l.4, generateBasicAuth l.27, serviceType l.33,
 # gateway.{readTimeout,writeTimeout,upstreamTimeout} l.72-74, queueWorker.ackWait l.282). A --set
 # of a key the chart does not have is silently ignored (as faasnetes.imagePullPolicy was).
-OPENFAAS_CHART_VALUES = {"functionNamespace", "generateBasicAuth", "serviceType", "gateway.readTimeout",
-                         "gateway.writeTimeout", "gateway.upstreamTimeout", "queueWorker.ackWait"}
+OPENFAAS_CHART_VALUES = {
+    "functionNamespace",
+    "generateBasicAuth",
+    "serviceType",
+    "gateway.readTimeout",
+    "gateway.writeTimeout",
+    "gateway.upstreamTimeout",
+    "queueWorker.ackWait",
+}
 WATCHDOG = {"exec_timeout", "read_timeout", "write_timeout"}
 
 
@@ -101,7 +108,9 @@ def test_stack_timeouts_ordered(stack, chart_timeouts):
     cold, fn = chart_timeouts["tritonColdStartSeconds"], chart_timeouts["functionTimeoutSeconds"]
     out = subprocess.run(
         ["bash", str(REPO_ROOT / "k8s/bootstrap.sh"), "--dry-run", "--profile", "kind"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     upstream = int(re.search(r"--set gateway\.upstreamTimeout=(\d+)s", out).group(1))
     server = int(re.search(r"--set gateway\.readTimeout=(\d+)s", out).group(1))
@@ -161,13 +170,19 @@ def test_kustomize_overlays_render_and_validate(overlay, validator):
     # Every profile's revision timeouts fit under Knative's maximum.
     limit = int(cms["config-defaults"]["max-revision-timeout-seconds"])
     for profile in ("values-gpu.yaml", "values-kind.yaml", "values-knative.yaml"):
-        t = yaml.safe_load((CHART_DIR / profile).read_text()).get("timeouts") or yaml.safe_load(
-            (CHART_DIR / "values.yaml").read_text())["timeouts"]
+        t = (
+            yaml.safe_load((CHART_DIR / profile).read_text()).get("timeouts")
+            or yaml.safe_load((CHART_DIR / "values.yaml").read_text())["timeouts"]
+        )
         assert t["tritonColdStartSeconds"] + 2 * t["marginSeconds"] <= limit, profile
     features = cms["config-features"]
-    for flag in ("kubernetes.podspec-nodeselector", "kubernetes.podspec-tolerations",
-                 "kubernetes.podspec-runtimeclassname", "kubernetes.podspec-persistent-volume-claim",
-                 "kubernetes.podspec-volumes-emptydir"):
+    for flag in (
+        "kubernetes.podspec-nodeselector",
+        "kubernetes.podspec-tolerations",
+        "kubernetes.podspec-runtimeclassname",
+        "kubernetes.podspec-persistent-volume-claim",
+        "kubernetes.podspec-volumes-emptydir",
+    ):
         assert features[flag] == "enabled", flag
     # The chart sets users per container, so the broader pod securityContext flag stays off.
     assert "kubernetes.podspec-securitycontext" not in features
@@ -186,7 +201,9 @@ def test_kind_cluster_wiring():
     assert node["image"].startswith(f"kindest/node:v{minor}."), "validate for the version kind runs"
     # The gateway NodePort is published where faas-cli and the e2e script expect it.
     # ... and on the host's loopback only: the gateway is not published to the network.
-    assert {"containerPort": 31112, "hostPort": 8080, "listenAddress": "127.0.0.1", "protocol": "TCP"} in node["extraPortMappings"]
+    assert {"containerPort": 31112, "hostPort": 8080, "listenAddress": "127.0.0.1", "protocol": "TCP"} in node[
+        "extraPortMappings"
+    ]
     assert 'GATEWAY="http://127.0.0.1:8080"' in (REPO_ROOT / "k8s/e2e-kind.sh").read_text()
     # The host's model_repository reaches Triton: kind mount -> hostPath PV -> PVC -> values-kind.
     mount = node["extraMounts"][0]
@@ -203,8 +220,12 @@ def test_kind_cluster_wiring():
     assert 'config_path = "/etc/containerd/certs.d"' in cluster["containerdConfigPatches"][0]
     bootstrap = (REPO_ROOT / "k8s/bootstrap.sh").read_text()
     assert 'KIND_PUSH_REGISTRY="localhost:5001"' in bootstrap and 'KIND_CLUSTER_REGISTRY="kind-registry.local:5000"' in bootstrap
-    out = subprocess.run(["bash", str(REPO_ROOT / "k8s/bootstrap.sh"), "--dry-run", "--profile", "kind"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", str(REPO_ROOT / "k8s/bootstrap.sh"), "--dry-run", "--profile", "kind"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "-p 127.0.0.1:5001:5000" in out
     for host in ("localhost:5001", "kind-registry.local:5000"):
         assert f"/etc/containerd/certs.d/{host}/hosts.toml -> http://kind-registry.local:5000" in out
@@ -213,14 +234,14 @@ def test_kind_cluster_wiring():
     assert out.index("kind load docker-image nvcr.io/nvidia/tritonserver:") < out.index("helm upgrade --install serverless-ai")
 
 
-
 def test_bootstrap_dry_run_pins_versions():
     script = REPO_ROOT / "k8s/bootstrap.sh"
     help_text = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, check=True).stdout
     assert "--profile" in help_text
     for profile in ("kind", "gpu", "knative"):
-        out = subprocess.run(["bash", str(script), "--dry-run", "--profile", profile],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["bash", str(script), "--dry-run", "--profile", profile], capture_output=True, text=True, check=True
+        ).stdout
         urls = re.findall(r"https://\S+", out)
         assert urls, profile
         for url in urls:

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from sai.k8s_tools import CHART_DIR, REPO_ROOT, render_chart
-from sai.platform import free_port
-from sai.triton_server import TritonServer
+from sai.k8s.tools import CHART_DIR, REPO_ROOT, render_chart
+from sai.local.triton_server import TritonServer
+from sai.state import free_port
 
 ADMIN_KEY = "test-admin-key-0123456789"
 # Flags `TritonServer.command` sets itself, for this machine.
@@ -49,8 +49,12 @@ class ChartTriton(TritonServer):
 @pytest.fixture(scope="module")
 def triton(tmp_path_factory):
     server = ChartTriton(
-        model_repository=REPO_ROOT / "model_repository", work_dir=tmp_path_factory.mktemp("chart-triton"),
-        http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), chart_args=tuple(chart_triton_args()),
+        model_repository=REPO_ROOT / "model_repository",
+        work_dir=tmp_path_factory.mktemp("chart-triton"),
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        chart_args=tuple(chart_triton_args()),
     )
     server.start()
     try:

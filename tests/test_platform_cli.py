@@ -8,10 +8,11 @@ import os
 import subprocess
 import sys
 
+import psutil
 import pytest
 import requests
 
-from sai.platform import free_port
+from sai.state import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -21,20 +22,28 @@ def sai(*args, env, timeout=240):
 
 
 def alive(pid: int) -> bool:
+    """Running, and not a zombie (dead for our purposes)."""
     try:
-        os.kill(pid, 0)
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    # a zombie is dead for our purposes
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(")")[-1].split()[0] != "Z"
 
 
 def test_up_status_down_leaves_nothing_running(tmp_path, coffee_jpeg):
     env = {**os.environ, "SAI_STATE_DIR": str(tmp_path)}
     port = free_port()
-    ports = ["--port", str(port), "--triton-http-port", str(free_port()), "--triton-grpc-port", str(free_port()),
-             "--triton-metrics-port", str(free_port()), "--only", "image-classify"]
+    ports = [
+        "--port",
+        str(port),
+        "--triton-http-port",
+        str(free_port()),
+        "--triton-grpc-port",
+        str(free_port()),
+        "--triton-metrics-port",
+        str(free_port()),
+        "--only",
+        "image-classify",
+    ]
 
     assert sai("status", env=env).returncode == 3  # not running yet
 

@@ -29,7 +29,8 @@ def image_and_options(event) -> tuple[bytes, object]:
         top_k = payload.get("top_k") if isinstance(payload, dict) else None
         return request.base64_field(payload, "image"), top_k
     raise FunctionError(
-        415, "unsupported_media_type",
+        415,
+        "unsupported_media_type",
         f"Content-Type {kind!r} is not supported; send image bytes, multipart/form-data or application/json",
     )
 

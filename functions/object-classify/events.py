@@ -110,6 +110,4 @@ def check_key(key: str) -> None:
         raise RecordError("unsafe_key", "object key holds a '.' or '..' path segment")
     for ch in key:
         if unicodedata.category(ch) in _REFUSED_CATEGORIES:
-            raise RecordError(
-                "unsafe_key", f"object key holds a control or invisible character U+{ord(ch):04X}"
-            )
+            raise RecordError("unsafe_key", f"object key holds a control or invisible character U+{ord(ch):04X}")

@@ -6,6 +6,8 @@ key), classify it with the same preprocessing and Triton client as image-classif
 own status; a bad record never fails the others. Replays with the same eTag do no work, and
 result objects never trigger another classification (prefix guard plus a metadata marker).
 
+S3 access (configuration, client, fetch, result write) is in storage.py; event parsing in events.py.
+
 Response: 200 when every record reached a final state, 503 + Retry-After when some record hit a
 transient failure (S3 or Triton unreachable), so the notifier redelivers; redelivery is cheap
 because finished records are recognised by eTag.
@@ -13,144 +15,26 @@ because finished records are recognised by eTag.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import threading
 import time
 from datetime import datetime, timezone
 
 from .common.classify import classify_image
-from .common.errors import FunctionError, handler_errors, json_response
+from .common.errors import FunctionError, call_id, error_document, handler_errors, json_response
 from .common.request import json_body, require_method
 from .events import BadEvent, ObjectEvent, RecordError, parse_record, records
+from .storage import (
+    RESULT_MARKER,
+    Settings,
+    fetch,
+    head_result,
+    is_precondition_failed,
+    s3_client,
+    s3_error,
+    write_result,
+)
 
-log = logging.getLogger("object-classify")
-
-SECRETS_DIR = "/var/openfaas/secrets"
-# Metadata marking our own result objects (explicit retrigger guard, independent of prefixes).
-RESULT_MARKER = "sai-result"
-SOURCE_ETAG = "source-etag"
-
-
-class Settings:
-    """Configuration, read per call (cheap) so rotated secret files are picked up."""
-
-    def __init__(self, env=os.environ):
-        self.endpoint = env.get("S3_ENDPOINT") or None
-        self.region = env.get("S3_REGION") or "us-east-1"
-        self.access_key = _secret("s3-access-key-id", env, "S3_ACCESS_KEY_ID")
-        self.secret_key = _secret("s3-secret-access-key", env, "S3_SECRET_ACCESS_KEY")
-        self.results_bucket = env.get("RESULTS_BUCKET") or None  # None: the source bucket
-        self.results_prefix = env.get("RESULTS_PREFIX", "results/")
-        self.input_prefix = env.get("INPUT_PREFIX", "")
-        self.input_suffixes = tuple(
-            s.strip().lower() for s in env.get("INPUT_SUFFIXES", "").split(",") if s.strip()
-        )
-        self.max_object_bytes = _int_env(env, "MAX_OBJECT_BYTES", 20 * 1024 * 1024)
-        self.max_records = _int_env(env, "MAX_RECORDS", 100)
-        self.top_k = _int_env(env, "TOP_K", 5)
-
-
-def _secret(name: str, env, env_name: str) -> str | None:
-    path = os.path.join(env.get("SECRETS_DIR", SECRETS_DIR), name)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().strip()
-    except OSError:
-        return env.get(env_name) or None
-
-
-def _int_env(env, name: str, default: int) -> int:
-    try:
-        return int(env.get(name, default))
-    except ValueError:
-        return default
-
-
-_clients: dict = {}
-_clients_lock = threading.Lock()
-
-
-def s3_client(cfg: Settings):
-    """One boto3 client per configuration (creating one costs ~50 ms; clients are thread-safe)."""
-    key = (cfg.endpoint, cfg.region, cfg.access_key, cfg.secret_key)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            client = boto3.client(
-                "s3",
-                endpoint_url=cfg.endpoint,
-                region_name=cfg.region,
-                aws_access_key_id=cfg.access_key,
-                aws_secret_access_key=cfg.secret_key,
-                config=Config(
-                    connect_timeout=3,
-                    read_timeout=20,
-                    retries={"max_attempts": 2, "mode": "standard"},
-                    s3={"addressing_style": "path"},
-                    signature_version="s3v4",
-                ),
-            )
-            _clients[key] = client
-    return client
-
-
-def _s3_error(exc: Exception) -> RecordError:
-    """botocore exceptions -> a per-record error with a stable code."""
-    from botocore.exceptions import ClientError, NoCredentialsError
-    from botocore.exceptions import ConnectionError as BotoConnectionError
-
-    if isinstance(exc, NoCredentialsError):
-        return RecordError("access_denied", "no S3 credentials configured")
-    if isinstance(exc, BotoConnectionError):
-        return RecordError("s3_unavailable", "object storage is unreachable", retryable=True)
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in ("NoSuchKey", "NoSuchBucket", "404") or status == 404:
-            return RecordError("not_found", "object or bucket does not exist")
-        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403") or status == 403:
-            return RecordError("access_denied", "access to the object was denied")
-        if status >= 500:
-            return RecordError("s3_unavailable", f"object storage answered {status} {code}", retryable=True)
-        return RecordError("s3_error", f"object storage answered {status} {code}")
-    return RecordError("s3_error", type(exc).__name__)
-
-
-def _head_result(client, bucket: str, key: str) -> str | None:
-    """The source eTag recorded in an existing result object, or None when there is none."""
-    from botocore.exceptions import ClientError
-
-    try:
-        head = client.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-            return None
-        raise
-    return head.get("Metadata", {}).get(SOURCE_ETAG)
-
-
-def _fetch(client, ev: ObjectEvent, limit: int) -> tuple[bytes, str, dict]:
-    """Object bytes (in memory, at most `limit`), its eTag and its user metadata."""
-    kwargs = {"Bucket": ev.bucket, "Key": ev.key}
-    if ev.etag:
-        # Classify the version the event is about; a newer write brings its own event.
-        kwargs["IfMatch"] = f'"{ev.etag}"'
-    obj = client.get_object(**kwargs)
-    body = obj["Body"]
-    try:
-        if obj.get("ContentLength", 0) > limit:
-            raise RecordError("too_large", f"object is larger than {limit} bytes")
-        data = body.read(limit + 1)
-        if len(data) > limit:
-            raise RecordError("too_large", f"object is larger than {limit} bytes")
-    finally:
-        body.close()
-    return data, obj.get("ETag", "").strip('"'), obj.get("Metadata", {})
+log = logging.getLogger(__name__)
 
 
 def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
@@ -174,16 +58,16 @@ def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
     entry["result"] = {"bucket": out_bucket, "key": result_key}
 
     try:
-        done_etag = _head_result(client, out_bucket, result_key)
+        done_etag = head_result(client, out_bucket, result_key)
         if ev.etag and done_etag == ev.etag:
             return {**entry, "status": "duplicate"}
-        data, etag, meta = _fetch(client, ev, cfg.max_object_bytes)
+        data, etag, meta = fetch(client, ev, cfg.max_object_bytes)
     except RecordError:
         raise
-    except Exception as exc:  # noqa: BLE001 - botocore errors, classified by _s3_error
-        if _is_precondition_failed(exc):
+    except Exception as exc:  # noqa: BLE001 - botocore errors, classified by s3_error
+        if is_precondition_failed(exc):
             return {**entry, "status": "skipped", "reason": "object changed since the event"}
-        raise _s3_error(exc) from None
+        raise s3_error(exc) from None
     if RESULT_MARKER in meta:
         return {**entry, "status": "skipped", "reason": "result object"}
     entry["etag"] = etag or ev.etag or None
@@ -209,26 +93,9 @@ def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
         "predictions": result.get("predictions", []),
         "classified_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
-    metadata = {RESULT_MARKER: "1"}
-    if entry["etag"]:
-        metadata[SOURCE_ETAG] = entry["etag"]
-    try:
-        client.put_object(
-            Bucket=out_bucket,
-            Key=result_key,
-            Body=json.dumps(doc, ensure_ascii=False).encode("utf-8"),
-            ContentType="application/json",
-            Metadata=metadata,
-        )
-    except Exception as exc:  # noqa: BLE001 - botocore errors, classified by _s3_error
-        raise _s3_error(exc) from None
+    write_result(client, out_bucket, result_key, doc, entry["etag"])
     top = doc["predictions"][0] if doc["predictions"] else None
     return {**entry, "status": "classified", "top1": top, "model_version": doc["model_version"]}
-
-
-def _is_precondition_failed(exc: Exception) -> bool:
-    resp = getattr(exc, "response", None)
-    return isinstance(resp, dict) and resp.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
 
 
 @handler_errors
@@ -256,11 +123,11 @@ def handle(event, context):
                 client = s3_client(cfg)
             entry.update(process(ev, cfg, client))
         except RecordError as exc:
-            entry.update(status="error", error={"code": exc.code, "message": exc.message})
+            entry.update(status="error", **error_document(exc.code, exc.message))
             retry = retry or exc.retryable
         except Exception:  # one broken record must not fail the others, nor leak a traceback
-            log.exception("record %d failed", i)
-            entry.update(status="error", error={"code": "internal", "message": "internal error"})
+            log.exception("call %s: record %d failed", call_id(event), i)
+            entry.update(status="error", **error_document("internal_error", "internal error"))
         results.append(entry)
 
     counts: dict[str, int] = {}

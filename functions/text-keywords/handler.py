@@ -12,23 +12,17 @@ Candidates (1..ngram_max-word phrases without stop words, see keywords.py) and t
 with the same encoder; Maximal Marginal Relevance picks the keywords.
 """
 
-import os
-
-from .common import request, text
+from .common import request, text, text_request
 from .common.errors import FunctionError, handler_errors, json_response
+from .common.settings import setting
 from .keywords import candidates, mmr
 
-
-def candidate_limit() -> int:
-    try:
-        return max(1, int(os.environ.get("MAX_CANDIDATES", 128)))
-    except ValueError:
-        return 128
+candidate_limit = setting("MAX_CANDIDATES", int, 128, low=1)  # candidate phrases embedded per text
 
 
 @handler_errors
 def handle(event, context):
-    req = text.read_texts(event, allow_batch=False)
+    req = text_request.read_texts(event, allow_batch=False)
     opts = req.options
     top_n = request.int_param(event, "top_n", 5, 1, 30, override=opts.get("top_n"))
     ngram_max = request.int_param(event, "ngram_max", 3, 1, 3, override=opts.get("ngram_max"))
@@ -36,17 +30,21 @@ def handle(event, context):
     document = req.texts[0]
     phrases = candidates(document, ngram_max, candidate_limit())
     if not phrases:
-        raise FunctionError(422, "no_candidates", "the text has no words to extract keywords from (only stop words, digits or symbols)")
+        raise FunctionError(
+            422, "no_candidates", "the text has no words to extract keywords from (only stop words, digits or symbols)"
+        )
     # Two calls: the long text alone, then the short phrases together (padding them to the
     # text's length would multiply the encoder's work).
     doc, tok, version = text.embed([document])
     cand, _, _ = text.embed(phrases)
     picks = mmr(doc[0], cand, top_n, diversity)
-    return json_response({
-        "model": text.encoder_model(),
-        "model_version": version,
-        "keywords": [{"keyword": phrases[i], "score": round(score, 4)} for i, score in picks],
-        "candidates": len(phrases),
-        "tokens": tok.tokens[0],
-        "truncated": tok.truncated[0],
-    })
+    return json_response(
+        {
+            "model": text.encoder_model(),
+            "model_version": version,
+            "keywords": [{"keyword": phrases[i], "score": round(score, 4)} for i, score in picks],
+            "candidates": len(phrases),
+            "tokens": tok.tokens[0],
+            "truncated": tok.truncated[0],
+        }
+    )

@@ -16,7 +16,8 @@ import numpy as np
 _CLAUSES = re.compile(r"[.,;:!?()\[\]{}\"“”«»…|/\\\n\r\t]+|\s[-–—]+\s")
 _WORD = re.compile(r"[^\W_](?:[\w'’.-]*[^\W_])?")
 
-STOP_WORDS = frozenset("""
+STOP_WORDS = frozenset(
+    """
 a about above across after afterwards again against all almost alone along already also although
 always am among amongst an and another any anyhow anyone anything anyway anywhere are around as at
 back be became because become becomes becoming been before beforehand behind being below beside
@@ -36,7 +37,8 @@ we well were what whatever when whence whenever where whereafter whereas whereby
 wherever whether which while whither who whoever whole whom whose why will with within without
 would yet you your yours yourself yourselves s t don didn doesn isn wasn aren weren won wouldn
 can't don't won't it's i'm i've you're we're they're that's there's
-""".split())
+""".split()
+)
 
 
 def candidates(text: str, ngram_max: int = 3, limit: int = 128) -> list[str]:
@@ -47,7 +49,7 @@ def candidates(text: str, ngram_max: int = 3, limit: int = 128) -> list[str]:
         words = [w.lower().replace("’", "'") for w in _WORD.findall(clause)]
         for i in range(len(words)):
             for n in range(1, ngram_max + 1):
-                gram = words[i:i + n]
+                gram = words[i : i + n]
                 if len(gram) < n or any(w in STOP_WORDS or len(w) < 2 for w in gram):
                     break  # longer n-grams from i contain the same stop word
                 if all(w.replace(".", "").replace("-", "").isdigit() for w in gram):

@@ -9,33 +9,32 @@ encoder is loaded once for all text functions. Besides the token ids it sends ea
 lexicon score (`lexicon`), one of the head's inputs (README, "Models").
 """
 
-import os
-
-from .common import text
+from .common import lexicon, text, text_request
 from .common.errors import handler_errors, json_response
+from .common.settings import setting
 
 LABELS = ("negative", "positive")  # the order of sentiment_head's probabilities (labels.txt)
 
 
-def model_name() -> str:
-    return os.environ.get("MODEL_NAME", "text_sentiment")
+model_name = setting("MODEL_NAME", str, "text_sentiment")  # the Triton ensemble to call
 
 
 @handler_errors
 def handle(event, context):
-    req = text.read_texts(event)
-    lexicon = text.lexicon_scores(req.texts)
-    out, tok, version = text.run_batched(model_name(), req.texts, ["probabilities"],
-                                         extra_inputs={"lexicon": lexicon})
+    req = text_request.read_texts(event)
+    scores = lexicon.lexicon_scores(req.texts)
+    out, tok, version = text.run_batched(model_name(), req.texts, ["probabilities"], extra_inputs={"lexicon": scores})
     results = []
     for probs, n_tokens, truncated in zip(out["probabilities"].tolist(), tok.tokens, tok.truncated):
         best = max(range(len(LABELS)), key=probs.__getitem__)
-        results.append({
-            "label": LABELS[best],
-            "score": round(probs[best], 6),
-            "scores": {label: round(p, 6) for label, p in zip(LABELS, probs)},
-            "tokens": n_tokens,
-            "truncated": truncated,
-        })
+        results.append(
+            {
+                "label": LABELS[best],
+                "score": round(probs[best], 6),
+                "scores": {label: round(p, 6) for label, p in zip(LABELS, probs)},
+                "tokens": n_tokens,
+                "truncated": truncated,
+            }
+        )
     head = {"model": model_name(), "model_version": version}
     return json_response({**head, "results": results} if req.batch else {**head, **results[0]})

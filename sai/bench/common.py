@@ -16,7 +16,10 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from sai.paths import import_common  # noqa: F401  (re-exported for the benchmarks)
+import psutil
+
+from sai.local.processes import wait_until
+from sai.state import free_port, read_state, state_path
 
 
 @dataclass
@@ -52,7 +55,7 @@ def closed_loop(work, concurrency: int, requests: int, items_per_call: int = 1, 
             t = time.perf_counter()
             try:
                 work(i, state)
-            except BaseException as exc:  # surfaced below: a failing benchmark must not print figures
+            except BaseException as exc:  # noqa: BLE001 - surfaced below: a failing benchmark must not print figures
                 errors.append(exc)
                 return
             with lock:
@@ -106,23 +109,31 @@ def platform_or(gateway: str | None, only: list[str]):
     if gateway:
         yield gateway.rstrip("/"), None
         return
-    from sai.platform import free_port, state_path
-
     state = pathlib.Path(tempfile.mkdtemp(prefix="sai-bench-"))
     port = free_port()
-    argv = [sys.executable, "-m", "sai", "up", "--foreground", "--port", str(port),
-            "--triton-http-port", str(free_port()), "--triton-grpc-port", str(free_port()),
-            "--triton-metrics-port", str(free_port())] + [a for name in only for a in ("--only", name)]
+    argv = [
+        sys.executable,
+        "-m",
+        "sai",
+        "up",
+        "--foreground",
+        "--port",
+        str(port),
+        "--triton-http-port",
+        str(free_port()),
+        "--triton-grpc-port",
+        str(free_port()),
+        "--triton-metrics-port",
+        str(free_port()),
+    ] + [a for name in only for a in ("--only", name)]
     print(f"starting a platform for the benchmark (state in {state}) ...", file=sys.stderr, flush=True)
     with open(state / "platform.log", "wb") as log:
         proc = subprocess.Popen(argv, env={**os.environ, "SAI_STATE_DIR": str(state)}, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while not state_path(state).exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the benchmark's platform did not start; see {state / 'platform.log'}")
-            time.sleep(0.2)
+        failure = f"the benchmark's platform did not start; see {state / 'platform.log'}"
+        if not wait_until(lambda: state_path(state).exists(), 300, fail=lambda: proc.poll() is not None and failure):
+            raise RuntimeError(failure)
         yield url, state
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -132,24 +143,19 @@ def platform_or(gateway: str | None, only: list[str]):
 def platform_processes(state_dir: pathlib.Path) -> dict[str, int]:
     """Component -> pid of a running platform (from its state.json), Triton's Python backend
     stubs (its child processes) included."""
-    from sai.platform import read_state
-
     state = read_state(state_dir)
     triton = state["triton"]["pid"]
     procs = {"gateway": state["pid"], "triton core": triton}
     procs.update({f"function {name}": fn["pid"] for name, fn in state["functions"].items()})
-    children = pathlib.Path(f"/proc/{triton}/task/{triton}/children").read_text().split()
-    procs.update({f"triton stub {i}": int(pid) for i, pid in enumerate(children, 1)})
+    children = psutil.Process(triton).children()
+    procs.update({f"triton stub {i}": child.pid for i, child in enumerate(children, 1)})
     return procs
 
 
 def cpu_seconds(pid: int | None = None) -> float:
     """User + system CPU time of a process (this one when pid is None)."""
-    if pid is None:
-        t = os.times()
-        return t.user + t.system
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def cpu_breakdown(run_load, state_dir: pathlib.Path, items: int) -> dict[str, float]:

@@ -14,7 +14,17 @@ import json
 import numpy as np
 
 from sai import paths
-from sai.bench.common import Client, closed_loop, cpu_breakdown, cpu_seconds, fmt, import_common, median_run, platform_or, print_table
+from sai.bench.common import (
+    Client,
+    closed_loop,
+    cpu_breakdown,
+    cpu_seconds,
+    fmt,
+    median_run,
+    platform_or,
+    print_table,
+)
+from sai.models.config import read_config
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # scikit-image's bundled photographs
 
@@ -34,11 +44,10 @@ def photos() -> list[bytes]:
 def in_process(images: list[bytes], concurrency: int, requests_n: int):
     import onnxruntime as ort
 
-    import_common()
     from common import imaging
 
     repo = paths.model_repository() / "image_classifier"
-    config = _local_config(repo)
+    config = local_config(repo)
     spec = imaging.ImageSpec(config)
     session = ort.InferenceSession(str(repo / "1" / "model.onnx"), session_options(config), providers=["CPUExecutionProvider"])
 
@@ -62,13 +71,9 @@ def session_options(config: dict):
     return opts
 
 
-def _local_config(repo) -> dict:
-    """The model's local Triton config (configs/local.pbtxt) as the JSON Triton would serve."""
-    from google.protobuf import json_format, text_format
-    from tritonclient.grpc import model_config_pb2
-
-    msg = text_format.Parse((repo / "configs" / "local.pbtxt").read_text(), model_config_pb2.ModelConfig())
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
+def local_config(repo) -> dict:
+    """The model's local Triton config (configs/local.pbtxt), as Triton serves it."""
+    return read_config(repo / "configs" / "local.pbtxt")
 
 
 def via_gateway(url: str, images: list[bytes], concurrency: int, requests_n: int):
@@ -99,27 +104,43 @@ def run(args) -> int:
             inproc_ms = (cpu_seconds() - start) * 1e3 / (args.requests + 10)  # + its warm-up
             split = cpu_breakdown(lambda: via_gateway(url, images, 4, args.requests), state, args.requests + 10)
     rows = [
-        [c, fmt(b.rate), fmt(g.rate), fmt(g.rate / b.rate, 2), fmt(g.percentile(50)), fmt(g.percentile(99)), fmt(b.percentile(50))]
+        [
+            c,
+            fmt(b.rate),
+            fmt(g.rate),
+            fmt(g.rate / b.rate, 2),
+            fmt(g.percentile(50)),
+            fmt(g.percentile(99)),
+            fmt(b.percentile(50)),
+        ]
         for c, b, g in results
     ]
     print()
     if state is not None:
-        print(f"CPU per image at concurrency 4: in-process {inproc_ms:.1f} ms; through the platform "
-              f"{sum(split.values()):.1f} ms = " + ", ".join(f"{k} {v:.1f}" for k, v in split.items() if v >= 0.05))
+        print(
+            f"CPU per image at concurrency 4: in-process {inproc_ms:.1f} ms; through the platform "
+            f"{sum(split.values()):.1f} ms = " + ", ".join(f"{k} {v:.1f}" for k, v in split.items() if v >= 0.05)
+        )
         print()
-    print_table(["concurrency", "in-process img/s", "gateway img/s", "ratio", "gateway p50 ms", "gateway p99 ms", "in-process p50 ms"], rows)
+    print_table(
+        ["concurrency", "in-process img/s", "gateway img/s", "ratio", "gateway p50 ms", "gateway p99 ms", "in-process p50 ms"],
+        rows,
+    )
     if args.json:
-        print(json.dumps([{"concurrency": c, "in_process_per_s": b.rate, "gateway_per_s": g.rate,
-                           "ratio": g.rate / b.rate, "gateway_p50_ms": g.percentile(50),
-                           "gateway_p99_ms": g.percentile(99)} for c, b, g in results], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "concurrency": c,
+                        "in_process_per_s": b.rate,
+                        "gateway_per_s": g.rate,
+                        "ratio": g.rate / b.rate,
+                        "gateway_p50_ms": g.percentile(50),
+                        "gateway_p99_ms": g.percentile(99),
+                    }
+                    for c, b, g in results
+                ],
+                indent=2,
+            )
+        )
     return 0
-
-
-def register_commands(bench_sub) -> None:
-    p = bench_sub.add_parser("image", help="image-classify via the gateway vs in-process onnxruntime")
-    p.add_argument("--gateway", help="a running gateway URL (default: start a platform for the run)")
-    p.add_argument("--concurrency", default="1,4,8", help="comma-separated levels (default: %(default)s)")
-    p.add_argument("--requests", type=int, default=200, help="requests per level and run (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per level; the median is reported (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
-    p.set_defaults(func=run)

@@ -1,6 +1,6 @@
 """`sai bench text`: text-embed through the gateway vs the in-process encoder, same sentences.
 
-In-process limit: the functions' own tokenisation (common/text.py) + onnxruntime on the same
+In-process limit: the functions' own tokenisation (common/tokens.py) + onnxruntime on the same
 text_encoder ONNX file with the same session settings as the local Triton config, in one
 process, `concurrency` threads. Through the gateway: HTTP client ->
 gateway -> text-embed -> Triton -> model, JSON embeddings back. Both closed-loop at each
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 
-
 from sai import paths
-from sai.bench.common import Client, closed_loop, fmt, import_common, median_run, platform_or, print_table
-from sai.bench.image import _local_config, session_options
+from sai.bench.common import Client, closed_loop, fmt, median_run, platform_or, print_table
+from sai.bench.image import local_config, session_options
 
 # Review-, news- and chat-like sentences of 5 to 40 words, as the text functions typically see.
 SENTENCES = [
@@ -46,16 +45,15 @@ def batches(size: int) -> list[list[str]]:
 def in_process(reqs: list[list[str]], concurrency: int, requests_n: int):
     import onnxruntime as ort
 
-    import_common()
-    from common import text
+    from common import tokens
 
     repo = paths.model_repository() / "text_encoder"
     # The same onnxruntime settings as Triton's onnx_local backend uses for this model.
-    opts = session_options(_local_config(repo))
+    opts = session_options(local_config(repo))
     session = ort.InferenceSession(str(repo / "1" / "model.onnx"), opts, providers=["CPUExecutionProvider"])
 
     def work(i, _):
-        session.run(["embeddings"], text.tokenize(reqs[i % len(reqs)]).feeds)
+        session.run(["embeddings"], tokens.tokenize(reqs[i % len(reqs)]).feeds)
 
     size = len(reqs[0])
     closed_loop(work, concurrency, 10)  # warm-up
@@ -89,35 +87,52 @@ def run(args) -> int:
                 base = median_run([in_process(reqs, c, n) for _ in range(args.repeats)])
                 gw = median_run([via_gateway(url, reqs, c, n) for _ in range(args.repeats)])
                 results.append((size, c, base, gw))
-                print(f"batch {size}, concurrency {c}: in-process {base.rate:.1f} sent/s, "
-                      f"gateway {gw.rate:.1f} sent/s", flush=True)
+                print(
+                    f"batch {size}, concurrency {c}: in-process {base.rate:.1f} sent/s, gateway {gw.rate:.1f} sent/s", flush=True
+                )
     rows = [
-        [size, c, fmt(b.rate), fmt(g.rate), fmt(g.rate / b.rate, 2), fmt(g.percentile(50)), fmt(g.percentile(99)), fmt(b.percentile(50))]
+        [
+            size,
+            c,
+            fmt(b.rate),
+            fmt(g.rate),
+            fmt(g.rate / b.rate, 2),
+            fmt(g.percentile(50)),
+            fmt(g.percentile(99)),
+            fmt(b.percentile(50)),
+        ]
         for size, c, b, g in results
     ]
     print()
-    print_table(["texts/request", "concurrency", "in-process sent/s", "gateway sent/s", "ratio",
-                 "gateway p50 ms", "gateway p99 ms", "in-process p50 ms"], rows)
+    print_table(
+        [
+            "texts/request",
+            "concurrency",
+            "in-process sent/s",
+            "gateway sent/s",
+            "ratio",
+            "gateway p50 ms",
+            "gateway p99 ms",
+            "in-process p50 ms",
+        ],
+        rows,
+    )
     if args.json:
-        print(json.dumps([{"texts_per_request": size, "concurrency": c, "in_process_per_s": b.rate,
-                           "gateway_per_s": g.rate, "ratio": g.rate / b.rate,
-                           "gateway_p50_ms": g.percentile(50), "gateway_p99_ms": g.percentile(99)}
-                          for size, c, b, g in results], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "texts_per_request": size,
+                        "concurrency": c,
+                        "in_process_per_s": b.rate,
+                        "gateway_per_s": g.rate,
+                        "ratio": g.rate / b.rate,
+                        "gateway_p50_ms": g.percentile(50),
+                        "gateway_p99_ms": g.percentile(99),
+                    }
+                    for size, c, b, g in results
+                ],
+                indent=2,
+            )
+        )
     return 0
-
-
-def register_commands(bench_sub) -> None:
-    p = bench_sub.add_parser(
-        "text", help="text-embed via the gateway vs in-process onnxruntime (sentences/s)",
-        description="Sentences per second through the gateway (text-embed -> Triton text_encoder) next "
-                    "to the in-process limit (same tokenisation + onnxruntime on the same ONNX file), "
-                    "for each request size and concurrency, with the ratio.")
-    p.add_argument("--gateway", help="a running gateway URL, e.g. http://127.0.0.1:8080 after `sai up` "
-                                     "(default: start a platform with text-embed for the run)")
-    p.add_argument("--concurrency", default="1,4,8", help="comma-separated levels (default: %(default)s)")
-    p.add_argument("--batch", default="1,16", help="comma-separated texts per request (default: %(default)s)")
-    p.add_argument("--sentences", type=int, default=400,
-                   help="sentences per level and run (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per level; the median is reported (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
-    p.set_defaults(func=run)

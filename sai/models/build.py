@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import pathlib
 import time
 
 from tqdm import tqdm
-
-log = logging.getLogger(__name__)
 
 # Build order matters only where a model depends on another's artefacts.
 MODEL_MODULES = [

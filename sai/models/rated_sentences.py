@@ -52,8 +52,19 @@ def fetch_dataset(cache_dir: pathlib.Path | None = None) -> pathlib.Path:
     sdist = sdist_dir / f"vaderSentiment-{VADER_VERSION}.tar.gz"
     if not sdist.is_file():
         sdist_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-               f"vaderSentiment=={VADER_VERSION}", "-d", str(sdist_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"vaderSentiment=={VADER_VERSION}",
+            "-d",
+            str(sdist_dir),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not sdist.is_file():
             raise RuntimeError(f"could not fetch the vaderSentiment sdist: {proc.stderr.strip()[-500:]}")
@@ -96,9 +107,13 @@ def make_splits(data_dir: pathlib.Path, seed: int, subset: int | None = None) ->
         train, test = [], []
         for r in rows:
             (test if (r[0].split("_")[0] if by_doc else r[0]) in test_groups else train).append(r)
-        splits.append(Split(
-            domain,
-            [r[2] for r in train], np.array([r[1] > 0 for r in train], dtype=np.int64),
-            [r[2] for r in test], np.array([r[1] > 0 for r in test], dtype=np.int64),
-        ))
+        splits.append(
+            Split(
+                domain,
+                [r[2] for r in train],
+                np.array([r[1] > 0 for r in train], dtype=np.int64),
+                [r[2] for r in test],
+                np.array([r[1] > 0 for r in test], dtype=np.int64),
+            )
+        )
     return splits

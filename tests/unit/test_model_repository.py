@@ -4,21 +4,14 @@ model agree on the interface, and the built image model was verified against PyT
 from __future__ import annotations
 
 import json
-import pathlib
 
 import pytest
-from google.protobuf import json_format, text_format
-from tritonclient.grpc import model_config_pb2
 
 from sai import paths
+from sai.models.config import read_config as parse
 
 REPO = paths.model_repository()
 MODELS = sorted(p.name for p in REPO.iterdir() if (p / "config.pbtxt").is_file())
-
-
-def parse(path: pathlib.Path) -> dict:
-    msg = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-    return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
 
 def interface(config: dict) -> tuple:

@@ -22,7 +22,6 @@ class Function:
     name: str
     handler: pathlib.Path
     image: str = ""
-    lang: str = ""
     environment: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
@@ -47,7 +46,6 @@ def load_stack(path: pathlib.Path) -> Stack:
             name=name,
             handler=(path.parent / spec["handler"]).resolve(),
             image=spec.get("image", ""),
-            lang=spec.get("lang", ""),
             environment={k: str(v) for k, v in (spec.get("environment") or {}).items()},
             labels={k: str(v) for k, v in (spec.get("labels") or {}).items()},
             annotations={k: str(v) for k, v in (spec.get("annotations") or {}).items()},

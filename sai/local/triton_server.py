@@ -17,19 +17,21 @@ import logging
 import os
 import pathlib
 import shutil
-import signal
 import site
 import subprocess
 import sys
 import sysconfig
-import time
-import urllib.request
 from dataclasses import dataclass
+
+from common.settings import setting
+from sai.local.processes import tail, terminate_group, wait_until
+from sai.state import http_ok
 
 log = logging.getLogger(__name__)
 
 BACKENDS_SRC = pathlib.Path(__file__).parent / "triton_backends"
 STUB_PACKAGES = "triton-stub-packages"  # folder in the virtualenv, see the module docstring
+SAI_STUB_PACKAGES = setting("SAI_STUB_PACKAGES", str, None)  # None: <venv>/triton-stub-packages
 
 
 class TritonNotInstalled(RuntimeError):
@@ -44,14 +46,13 @@ class TritonDist:
     libs: pathlib.Path  # .../site-packages/nvidia_pytriton.libs
 
     @classmethod
-    def find(cls) -> "TritonDist":
+    def find(cls) -> TritonDist:
         for base in site.getsitepackages() + [site.getusersitepackages()]:
             root = pathlib.Path(base) / "pytriton" / "tritonserver"
             if (root / "bin" / "tritonserver").is_file():
                 return cls(root=root, libs=pathlib.Path(base) / "nvidia_pytriton.libs")
         raise TritonNotInstalled(
-            "tritonserver not found: install it with `pip install --no-deps nvidia-pytriton==0.7.0` "
-            "(the Makefile's set-up does)"
+            "tritonserver not found: install it with `pip install --no-deps nvidia-pytriton==0.7.0` (the Makefile's set-up does)"
         )
 
     @property
@@ -60,7 +61,7 @@ class TritonDist:
 
     @staticmethod
     def stub_packages() -> pathlib.Path:
-        path = pathlib.Path(os.environ.get("SAI_STUB_PACKAGES", pathlib.Path(sys.prefix) / STUB_PACKAGES))
+        path = pathlib.Path(SAI_STUB_PACKAGES() or pathlib.Path(sys.prefix) / STUB_PACKAGES)
         if not (path / "numpy").is_dir() or not (path / "onnxruntime").is_dir():
             raise TritonNotInstalled(
                 f"{path} lacks numpy<2/onnxruntime for the Triton Python stub: run "
@@ -164,27 +165,22 @@ class TritonServer:
         logfile.close()
 
     def is_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{self.url}/v2/health/ready", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return http_ok(f"http://{self.url}/v2/health/ready", timeout=1)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.is_ready():
-                return
-            if not self.running():
-                raise RuntimeError(
-                    f"tritonserver exited with code {self.process and self.process.returncode}; "
-                    f"see {self.log_path}:\n{tail(self.log_path)}"
-                )
-            time.sleep(0.2)
-        raise TimeoutError(f"tritonserver not ready after {timeout:.0f}s; see {self.log_path}")
+        def exited() -> str | None:
+            if self.running():
+                return None
+            return (
+                f"tritonserver exited with code {self.process and self.process.returncode}; "
+                f"see {self.log_path}:\n{tail(self.log_path)}"
+            )
+
+        if not wait_until(self.is_ready, timeout, fail=exited):
+            raise TimeoutError(f"tritonserver not ready after {timeout:.0f}s; see {self.log_path}")
 
     def stop(self, timeout: float = 15.0) -> None:
         # Even when tritonserver itself has died, its backend stubs may live on in its group.
@@ -192,29 +188,3 @@ class TritonServer:
             return
         terminate_group(self.process, timeout)
         log.info("tritonserver stopped")
-
-
-def terminate_group(process: subprocess.Popen, timeout: float) -> None:
-    """SIGTERM the process group, SIGKILL it if it is still there after `timeout`."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(wait)
-        except subprocess.TimeoutExpired:
-            continue
-        if sig == signal.SIGTERM:  # leader gone; make sure no child of the group outlives it
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return
-
-
-def tail(path: pathlib.Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""

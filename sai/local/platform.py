@@ -9,52 +9,26 @@ stops it all. Its state (pids, ports, log files) is in `.sai/run/state.json` for
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from sai import objectstore, paths
-from sai.async_calls import AsyncCalls
-from sai.functions import Function, build_context, load_stack
-from sai.gateway import Gateway
-from sai.triton_server import TritonServer, tail, terminate_group
+from sai import paths
+from sai.local import s3_server
+from sai.local.async_calls import AsyncCalls
+from sai.local.gateway import Gateway
+from sai.local.processes import tail, terminate_group, wait_until
+from sai.local.stack import Function, build_context, load_stack
+from sai.local.triton_server import TritonServer
+from sai.state import free_port, port_open, state_path, write_state
 
 log = logging.getLogger(__name__)
-
-
-def state_path(state_dir: pathlib.Path) -> pathlib.Path:
-    """The running platform's state file (pids, addresses, logs): written by the supervisor,
-    read by `sai status/down`, `sai s3` and the benchmarks."""
-    return state_dir / "run" / "state.json"
-
-
-def read_state(state_dir: pathlib.Path) -> dict:
-    """The state of the platform running from `state_dir`; {} when none is (or it is unreadable)."""
-    try:
-        return json.loads(state_path(state_dir).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
 
 
 @dataclass
@@ -96,22 +70,23 @@ class RunningFunction:
 
     def start(self) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "sai.function_runner", "--context", str(self.context), "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "sai.local.function_runner", "--context", str(self.context), "--port", str(self.port)]
         with open(self.log_path, "ab") as logfile:
             self.process = subprocess.Popen(
-                cmd, env=self.env, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cmd,
+                env=self.env,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"function {self.spec.name} exited; see {self.log_path}:\n{tail(self.log_path)}")
-            if port_open("127.0.0.1", self.port):
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"function {self.spec.name} not listening after {timeout:.0f}s; see {self.log_path}")
+        def exited() -> str | None:
+            return None if self.alive() else f"function {self.spec.name} exited; see {self.log_path}:\n{tail(self.log_path)}"
+
+        if not wait_until(lambda: port_open("127.0.0.1", self.port), timeout, interval=0.05, fail=exited):
+            raise TimeoutError(f"function {self.spec.name} not listening after {timeout:.0f}s; see {self.log_path}")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -130,20 +105,25 @@ class Platform:
         self.triton: TritonServer | None = None
         if settings.triton_url is None:
             self.triton = TritonServer(
-                model_repository=settings.model_repository, work_dir=settings.state_dir / "triton",
-                http_port=settings.triton_http_port, grpc_port=settings.triton_grpc_port,
-                metrics_port=settings.triton_metrics_port, host=settings.host,
+                model_repository=settings.model_repository,
+                work_dir=settings.state_dir / "triton",
+                http_port=settings.triton_http_port,
+                grpc_port=settings.triton_grpc_port,
+                metrics_port=settings.triton_metrics_port,
+                host=settings.host,
             )
         self.triton_wanted = True  # False while stopped on purpose (stop_triton), so not restarted
         self.functions: dict[str, RunningFunction] = {}
-        self.gateway = Gateway(self.functions, settings.upstream_timeout_s, settings.max_body_bytes)
-        # Async invocations, persisted so that accepted calls survive a restart.
-        self.gateway.async_calls = AsyncCalls(
-            str(settings.state_dir / "async-calls.sqlite"), self.gateway.invoke,
-            concurrency=settings.async_concurrency, queue_limit=settings.async_queue_limit,
+        # Async invocations, persisted so that accepted calls survive a restart; they call the
+        # functions through the gateway's own invoke (so both paths share one upstream client).
+        async_calls = AsyncCalls(
+            str(settings.state_dir / "async-calls.sqlite"),
+            concurrency=settings.async_concurrency,
+            queue_limit=settings.async_queue_limit,
             gateway_base_urls=[self.gateway_url],
         )
-        self.s3: objectstore.S3Handle | None = None
+        self.gateway = Gateway(self.functions, async_calls, settings.upstream_timeout_s, settings.max_body_bytes)
+        self.s3: s3_server.S3Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -163,9 +143,9 @@ class Platform:
             raise RuntimeError(f"port {self.settings.port} is in use: is the platform already up? (`sai status`)")
         try:
             if self.settings.with_s3:
-                self.s3 = objectstore.start_s3(self.settings.state_dir, self.settings.s3_port)
+                self.s3 = s3_server.start_s3(self.settings.state_dir, self.settings.s3_port)
                 env = self.settings.function_env.setdefault("object-classify", {})
-                env.update(objectstore.function_env(self.s3))
+                env.update(s3_server.function_env(self.s3))
                 log.info("local S3 (moto) at %s", self.s3.endpoint)
             self.start_triton()
             self._start_functions()
@@ -184,7 +164,7 @@ class Platform:
         if self.triton is not None:
             self.triton.stop()
         if self.s3 is not None:
-            objectstore.stop_s3(self.s3, self.settings.state_dir)
+            s3_server.stop_s3(self.s3, self.settings.state_dir)
         state_path(self.settings.state_dir).unlink(missing_ok=True)
         log.info("platform stopped")
 
@@ -235,7 +215,7 @@ class Platform:
                 self._loop.run_until_complete(self._runner.setup())
                 site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
                 self._loop.run_until_complete(site.start())
-            except BaseException as exc:  # reported to the starting thread
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
                 failure.append(exc)
                 started.set()
                 return
@@ -276,24 +256,24 @@ class Platform:
             self.write_state()
 
     def write_state(self) -> None:
-        path = state_path(self.settings.state_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {
-            "pid": os.getpid(),
-            "gateway": self.gateway_url,
-            "triton": {
-                "url": self.triton_url,
-                "pid": self.triton.process.pid if self.triton and self.triton.process else None,
-                "metrics": f"http://{self.settings.host}:{self.settings.triton_metrics_port}/metrics" if self.triton else None,
-                "log": str(self.triton.log_path) if self.triton else None,
+        write_state(
+            self.settings.state_dir,
+            {
+                "pid": os.getpid(),
+                "gateway": self.gateway_url,
+                "triton": {
+                    "url": self.triton_url,
+                    "pid": self.triton.process.pid if self.triton and self.triton.process else None,
+                    "metrics": f"http://{self.settings.host}:{self.settings.triton_metrics_port}/metrics"
+                    if self.triton
+                    else None,
+                    "log": str(self.triton.log_path) if self.triton else None,
+                },
+                "functions": {
+                    n: {"url": f.url, "pid": f.process.pid if f.process else None, "restarts": f.restarts, "log": str(f.log_path)}
+                    for n, f in self.functions.items()
+                },
+                "s3": self.s3.endpoint if self.s3 else None,
+                "logs": str(self.logs),
             },
-            "functions": {
-                n: {"url": f.url, "pid": f.process.pid if f.process else None, "restarts": f.restarts, "log": str(f.log_path)}
-                for n, f in self.functions.items()
-            },
-            "s3": self.s3.endpoint if self.s3 else None,
-            "logs": str(self.logs),
-        }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(path)
+        )

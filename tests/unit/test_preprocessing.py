@@ -6,11 +6,11 @@ import io
 
 import numpy as np
 import pytest
+from helpers import Event, encode
 from PIL import Image
 
 from common import imaging, request
 from common.errors import FunctionError, TritonUnavailable, error_response, handler_errors
-from conftest import encode
 
 CONFIG = {
     "input": [{"name": "image", "data_type": "TYPE_UINT8", "dims": ["224", "224", "3"]}],
@@ -18,17 +18,14 @@ CONFIG = {
 }
 
 
-class Event:
-    def __init__(self, body=b"", content_type="", method="POST", query=None):
-        self.body, self.method, self.query = body, method, query or {}
-        self.headers = {"Content-Type": content_type}
-
-
 def test_spec_comes_from_the_model_config():
     spec = imaging.ImageSpec(CONFIG)
     assert (spec.input, spec.height, spec.width, spec.short_side, spec.channels_first) == ("image", 224, 224, 256, False)
-    chw = {**CONFIG, "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [3, 32, 48]}],
-           "parameters": {"mean": {"string_value": "0.5,0.5,0.5"}, "std": {"string_value": "0.5,0.5,0.5"}}}
+    chw = {
+        **CONFIG,
+        "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [3, 32, 48]}],
+        "parameters": {"mean": {"string_value": "0.5,0.5,0.5"}, "std": {"string_value": "0.5,0.5,0.5"}},
+    }
     t = imaging.ImageSpec(chw).tensor(Image.new("RGB", (100, 80), (255, 0, 0)))
     assert t.shape == (3, 32, 48) and t.dtype == np.float32
     assert np.allclose(t[0], 1.0) and np.allclose(t[1], -1.0)
@@ -97,9 +94,11 @@ def test_base64_field_accepts_data_urls():
 
 
 def test_multipart_named_and_unnamed_parts():
-    body = (b"--B\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
-            b"--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\n"
-            b"Content-Type: application/octet-stream\r\n\r\n\x00\x01\x02\r\n--B--\r\n")
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n\x00\x01\x02\r\n--B--\r\n"
+    )
     event = Event(body, "multipart/form-data; boundary=B")
     assert request.multipart_file(event) == b"\x00\x01\x02"
     assert request.multipart_file(event, "note") == b"hello"

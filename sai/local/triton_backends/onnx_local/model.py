@@ -37,10 +37,7 @@ class TritonPythonModel:
         self.batched = int(config.get("max_batch_size", 0)) > 0
 
     def execute(self, requests):
-        feeds = [
-            {n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names}
-            for r in requests
-        ]
+        feeds = [{n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names} for r in requests]
         responses = [None] * len(requests)
         wanted = [r.requested_output_names() or self.output_names for r in requests]
         for indices in self._groups(feeds):
@@ -49,7 +46,7 @@ class TritonPythonModel:
             names = [n for n in self.output_names if any(n in wanted[i] for i in indices)]
             try:
                 outputs = self._run([feeds[i] for i in indices], names)
-            except Exception as exc:  # a bad tensor fails its own requests, not the server
+            except Exception as exc:  # noqa: BLE001 - a bad tensor fails its own requests, not the server
                 error = pb_utils.TritonError(f"onnxruntime: {exc}")
                 for i in indices:
                     responses[i] = pb_utils.InferenceResponse(error=error)
@@ -77,7 +74,4 @@ class TritonPythonModel:
         merged = {n: np.concatenate([f[n] for f in feeds]) for n in self.input_names}
         values = self.session.run(names, merged)
         bounds = np.cumsum([0] + sizes)
-        return [
-            {n: v[bounds[k] : bounds[k + 1]] for n, v in zip(names, values)}
-            for k in range(len(feeds))
-        ]
+        return [{n: v[bounds[k] : bounds[k + 1]] for n, v in zip(names, values)} for k in range(len(feeds))]

@@ -30,12 +30,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from sai.local.responses import HOP_BY_HOP, error_parts, error_response
+
 log = logging.getLogger(__name__)
 
 Invoke = Callable[[str, str, str, dict, bytes], Awaitable[tuple[int, dict, bytes]]]
 
-# Request headers not forwarded to the function (hop-by-hop, or recomputed by the gateway).
-_DROP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "expect"}
 _RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 _OPEN_STATES = ("queued", "running", "delivering")
 MAX_CALLBACK_URL = 2048
@@ -64,10 +64,6 @@ CREATE INDEX IF NOT EXISTS calls_state ON calls(state);
 """
 
 
-def _error(status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
-
-
 def _host_key(host: str | None, port: int | None, scheme: str) -> tuple[str, int] | None:
     """(host, port) with every loopback/unspecified spelling folded into one name, so
     http://localhost:8080, http://127.0.0.2:8080 and http://[::1]:8080 compare equal."""
@@ -90,13 +86,13 @@ def _host_key(host: str | None, port: int | None, scheme: str) -> tuple[str, int
 
 
 class AsyncCalls:
-    """The persisted async-call queue. `invoke(name, method, path_qs, headers, body)` calls the
-    function exactly like a synchronous call and returns (status, headers, body)."""
+    """The persisted async-call queue. `start(invoke)` begins work; `invoke(name, method, path_qs,
+    headers, body)` calls the function exactly like a synchronous call and returns (status,
+    headers, body)."""
 
     def __init__(
         self,
         db_path: str,
-        invoke: Invoke,
         concurrency: int = 2,
         queue_limit: int = 100,
         gateway_base_urls: Iterable[str] = (),
@@ -108,7 +104,7 @@ class AsyncCalls:
         retention_s: float = 7 * 24 * 3600,
     ):
         self.db_path = str(db_path)
-        self.invoke = invoke
+        self.invoke: Invoke | None = None  # given by start()
         self.concurrency = concurrency
         self.queue_limit = queue_limit
         self.callback_attempts = callback_attempts
@@ -172,22 +168,13 @@ class AsyncCalls:
     def _update(self, call_id: str, expect_state: str, **fields) -> bool:
         """Compare-and-set on `state`: a transition happens once, whoever tries it."""
         sets = ", ".join(f"{k}=?" for k in fields)
-        cur = self._conn.execute(
-            f"UPDATE calls SET {sets} WHERE id=? AND state=?", (*fields.values(), call_id, expect_state)
-        )
+        cur = self._conn.execute(f"UPDATE calls SET {sets} WHERE id=? AND state=?", (*fields.values(), call_id, expect_state))
         return cur.rowcount == 1
-
-    async def get(self, call_id: str) -> dict | None:
-        """The stored call (state, attempts, status, ...) without its bodies."""
-        row = await self._db(self._load, call_id)
-        if row:
-            row.pop("body", None)
-            row.pop("result_body", None)
-        return row
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
+    async def start(self, invoke: Invoke) -> None:
+        self.invoke = invoke
         queued, delivering, pending = await self._db(self._open)
         self._pending = pending
         self._closing.clear()
@@ -267,24 +254,26 @@ class AsyncCalls:
 
     async def accept(self, request: web.Request, name: str) -> web.Response:
         if not self._started or self._closing.is_set():
-            return _error(503, "shutting_down", "the gateway is not accepting async calls", {"Retry-After": "5"})
+            return error_response(503, "shutting_down", "the gateway is not accepting async calls", retry_after=5)
         callback = request.headers.get("X-Callback-Url")
         if callback is not None:
             reason = self.check_callback(callback.strip(), request)
             if reason:
-                return _error(400, "bad_callback_url", reason)
+                return error_response(400, "bad_callback_url", reason)
             callback = callback.strip()
         if self._pending >= self.queue_limit:
-            return _error(429, "queue_full", f"{self._pending} async calls pending (limit {self.queue_limit})", {"Retry-After": "5"})
+            return error_response(
+                429, "queue_full", f"{self._pending} async calls pending (limit {self.queue_limit})", retry_after=5
+            )
         self._pending += 1  # reserve the slot before awaiting, so concurrent accepts respect the limit
         try:
             body = await request.read()
             call_id = str(uuid.uuid4())
             prefix = f"/async-function/{name}"
             path = request.rel_url.path
-            sub = path[len(prefix):] if path.startswith(prefix) else ""
+            sub = path[len(prefix) :] if path.startswith(prefix) else ""
             path_qs = (sub or "/") + (f"?{request.rel_url.raw_query_string}" if request.rel_url.raw_query_string else "")
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_HEADERS}
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
             headers["X-Call-Id"] = call_id
             await self._db(
                 self._insert,
@@ -305,7 +294,7 @@ class AsyncCalls:
             if isinstance(exc, web.HTTPException):
                 raise
             log.exception("async call not stored")
-            return _error(500, "not_stored", "the call could not be stored")
+            return error_response(500, "not_stored", "the call could not be stored")
         self._queue.put_nowait(call_id)
         return web.Response(status=202, headers={"X-Call-Id": call_id})
 
@@ -340,21 +329,32 @@ class AsyncCalls:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure of the call is reported to the callback
             log.warning("async call %s: %s unreachable: %s", call_id, row["name"], exc)
-            status, headers = 502, {"Content-Type": "application/json"}
-            body = json.dumps({"error": {"code": "function_unreachable", "message": f"{row['name']} did not answer"}}).encode()
+            status, headers, body = error_parts(502, "function_unreachable", f"{row['name']} did not answer")
         duration = time.monotonic() - started
         ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/octet-stream")
         if row["callback"]:
             await self._db(
-                self._update, call_id, "running", state="delivering", status=status,
-                result_headers=json.dumps({"Content-Type": ctype}), result_body=body, duration=duration,
+                self._update,
+                call_id,
+                "running",
+                state="delivering",
+                status=status,
+                result_headers=json.dumps({"Content-Type": ctype}),
+                result_body=body,
+                duration=duration,
                 body=None,
             )
             self._spawn_delivery(call_id)
         else:
             await self._db(
-                self._update, call_id, "running", state="done", status=status, duration=duration,
-                finished=time.time(), body=None,
+                self._update,
+                call_id,
+                "running",
+                state="done",
+                status=status,
+                duration=duration,
+                finished=time.time(),
+                body=None,
             )
             self._pending -= 1
 
@@ -382,8 +382,16 @@ class AsyncCalls:
             attempts += 1
             retry, error = await self._post(row["callback"], headers, row["result_body"] or b"")
             if error is None:
-                if await self._db(self._update, call_id, "delivering", state="done", attempts=attempts,
-                                  finished=time.time(), result_body=None, error=None):
+                if await self._db(
+                    self._update,
+                    call_id,
+                    "delivering",
+                    state="done",
+                    attempts=attempts,
+                    finished=time.time(),
+                    result_body=None,
+                    error=None,
+                ):
                     self._pending -= 1
                 return
             log.warning("async call %s: callback attempt %d failed: %s", call_id, attempts, error)
@@ -396,8 +404,16 @@ class AsyncCalls:
                 return  # shutting down during the back-off: resume after the restart
             except asyncio.TimeoutError:
                 pass
-        if await self._db(self._update, call_id, "delivering", state="failed", attempts=attempts,
-                          finished=time.time(), error=error, result_body=None):
+        if await self._db(
+            self._update,
+            call_id,
+            "delivering",
+            state="failed",
+            attempts=attempts,
+            finished=time.time(),
+            error=error,
+            result_body=None,
+        ):
             self._pending -= 1
 
     async def _post(self, url: str, headers: dict, body: bytes) -> tuple[bool, str | None]:

@@ -13,7 +13,6 @@ a slow one 504 after the upstream timeout.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -21,21 +20,11 @@ import uuid
 import aiohttp
 from aiohttp import web
 
+from sai.local.async_calls import AsyncCalls
+from sai.local.responses import error_parts, forwardable
+from sai.local.responses import error_response as error
+
 log = logging.getLogger(__name__)
-
-HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "content-length",
-}
-
-
-def error(status: int, code: str, message: str, retry_after: int | None = None) -> web.Response:
-    status, headers, body = _error_tuple(status, code, message, retry_after)
-    return web.Response(status=status, headers=headers, body=body)
-
-
-def _forwardable(headers) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
 
 
 @web.middleware
@@ -55,15 +44,23 @@ async def json_errors(request: web.Request, handler):
 
 class Gateway:
     """`functions` maps name -> an object with `.url` (base URL or None when down) and `.spec`
-    (sai.functions.Function). The platform owns and supervises the function processes."""
+    (sai.local.stack.Function); the platform owns and supervises the function processes.
+    `async_calls` queues /async-function calls (None: they answer 501); the gateway starts it
+    with its own `invoke`, so async calls reach functions exactly as synchronous ones do."""
 
-    def __init__(self, functions: dict, upstream_timeout_s: float = 60.0, max_body_bytes: int = 32 * 1024 * 1024):
+    def __init__(
+        self,
+        functions: dict,
+        async_calls: AsyncCalls | None = None,
+        upstream_timeout_s: float = 60.0,
+        max_body_bytes: int = 32 * 1024 * 1024,
+    ):
         self.functions = functions
+        self.async_calls = async_calls
         self.upstream_timeout = aiohttp.ClientTimeout(total=upstream_timeout_s, sock_connect=2)
         self.max_body_bytes = max_body_bytes
         self.invocations: dict[str, int] = {}
         self.session: aiohttp.ClientSession | None = None
-        self.async_calls = None  # set by the platform: sai.async_calls.AsyncCalls
         self.app = self._make_app()
 
     def _make_app(self) -> web.Application:
@@ -83,7 +80,7 @@ class Gateway:
         connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         if self.async_calls is not None:
-            await self.async_calls.start()
+            await self.async_calls.start(self.invoke)
 
     async def _cleanup(self, app) -> None:
         if self.async_calls is not None:
@@ -128,7 +125,7 @@ class Gateway:
         if name not in self.functions:
             return error(404, "function_not_found", f"no function named {name!r}")
         body = await request.read()
-        headers = _forwardable(request.headers)
+        headers = forwardable(request.headers)
         headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         headers["X-Forwarded-For"] = request.remote or ""
         status, out_headers, data = await self.invoke(name, request.method, self._upstream_path(request), headers, body)
@@ -139,21 +136,23 @@ class Gateway:
         fn = self.functions[name]
         self.invocations[name] = self.invocations.get(name, 0) + 1
         if not fn.url:
-            return _error_tuple(503, "function_unavailable", f"function {name!r} is not running", retry_after=2)
+            return error_parts(503, "function_unavailable", f"function {name!r} is not running", retry_after=2)
         start = time.perf_counter()
         try:
             async with self.session.request(
                 method, fn.url + path_qs, headers=headers, data=body, timeout=self.upstream_timeout
             ) as resp:
                 data = await resp.read()
-                out = _forwardable(resp.headers)
+                out = forwardable(resp.headers)
                 out["X-Duration-Seconds"] = f"{time.perf_counter() - start:.6f}"
                 return resp.status, out, data
         except asyncio.TimeoutError:
-            return _error_tuple(504, "function_timeout", f"function {name!r} did not answer within {self.upstream_timeout.total:.0f}s")
+            return error_parts(
+                504, "function_timeout", f"function {name!r} did not answer within {self.upstream_timeout.total:.0f}s"
+            )
         except aiohttp.ClientError as exc:
             log.warning("function %s unreachable: %s", name, exc)
-            return _error_tuple(503, "function_unavailable", f"function {name!r} is unreachable; retry shortly", retry_after=2)
+            return error_parts(503, "function_unavailable", f"function {name!r} is unreachable; retry shortly", retry_after=2)
 
     async def call_async(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -162,10 +161,3 @@ class Gateway:
         if self.async_calls is None:
             return error(501, "async_disabled", "asynchronous invocations are not enabled on this gateway")
         return await self.async_calls.accept(request, name)
-
-
-def _error_tuple(status: int, code: str, message: str, retry_after: int | None = None) -> tuple[int, dict, bytes]:
-    headers = {"Content-Type": "application/json"}
-    if retry_after:
-        headers["Retry-After"] = str(retry_after)
-    return status, headers, json.dumps({"error": {"code": code, "message": message}}).encode()

@@ -1,0 +1,44 @@
+"""`sai bench image | text`: benchmarks that print figures and ratios against a baseline measured
+in the same run."""
+
+from __future__ import annotations
+
+from sai.bench import image, text
+
+
+def register(sub) -> None:
+    bench = sub.add_parser("bench", help="benchmarks (through the gateway vs in-process)")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    _register_image(bsub)
+    _register_text(bsub)
+
+
+def _register_image(bench_sub) -> None:
+    p = bench_sub.add_parser("image", help="image-classify via the gateway vs in-process onnxruntime")
+    p.add_argument("--gateway", help="a running gateway URL (default: start a platform for the run)")
+    p.add_argument("--concurrency", default="1,4,8", help="comma-separated levels (default: %(default)s)")
+    p.add_argument("--requests", type=int, default=200, help="requests per level and run (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per level; the median is reported (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    p.set_defaults(func=image.run)
+
+
+def _register_text(bench_sub) -> None:
+    p = bench_sub.add_parser(
+        "text",
+        help="text-embed via the gateway vs in-process onnxruntime (sentences/s)",
+        description="Sentences per second through the gateway (text-embed -> Triton text_encoder) next "
+        "to the in-process limit (same tokenisation + onnxruntime on the same ONNX file), "
+        "for each request size and concurrency, with the ratio.",
+    )
+    p.add_argument(
+        "--gateway",
+        help="a running gateway URL, e.g. http://127.0.0.1:8080 after `sai up` "
+        "(default: start a platform with text-embed for the run)",
+    )
+    p.add_argument("--concurrency", default="1,4,8", help="comma-separated levels (default: %(default)s)")
+    p.add_argument("--batch", default="1,16", help="comma-separated texts per request (default: %(default)s)")
+    p.add_argument("--sentences", type=int, default=400, help="sentences per level and run (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per level; the median is reported (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    p.set_defaults(func=text.run)

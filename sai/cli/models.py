@@ -1,0 +1,69 @@
+"""`sai models ...`: build the model repository (and, from the text models, train and report)."""
+
+from __future__ import annotations
+
+import json
+
+from sai import paths
+from sai.errors import SaiError
+
+
+def register(sub) -> None:
+    models = sub.add_parser("models", help="build and inspect the model repository")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    build = msub.add_parser("build", help="export the pretrained models to model_repository/ (offline)")
+    build.add_argument("names", nargs="*", help="only these models (default: all)")
+    build.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    build.add_argument("--json", action="store_true", help="print the build reports as JSON")
+    build.set_defaults(func=cmd_build)
+
+    _register_sentiment(msub)
+
+
+def cmd_build(args) -> int:
+    from sai.models.build import build_all
+
+    try:
+        reports = build_all(paths.model_repository(), args.names or None, args.force)
+    except ValueError as exc:
+        raise SaiError(str(exc), exit_code=2) from exc
+    if args.json:
+        print(json.dumps(reports, indent=2))
+    return 0
+
+
+def _register_sentiment(models_subparsers) -> None:
+    from sai.models import sentiment, text_encoder
+    from sai.models.sentiment import DEFAULT_SEED, EPOCHS, FINE_TUNED
+
+    default_repo = str(paths.model_repository())
+    p = models_subparsers.add_parser(
+        "train-sentiment",
+        help=f"train the sentiment head (LoRA on MiniLM {FINE_TUNED} + lexicon stack)",
+        description="Train sentiment_head (seeded) on the Hutto & Gilbert rated sentences from the "
+        f"vaderSentiment sdist: fine-tune MiniLM {FINE_TUNED} with LoRA on the shared "
+        f"text_encoder's layer-{text_encoder.STATES_LAYER} token states, fit the stack with VADER's lexicon score on "
+        "a calibration split, write adapter.npz and TRAINING_REPORT.json and export "
+        "1/model.onnx. About 5 minutes on 2 cores. Needs the built text_encoder.",
+    )
+    p.add_argument("--repo", default=default_repo, help="model repository (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="split and training seed (default: %(default)s)")
+    p.add_argument(
+        "--subset", type=int, default=None, metavar="N", help="use at most N sentences per domain (quick runs; default: all)"
+    )
+    p.add_argument("--epochs", type=int, default=EPOCHS, help="fine-tuning epochs (default: %(default)s)")
+    p.set_defaults(func=sentiment.cmd_train)
+
+    p = models_subparsers.add_parser(
+        "sentiment-report",
+        help="held-out accuracy per domain, sentiment_head vs VADER",
+        description="Recompute the built head's held-out accuracy per domain next to VADER on "
+        "exactly the same sentences (seed from TRAINING_REPORT.json).",
+    )
+    p.add_argument("--repo", default=default_repo, help="model repository (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    p.add_argument(
+        "--check", action="store_true", help="exit 1 if the figures differ from TRAINING_REPORT.json by more than 0.005"
+    )
+    p.set_defaults(func=sentiment.cmd_report)

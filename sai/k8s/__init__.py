@@ -1,0 +1,1 @@
+"""Kubernetes tooling that works offline: helm/kubectl from a wheel, chart rendering, validation."""

@@ -1,0 +1,123 @@
+"""Serve one function exactly as the `python3-http-debian` template's index.py does.
+
+TEMPLATE pins the version followed: openfaas/python-flask-template, template/python3-http-debian/
+index.py at commit e420a6f (2024-01-11, released in 0.4.0; unchanged up to e01a882, 2026-02-05).
+tests/unit/test_function_runner.py checks this module's response rules against it.
+
+Its semantics, reproduced function by function below (names as in index.py):
+- each request builds an `Event` (body bytes, headers, method, query, path) and a `Context`
+  (hostname from $HOSTNAME, default "localhost") and calls `function.handler.handle(event, context)`;
+- `None` -> an empty 200; a dict -> (body, statusCode (default 200), headers); any other value is
+  returned to Flask unchanged (a str, bytes, a (body, status) tuple, a list becomes JSON...);
+- body: raw only when headers["Content-type"] (exact key) is application/octet-stream, else ""
+  when absent, jsonify(body) for a dict, str(body) otherwise;
+- headers: a dict becomes a list of pairs, anything else is passed through;
+- an exception in the handler is Flask's HTML 500; the process keeps serving.
+It is served by waitress, one process per function. Our handlers' own error handling is in
+common/errors.py (handler_errors); this module must not add any.
+
+Run: python -m sai.local.function_runner --context .sai/build/<name> --port 5001
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from flask import Flask, jsonify, request
+from waitress import serve
+
+TEMPLATE = "openfaas/python-flask-template@e420a6fbdc800bc95cba982b511677ce2345b057:template/python3-http-debian/index.py"
+
+
+class Event:
+    def __init__(self):
+        self.body = request.get_data()
+        self.headers = request.headers
+        self.method = request.method
+        self.query = request.args
+        self.path = request.path
+
+
+class Context:
+    def __init__(self):
+        self.hostname = os.getenv("HOSTNAME", "localhost")
+
+
+def format_status_code(res):
+    if "statusCode" in res:
+        return res["statusCode"]
+    return 200
+
+
+def format_body(res, content_type):
+    if content_type == "application/octet-stream":
+        return res["body"]
+    if "body" not in res:
+        return ""
+    elif type(res["body"]) is dict:  # the template's exact test: dict subclasses become str
+        return jsonify(res["body"])
+    else:
+        return str(res["body"])
+
+
+def format_headers(res):
+    if "headers" not in res:
+        return []
+    elif type(res["headers"]) is dict:
+        return [(key, res["headers"][key]) for key in res["headers"].keys()]
+    return res["headers"]
+
+
+def get_content_type(res):
+    content_type = ""
+    if "headers" in res:
+        content_type = res["headers"].get("Content-type", "")
+    return content_type
+
+
+def format_response(res):
+    if res is None:
+        return ("", 200)
+    if type(res) is dict:
+        status_code = format_status_code(res)
+        content_type = get_content_type(res)
+        body = format_body(res, content_type)
+        headers = format_headers(res)
+        return (body, status_code, headers)
+    return res
+
+
+def create_app(handler) -> Flask:
+    app = Flask(__name__)
+
+    @app.route("/", defaults={"path": ""}, methods=["GET", "PUT", "POST", "PATCH", "DELETE"])
+    @app.route("/<path:path>", methods=["GET", "PUT", "POST", "PATCH", "DELETE"])
+    def call_handler(path):
+        event = Event()
+        context = Context()
+        response_data = handler.handle(event, context)
+        return format_response(response_data)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve a function build context (python3-http-debian contract).")
+    parser.add_argument("--context", required=True, help="folder holding function/ (see sai.local.stack.build_context)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--threads", type=int, default=4, help="waitress worker threads (template default: 4)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.path.insert(0, os.path.abspath(args.context))
+    handler = importlib.import_module("function.handler")
+    serve(create_app(handler), host=args.host, port=args.port, threads=args.threads, ident="function")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""Local S3-compatible object storage for the embedded platform: the moto server on loopback.
+
+`sai up --with-s3` calls `start_s3()` (the platform owns the lifecycle; `stop_s3()` on `sai down`).
+moto cannot send bucket notifications: `sai s3 upload` (sai/cli/s3.py) sends them instead, built by
+s3_events.py. moto keeps objects in memory: they live as long as the platform runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+
+from sai.local.processes import running_with, wait_until
+
+BUCKET = "uploads"
+REGION = "us-east-1"
+# moto accepts any credentials; fixed ones keep the function's configuration explicit.
+ACCESS_KEY = "sai-local"
+SECRET_KEY = "sai-local-secret"
+STATE_FILE = "s3.json"
+RESULTS_PREFIX = "results/"
+
+
+@dataclass
+class S3Handle:
+    endpoint: str  # e.g. http://127.0.0.1:9000
+    bucket: str
+    region: str
+    access_key: str
+    secret_key: str
+    pid: int
+    log_path: str
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(connect_timeout=2, retries={"max_attempts": 2}, s3={"addressing_style": "path"}),
+        )
+
+
+def function_env(handle: S3Handle) -> dict[str, str]:
+    """Environment for object-classify so it talks to this server (credentials as env: the local
+    platform has no OpenFaaS secret files)."""
+    return {
+        "S3_ENDPOINT": handle.endpoint,
+        "S3_REGION": handle.region,
+        "S3_ACCESS_KEY_ID": handle.access_key,
+        "S3_SECRET_ACCESS_KEY": handle.secret_key,
+        "RESULTS_PREFIX": RESULTS_PREFIX,
+    }
+
+
+def start_s3(
+    state_dir: str | os.PathLike,
+    port: int,
+    host: str = "127.0.0.1",
+    bucket: str = BUCKET,
+    timeout: float = 30.0,
+) -> S3Handle:
+    """Start the moto server in its own session (it outlives a backgrounding `sai up`), wait
+    until it answers, create the bucket and record the handle in `<state_dir>/s3.json`."""
+    state = pathlib.Path(state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    log_path = state / "s3.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    handle = S3Handle(
+        endpoint=f"http://{host}:{port}",
+        bucket=bucket,
+        region=REGION,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        pid=proc.pid,
+        log_path=str(log_path),
+    )
+    client = handle.client()
+
+    def bucket_ready() -> bool:
+        try:
+            client.create_bucket(Bucket=bucket)
+        except Exception as exc:  # noqa: BLE001 - not listening yet
+            return "BucketAlready" in str(exc)
+        return True
+
+    def exited() -> str | None:
+        return None if proc.poll() is None else f"the S3 server exited with {proc.returncode}; see {log_path}"
+
+    if not wait_until(bucket_ready, timeout, fail=exited):
+        _terminate(proc.pid)
+        raise RuntimeError(f"the S3 server did not start in {timeout:.0f} s; see {log_path}")
+    (state / STATE_FILE).write_text(json.dumps(asdict(handle), indent=2))
+    return handle
+
+
+def load_handle(state_dir: str | os.PathLike) -> S3Handle | None:
+    try:
+        return S3Handle(**json.loads((pathlib.Path(state_dir) / STATE_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def stop_s3(handle: S3Handle | None, state_dir: str | os.PathLike | None = None, timeout: float = 10.0) -> None:
+    """Stop the server (from this process or from `sai down` in another one) and forget it."""
+    if handle is not None:
+        _terminate(handle.pid, timeout)
+    if state_dir is not None:
+        (pathlib.Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
+
+
+def is_running(handle: S3Handle) -> bool:
+    return _is_moto(handle.pid)
+
+
+def _is_moto(pid: int) -> bool:
+    """Guard against signalling a recycled pid: only a moto server of ours is ever signalled."""
+    return running_with(pid, "moto.server")
+
+
+def _terminate(pid: int, timeout: float = 10.0) -> None:
+    if not _is_moto(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+
+    def gone() -> bool:
+        try:
+            # Reap it when it is our child; otherwise just watch it disappear.
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        return not _is_moto(pid)
+
+    if wait_until(gone, timeout, interval=0.1):
+        return
+    os.kill(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass

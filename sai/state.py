@@ -1,0 +1,71 @@
+"""The running platform as other processes see it: its state file, the supervisor's pid file,
+and the ports it listens on. Written by the supervisor (sai.local.platform), read by `sai status`,
+`sai down`, `sai s3` and the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import urllib.request
+
+
+def state_path(state_dir: pathlib.Path) -> pathlib.Path:
+    """The running platform's state file (pids, addresses, logs)."""
+    return state_dir / "run" / "state.json"
+
+
+def read_state(state_dir: pathlib.Path) -> dict:
+    """The state of the platform running from `state_dir`; {} when none is (or it is unreadable)."""
+    try:
+        return json.loads(state_path(state_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(state_dir: pathlib.Path, state: dict) -> None:
+    """Replace the state file atomically (readers never see half a file)."""
+    path = state_path(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+
+
+def pid_path(state_dir: pathlib.Path) -> pathlib.Path:
+    """The background supervisor's pid (`sai up` writes it, `sai down` signals it)."""
+    run = state_dir / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    return run / "platform.pid"
+
+
+def read_pid(state_dir: pathlib.Path) -> int | None:
+    """The supervisor's pid when that process is alive, else None."""
+    try:
+        pid = int(pid_path(state_dir).read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def http_ok(url: str, timeout: float = 2) -> bool:
+    """True when GET `url` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False

@@ -1,0 +1,108 @@
+"""Helpers shared by the test modules (fixtures are in conftest.py): image encoding, the
+template's event, a callback receiver, a function packaged as faas-cli builds it."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import shutil
+import sys
+import threading
+import types
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from sai.local.processes import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def encode(array_or_image, fmt: str = "JPEG", **save) -> bytes:
+    """An image (PIL or numpy array) as file bytes."""
+    from PIL import Image
+
+    img = array_or_image if isinstance(array_or_image, Image.Image) else Image.fromarray(array_or_image)
+    buf = io.BytesIO()
+    img.save(buf, fmt, **save)
+    return buf.getvalue()
+
+
+class Event:
+    """The python3-http template's event: body bytes, headers, method, query, path. A dict or
+    list body is sent as JSON."""
+
+    def __init__(self, body=b"", content_type: str = "application/json", method: str = "POST", query=None, headers=None):
+        if isinstance(body, dict | list):
+            body = json.dumps(body)
+        self.body = body.encode() if isinstance(body, str) else body
+        self.headers = {"Content-Type": content_type} if content_type else {}
+        self.headers.update(headers or {})
+        self.method, self.query, self.path = method, query or {}, "/"
+
+
+def packaged_function(name: str, target: Path):
+    """functions/<name> packaged like faas-cli builds it (handler folder as a package, ./common
+    copied in) under a unique package name in `target`; returns its imported handler module.
+    The caller removes `target` from sys.path when done."""
+    pkg = target / (name.replace("-", "_") + "_fn")
+    shutil.copytree(ROOT / "functions" / name, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "common", pkg / "common", ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "__init__.py").touch()
+    sys.path.insert(0, str(target))
+    return importlib.import_module(f"{pkg.name}.handler")
+
+
+def call_handler(fn, payload, method="POST"):
+    """handle() called in-process as the template calls it -> (status, body, headers)."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    event = types.SimpleNamespace(body=body, headers={"Content-Type": "application/json"}, method=method, query={}, path="/")
+    resp = fn.handle(event, types.SimpleNamespace())
+    return resp["statusCode"], resp["body"], resp.get("headers", {})
+
+
+class Receiver:
+    """A callback receiver: records every POST; fails the first `fail_next` with 503."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+        self.fail_next = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with outer.lock:
+                    fail = outer.fail_next > 0
+                    outer.fail_next -= 1 if fail else 0
+                    outer.calls.append({"headers": dict(self.headers), "body": body, "path": self.path, "failed": fail})
+                self.send_response(503 if fail else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def delivered(self) -> dict[str, list[dict]]:
+        """Successful deliveries by X-Call-Id."""
+        out: dict[str, list[dict]] = {}
+        with self.lock:
+            for c in self.calls:
+                if not c["failed"]:
+                    out.setdefault(c["headers"]["X-Call-Id"], []).append(c)
+        return out
+
+    def wait_for(self, ids, timeout=20.0) -> dict[str, list[dict]]:
+        def all_there():
+            got = self.delivered()
+            return got if all(i in got for i in ids) else None
+
+        got = wait_until(all_there, timeout, interval=0.05)
+        if got is None:
+            raise AssertionError(f"not delivered: {set(ids) - set(self.delivered())}")
+        return got
