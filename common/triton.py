@@ -6,6 +6,9 @@
 - Connection errors and "model not ready" are retried with exponential backoff: while Triton wakes
   from zero the Knative activator holds requests, but a local or restarting server refuses them.
   When the retries run out the caller gets `TritonUnavailable` -> 503 + Retry-After.
+- A timeout is never retried: TRITON_TIMEOUT_S is the whole budget (it sits below the Knative
+  revision timeout and the function's exec_timeout), so the caller gets 503 + Retry-After at once
+  rather than after another full wait.
 - Model metadata and config are fetched once per model and cached: preprocessing is driven by them.
 """
 
@@ -63,6 +66,8 @@ def _drop_client() -> None:
 
 
 def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, TimeoutError):  # an OSError too: checked first
+        return False
     if isinstance(exc, InferenceServerException):
         status = str(exc.status() or "")
         text = str(exc.message() or "").lower()
@@ -79,6 +84,12 @@ def call(what: str, fn):
             return fn(client())
         except Exception as exc:  # noqa: BLE001 - classified below
             if not _retryable(exc):
+                if isinstance(exc, TimeoutError):
+                    _drop_client()  # the answer may still arrive on this connection: never reuse it
+                    log.warning("triton did not answer %s within %.0fs", what, timeout_s())
+                    raise TritonUnavailable(
+                        f"model server at {url()} did not answer within {timeout_s():.0f}s; retry shortly"
+                    ) from exc
                 if isinstance(exc, InferenceServerException):
                     log.error("triton rejected %s: %s", what, exc)
                     raise FunctionError(502, "model_error", f"model server rejected {what}: {exc.message()}") from exc
