@@ -6,35 +6,12 @@ session) or their own processes."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import pytest
-from helpers import Receiver, encode
+from helpers import Receiver, encode, running_platform
 
-from sai.local.platform import Platform, Settings
 from sai.state import free_port
-
-
-@contextlib.contextmanager
-def running_platform(state_dir, **settings):
-    """A platform on free ports, stopped on exit: every model on a real tritonserver, the
-    functions of stack.yml (or `only`), the gateway."""
-    running = Platform(
-        Settings(
-            port=free_port(),
-            triton_http_port=free_port(),
-            triton_grpc_port=free_port(),
-            triton_metrics_port=free_port(),
-            state_dir=state_dir,
-            **settings,
-        )
-    )
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="session")

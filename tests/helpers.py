@@ -1,8 +1,9 @@
-"""Helpers shared by the test modules (fixtures are in conftest.py): image encoding, the
-template's event, a callback receiver, a function packaged as faas-cli builds it."""
+"""Helpers shared by the test modules (fixtures are in conftest.py): a platform on free ports,
+image encoding, the template's event, a callback receiver, a function packaged as faas-cli builds it."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
@@ -13,9 +14,32 @@ import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from sai.local.platform import Platform, Settings
 from sai.local.processes import wait_until
+from sai.state import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def running_platform(state_dir, **settings):
+    """A platform on free ports, stopped on exit: every model on a real tritonserver, the
+    functions of stack.yml (or `only`), the gateway."""
+    running = Platform(
+        Settings(
+            port=free_port(),
+            triton_http_port=free_port(),
+            triton_grpc_port=free_port(),
+            triton_metrics_port=free_port(),
+            state_dir=state_dir,
+            **settings,
+        )
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 def encode(array_or_image, fmt: str = "JPEG", **save) -> bytes:

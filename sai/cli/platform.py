@@ -190,6 +190,7 @@ def cmd_status(args) -> int:
     if state.get("s3"):
         rows.append(("s3 (moto)", state["s3"], http_ok(state["s3"] + "/")))
     ready = all(ok for _, _, ok in rows)
+    events = state.get("s3_events")  # bucket events waiting for object-classify (a 2xx)
     if args.json:
         print(
             json.dumps(
@@ -198,6 +199,7 @@ def cmd_status(args) -> int:
                     "ready": ready,
                     "pid": pid,
                     "components": [{"name": n, "address": a, "ready": ok} for n, a, ok in rows],
+                    "s3_events": events,
                 },
                 indent=2,
             )
@@ -206,6 +208,8 @@ def cmd_status(args) -> int:
         print(f"platform supervisor pid {pid}; logs in {state['logs']}")
         for name, address, ok in rows:
             print(f"  {'READY' if ok else 'DOWN ':5}  {name:28} {address}")
+        if events and events["queued"]:
+            print(f"  {events['queued']} S3 event(s) queued for object-classify; last delivery: {events['last_error']}")
     return 0 if ready else 1
 
 

@@ -1,24 +1,22 @@
 """`sai s3 upload | result`: try object-classify's S3 event flow on one machine (needs
-`sai up --with-s3`). `upload` puts a file in the local bucket and then does what a MinIO bucket
-notification would: it POSTs the S3 event to object-classify through the gateway."""
+`sai up --with-s3`). `upload` puts a file in the local bucket and queues the bucket notification
+as MinIO does; the platform delivers it to object-classify, redelivering until it is classified."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import pathlib
+import sys
 
-from common.settings import setting
 from sai import paths
 from sai.errors import SaiError
+from sai.local import s3_events
 from sai.local.processes import wait_until
-from sai.local.s3_events import minio_event
 from sai.local.s3_server import RESULTS_PREFIX, S3Handle, is_running, load_handle
 from sai.local.stack import load_stack
-from sai.state import read_state
 
 FUNCTION = "object-classify"
-OPENFAAS_URL = setting("OPENFAAS_URL", str, None)  # the gateway, as faas-cli reads it
 
 
 def input_prefix() -> str:
@@ -40,17 +38,7 @@ def _handle_or_fail(args) -> S3Handle:
     return handle
 
 
-def _gateway(args) -> str:
-    """--gateway, else $OPENFAAS_URL (as faas-cli), else the running platform's, else :8080."""
-    url = args.gateway or OPENFAAS_URL()
-    if not url:
-        url = read_state(_state_dir(args)).get("gateway") or "http://127.0.0.1:8080"
-    return url.rstrip("/")
-
-
 def cmd_upload(args) -> int:
-    import requests
-
     handle = _handle_or_fail(args)
     path = pathlib.Path(args.file)
     if not path.is_file():
@@ -59,20 +47,37 @@ def cmd_upload(args) -> int:
     data = path.read_bytes()
     client = handle.client()
     put = client.put_object(Bucket=handle.bucket, Key=key, Body=data)
-    print(f"uploaded s3://{handle.bucket}/{key} ({len(data)} bytes, eTag {put['ETag']})")
-    event = minio_event(handle.bucket, key, len(data), put["ETag"])
-    url = f"{_gateway(args)}/function/{FUNCTION}"
-    try:
-        resp = requests.post(url, json=event, timeout=args.timeout)
-    except requests.RequestException as exc:
-        raise SaiError(f"could not notify {url}: {exc}", 4) from None
-    try:
-        body = resp.json()
-    except ValueError:
-        raise SaiError(f"{url} answered {resp.status_code}: {resp.text[:200]}", 4) from None
-    print(json.dumps(body, indent=2, ensure_ascii=False))
-    statuses = {r.get("status") for r in body.get("records", [])}
-    return 0 if resp.ok and statuses <= {"classified", "duplicate"} else 1
+    etag = put["ETag"].strip('"')
+    print(f"uploaded s3://{handle.bucket}/{key} ({len(data)} bytes, eTag {etag})")
+    # What MinIO does on a PUT: store the event; the platform delivers it to object-classify and
+    # redelivers until it is classified (s3_events.Notifier).
+    s3_events.enqueue(_state_dir(args), s3_events.minio_event(handle.bucket, key, len(data), etag))
+    print(f"event queued for {FUNCTION}")
+    doc = _wait_for_result(client, handle.bucket, key, etag, args.timeout)
+    if doc is None:
+        print(
+            f"not classified within {args.timeout:.0f}s: the event stays queued and is redelivered every "
+            f"{s3_events.RETRY_INTERVAL_S:.0f}s until {FUNCTION} answers; check `sai status` and "
+            f"`sai s3 result {key} --wait 60`",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(doc, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _wait_for_result(client, bucket: str, key: str, etag: str, timeout: float) -> dict | None:
+    """The result document for this version of the object (same source eTag), or None."""
+    result_key = RESULTS_PREFIX + key + ".json"
+
+    def fetch():
+        try:
+            doc = json.loads(client.get_object(Bucket=bucket, Key=result_key)["Body"].read())
+        except client.exceptions.NoSuchKey:
+            return None
+        return doc if doc.get("source", {}).get("etag") == etag else None
+
+    return wait_until(fetch, timeout, interval=0.3)
 
 
 def cmd_result(args) -> int:
@@ -106,14 +111,14 @@ def register(sub) -> None:
     up = s3.add_parser(
         "upload",
         parents=[common],
-        help="upload FILE to the bucket and send the S3 event to object-classify",
-        description="Upload FILE to the local bucket, then POST the bucket notification (MinIO "
-        "webhook format) to the gateway's object-classify function and print its per-record status.",
+        help="upload FILE to the bucket; its S3 event goes to object-classify",
+        description="Upload FILE to the local bucket and queue its bucket notification (MinIO webhook "
+        "format); the platform delivers it to object-classify until it answers 2xx, as MinIO does. "
+        "Prints the classification once it is stored (exit 0), or exit 1 if it is not there in time.",
     )
     up.add_argument("file", metavar="FILE")
     up.add_argument("--key", help="object key (default: object-classify's INPUT_PREFIX + the file name)")
-    up.add_argument("--gateway", help="gateway URL (default: $OPENFAAS_URL, else the running platform's)")
-    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the function")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the result (default: %(default)s)")
     up.set_defaults(func=cmd_upload)
 
     res = s3.add_parser(

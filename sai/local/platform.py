@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from sai import paths
-from sai.local import s3_server
+from sai.local import s3_events, s3_server
 from sai.local.async_calls import AsyncCalls
 from sai.local.gateway import Gateway
 from sai.local.processes import tail, terminate_group, wait_until
@@ -48,6 +48,9 @@ class Settings:
     only: list[str] | None = None  # start just these functions (default: all in stack.yml)
     with_s3: bool = False  # start a local S3 server (moto) for object-classify
     s3_port: int = 9000
+    # Delivery of bucket events to object-classify, with MinIO's webhook timings (s3_events.py).
+    s3_event_timeout_s: float = s3_events.RESPONSE_HEADER_TIMEOUT_S
+    s3_event_retry_s: float = s3_events.RETRY_INTERVAL_S
     async_concurrency: int = 2  # async calls run at once
     async_queue_limit: int = 100  # accepted-but-unfinished async calls before 429
 
@@ -124,6 +127,7 @@ class Platform:
         )
         self.gateway = Gateway(self.functions, async_calls, settings.upstream_timeout_s, settings.max_body_bytes)
         self.s3: s3_server.S3Handle | None = None
+        self.s3_notifier: s3_events.Notifier | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -150,6 +154,14 @@ class Platform:
             self.start_triton()
             self._start_functions()
             self._start_gateway()
+            if self.s3 is not None and "object-classify" in self.functions:
+                self.s3_notifier = s3_events.Notifier(
+                    self.settings.state_dir,
+                    f"{self.gateway_url}/function/object-classify",
+                    header_timeout_s=self.settings.s3_event_timeout_s,
+                    retry_interval_s=self.settings.s3_event_retry_s,
+                )
+                self.s3_notifier.start()  # also delivers what was queued before a restart
         except BaseException:
             self.stop()
             raise
@@ -157,6 +169,8 @@ class Platform:
         log.info("platform ready: gateway %s, triton %s", self.gateway_url, self.triton_url)
 
     def stop(self) -> None:
+        if self.s3_notifier is not None:
+            self.s3_notifier.stop()  # undelivered events stay queued on disk
         self._stop_gateway()
         for fn in self.functions.values():
             fn.stop()
@@ -274,6 +288,7 @@ class Platform:
                     for n, f in self.functions.items()
                 },
                 "s3": self.s3.endpoint if self.s3 else None,
+                "s3_events": self.s3_notifier.status() if self.s3_notifier else None,
                 "logs": str(self.logs),
             },
         )

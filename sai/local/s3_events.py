@@ -1,10 +1,30 @@
-"""S3 bucket notifications as MinIO's webhook target sends them: what `sai s3 upload` posts to
-object-classify after an upload, since the local S3 server (moto) sends none itself."""
+"""S3 bucket notifications for the local S3 server, built and delivered as MinIO's webhook
+target does, since moto sends none itself.
+
+On a cluster, MinIO posts each upload's event to object-classify. With a queue directory
+(`MINIO_NOTIFY_WEBHOOK_QUEUE_DIR`) it stores the event first, waits at most 60 s for the
+response headers, counts only a 2xx as delivered, and otherwise retries the same event every 3 s,
+in order, until one comes (minio RELEASE.2025-04-22T22-12-26Z: internal/event/target/webhook.go,
+internal/store). That is at-least-once delivery; object-classify makes it classify-once by
+recognising a result it already wrote for the same eTag.
+
+Locally, `sai s3 upload` queues the event (`enqueue`) and the platform's `Notifier` delivers it
+with the same rules: one JSON file per event in `<state>/s3-events/`, oldest first, removed only
+after a 2xx.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import pathlib
+import threading
 import time
 import urllib.parse
+import uuid
+
+import requests
 
 from sai.local.s3_server import ACCESS_KEY
 
@@ -46,3 +66,108 @@ def minio_event(bucket: str, key: str, size: int, etag: str, event_name: str = "
             }
         ],
     }
+
+
+# ---------------------------------------------------------------- delivery
+
+log = logging.getLogger(__name__)
+
+# MinIO's webhook target: ResponseHeaderTimeout 1 minute, dial timeout 5 s, retry every 3 s.
+RESPONSE_HEADER_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 5.0
+RETRY_INTERVAL_S = 3.0
+
+
+def queue_dir(state_dir: pathlib.Path) -> pathlib.Path:
+    return pathlib.Path(state_dir) / "s3-events"
+
+
+def enqueue(state_dir: pathlib.Path, event: dict) -> pathlib.Path:
+    """Store one event for delivery (atomically: the notifier never sees half a file)."""
+    folder = queue_dir(state_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Names sort in arrival order: delivery is in order, as MinIO's.
+    path = folder / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(event))
+    os.replace(tmp, path)
+    return path
+
+
+def pending(state_dir: pathlib.Path) -> list[pathlib.Path]:
+    return sorted(queue_dir(state_dir).glob("*.json"))
+
+
+class Notifier:
+    """Delivers queued events to `url` on a background thread until `stop()`."""
+
+    def __init__(
+        self,
+        state_dir: pathlib.Path,
+        url: str,
+        header_timeout_s: float = RESPONSE_HEADER_TIMEOUT_S,
+        retry_interval_s: float = RETRY_INTERVAL_S,
+    ):
+        self.state_dir, self.url = pathlib.Path(state_dir), url
+        self.header_timeout_s, self.retry_interval_s = header_timeout_s, retry_interval_s
+        self.delivered = 0
+        self.failed_attempts = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._session = requests.Session()
+
+    def status(self) -> dict:
+        """For the state file (`sai status`): what waits, what went, the last failure."""
+        return {
+            "queued": len(pending(self.state_dir)),
+            "delivered": self.delivered,
+            "failed_attempts": self.failed_attempts,
+            "last_error": self.last_error,
+        }
+
+    def start(self) -> None:
+        queue_dir(self.state_dir).mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="s3-events", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._session.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            events = pending(self.state_dir)
+            if not events:
+                self._stop.wait(0.2)
+                continue
+            if not self.deliver(events[0]):
+                self._stop.wait(self.retry_interval_s)  # the same event again: in order, like MinIO
+
+    def deliver(self, path: pathlib.Path) -> bool:
+        """One attempt for one queued event; True (and the file removed) on a 2xx."""
+        try:
+            body = path.read_bytes()
+        except FileNotFoundError:
+            return True
+        try:
+            resp = self._session.post(
+                self.url,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=(CONNECT_TIMEOUT_S, self.header_timeout_s),
+            )
+            ok, error = 200 <= resp.status_code < 300, f"answered {resp.status_code}"
+        except requests.RequestException as exc:
+            ok, error = False, f"{type(exc).__name__}"
+        if ok:
+            path.unlink(missing_ok=True)
+            self.delivered += 1
+            log.info("S3 event %s delivered to %s", path.name, self.url)
+            return True
+        self.failed_attempts += 1
+        self.last_error = error
+        log.warning("S3 event %s: %s %s; retrying in %.0fs", path.name, self.url, error, self.retry_interval_s)
+        return False
