@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "sai.bench.cli",  # bench image / bench text
     "sai.k8s_tools",  # tools install / tools path
     "sai.objectstore",  # s3 upload / s3 result
+    "sai.cluster.cli",  # cluster install / status / wait / coldstart / models push / uninstall
 ]
 
 
