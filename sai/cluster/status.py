@@ -42,8 +42,10 @@ def summarize_isvc(isvc: dict | None, revision: dict | None, pods: list[dict]) -
     pred = (st.get("components") or {}).get("predictor") or {}
     rst = (revision or {}).get("status") or {}
     desired, actual = rst.get("desiredReplicas"), rst.get("actualReplicas")
-    if revision is None:  # no revision read (e.g. raw deployment mode): count running pods
+    replicas = replicas_text(desired, actual)
+    if revision is None:  # no ready revision (failed, or still deploying): count running pods
         actual = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running")
+        replicas = f"{actual} running (no ready revision)"
     active = condition(revision, "Active")
     model = st.get("modelStatus") or {}
     return {
@@ -59,8 +61,8 @@ def summarize_isvc(isvc: dict | None, revision: dict | None, pods: list[dict]) -
         "latest_created_revision": pred.get("latestCreatedRevision", ""),
         "desired_replicas": desired,
         "actual_replicas": actual,
-        "replicas": replicas_text(desired, actual),
-        "scaled_to_zero": (actual or 0) == 0 and (desired or 0) == 0,
+        "replicas": replicas,
+        "scaled_to_zero": revision is not None and (actual or 0) == 0 and (desired or 0) == 0,
         "active_reason": active.get("reason", ""),
         "model_state": (model.get("states") or {}).get("activeModelState", ""),
         "transition": model.get("transitionStatus", ""),
