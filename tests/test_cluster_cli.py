@@ -1,0 +1,153 @@
+"""`sai cluster` on the command line: help, argument handling, the mandatory kubeconfig, install's
+Helm invocation rendered offline (--dry-run, no cluster), and the commands end to end against the
+recorded API objects served over HTTP (tests/cluster_recorded.py)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from cluster_recorded import RecordedAPIServer, load
+
+from sai.cli import main
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_kubeconfig(monkeypatch, tmp_path):
+    """No $KUBECONFIG and an empty home: only what a test passes counts."""
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("OPENFAAS_URL", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+def unreachable_kubeconfig(tmp_path):
+    """A cluster address nothing listens on: any attempt to contact it fails loudly."""
+    path = tmp_path / "unreachable.kubeconfig"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+    }))
+    return path
+
+
+@pytest.mark.parametrize("argv", [
+    ["cluster"], ["cluster", "install"], ["cluster", "status"], ["cluster", "wait"], ["cluster", "coldstart"],
+    ["cluster", "models"], ["cluster", "models", "push"], ["cluster", "uninstall"],
+])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: sai " + " ".join(argv))
+    if argv[-1] in ("install", "status", "wait", "coldstart", "uninstall"):
+        assert "--kubeconfig FILE" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["cluster", "install", "--profile", "laptop"],
+    ["cluster", "status", "--bogus"],
+    ["cluster", "wait", "--timeout", "soon"],
+    ["cluster", "models", "push", "--profile", "x"],
+])
+def test_bad_arguments_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("command", [["status"], ["wait"], ["install", "--dry-run"], ["uninstall"], ["coldstart", "--gateway", "http://gw"]])
+def test_no_kubeconfig_is_a_clear_error(command, capsys):
+    assert main(["cluster", *command]) == 2
+    err = capsys.readouterr().err
+    assert "no kubeconfig" in err and "never falls back to localhost:8080" in err and "--kubeconfig" in err
+
+
+def test_kubeconfig_env_and_flag(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    assert main(["cluster", "status"]) == 2
+    assert "$KUBECONFIG" in capsys.readouterr().err
+    empty = tmp_path / "empty.kubeconfig"
+    empty.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    assert main(["cluster", "status", "--kubeconfig", str(empty)]) == 2
+    assert "no current-context" in capsys.readouterr().err
+
+
+def test_unreachable_api_server_is_one_line_exit_5(tmp_path, capsys):
+    kc = unreachable_kubeconfig(tmp_path)
+    assert main(["cluster", "status", "--kubeconfig", str(kc)]) == 5
+    err = capsys.readouterr().err
+    assert "127.0.0.1', port=9" in err or "127.0.0.1:9" in err
+    assert "Traceback" not in err
+
+
+def test_install_dry_run_renders_offline(tmp_path, capsys):
+    kc = unreachable_kubeconfig(tmp_path)
+    extra = tmp_path / "mine.yaml"
+    extra.write_text("triton:\n  maxReplicas: 3\n")
+    assert main(["cluster", "install", "--profile", "kind", "-f", str(extra), "--kubeconfig", str(kc), "--wait", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith("# would run (no cluster contacted): helm upgrade --install serverless-ai ")
+    assert f"-f {extra}" in first and first.index("values-kind.yaml") < first.index(str(extra))
+    assert f"--kubeconfig {kc}" in first and "--wait --timeout 10m" in first
+    objs = [d for d in yaml.safe_load_all(out) if d]
+    isvc = next(o for o in objs if o["kind"] == "InferenceService")
+    assert isvc["metadata"]["name"] == "serverless-ai-triton"
+    assert isvc["spec"]["predictor"]["maxReplicas"] == 3  # the user's file wins over the profile
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == "pvc://serverless-ai-models"  # kind profile
+
+
+def test_install_missing_values_file(tmp_path, capsys):
+    assert main(["cluster", "install", "-f", str(tmp_path / "nope.yaml"), "--kubeconfig", str(unreachable_kubeconfig(tmp_path))]) == 2
+    assert "no such values file" in capsys.readouterr().err
+
+
+def test_install_stops_before_helm_when_prerequisites_are_missing(tmp_path, capsys):
+    """Only Deployments/Nodes recorded: no CRDs, no Knative settings. The checks go through the
+    real kubernetes client; exit 4 lists each problem with its fix, and Helm never runs."""
+    with RecordedAPIServer(load("prereqs.yaml")) as server:
+        kc = server.kubeconfig(tmp_path / "kc")
+        assert main(["cluster", "install", "--profile", "gpu", "--kubeconfig", str(kc)]) == 4
+    err = capsys.readouterr().err
+    assert "prerequisite(s) missing for the gpu profile" in err
+    assert "KServe: CRD inferenceservices.serving.kserve.io (v1beta1) is not installed" in err
+    assert "fix: kubectl apply --server-side -f https://github.com/kserve/kserve/releases/download/v0.20.0/kserve.yaml" in err
+    assert "Knative Serving: CRD services.serving.knative.dev (v1) is not installed" in err
+    assert "k8s/bootstrap.sh --profile gpu" in err
+    assert "helm upgrade" not in err
+    assert all(p.startswith(("/api/", "/apis/")) for p in server.requests)
+
+
+def test_status_wait_coldstart_against_recorded_objects(tmp_path, capsys):
+    objs = load("isvc-ready.yaml", "revision-active.yaml", "functions.yaml", "triton-pod.yaml", "minio.yaml")
+    with RecordedAPIServer(objs) as server:
+        kc = str(server.kubeconfig(tmp_path / "kc"))
+        assert main(["cluster", "status", "--kubeconfig", kc]) == 1  # functions not all ready
+        out = capsys.readouterr().out
+        assert "inferenceservice serverless-ai-triton" in out and "1/1" in out and "last cold start" in out
+        assert main(["cluster", "status", "--kubeconfig", kc, "--json"]) == 1
+        assert yaml.safe_load(capsys.readouterr().out)["inferenceservice"]["ready"] is True
+        assert main(["cluster", "wait", "--kubeconfig", kc, "--timeout", "5"]) == 0
+        assert "Ready http://serverless-ai-triton.serverless-ai.svc.cluster.local" in capsys.readouterr().out
+        assert main(["cluster", "wait", "--kubeconfig", kc, "--release", "other"]) == 3
+        # Triton is up: --no-wait says how long the scale-to-zero window is
+        assert main(["cluster", "coldstart", "--kubeconfig", kc, "--gateway", "http://127.0.0.1:9", "--no-wait"]) == 1
+        err = capsys.readouterr().err
+        assert "Triton is up (1 pod(s))" in err and "about 660s after the last request" in err
+
+
+def test_coldstart_needs_an_explicit_gateway(tmp_path, capsys):
+    kc = str(unreachable_kubeconfig(tmp_path))
+    assert main(["cluster", "coldstart", "--kubeconfig", kc]) == 2
+    assert "--gateway URL or set OPENFAAS_URL" in capsys.readouterr().err
+    assert main(["cluster", "coldstart", "--kubeconfig", kc, "--gateway", "http://gw", "--function", "object-classify"]) == 2
+    assert main(["cluster", "coldstart", "--kubeconfig", kc, "--gateway", "http://gw", "--image", str(tmp_path / "none.jpg")]) == 2
+
+
+def test_uninstall_dry_run(tmp_path, capsys):
+    kc = unreachable_kubeconfig(tmp_path)
+    assert main(["cluster", "uninstall", "--kubeconfig", str(kc), "--dry-run", "--wait"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"# would run: helm uninstall serverless-ai --namespace serverless-ai --wait --timeout 10m --kubeconfig {kc}")
