@@ -246,11 +246,12 @@ def cmd_models_push(args) -> int:
     problems = models.problems(repo, check_builders=not args.skip_build_check)
     if problems:
         raise _error("refusing to push models that are not built:\n  " + "\n  ".join(problems), 1)
+    from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         result = models.push(models.s3_client(args.endpoint, args.region), bucket, prefix, repo, dry_run=args.dry_run)
-    except (BotoCoreError, ClientError) as exc:
+    except (BotoCoreError, ClientError, Boto3Error) as exc:
         raise _error(f"s3://{bucket}/{prefix}: {exc}", 4) from None
     print(f"{'would push' if args.dry_run else 'pushed'} {len(result['uploaded'])} files ({result['bytes'] / 1e6:.1f} MB) "
           f"to s3://{bucket}/{prefix}; storageUri: s3://{bucket}/{prefix}" + (f"; {len(result['deleted'])} stale deleted" if result["deleted"] else ""))

@@ -110,6 +110,7 @@ def plan(repo: Path, prefix: str) -> list[Upload]:
 def push(client, bucket: str, prefix: str, repo: Path, dry_run: bool = False, echo=print) -> dict:
     """Upload plan(repo, prefix) to bucket; delete stale objects under the pushed models' prefixes."""
     uploads = plan(repo, prefix)
+    client.head_bucket(Bucket=bucket)  # fails before anything is uploaded when the bucket is wrong
     wanted = {u.key for u in uploads}
     total = 0
     for u in uploads:
