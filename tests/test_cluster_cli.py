@@ -151,3 +151,17 @@ def test_uninstall_dry_run(tmp_path, capsys):
     assert main(["cluster", "uninstall", "--kubeconfig", str(kc), "--dry-run", "--wait"]) == 0
     assert capsys.readouterr().out.strip() == (
         f"# would run: helm uninstall serverless-ai --namespace serverless-ai --wait --timeout 10m --kubeconfig {kc}")
+
+
+@pytest.mark.parametrize("sdk", ["kubernetes", "kserve"])
+def test_without_the_cluster_extra(sdk, monkeypatch, tmp_path, capsys):
+    """As on an install without `.[cluster]`: the SDK cannot be imported."""
+    import sys
+
+    for mod in [m for m in sys.modules if m == sdk or m.startswith(sdk + ".")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, sdk, None)
+    objs = load("isvc-ready.yaml")
+    with RecordedAPIServer(objs) as server:
+        assert main(["cluster", "wait", "--kubeconfig", str(server.kubeconfig(tmp_path / "kc"))]) == 2
+    assert f"{sdk} is not installed: pip install -e '.[cluster]'" in capsys.readouterr().err

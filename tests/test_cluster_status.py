@@ -166,3 +166,17 @@ def test_status_through_the_real_sdks(tmp_path):
     assert "/apis/serving.kserve.io/v1beta1/namespaces/serverless-ai/inferenceservices/serverless-ai-triton" in paths
     assert "/apis/serving.knative.dev/v1/namespaces/serverless-ai/revisions/serverless-ai-triton-predictor-00001" in paths
     assert "labelSelector=app.kubernetes.io%2Fcomponent%3Dtriton" in paths
+
+
+def test_waits_give_up_at_the_timeout_when_watches_end_empty():
+    """A server that ends each watch without events: both waits look again and time out cleanly."""
+    import time
+
+    objs = load("isvc-failed.yaml", "triton-pod.yaml")
+    reads = Recorded(objs)
+    start = time.monotonic()
+    with pytest.raises(NotReady):
+        wait_ready(reads, "serverless-ai", "serverless-ai-triton", 1.5, echo=lambda _: None)
+    with pytest.raises(TimeoutError, match="1 Triton pod"):
+        coldstart.wait_for_zero(reads, "serverless-ai", 1.5)
+    assert 3 <= time.monotonic() - start < 8

@@ -37,6 +37,10 @@ def api_errors(fn):
             return fn(args)
         except SaiError:
             raise
+        except ImportError as exc:
+            if (exc.name or "").split(".")[0] not in ("kubernetes", "kserve"):
+                raise
+            raise _error(f"{exc.name} is not installed: pip install -e '.[cluster]' (the kubernetes and kserve SDKs)", 2) from None
         except Exception as exc:  # noqa: BLE001 - narrowed by module below
             module = type(exc).__module__
             sdk = module.startswith(("urllib3", "kubernetes")) or (
@@ -60,13 +64,9 @@ def kubeconfig_of(args):
 
 
 def reads_of(args):
-    kc = kubeconfig_of(args)
-    try:
-        from sai.cluster.reads import ClusterReads
+    from sai.cluster.reads import ClusterReads
 
-        return ClusterReads(kc)
-    except ImportError as exc:
-        raise _error(f"{exc.name} is not installed: pip install -e '.[cluster]' (the kubernetes and kserve SDKs)", 2) from None
+    return ClusterReads(kubeconfig_of(args))  # api_errors turns a missing SDK into exit 2
 
 
 def function_names() -> list[str]:

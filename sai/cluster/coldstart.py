@@ -85,11 +85,11 @@ def render(rep: dict) -> str:
 def wait_for_zero(reads, namespace: str, timeout_s: float, echo=print) -> float:
     """Block until no Triton pod is left (a pod watch); returns the seconds waited."""
     start = time.monotonic()
-    alive = {p["metadata"]["name"] for p in live_pods(reads.pods(namespace, cluster.TRITON_COMPONENT))}
-    while alive:
+    while alive := {p["metadata"]["name"] for p in live_pods(reads.pods(namespace, cluster.TRITON_COMPONENT))}:
         left = timeout_s - (time.monotonic() - start)
         if left <= 0:
             raise TimeoutError(f"{len(alive)} Triton pod(s) still running after {timeout_s:g}s: {', '.join(sorted(alive))}")
+        # A watch from now on; when the server ends it, list again (nothing is missed in between).
         for kind, pod in reads.watch_pods(namespace, cluster.TRITON_COMPONENT, int(left) + 1):
             name = pod["metadata"]["name"]
             if kind == "DELETED" or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
@@ -98,6 +98,8 @@ def wait_for_zero(reads, namespace: str, timeout_s: float, echo=print) -> float:
                 alive.add(name)
             if not alive:
                 break
+        else:
+            time.sleep(min(1.0, max(0.0, timeout_s - (time.monotonic() - start))))
     return time.monotonic() - start
 
 

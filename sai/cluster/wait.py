@@ -53,4 +53,8 @@ def wait_ready(reads, namespace: str, name: str, timeout_s: float, echo=print) -
                 return obj
             if time.monotonic() - start >= timeout_s:
                 break
+        else:  # the server ended the watch (its own timeout): look again, then watch again
+            if reads.isvc_ready(namespace, name):
+                return reads.isvc(namespace, name)
+            time.sleep(min(1.0, max(0.0, timeout_s - (time.monotonic() - start))))
     raise NotReady(f"inferenceservice {namespace}/{name} not Ready after {timeout_s:g}s: {describe(last)}", last)
