@@ -22,9 +22,17 @@ import yaml
 OBJECTS = Path(__file__).parent / "cluster_objects"
 
 PLURALS = {
-    "pods": "Pod", "events": "Event", "deployments": "Deployment", "jobs": "Job", "configmaps": "ConfigMap",
-    "namespaces": "Namespace", "nodes": "Node", "customresourcedefinitions": "CustomResourceDefinition",
-    "inferenceservices": "InferenceService", "revisions": "Revision", "services": "Service",
+    "pods": "Pod",
+    "events": "Event",
+    "deployments": "Deployment",
+    "jobs": "Job",
+    "configmaps": "ConfigMap",
+    "namespaces": "Namespace",
+    "nodes": "Node",
+    "customresourcedefinitions": "CustomResourceDefinition",
+    "inferenceservices": "InferenceService",
+    "revisions": "Revision",
+    "services": "Service",
 }
 
 
@@ -75,7 +83,11 @@ class Recorded:
             meta = o.get("metadata") or {}
             if o.get("kind") != kind:
                 continue
-            if namespace is not None and kind not in ("Node", "Namespace", "CustomResourceDefinition") and meta.get("namespace") != namespace:
+            if (
+                namespace is not None
+                and kind not in ("Node", "Namespace", "CustomResourceDefinition")
+                and meta.get("namespace") != namespace
+            ):
                 continue
             if name is not None and meta.get("name") != name:
                 continue
@@ -101,8 +113,11 @@ class Recorded:
 
     def watch_pods(self, namespace, selector, timeout_s):
         for kind, pod in self.pod_watch:
-            self.objects = [o for o in self.objects if o is not pod and not (
-                o.get("kind") == "Pod" and o["metadata"]["name"] == pod["metadata"]["name"])]
+            self.objects = [
+                o
+                for o in self.objects
+                if o is not pod and not (o.get("kind") == "Pod" and o["metadata"]["name"] == pod["metadata"]["name"])
+            ]
             if kind != "DELETED":
                 self.objects.append(pod)
             yield kind, pod
@@ -176,12 +191,18 @@ class RecordedAPIServer:
         self.httpd.server_close()
 
     def kubeconfig(self, path: Path) -> Path:
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "recorded",
-            "clusters": [{"name": "recorded", "cluster": {"server": self.url}}],
-            "contexts": [{"name": "recorded", "context": {"cluster": "recorded", "user": "recorded"}}],
-            "users": [{"name": "recorded", "user": {"token": "recorded"}}],
-        }))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "recorded",
+                    "clusters": [{"name": "recorded", "cluster": {"server": self.url}}],
+                    "contexts": [{"name": "recorded", "context": {"cluster": "recorded", "user": "recorded"}}],
+                    "users": [{"name": "recorded", "user": {"token": "recorded"}}],
+                }
+            )
+        )
         return path
 
     def answer(self, raw: str) -> tuple[int, dict]:
@@ -205,5 +226,12 @@ class RecordedAPIServer:
 
 
 def _status(code: int, message: str) -> dict:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-            "reason": "NotFound" if code == 404 else "", "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": "NotFound" if code == 404 else "",
+        "code": code,
+    }

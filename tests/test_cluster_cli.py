@@ -22,19 +22,34 @@ def no_ambient_kubeconfig(monkeypatch, tmp_path):
 def unreachable_kubeconfig(tmp_path):
     """A cluster address nothing listens on: any attempt to contact it fails loudly."""
     path = tmp_path / "unreachable.kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
     return path
 
 
-@pytest.mark.parametrize("argv", [
-    ["cluster"], ["cluster", "install"], ["cluster", "status"], ["cluster", "wait"], ["cluster", "coldstart"],
-    ["cluster", "models"], ["cluster", "models", "push"], ["cluster", "uninstall"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cluster"],
+        ["cluster", "install"],
+        ["cluster", "status"],
+        ["cluster", "wait"],
+        ["cluster", "coldstart"],
+        ["cluster", "models"],
+        ["cluster", "models", "push"],
+        ["cluster", "uninstall"],
+    ],
+)
 def test_help(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main([*argv, "--help"])
@@ -45,19 +60,24 @@ def test_help(argv, capsys):
         assert "--kubeconfig FILE" in out
 
 
-@pytest.mark.parametrize("argv", [
-    ["cluster", "install", "--profile", "laptop"],
-    ["cluster", "status", "--bogus"],
-    ["cluster", "wait", "--timeout", "soon"],
-    ["cluster", "models", "push", "--profile", "x"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cluster", "install", "--profile", "laptop"],
+        ["cluster", "status", "--bogus"],
+        ["cluster", "wait", "--timeout", "soon"],
+        ["cluster", "models", "push", "--profile", "x"],
+    ],
+)
 def test_bad_arguments_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
 
 
-@pytest.mark.parametrize("command", [["status"], ["wait"], ["install", "--dry-run"], ["uninstall"], ["coldstart", "--gateway", "http://gw"]])
+@pytest.mark.parametrize(
+    "command", [["status"], ["wait"], ["install", "--dry-run"], ["uninstall"], ["coldstart", "--gateway", "http://gw"]]
+)
 def test_no_kubeconfig_is_a_clear_error(command, capsys):
     assert main(["cluster", *command]) == 2
     err = capsys.readouterr().err
@@ -86,7 +106,9 @@ def test_install_dry_run_renders_offline(tmp_path, capsys):
     kc = unreachable_kubeconfig(tmp_path)
     extra = tmp_path / "mine.yaml"
     extra.write_text("triton:\n  maxReplicas: 3\n")
-    assert main(["cluster", "install", "--profile", "kind", "-f", str(extra), "--kubeconfig", str(kc), "--wait", "--dry-run"]) == 0
+    assert (
+        main(["cluster", "install", "--profile", "kind", "-f", str(extra), "--kubeconfig", str(kc), "--wait", "--dry-run"]) == 0
+    )
     out = capsys.readouterr().out
     first = out.splitlines()[0]
     assert first.startswith("# would run (no cluster contacted): helm upgrade --install serverless-ai ")
@@ -100,7 +122,10 @@ def test_install_dry_run_renders_offline(tmp_path, capsys):
 
 
 def test_install_missing_values_file(tmp_path, capsys):
-    assert main(["cluster", "install", "-f", str(tmp_path / "nope.yaml"), "--kubeconfig", str(unreachable_kubeconfig(tmp_path))]) == 2
+    assert (
+        main(["cluster", "install", "-f", str(tmp_path / "nope.yaml"), "--kubeconfig", str(unreachable_kubeconfig(tmp_path))])
+        == 2
+    )
     assert "no such values file" in capsys.readouterr().err
 
 
@@ -143,14 +168,17 @@ def test_coldstart_needs_an_explicit_gateway(tmp_path, capsys):
     assert main(["cluster", "coldstart", "--kubeconfig", kc]) == 2
     assert "--gateway URL or set OPENFAAS_URL" in capsys.readouterr().err
     assert main(["cluster", "coldstart", "--kubeconfig", kc, "--gateway", "http://gw", "--function", "object-classify"]) == 2
-    assert main(["cluster", "coldstart", "--kubeconfig", kc, "--gateway", "http://gw", "--image", str(tmp_path / "none.jpg")]) == 2
+    assert (
+        main(["cluster", "coldstart", "--kubeconfig", kc, "--gateway", "http://gw", "--image", str(tmp_path / "none.jpg")]) == 2
+    )
 
 
 def test_uninstall_dry_run(tmp_path, capsys):
     kc = unreachable_kubeconfig(tmp_path)
     assert main(["cluster", "uninstall", "--kubeconfig", str(kc), "--dry-run", "--wait"]) == 0
     assert capsys.readouterr().out.strip() == (
-        f"# would run: helm uninstall serverless-ai --namespace serverless-ai --wait --timeout 10m --kubeconfig {kc}")
+        f"# would run: helm uninstall serverless-ai --namespace serverless-ai --wait --timeout 10m --kubeconfig {kc}"
+    )
 
 
 @pytest.mark.parametrize("sdk", ["kubernetes", "kserve"])

@@ -39,8 +39,10 @@ def tiny_repo(root):
     clf = root / "tiny_classifier"
     (clf / "configs").mkdir(parents=True)
     (clf / "1").mkdir()
-    (clf / "config.pbtxt").write_text('name: "tiny_classifier"\nplatform: "onnxruntime_onnx"\n'
-                                      'output [ { name: "p", data_type: TYPE_FP32, dims: [ 2 ], label_filename: "labels.txt" } ]\n')
+    (clf / "config.pbtxt").write_text(
+        'name: "tiny_classifier"\nplatform: "onnxruntime_onnx"\n'
+        'output [ { name: "p", data_type: TYPE_FP32, dims: [ 2 ], label_filename: "labels.txt" } ]\n'
+    )
     (clf / "configs" / "cpu.pbtxt").write_text('name: "tiny_classifier"\nplatform: "onnxruntime_onnx"\n')
     (clf / "labels.txt").write_text("no\nyes\n")
     (clf / "1" / "model.onnx").write_bytes(b"\x08\x07onnx-bytes" * 100)
@@ -67,8 +69,12 @@ def test_push_uploads_exactly_the_built_files(s3, tmp_path, capsys):
     repo = tiny_repo(tmp_path / "repo")
     assert push(s3, repo, "--prefix", "t1") == 0
     assert keys(s3, "t1/") == [
-        "t1/tiny_classifier/1/model.onnx", "t1/tiny_classifier/config.pbtxt", "t1/tiny_classifier/configs/cpu.pbtxt",
-        "t1/tiny_classifier/labels.txt", "t1/tiny_ensemble/1/.gitkeep", "t1/tiny_ensemble/config.pbtxt",
+        "t1/tiny_classifier/1/model.onnx",
+        "t1/tiny_classifier/config.pbtxt",
+        "t1/tiny_classifier/configs/cpu.pbtxt",
+        "t1/tiny_classifier/labels.txt",
+        "t1/tiny_ensemble/1/.gitkeep",
+        "t1/tiny_ensemble/config.pbtxt",
     ]
     body = s3.client().get_object(Bucket=BUCKET, Key="t1/tiny_classifier/1/model.onnx")["Body"].read()
     assert body == (repo / "tiny_classifier" / "1" / "model.onnx").read_bytes()

@@ -26,8 +26,21 @@ def test_recorded_objects_are_valid(validator, name):
             # No Revision CRD in $SAI_CRDS_DIR: check the fields sai reads against
             # knative-v1.23.0 pkg/apis/serving/v1/revision_types.go by hand.
             assert obj["apiVersion"] == "serving.knative.dev/v1"
-            assert set(obj["status"]) <= {"observedGeneration", "conditions", "annotations", "logUrl", "containerStatuses",
-                                          "initContainerStatuses", "actualReplicas", "desiredReplicas"}
-            assert {c["type"] for c in obj["status"]["conditions"]} == {"Active", "ContainerHealthy", "Ready", "ResourcesAvailable"}
+            assert set(obj["status"]) <= {
+                "observedGeneration",
+                "conditions",
+                "annotations",
+                "logUrl",
+                "containerStatuses",
+                "initContainerStatuses",
+                "actualReplicas",
+                "desiredReplicas",
+            }
+            assert {c["type"] for c in obj["status"]["conditions"]} == {
+                "Active",
+                "ContainerHealthy",
+                "Ready",
+                "ResourcesAvailable",
+            }
             continue
         assert validator.errors(obj) == [], name

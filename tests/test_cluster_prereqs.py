@@ -31,8 +31,11 @@ def overlay_configmaps(profile: str) -> list[dict]:
 
 
 def gathered(crds, profile="kind", drop=(), edit=None):
-    objs = [o for o in crds + load("prereqs.yaml") + overlay_configmaps(profile)
-            if f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" not in drop]
+    objs = [
+        o
+        for o in crds + load("prereqs.yaml") + overlay_configmaps(profile)
+        if f"{o['kind']}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" not in drop
+    ]
     objs = copy.deepcopy(objs)
     if edit:
         edit(objs)
@@ -53,14 +56,19 @@ def test_missing_kserve_names_the_install_command(crds):
     assert [p.check for p in problems] == ["KServe"]
     assert "kserve/releases/download/v0.20.0/kserve.yaml" in problems[0].fix
     # the knative profile does not need KServe
-    assert prereqs.check(**gathered(crds, "knative", drop={"CustomResourceDefinition//inferenceservices.serving.kserve.io"})) == []
+    assert (
+        prereqs.check(**gathered(crds, "knative", drop={"CustomResourceDefinition//inferenceservices.serving.kserve.io"})) == []
+    )
 
 
 def test_wrong_versions_are_named(crds):
     def edit(objs):
         find(objs, "Deployment", "controller")["metadata"]["labels"]["app.kubernetes.io/version"] = "1.21.0"
-        find(objs, "Deployment", "kserve-controller-manager")["spec"]["template"]["spec"]["containers"][0]["image"] = "kserve/kserve-controller:v0.15.2"
+        find(objs, "Deployment", "kserve-controller-manager")["spec"]["template"]["spec"]["containers"][0]["image"] = (
+            "kserve/kserve-controller:v0.15.2"
+        )
         find(objs, "Deployment", "gateway")["metadata"]["labels"]["chart"] = "openfaas-14.2.0"
+
     text = "\n".join(map(str, prereqs.check(**gathered(crds, edit=edit))))
     assert "version 1.21.0 installed, 1.23.0 expected" in text
     assert "controller image tag v0.15.2, v0.20.0 expected" in text
@@ -68,7 +76,9 @@ def test_wrong_versions_are_named(crds):
 
 
 def test_missing_knative_and_openfaas(crds):
-    problems = prereqs.check(**gathered(crds, drop={"CustomResourceDefinition//services.serving.knative.dev", "Deployment/openfaas/gateway"}))
+    problems = prereqs.check(
+        **gathered(crds, drop={"CustomResourceDefinition//services.serving.knative.dev", "Deployment/openfaas/gateway"})
+    )
     assert {p.check for p in problems} == {"Knative Serving", "OpenFaaS"}
     assert any("serving-core.yaml" in p.fix for p in problems)
     assert any("--version 15.0.6" in p.fix for p in problems)
@@ -79,6 +89,7 @@ def test_knative_settings_and_namespaces_point_at_the_overlay(crds):
         cm = find(objs, "ConfigMap", "config-features")
         del cm["data"]["kubernetes.podspec-nodeselector"]
         find(objs, "ConfigMap", "config-autoscaler")["data"]["enable-scale-to-zero"] = "false"
+
     problems = prereqs.check(**gathered(crds, "gpu", drop={"Namespace//openfaas-fn"}, edit=edit))
     text = "\n".join(map(str, problems))
     assert "kubernetes.podspec-nodeselector='enabled' (has None)" in text
@@ -89,9 +100,11 @@ def test_knative_settings_and_namespaces_point_at_the_overlay(crds):
 
 def test_knative_defaults_count(crds):
     """Knative's own defaults satisfy what they already provide (emptyDir volumes, scale to zero)."""
+
     def edit(objs):
         del find(objs, "ConfigMap", "config-features")["data"]["kubernetes.podspec-volumes-emptydir"]
         del find(objs, "ConfigMap", "config-autoscaler")["data"]["enable-scale-to-zero"]
+
     assert prereqs.check(**gathered(crds, edit=edit)) == []
 
 

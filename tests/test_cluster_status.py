@@ -49,8 +49,14 @@ def test_all_ready_exit_0_and_last_cold_start_from_the_pod():
     cs = s["last_cold_start"]
     assert cs["pod"] == POD
     phases = {p["phase"]: p["seconds"] for p in cs["phases"]}
-    assert phases == {"pod created": 0.0, "scheduled": 41.0, "models fetched": 70.0, "image pulled": 182.0,
-                      "container started": 185.0, "model ready": 211.0}
+    assert phases == {
+        "pod created": 0.0,
+        "scheduled": 41.0,
+        "models fetched": 70.0,
+        "image pulled": 182.0,
+        "container started": 185.0,
+        "model ready": 211.0,
+    }
 
 
 def test_failed_isvc_shows_reason_and_message_exit_1():
@@ -71,9 +77,15 @@ def test_not_installed_exit_3():
     assert "sai cluster install" in status.render(s)
 
 
-@pytest.mark.parametrize(("desired", "actual", "text"), [
-    (0, 0, "0 (scaled to zero)"), (1, 0, "0 (waking: 1 wanted)"), (2, 1, "1/2"), (None, None, "unknown"),
-])
+@pytest.mark.parametrize(
+    ("desired", "actual", "text"),
+    [
+        (0, 0, "0 (scaled to zero)"),
+        (1, 0, "0 (waking: 1 wanted)"),
+        (2, 1, "1/2"),
+        (None, None, "unknown"),
+    ],
+)
 def test_replicas_text(desired, actual, text):
     assert status.replicas_text(desired, actual) == text
 
@@ -100,7 +112,15 @@ def test_coldstart_report_relative_to_the_request():
     rep = coldstart.report(sent, 212.3, 212.4, 200, pods, events)
     assert rep["woke_from_zero"] and rep["pod"] == POD
     names = [p["phase"] for p in rep["phases"]]
-    assert names == ["pod created", "scheduled", "models fetched", "image pulled", "container started", "model ready", "first byte"]
+    assert names == [
+        "pod created",
+        "scheduled",
+        "models fetched",
+        "image pulled",
+        "container started",
+        "model ready",
+        "first byte",
+    ]
     assert rep["phases"][0]["seconds"] == 0.5 and rep["phases"][-1]["seconds"] == 212.3
     text = coldstart.render(rep)
     assert "first byte after 212.3s" in text and "image pulled" in text
@@ -120,7 +140,9 @@ def test_scale_window_from_revision_and_config_autoscaler():
     assert "about 40s after the last request" in coldstart.window_text(coldstart.scale_window(rev, cm))
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("1m", 60), ("1m30s", 90), ("10s", 10), ("1h", 3600), ("500ms", 0.5), ("x", None), ("", None)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("1m", 60), ("1m30s", 90), ("10s", 10), ("1h", 3600), ("500ms", 0.5), ("x", None), ("", None)]
+)
 def test_parse_duration(text, seconds):
     assert coldstart.parse_duration(text) == seconds
 

@@ -40,7 +40,9 @@ def api_errors(fn):
         except ImportError as exc:
             if (exc.name or "").split(".")[0] not in ("kubernetes", "kserve"):
                 raise
-            raise _error(f"{exc.name} is not installed: pip install -e '.[cluster]' (the kubernetes and kserve SDKs)", 2) from None
+            raise _error(
+                f"{exc.name} is not installed: pip install -e '.[cluster]' (the kubernetes and kserve SDKs)", 2
+            ) from None
         except Exception as exc:  # noqa: BLE001 - narrowed by module below
             module = type(exc).__module__
             sdk = module.startswith(("urllib3", "kubernetes")) or (
@@ -51,7 +53,9 @@ def api_errors(fn):
             reason = getattr(exc, "reason", None) or str(exc)
             status = getattr(exc, "status", None)
             where = f" ({args.kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'})"
-            raise _error(f"Kubernetes API{where}: {f'HTTP {status}: ' if status else ''}{str(reason).splitlines()[0][:300]}", EXIT_API) from None
+            raise _error(
+                f"Kubernetes API{where}: {f'HTTP {status}: ' if status else ''}{str(reason).splitlines()[0][:300]}", EXIT_API
+            ) from None
 
     return wrapper
 
@@ -130,8 +134,10 @@ def cmd_uninstall(args) -> int:
         return 0
     rc = _run_helm(argv)
     if rc == 0:
-        print("kept on purpose: MinIO's data volume and Triton's admin-key Secret (helm.sh/resource-policy: keep); "
-              f"delete them with kubectl -n {args.namespace} if you want them gone")
+        print(
+            "kept on purpose: MinIO's data volume and Triton's admin-key Secret (helm.sh/resource-policy: keep); "
+            f"delete them with kubectl -n {args.namespace} if you want them gone"
+        )
     return rc
 
 
@@ -191,8 +197,11 @@ def cmd_coldstart(args) -> int:
 
     gateway = (args.gateway or os.environ.get("OPENFAAS_URL") or "").rstrip("/")
     if not gateway:
-        raise _error("pass --gateway URL or set OPENFAAS_URL (the cluster's OpenFaaS gateway; kind: http://127.0.0.1:8080). "
-                     "No default, so a cold start is never timed against the local `sai up` platform by mistake.", 2)
+        raise _error(
+            "pass --gateway URL or set OPENFAAS_URL (the cluster's OpenFaaS gateway; kind: http://127.0.0.1:8080). "
+            "No default, so a cold start is never timed against the local `sai up` platform by mistake.",
+            2,
+        )
     body, content_type = request_body(args.function, args.image, args.text)
     reads = reads_of(args)
     name = cluster.isvc_name(args.release)
@@ -205,7 +214,9 @@ def cmd_coldstart(args) -> int:
     pods = coldstart.live_pods(reads.pods(args.namespace, cluster.TRITON_COMPONENT))
     if pods:
         if args.no_wait:
-            raise _error(f"Triton is up ({len(pods)} pod(s)); {coldstart.window_text(window)}. Run again later, or without --no-wait.", 1)
+            raise _error(
+                f"Triton is up ({len(pods)} pod(s)); {coldstart.window_text(window)}. Run again later, or without --no-wait.", 1
+            )
         print(f"waiting for Triton to scale to zero ({len(pods)} pod(s)); {coldstart.window_text(window)}", file=sys.stderr)
         try:
             waited = coldstart.wait_for_zero(reads, args.namespace, args.timeout)
@@ -220,8 +231,14 @@ def cmd_coldstart(args) -> int:
         ttfb, total, code, _ = coldstart.send(url, body, content_type, args.request_timeout)
     except requests.RequestException as exc:
         raise _error(f"POST {url}: {exc}", 4) from None
-    rep = coldstart.report(sent_at, ttfb, total, code,
-                           reads.pods(args.namespace, cluster.TRITON_COMPONENT), reads.events(args.namespace, "involvedObject.kind=Pod"))
+    rep = coldstart.report(
+        sent_at,
+        ttfb,
+        total,
+        code,
+        reads.pods(args.namespace, cluster.TRITON_COMPONENT),
+        reads.events(args.namespace, "involvedObject.kind=Pod"),
+    )
     rep["scale_to_zero_window"] = window
     print(json.dumps(rep, indent=2) if args.json else coldstart.render(rep))
     return 0 if 200 <= code < 300 else 1
@@ -238,8 +255,11 @@ def cmd_models_push(args) -> int:
     else:
         uri = models.chart_uri(args.profile)
         if uri is None:
-            raise _error(f"the {args.profile} profile reads models from a volume, not S3 (modelRepository.source=pvc); "
-                         "pass --bucket to push anyway", 2)
+            raise _error(
+                f"the {args.profile} profile reads models from a volume, not S3 (modelRepository.source=pvc); "
+                "pass --bucket to push anyway",
+                2,
+            )
         bucket, prefix = models.split_uri(uri)
         if args.prefix is not None:
             prefix = args.prefix.strip("/")
@@ -253,8 +273,11 @@ def cmd_models_push(args) -> int:
         result = models.push(models.s3_client(args.endpoint, args.region), bucket, prefix, repo, dry_run=args.dry_run)
     except (BotoCoreError, ClientError, Boto3Error) as exc:
         raise _error(f"s3://{bucket}/{prefix}: {exc}", 4) from None
-    print(f"{'would push' if args.dry_run else 'pushed'} {len(result['uploaded'])} files ({result['bytes'] / 1e6:.1f} MB) "
-          f"to s3://{bucket}/{prefix}; storageUri: s3://{bucket}/{prefix}" + (f"; {len(result['deleted'])} stale deleted" if result["deleted"] else ""))
+    print(
+        f"{'would push' if args.dry_run else 'pushed'} {len(result['uploaded'])} files ({result['bytes'] / 1e6:.1f} MB) "
+        f"to s3://{bucket}/{prefix}; storageUri: s3://{bucket}/{prefix}"
+        + (f"; {len(result['deleted'])} stale deleted" if result["deleted"] else "")
+    )
     return 0
 
 
@@ -276,47 +299,78 @@ def register(sub) -> None:
     kube.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: $KUBECONFIG, else ~/.kube/config; required)")
     kube.add_argument("--context", help="kubeconfig context (default: its current-context)")
     kube.add_argument("--namespace", default=cluster.NAMESPACE, help="release namespace (default: %(default)s)")
-    kube.add_argument("--release", default=cluster.RELEASE,
-                      help="Helm release (default: %(default)s; stack.yml's TRITON_URL assumes it)")
+    kube.add_argument(
+        "--release", default=cluster.RELEASE, help="Helm release (default: %(default)s; stack.yml's TRITON_URL assumes it)"
+    )
 
-    p = cl.add_parser("install", parents=[kube], help="check prerequisites, then helm upgrade --install the chart",
-                      description="Check the prerequisites through the API (KServe and Knative CRDs and versions, Knative's "
-                                  "settings, OpenFaaS, namespaces, a GPU for the gpu/knative profiles) and name the command "
-                                  "that fixes each missing one; then `helm upgrade --install` charts/serverless-ai with "
-                                  "values-PROFILE.yaml and your --values files.")
+    p = cl.add_parser(
+        "install",
+        parents=[kube],
+        help="check prerequisites, then helm upgrade --install the chart",
+        description="Check the prerequisites through the API (KServe and Knative CRDs and versions, Knative's "
+        "settings, OpenFaaS, namespaces, a GPU for the gpu/knative profiles) and name the command "
+        "that fixes each missing one; then `helm upgrade --install` charts/serverless-ai with "
+        "values-PROFILE.yaml and your --values files.",
+    )
     p.add_argument("--profile", choices=helm_mod.PROFILES, default="gpu", help="values profile (default: %(default)s)")
-    p.add_argument("--values", "-f", action="append", default=[], metavar="FILE", help="extra values file, after the profile's (repeatable)")
+    p.add_argument(
+        "--values", "-f", action="append", default=[], metavar="FILE", help="extra values file, after the profile's (repeatable)"
+    )
     p.add_argument("--wait", action="store_true", help="helm --wait, then wait until the InferenceService is Ready")
-    p.add_argument("--timeout", type=float, default=DEFAULT_WAIT_S, help="seconds to wait for Ready with --wait (default: %(default)s)")
-    p.add_argument("--dry-run", action="store_true", help="print the helm command and render the chart offline (helm template); no cluster contacted")
-    p.add_argument("--api-versions", action="append", default=[], help="with --dry-run: helm --api-versions (e.g. monitoring.coreos.com/v1)")
+    p.add_argument(
+        "--timeout", type=float, default=DEFAULT_WAIT_S, help="seconds to wait for Ready with --wait (default: %(default)s)"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the helm command and render the chart offline (helm template); no cluster contacted",
+    )
+    p.add_argument(
+        "--api-versions", action="append", default=[], help="with --dry-run: helm --api-versions (e.g. monitoring.coreos.com/v1)"
+    )
     p.add_argument("--skip-prereqs", action="store_true", help="do not check prerequisites (the chart's own checks still run)")
     p.add_argument("--skip-gpu-check", action="store_true", help="allow no GPU node yet (GPU node groups that scale from zero)")
     p.set_defaults(func=api_errors(cmd_install))
 
-    p = cl.add_parser("status", parents=[kube], help="one table: InferenceService, functions, MinIO, last cold start",
-                      description="InferenceService (Ready condition and reason, URL, latest ready revision, desired/actual "
-                                  "replicas), each function of stack.yml (ready replicas, image), MinIO and its bucket "
-                                  "notification, the last cold start. Exit 0 ready, 1 degraded, 3 not installed.")
+    p = cl.add_parser(
+        "status",
+        parents=[kube],
+        help="one table: InferenceService, functions, MinIO, last cold start",
+        description="InferenceService (Ready condition and reason, URL, latest ready revision, desired/actual "
+        "replicas), each function of stack.yml (ready replicas, image), MinIO and its bucket "
+        "notification, the last cold start. Exit 0 ready, 1 degraded, 3 not installed.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--function-namespace", default=cluster.FUNCTION_NAMESPACE, help="OpenFaaS function namespace (default: %(default)s)")
+    p.add_argument(
+        "--function-namespace", default=cluster.FUNCTION_NAMESPACE, help="OpenFaaS function namespace (default: %(default)s)"
+    )
     p.set_defaults(func=api_errors(cmd_status))
 
-    p = cl.add_parser("wait", parents=[kube], help="wait until the InferenceService is Ready (KServe SDK + a watch)",
-                      description="Return once the InferenceService is Ready; exit 1 after --timeout, 3 when it does not exist.")
+    p = cl.add_parser(
+        "wait",
+        parents=[kube],
+        help="wait until the InferenceService is Ready (KServe SDK + a watch)",
+        description="Return once the InferenceService is Ready; exit 1 after --timeout, 3 when it does not exist.",
+    )
     p.add_argument("--timeout", type=float, default=DEFAULT_WAIT_S, help="seconds (default: %(default)s)")
     p.set_defaults(func=api_errors(cmd_wait))
 
-    p = cl.add_parser("coldstart", parents=[kube], help="wait for Triton to scale to zero, wake it with one request, time it",
-                      description="1. wait until Triton has no pod (or, with --no-wait, say how long the scale-to-zero window is); "
-                                  "2. send one request through the OpenFaaS gateway; 3. report the time to first byte and "
-                                  "where it went: pod created, scheduled, models fetched, image pulled, container started, "
-                                  "model ready, first byte.")
+    p = cl.add_parser(
+        "coldstart",
+        parents=[kube],
+        help="wait for Triton to scale to zero, wake it with one request, time it",
+        description="1. wait until Triton has no pod (or, with --no-wait, say how long the scale-to-zero window is); "
+        "2. send one request through the OpenFaaS gateway; 3. report the time to first byte and "
+        "where it went: pod created, scheduled, models fetched, image pulled, container started, "
+        "model ready, first byte.",
+    )
     p.add_argument("--function", default="image-classify", help="function to call (default: %(default)s)")
     p.add_argument("--image", metavar="FILE", help="image to send to an image function (default: scikit-image's cat)")
     p.add_argument("--text", help="text to send to a text function")
     p.add_argument("--gateway", help="OpenFaaS gateway URL (default: $OPENFAAS_URL; required)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_WAIT_S, help="seconds to wait for scale to zero (default: %(default)s)")
+    p.add_argument(
+        "--timeout", type=float, default=DEFAULT_WAIT_S, help="seconds to wait for scale to zero (default: %(default)s)"
+    )
     p.add_argument("--no-wait", action="store_true", help="fail at once if Triton is up, with the scale-to-zero window")
     p.add_argument("--request-timeout", type=float, default=600.0, help="seconds for the request (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -324,13 +378,16 @@ def register(sub) -> None:
 
     models_p = cl.add_parser("models", help="the model store the chart's storageUri points at")
     msub = models_p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    p = msub.add_parser("push", help="upload the built model_repository/ to the chart's S3 model store",
-                        description="Upload config.pbtxt, configs/, label files and 1/model.onnx of every model to "
-                                    "s3://BUCKET/PREFIX (default: the profile's modelRepository.s3.uri), deleting stale "
-                                    "objects under the pushed models. Refuses models that are not built. Talks to S3 only "
-                                    "(no kubeconfig): credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile; "
-                                    "for the chart's MinIO: kubectl -n serverless-ai port-forward svc/serverless-ai-minio 9000 "
-                                    "and --endpoint http://127.0.0.1:9000.")
+    p = msub.add_parser(
+        "push",
+        help="upload the built model_repository/ to the chart's S3 model store",
+        description="Upload config.pbtxt, configs/, label files and 1/model.onnx of every model to "
+        "s3://BUCKET/PREFIX (default: the profile's modelRepository.s3.uri), deleting stale "
+        "objects under the pushed models. Refuses models that are not built. Talks to S3 only "
+        "(no kubeconfig): credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile; "
+        "for the chart's MinIO: kubectl -n serverless-ai port-forward svc/serverless-ai-minio 9000 "
+        "and --endpoint http://127.0.0.1:9000.",
+    )
     p.add_argument("--bucket", help="bucket (default: from the profile's modelRepository.s3.uri)")
     p.add_argument("--prefix", help="key prefix (default: from the URI, or serverless-ai with --bucket)")
     p.add_argument("--profile", choices=helm_mod.PROFILES, default="gpu", help="profile whose URI to use (default: %(default)s)")
@@ -341,8 +398,12 @@ def register(sub) -> None:
     p.add_argument("--skip-build-check", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_models_push)
 
-    p = cl.add_parser("uninstall", parents=[kube], help="helm uninstall the release",
-                      description="helm uninstall; MinIO's volume and Triton's admin-key Secret are kept on purpose.")
+    p = cl.add_parser(
+        "uninstall",
+        parents=[kube],
+        help="helm uninstall the release",
+        description="helm uninstall; MinIO's volume and Triton's admin-key Secret are kept on purpose.",
+    )
     p.add_argument("--wait", action="store_true", help="wait until the resources are gone")
     p.add_argument("--dry-run", action="store_true", help="print the helm command only")
     p.set_defaults(func=api_errors(cmd_uninstall))

@@ -44,7 +44,9 @@ def scale_window(revision: dict | None, autoscaler_cm: dict | None) -> dict:
     grace = parse_duration(data.get("scale-to-zero-grace-period")) or GRACE_PERIOD_S
     retention = parse_duration(ann.get(RETENTION)) or parse_duration(data.get("scale-to-zero-pod-retention-period")) or 0.0
     return {
-        "stable_window_s": stable, "retention_s": retention, "grace_period_s": grace,
+        "stable_window_s": stable,
+        "retention_s": retention,
+        "grace_period_s": grace,
         "after_last_request_s": stable + max(retention, grace),
     }
 
@@ -62,19 +64,29 @@ def live_pods(pods: list[dict]) -> list[dict]:
 
 def report(sent_at: datetime, first_byte_s: float, total_s: float, status: int, pods: list[dict], events: list[dict]) -> dict:
     """Phases of the pod that answered, in seconds after the request was sent."""
-    woken = [p for p in pods if (timeline.parse_time((p.get("metadata") or {}).get("creationTimestamp")) or sent_at) >= sent_at - timedelta(seconds=2)]
+    woken = [
+        p
+        for p in pods
+        if (timeline.parse_time((p.get("metadata") or {}).get("creationTimestamp")) or sent_at) >= sent_at - timedelta(seconds=2)
+    ]
     pod = timeline.newest_pod(woken)
     phases = timeline.relative(timeline.pod_timeline(pod, events), sent_at) if pod else []
     phases.append({"phase": "first byte", "seconds": round(first_byte_s, 1), "detail": f"HTTP {status}"})
     return {
-        "sent_at": sent_at.isoformat(), "time_to_first_byte_s": round(first_byte_s, 3), "total_s": round(total_s, 3),
-        "http_status": status, "pod": (pod or {}).get("metadata", {}).get("name"),
-        "woke_from_zero": pod is not None, "phases": sorted(phases, key=lambda p: p["seconds"]),
+        "sent_at": sent_at.isoformat(),
+        "time_to_first_byte_s": round(first_byte_s, 3),
+        "total_s": round(total_s, 3),
+        "http_status": status,
+        "pod": (pod or {}).get("metadata", {}).get("name"),
+        "woke_from_zero": pod is not None,
+        "phases": sorted(phases, key=lambda p: p["seconds"]),
     }
 
 
 def render(rep: dict) -> str:
-    lines = [f"cold start: first byte after {rep['time_to_first_byte_s']:.1f}s (HTTP {rep['http_status']}, total {rep['total_s']:.1f}s)"]
+    lines = [
+        f"cold start: first byte after {rep['time_to_first_byte_s']:.1f}s (HTTP {rep['http_status']}, total {rep['total_s']:.1f}s)"
+    ]
     if not rep["woke_from_zero"]:
         lines.append("  no new Triton pod was found: the request did not wake Triton from zero")
     for p in rep["phases"]:

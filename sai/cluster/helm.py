@@ -64,7 +64,9 @@ def template_args(install: list[str], api_versions: list[str] = ()) -> list[str]
     return out
 
 
-def uninstall_args(kubeconfig: Kubeconfig, namespace: str = cluster.NAMESPACE, release: str = cluster.RELEASE, wait: bool = False) -> list[str]:
+def uninstall_args(
+    kubeconfig: Kubeconfig, namespace: str = cluster.NAMESPACE, release: str = cluster.RELEASE, wait: bool = False
+) -> list[str]:
     args = ["uninstall", release, "--namespace", namespace]
     if wait:
         args += ["--wait", "--timeout", HELM_TIMEOUT]

@@ -128,7 +128,14 @@ def push(client, bucket: str, prefix: str, repo: Path, dry_run: bool = False, ec
         echo(f"{'would delete' if dry_run else 'delete'} stale s3://{bucket}/{key}")
         if not dry_run:
             client.delete_object(Bucket=bucket, Key=key)
-    return {"bucket": bucket, "prefix": prefix, "uploaded": [u.key for u in uploads], "bytes": total, "deleted": stale, "dry_run": dry_run}
+    return {
+        "bucket": bucket,
+        "prefix": prefix,
+        "uploaded": [u.key for u in uploads],
+        "bytes": total,
+        "deleted": stale,
+        "dry_run": dry_run,
+    }
 
 
 def s3_client(endpoint: str | None = None, region: str | None = None):
@@ -136,6 +143,8 @@ def s3_client(endpoint: str | None = None, region: str | None = None):
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=endpoint or None, region_name=region or None,
+        "s3",
+        endpoint_url=endpoint or None,
+        region_name=region or None,
         config=Config(retries={"max_attempts": 3}, s3={"addressing_style": "path"}),
     )

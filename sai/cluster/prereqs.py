@@ -117,19 +117,33 @@ def check(
         else:
             version = ((ctrl.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/version", "")
             if version != KNATIVE_VERSION:
-                problems.append(Problem("Knative Serving", f"version {version or 'unknown'} installed, {KNATIVE_VERSION} expected (knative-v{KNATIVE_VERSION})", FIX_KNATIVE))
+                problems.append(
+                    Problem(
+                        "Knative Serving",
+                        f"version {version or 'unknown'} installed, {KNATIVE_VERSION} expected (knative-v{KNATIVE_VERSION})",
+                        FIX_KNATIVE,
+                    )
+                )
             for name in ("controller", "activator", "autoscaler"):
                 dep = deployments.get(f"knative-serving/{name}")
                 if dep is not None and not _available(dep):
-                    problems.append(Problem("Knative Serving", f"deployment knative-serving/{name} is not Available",
-                                            f"kubectl -n knative-serving describe deployment {name}"))
+                    problems.append(
+                        Problem(
+                            "Knative Serving",
+                            f"deployment knative-serving/{name} is not Available",
+                            f"kubectl -n knative-serving describe deployment {name}",
+                        )
+                    )
         for cm_name, want in required_knative_settings().items():
             cm = configmaps.get(f"knative-serving/{cm_name}")
             have = (cm or {}).get("data") or {}
             wrong = sorted(k for k, v in want.items() if have.get(k) != v and not _default_ok(cm_name, k, v, have))
             if cm is None or wrong:
-                what = f"ConfigMap knative-serving/{cm_name} is missing" if cm is None else \
-                    f"knative-serving/{cm_name} needs " + ", ".join(f"{k}={want[k]!r} (has {have.get(k)!r})" for k in wrong)
+                what = (
+                    f"ConfigMap knative-serving/{cm_name} is missing"
+                    if cm is None
+                    else f"knative-serving/{cm_name} needs " + ", ".join(f"{k}={want[k]!r} (has {have.get(k)!r})" for k in wrong)
+                )
                 problems.append(Problem("Knative settings", what, fix_overlay))
 
     # KServe (not for the knative profile, which runs Triton as a plain Knative Service).
@@ -146,10 +160,17 @@ def check(
             else:
                 tag = _image_tag(mgr, "manager")
                 if tag != KSERVE_VERSION:
-                    problems.append(Problem("KServe", f"controller image tag {tag or 'unknown'}, {KSERVE_VERSION} expected", FIX_KSERVE))
+                    problems.append(
+                        Problem("KServe", f"controller image tag {tag or 'unknown'}, {KSERVE_VERSION} expected", FIX_KSERVE)
+                    )
                 if not _available(mgr):
-                    problems.append(Problem("KServe", "kserve-controller-manager is not Available",
-                                            "kubectl -n kserve describe deployment kserve-controller-manager"))
+                    problems.append(
+                        Problem(
+                            "KServe",
+                            "kserve-controller-manager is not Available",
+                            "kubectl -n kserve describe deployment kserve-controller-manager",
+                        )
+                    )
 
     # OpenFaaS CE: the gateway of the pinned chart.
     gw = deployments.get("openfaas/gateway")
@@ -158,9 +179,13 @@ def check(
     else:
         chart = ((gw.get("metadata") or {}).get("labels") or {}).get("chart", "")
         if chart != OPENFAAS_CHART:
-            problems.append(Problem("OpenFaaS", f"gateway from chart {chart or 'unknown'}, {OPENFAAS_CHART} expected", FIX_OPENFAAS))
+            problems.append(
+                Problem("OpenFaaS", f"gateway from chart {chart or 'unknown'}, {OPENFAAS_CHART} expected", FIX_OPENFAAS)
+            )
         if not _available(gw):
-            problems.append(Problem("OpenFaaS", "openfaas/gateway is not Available", "kubectl -n openfaas describe deployment gateway"))
+            problems.append(
+                Problem("OpenFaaS", "openfaas/gateway is not Available", "kubectl -n openfaas describe deployment gateway")
+            )
 
     for ns in (release_namespace, "openfaas-fn"):
         if namespaces.get(ns) is None:
@@ -168,14 +193,19 @@ def check(
 
     # A GPU somewhere, for the profiles that request one.
     if profile in ("gpu", "knative"):
-        gpus = {n["metadata"]["name"]: _quantity(((n.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE)) for n in nodes}
+        gpus = {
+            n["metadata"]["name"]: _quantity(((n.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE)) for n in nodes
+        }
         if not any(gpus.values()):
-            problems.append(Problem(
-                "GPU", f"no node offers {GPU_RESOURCE} (allocatable)",
-                "install NVIDIA's GPU operator (k8s/bootstrap.sh --profile gpu --gpu-operator) on GPU nodes; with a GPU node "
-                "group that scales from zero there may be none yet: then pass --skip-gpu-check (docs/kubernetes.md, "
-                "GPU node groups that scale from zero)",
-            ))
+            problems.append(
+                Problem(
+                    "GPU",
+                    f"no node offers {GPU_RESOURCE} (allocatable)",
+                    "install NVIDIA's GPU operator (k8s/bootstrap.sh --profile gpu --gpu-operator) on GPU nodes; with a GPU node "
+                    "group that scales from zero there may be none yet: then pass --skip-gpu-check (docs/kubernetes.md, "
+                    "GPU node groups that scale from zero)",
+                )
+            )
     return problems
 
 
@@ -201,13 +231,23 @@ def _quantity(value) -> int:
 def gather(reads, profile: str, release_namespace: str) -> dict:
     """Read what check() needs, through reads.ClusterReads (or recorded objects)."""
     deps = {}
-    for key in ("knative-serving/controller", "knative-serving/activator", "knative-serving/autoscaler",
-                "kserve/kserve-controller-manager", "openfaas/gateway"):
+    for key in (
+        "knative-serving/controller",
+        "knative-serving/activator",
+        "knative-serving/autoscaler",
+        "kserve/kserve-controller-manager",
+        "openfaas/gateway",
+    ):
         ns, name = key.split("/")
         deps[key] = reads.deployment(ns, name)
     cms = {f"knative-serving/{n}": reads.configmap("knative-serving", n) for n in ("config-features", "config-autoscaler")}
     namespaces = {ns: reads.namespace(ns) for ns in (release_namespace, "openfaas-fn")}
     return {
-        "profile": profile, "crds": reads.crds(), "deployments": deps, "configmaps": cms,
-        "namespaces": namespaces, "nodes": reads.nodes(), "release_namespace": release_namespace,
+        "profile": profile,
+        "crds": reads.crds(),
+        "deployments": deps,
+        "configmaps": cms,
+        "namespaces": namespaces,
+        "nodes": reads.nodes(),
+        "release_namespace": release_namespace,
     }

@@ -8,7 +8,7 @@ Nothing here falls back to a default kubeconfig: the client is built from the on
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from sai.cluster.kubeconfig import Kubeconfig
 
@@ -80,15 +80,22 @@ class ClusterReads:
     def isvc_ready(self, namespace: str, name: str) -> bool:
         return bool(self.kserve.is_isvc_ready(name, namespace=namespace))
 
-    def watch_custom(self, group_version_plural: tuple[str, str, str], namespace: str, name: str, timeout_s: int) -> Iterator[dict]:
+    def watch_custom(
+        self, group_version_plural: tuple[str, str, str], namespace: str, name: str, timeout_s: int
+    ) -> Iterator[dict]:
         """Objects of one name as a watch delivers them (ADDED/MODIFIED), until timeout_s."""
         from kubernetes import watch
 
         group, version, plural = group_version_plural
         w = watch.Watch()
         for event in w.stream(
-            self.custom.list_namespaced_custom_object, group, version, namespace, plural,
-            field_selector=f"metadata.name={name}", timeout_seconds=max(1, int(timeout_s)),
+            self.custom.list_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=max(1, int(timeout_s)),
         ):
             if event["type"] in ("ADDED", "MODIFIED"):
                 yield event["object"]
@@ -97,7 +104,9 @@ class ClusterReads:
         from kubernetes import watch
 
         w = watch.Watch()
-        for event in w.stream(self.core.list_namespaced_pod, namespace, label_selector=selector, timeout_seconds=max(1, int(timeout_s))):
+        for event in w.stream(
+            self.core.list_namespaced_pod, namespace, label_selector=selector, timeout_seconds=max(1, int(timeout_s))
+        ):
             yield event["type"], self._plain(event["object"])
 
     # -- Knative

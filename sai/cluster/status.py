@@ -82,8 +82,12 @@ def summarize_function(name: str, deployment: dict | None) -> dict:
     want = spec.get("replicas", 1)
     have = st.get("readyReplicas", 0) or 0
     return {
-        "name": name, "deployed": True, "ready": have >= max(1, want or 0), "ready_replicas": have,
-        "replicas": want, "image": containers[0].get("image", ""),
+        "name": name,
+        "deployed": True,
+        "ready": have >= max(1, want or 0),
+        "ready_replicas": have,
+        "replicas": want,
+        "image": containers[0].get("image", ""),
     }
 
 
@@ -131,8 +135,13 @@ def exit_code(summary: dict) -> int:
     return EXIT_READY if ok else EXIT_DEGRADED
 
 
-def collect(reads, functions: list[str], release: str = cluster.RELEASE, namespace: str = cluster.NAMESPACE,
-            function_namespace: str = cluster.FUNCTION_NAMESPACE) -> dict:
+def collect(
+    reads,
+    functions: list[str],
+    release: str = cluster.RELEASE,
+    namespace: str = cluster.NAMESPACE,
+    function_namespace: str = cluster.FUNCTION_NAMESPACE,
+) -> dict:
     """Everything `status` shows, read through `reads` (reads.ClusterReads or recorded objects)."""
     isvc = reads.isvc(namespace, cluster.isvc_name(release))
     revision = None
@@ -164,8 +173,15 @@ def render(summary: dict) -> str:
     else:
         state = "Ready" if i["ready"] else f"not ready ({i['ready_status']}{': ' + i['reason'] if i['reason'] else ''})"
         rows.append((f"inferenceservice {i['name']}", state, i["url"] or "(no URL yet)"))
-        rows.append(("  revision", i["latest_ready_revision"] or "(none ready)",
-                     f"latest created {i['latest_created_revision']}" if i["latest_created_revision"] != i["latest_ready_revision"] else ""))
+        rows.append(
+            (
+                "  revision",
+                i["latest_ready_revision"] or "(none ready)",
+                f"latest created {i['latest_created_revision']}"
+                if i["latest_created_revision"] != i["latest_ready_revision"]
+                else "",
+            )
+        )
         rows.append(("  replicas", i["replicas"], f"Active: {i['active_reason']}" if i["active_reason"] else ""))
         if i["model_state"] or i["transition"]:
             rows.append(("  models", i["model_state"] or "-", i["transition"]))
@@ -180,7 +196,13 @@ def render(summary: dict) -> str:
             rows.append((f"function {f['name']}", f"{f['ready_replicas']}/{f['replicas']} ready", f["image"]))
     m = summary.get("minio")
     if m is not None:
-        rows.append(("minio", f"{m['ready_replicas']} ready" if m["ready_replicas"] else "not ready", f"bucket set-up: {m['bucket_setup']}"))
+        rows.append(
+            (
+                "minio",
+                f"{m['ready_replicas']} ready" if m["ready_replicas"] else "not ready",
+                f"bucket set-up: {m['bucket_setup']}",
+            )
+        )
         rows.append(("  notification", "", m["notification_target"]))
     cs = summary.get("last_cold_start")
     if cs is None:

@@ -68,7 +68,11 @@ def pod_events(pod: dict, events: list[dict]) -> list[dict]:
     out = []
     for e in events:
         obj = e.get("involvedObject") or e.get("regarding") or {}
-        if obj.get("kind", "Pod") == "Pod" and obj.get("name") == name and (not uid or not obj.get("uid") or obj.get("uid") == uid):
+        if (
+            obj.get("kind", "Pod") == "Pod"
+            and obj.get("name") == name
+            and (not uid or not obj.get("uid") or obj.get("uid") == uid)
+        ):
             out.append(e)
     return sorted(out, key=lambda e: event_time(e) or datetime.min.replace(tzinfo=timezone.utc))
 
@@ -92,7 +96,11 @@ def pod_timeline(pod: dict, events: list[dict]) -> list[Phase]:
         phases.append(Phase("models fetched", parse_time(init.get("lastTransitionTime")), "storage-initializer done"))
     field = f"spec.containers{{{container}}}"
     pulled = next(
-        (e for e in mine if e.get("reason") == "Pulled" and (e.get("involvedObject") or e.get("regarding") or {}).get("fieldPath") == field),
+        (
+            e
+            for e in mine
+            if e.get("reason") == "Pulled" and (e.get("involvedObject") or e.get("regarding") or {}).get("fieldPath") == field
+        ),
         None,
     )
     if pulled:

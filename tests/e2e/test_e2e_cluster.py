@@ -78,8 +78,18 @@ def minio(kubeconfig, reads, namespace):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [str(tool_path("kubectl")), *kubeconfig.helm_args(), "-n", namespace, "port-forward",
-         f"svc/{cluster.RELEASE}-minio", f"{port}:9000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            str(tool_path("kubectl")),
+            *kubeconfig.helm_args(),
+            "-n",
+            namespace,
+            "port-forward",
+            f"svc/{cluster.RELEASE}-minio",
+            f"{port}:9000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -88,10 +98,16 @@ def minio(kubeconfig, reads, namespace):
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("kubectl port-forward to MinIO did not come up")
+                    raise RuntimeError("kubectl port-forward to MinIO did not come up") from None
                 time.sleep(0.5)
-        yield boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=user, aws_secret_access_key=password,
-                           region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+        yield boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id=user,
+            aws_secret_access_key=password,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
     finally:
         proc.terminate()
         proc.wait(10)
@@ -132,16 +148,33 @@ def callback_receiver(reads, namespace):
     name = f"sai-e2e-callback-{uuid.uuid4().hex[:6]}"
     labels = {"app.kubernetes.io/name": name}
     pod = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
-        "spec": {"containers": [{
-            "name": "receiver", "image": os.environ.get("SAI_E2E_CALLBACK_IMAGE", "python:3.11-alpine"),
-            "command": ["python", "-u", "-c", RECEIVER], "ports": [{"containerPort": 8080}],
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
-        }]},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "containers": [
+                {
+                    "name": "receiver",
+                    "image": os.environ.get("SAI_E2E_CALLBACK_IMAGE", "python:3.11-alpine"),
+                    "command": ["python", "-u", "-c", RECEIVER],
+                    "ports": [{"containerPort": 8080}],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65534,
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ]
+        },
     }
-    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-           "spec": {"selector": labels, "ports": [{"port": 8080, "targetPort": 8080}]}}
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": labels, "ports": [{"port": 8080, "targetPort": 8080}]},
+    }
     reads.core.create_namespaced_pod(namespace, pod)
     reads.core.create_namespaced_service(namespace, svc)
     try:
@@ -157,8 +190,9 @@ def callback_receiver(reads, namespace):
 
 def test_5_async_call_reaches_a_callback_in_the_cluster(gateway, reads, namespace, callback_receiver):
     name, url = callback_receiver
-    resp = requests.post(f"{gateway}/async-function/text-sentiment", json={"text": "I love this."},
-                         headers={"X-Callback-Url": url}, timeout=60)
+    resp = requests.post(
+        f"{gateway}/async-function/text-sentiment", json={"text": "I love this."}, headers={"X-Callback-Url": url}, timeout=60
+    )
     assert resp.status_code == 202, resp.text[:500]
     call_id = resp.headers.get("X-Call-Id")
     deadline = time.monotonic() + 300
@@ -192,8 +226,14 @@ def test_7_next_request_wakes_it(reads, namespace, gateway, cat_jpeg, e2e_report
     url = f"{gateway}/function/image-classify"
     sent = coldstart.now()
     ttfb, total, code, body = coldstart.send(url, cat_jpeg, "image/jpeg", 600)
-    rep = coldstart.report(sent, ttfb, total, code, reads.pods(namespace, cluster.TRITON_COMPONENT),
-                           reads.events(namespace, "involvedObject.kind=Pod"))
+    rep = coldstart.report(
+        sent,
+        ttfb,
+        total,
+        code,
+        reads.pods(namespace, cluster.TRITON_COMPONENT),
+        reads.events(namespace, "involvedObject.kind=Pod"),
+    )
     print("\n" + coldstart.render(rep))
     e2e_report["cold_start"] = {"url": url, **rep}
     assert code == 200, body[:500]
@@ -203,8 +243,9 @@ def test_7_next_request_wakes_it(reads, namespace, gateway, cat_jpeg, e2e_report
 
 
 def test_8_bad_request_is_4xx_json_through_the_whole_path(gateway):
-    resp = requests.post(f"{gateway}/function/image-classify", data=b"this is not an image",
-                         headers={"Content-Type": "image/jpeg"}, timeout=120)
+    resp = requests.post(
+        f"{gateway}/function/image-classify", data=b"this is not an image", headers={"Content-Type": "image/jpeg"}, timeout=120
+    )
     assert 400 <= resp.status_code < 500, (resp.status_code, resp.text[:500])
     err = resp.json()["error"]
     assert err["code"] and err["message"]
