@@ -10,8 +10,7 @@ import pytest
 from sai import paths
 from sai.cli import main
 from sai.cluster import models
-from sai.objectstore import start_s3, stop_s3
-from sai.platform import free_port
+from sai.cluster.project import free_port, start_s3, stop_s3
 
 BUCKET = "models"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from cluster_recorded import OBJECTS, load
 
-from sai.k8s_tools import ManifestValidator
+from sai.cluster.project import ManifestValidator
 
 FILES = sorted(p.name for p in OBJECTS.glob("*.yaml"))
 

@@ -12,7 +12,7 @@ import yaml
 from cluster_recorded import Recorded, load
 
 from sai.cluster import prereqs
-from sai.k8s_tools import REPO_ROOT, crds_dir, load_yaml_stream, run_tool
+from sai.cluster.project import REPO_ROOT, crds_dir, load_yaml_stream, run_tool
 
 
 @pytest.fixture(scope="module")

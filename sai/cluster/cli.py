@@ -20,7 +20,7 @@ DEFAULT_WAIT_S = 900.0
 
 
 def _error(message: str, code: int = 1):
-    from sai.cli import SaiError
+    from sai.cluster.project import SaiError
 
     return SaiError(message, code)
 
@@ -31,7 +31,7 @@ def api_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(args):
-        from sai.cli import SaiError
+        from sai.cluster.project import SaiError
 
         try:
             return fn(args)
@@ -75,7 +75,7 @@ def reads_of(args):
 
 def function_names() -> list[str]:
     from sai import paths
-    from sai.functions import load_stack
+    from sai.cluster.project import load_stack
 
     return list(load_stack(paths.repo_root() / "stack.yml").functions)
 
@@ -83,7 +83,7 @@ def function_names() -> list[str]:
 def _run_helm(args_list: list[str]) -> int:
     import subprocess
 
-    from sai.k8s_tools import tool_path
+    from sai.cluster.project import tool_path
 
     print(helm_mod.command_line(args_list), file=sys.stderr)
     return subprocess.run([str(tool_path("helm")), *args_list], check=False).returncode
@@ -91,7 +91,7 @@ def _run_helm(args_list: list[str]) -> int:
 
 # ------------------------------------------------------------------ install / uninstall
 def cmd_install(args) -> int:
-    from sai.k8s_tools import run_tool
+    from sai.cluster.project import run_tool
 
     for v in args.values:
         if not Path(v).is_file():

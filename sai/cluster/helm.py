@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sai import cluster
 from sai.cluster.kubeconfig import Kubeconfig
-from sai.k8s_tools import CHART_DIR, KUBE_VERSION
+from sai.cluster.project import CHART_DIR, KUBE_VERSION
 
 PROFILES = ("kind", "gpu", "knative")
 HELM_TIMEOUT = "10m"

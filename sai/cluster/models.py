@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sai.k8s_tools import CHART_DIR
+from sai.cluster.project import CHART_DIR
 
 SKIP_NAMES = {"build_report.json"}
 LABEL_RE = re.compile(r'label_filename\s*:\s*"([^"]+)"')

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sai.k8s_tools import REPO_ROOT
+from sai.cluster.project import REPO_ROOT
 
 KSERVE_VERSION = "v0.20.0"
 KNATIVE_VERSION = "1.23.0"  # knative-v1.23.0; release manifests label deployments app.kubernetes.io/version

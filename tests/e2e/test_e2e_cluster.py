@@ -70,7 +70,7 @@ def minio(kubeconfig, reads, namespace):
     import boto3
     from botocore.config import Config
 
-    from sai.k8s_tools import tool_path
+    from sai.cluster.project import tool_path
 
     secret = reads.core.read_namespaced_secret("serverless-ai-minio", namespace).data
     user, password = (base64.b64decode(secret[k]).decode() for k in ("rootUser", "rootPassword"))
