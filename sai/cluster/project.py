@@ -1,66 +1,36 @@
 """Everything `sai cluster` (and its tests) takes from the rest of the project, imported in one
 place. Issue 14 moves these modules (sai.k8s_tools -> sai.k8s.tools, SaiError -> sai.errors,
 sai.functions -> sai.local.stack, sai.objectstore -> sai.local.s3_server, free_port -> sai.state);
-each import tries the new home first, so this package works on both layouts and the fallbacks can
-go once both branches have merged."""
+each name is taken from its new home when that exists, so this package works on both layouts and
+the old names can go once both branches have merged."""
 
 from __future__ import annotations
 
-try:  # after issue 14
-    from sai.errors import SaiError
-except ImportError:
-    from sai.cli import SaiError
+import importlib
 
-try:
-    from sai.k8s.tools import (
-        CHART_DIR,
-        KUBE_VERSION,
-        REPO_ROOT,
-        ManifestValidator,
-        crds_dir,
-        load_yaml_stream,
-        run_tool,
-        tool_path,
-    )
-except ImportError:
-    from sai.k8s_tools import (
-        CHART_DIR,
-        KUBE_VERSION,
-        REPO_ROOT,
-        ManifestValidator,
-        crds_dir,
-        load_yaml_stream,
-        run_tool,
-        tool_path,
-    )
 
-try:
-    from sai.local.stack import load_stack
-except ImportError:
-    from sai.functions import load_stack
+def _first(*names: str):
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):
+                raise  # the module exists but something it imports is missing
+    raise ModuleNotFoundError(f"none of {', '.join(names)}")
 
-try:
-    from sai.local.s3_server import start_s3, stop_s3
-except ImportError:
-    from sai.objectstore import start_s3, stop_s3
 
-try:
-    from sai.state import free_port
-except ImportError:
-    from sai.platform import free_port
+_tools = _first("sai.k8s.tools", "sai.k8s_tools")
+CHART_DIR = _tools.CHART_DIR
+KUBE_VERSION = _tools.KUBE_VERSION
+REPO_ROOT = _tools.REPO_ROOT
+ManifestValidator = _tools.ManifestValidator
+crds_dir = _tools.crds_dir
+load_yaml_stream = _tools.load_yaml_stream
+run_tool = _tools.run_tool
+tool_path = _tools.tool_path
 
-__all__ = [
-    "CHART_DIR",
-    "KUBE_VERSION",
-    "REPO_ROOT",
-    "ManifestValidator",
-    "SaiError",
-    "crds_dir",
-    "free_port",
-    "load_stack",
-    "load_yaml_stream",
-    "run_tool",
-    "start_s3",
-    "stop_s3",
-    "tool_path",
-]
+SaiError = _first("sai.errors", "sai.cli").SaiError
+load_stack = _first("sai.local.stack", "sai.functions").load_stack
+_s3 = _first("sai.local.s3_server", "sai.objectstore")
+start_s3, stop_s3 = _s3.start_s3, _s3.stop_s3
+free_port = _first("sai.state", "sai.platform").free_port
