@@ -31,7 +31,7 @@ def test_ready_and_scaled_to_zero_is_ready_with_degraded_functions():
     assert not fns["text-embed"]["deployed"]
     assert s["minio"]["ready"]
     assert s["minio"]["notification_target"] == "http://gateway.openfaas.svc.cluster.local:8080/function/object-classify"
-    assert s["last_cold_start"] is None
+    assert s["last_cold_start"] is None  # no pod and no events recorded
     assert s["exit_code"] == status.EXIT_DEGRADED  # functions not ready
     table = status.render(s)
     assert "0 (scaled to zero)" in table and "not deployed" in table and "0/1 ready" in table
@@ -57,6 +57,20 @@ def test_all_ready_exit_0_and_last_cold_start_from_the_pod():
         "container started": 185.0,
         "model ready": 211.0,
     }
+
+
+def test_last_cold_start_from_events_once_the_pod_is_gone():
+    """Scaled to zero: the pod is gone, its events (kept an hour by default) still tell the start."""
+    events = [o for o in load("triton-pod.yaml") if o["kind"] == "Event"]
+    reads = Recorded(load("isvc-ready.yaml", "revision-zero.yaml") + events)
+    cs = status.collect(reads, [])["last_cold_start"]
+    assert cs["pod"] == POD and cs["pod_gone"]  # the newest of the two pods with events
+    assert [(p["phase"], p["seconds"]) for p in cs["phases"]] == [
+        ("scheduled", 0.0),
+        ("image pulled", 140.8),
+        ("container started", 143.8),
+    ]
+    assert "(pod gone; from its events)" in status.render(status.collect(reads, []))
 
 
 def test_failed_isvc_shows_reason_and_message_exit_1():

@@ -116,14 +116,19 @@ def summarize_minio(deployment: dict | None, setup_job: dict | None) -> dict | N
     }
 
 
-def last_cold_start(pods: list[dict], events: list[dict]) -> dict | None:
+def last_cold_start(pods: list[dict], events: list[dict], release: str = cluster.RELEASE) -> dict | None:
+    """The newest Triton pod's start; when none is left (scaled to zero), what its events still tell."""
     pod = timeline.newest_pod(pods)
-    if pod is None:
-        return None
-    phases = timeline.pod_timeline(pod, events)
+    if pod is not None:
+        name, phases, gone = pod["metadata"]["name"], timeline.pod_timeline(pod, events), False
+    else:
+        found = timeline.gone_pod_timeline(events, cluster.predictor_ksvc_name(release) + "-")
+        if found is None:
+            return None
+        (name, phases), gone = found, True
     if not phases:
         return None
-    return {"pod": pod["metadata"]["name"], "at": phases[0].at.isoformat(), "phases": timeline.relative(phases, phases[0].at)}
+    return {"pod": name, "pod_gone": gone, "at": phases[0].at.isoformat(), "phases": timeline.relative(phases, phases[0].at)}
 
 
 def exit_code(summary: dict) -> int:
@@ -159,7 +164,7 @@ def collect(
         "inferenceservice": summarize_isvc(isvc, revision, pods),
         "functions": [summarize_function(n, deployments.get(n)) for n in functions],
         "minio": summarize_minio(reads.deployment(namespace, minio_name), reads.job(namespace, f"{minio_name}-setup")),
-        "last_cold_start": last_cold_start(pods, events),
+        "last_cold_start": last_cold_start(pods, events, release),
     }
     summary["exit_code"] = exit_code(summary)
     return summary
@@ -209,7 +214,8 @@ def render(summary: dict) -> str:
         rows.append(("last cold start", "-", "no Triton pod (scaled to zero) and none recorded"))
     else:
         steps = ", ".join(f"{p['phase']} +{p['seconds']:g}s" for p in cs["phases"][1:])
-        rows.append(("last cold start", cs["at"], f"{cs['pod']}: {steps}"))
+        gone = " (pod gone; from its events)" if cs.get("pod_gone") else ""
+        rows.append(("last cold start", cs["at"], f"{cs['pod']}{gone}: {steps}"))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
     return "\n".join(f"{a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows)

@@ -127,3 +127,29 @@ def newest_pod(pods: list[dict]) -> dict | None:
     dated = [(parse_time((p.get("metadata") or {}).get("creationTimestamp")), p) for p in pods]
     dated = [d for d in dated if d[0]]
     return max(dated, key=lambda d: d[0])[1] if dated else None
+
+
+def gone_pod_timeline(events: list[dict], name_prefix: str) -> tuple[str, list[Phase]] | None:
+    """The newest pod under `name_prefix` as its events tell it, for when the pod is gone (scaled to
+    zero; events outlive their pod, an hour by default): scheduled, image pulled, container started.
+    Readiness leaves no event, so "model ready" cannot be told from events alone."""
+    groups: dict[str, list[dict]] = {}
+    for e in events:
+        obj = e.get("involvedObject") or e.get("regarding") or {}
+        if obj.get("kind") == "Pod" and str(obj.get("name", "")).startswith(name_prefix) and event_time(e):
+            groups.setdefault(obj["name"], []).append(e)
+    if not groups:
+        return None
+    name, mine = max(groups.items(), key=lambda kv: min(event_time(e) for e in kv[1]))
+    mine.sort(key=event_time)
+    phases = []
+    for e in mine:
+        field = (e.get("involvedObject") or e.get("regarding") or {}).get("fieldPath", "")
+        main_container = field.startswith("spec.containers{") and field[len("spec.containers{") : -1] not in SIDECARS
+        if e.get("reason") == "Scheduled":
+            phases.append(Phase("scheduled", event_time(e), e.get("message") or e.get("note") or ""))
+        elif e.get("reason") == "Pulled" and main_container:
+            phases.append(Phase("image pulled", event_time(e), e.get("message") or e.get("note") or ""))
+        elif e.get("reason") == "Started" and main_container:
+            phases.append(Phase("container started", event_time(e), ""))
+    return (name, phases) if phases else None
