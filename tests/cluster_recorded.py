@@ -162,6 +162,7 @@ class RecordedAPIServer:
     def __init__(self, objects: list[dict]):
         self.recorded = Recorded(objects)
         self.requests: list[str] = []
+        self.agents: list[str] = []  # User-Agent of each request: which client asked
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -170,6 +171,7 @@ class RecordedAPIServer:
 
             def do_GET(self):
                 server.requests.append(self.path)
+                server.agents.append(self.headers.get("User-Agent", ""))
                 code, body = server.answer(self.path)
                 data = json.dumps(body).encode()
                 self.send_response(code)
@@ -210,6 +212,8 @@ class RecordedAPIServer:
         query = dict(urllib.parse.parse_qsl(url.query))
         parts = url.path.strip("/").split("/")
         parts = parts[2:] if parts[0] == "api" else parts[3:]  # drop api/v1 or apis/G/V
+        if not parts or parts[0] not in PLURALS and parts[0] != "namespaces":
+            return 404, _status(404, f"{url.path}: not recorded")  # discovery, /version, other kinds
         namespace = name = None
         if parts[:1] == ["namespaces"] and len(parts) >= 3:
             namespace, parts = parts[1], parts[2:]

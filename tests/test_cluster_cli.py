@@ -193,3 +193,26 @@ def test_without_the_cluster_extra(sdk, monkeypatch, tmp_path, capsys):
     with RecordedAPIServer(objs) as server:
         assert main(["cluster", "wait", "--kubeconfig", str(server.kubeconfig(tmp_path / "kc"))]) == 2
     assert f"{sdk} is not installed: pip install -e '.[cluster]'" in capsys.readouterr().err
+
+
+def test_install_with_prerequisites_in_place_hands_over_to_helm_with_that_kubeconfig(tmp_path, capsys):
+    """All prerequisites recorded (upstream CRDs, Knative's ConfigMaps from the kind overlay): the
+    checks pass and Helm runs with the same kubeconfig, so the Helm binary's requests reach the
+    recorded server (which cannot install anything: Helm then fails, as it must without a cluster)."""
+    from test_cluster_prereqs import overlay_configmaps
+
+    from sai.cluster.project import crds_dir
+
+    crds = []
+    for f in sorted(crds_dir().glob("*.yaml")):
+        crds += [d for d in yaml.load_all(f.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if d]
+    objs = crds + load("prereqs.yaml") + overlay_configmaps("kind")
+    with RecordedAPIServer(objs) as server:
+        kc = server.kubeconfig(tmp_path / "kc")
+        rc = main(["cluster", "install", "--profile", "kind", "--kubeconfig", str(kc)])
+    out, err = capsys.readouterr()
+    assert "prerequisites for the kind profile: ok" in out
+    assert "helm upgrade --install serverless-ai" in err and f"--kubeconfig {kc}" in err
+    assert rc != 0
+    helm = [p for p, agent in zip(server.requests, server.agents) if agent.startswith("Helm/")]
+    assert helm, server.agents  # the Helm binary talked to the kubeconfig's server, not to a default
