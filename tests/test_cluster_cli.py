@@ -216,3 +216,107 @@ def test_install_with_prerequisites_in_place_hands_over_to_helm_with_that_kubeco
     assert rc != 0
     helm = [p for p, agent in zip(server.requests, server.agents) if agent.startswith("Helm/")]
     assert helm, server.agents  # the Helm binary talked to the kubeconfig's server, not to a default
+
+
+def test_context_and_kubeconfig_list(monkeypatch, tmp_path, capsys):
+    two = tmp_path / "two.kubeconfig"
+    two.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "a",
+                "clusters": [{"name": "ca", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "contexts": [
+                    {"name": "a", "context": {"cluster": "ca", "user": "u"}},
+                    {"name": "b", "context": {"cluster": "cb", "user": "u"}},
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
+    assert main(["cluster", "status", "--kubeconfig", str(two), "--context", "nope"]) == 2
+    assert "context 'nope' not found (have: a, b)" in capsys.readouterr().err
+    assert main(["cluster", "status", "--kubeconfig", str(two), "--context", "b"]) == 2
+    assert "context 'b' names no cluster with a server address" in capsys.readouterr().err
+    # $KUBECONFIG as a list: the first file that exists
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'missing'}:{two}")
+    assert main(["cluster", "uninstall", "--dry-run"]) == 0
+    assert f"--kubeconfig {two}" in capsys.readouterr().out
+
+
+def shifted(obj, delta):
+    """A recorded object moved in time by delta (every timestamp field), as if it happened now."""
+    from datetime import datetime
+
+    keys = {
+        "creationTimestamp",
+        "lastTransitionTime",
+        "startedAt",
+        "finishedAt",
+        "startTime",
+        "firstTimestamp",
+        "lastTimestamp",
+        "eventTime",
+    }
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k in keys and isinstance(v, str):
+                out[k] = (datetime.fromisoformat(v.replace("Z", "+00:00")) + delta).isoformat()
+            else:
+                out[k] = shifted(v, delta)
+        return out
+    if isinstance(obj, list):
+        return [shifted(v, delta) for v in obj]
+    return obj
+
+
+def test_coldstart_end_to_end_against_recorded_objects(tmp_path, capsys):
+    """Triton scaled to zero (revision recorded with 0 replicas, no pod). A stand-in gateway answers
+    the request and, as Knative would, a Triton pod and its events appear (the recorded ones, moved
+    to now). The command sends, times and attributes the wake-up."""
+    import threading
+    from datetime import datetime, timezone
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    woken = load("triton-pod.yaml")
+    with RecordedAPIServer(load("isvc-ready.yaml", "revision-zero.yaml")) as server:
+
+        class Gateway(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                delta = datetime.now(timezone.utc) - datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
+                server.recorded.objects += [shifted(o, delta) for o in woken]
+                body = b'{"predictions": [{"label": "tiger cat", "score": 0.4}]}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        gw = ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+        threading.Thread(target=gw.serve_forever, daemon=True).start()
+        try:
+            kc = str(server.kubeconfig(tmp_path / "kc"))
+            url = f"http://127.0.0.1:{gw.server_address[1]}"
+            assert main(["cluster", "coldstart", "--kubeconfig", kc, "--gateway", url, "--json"]) == 0
+        finally:
+            gw.shutdown()
+            gw.server_close()
+    rep = yaml.safe_load(capsys.readouterr().out)
+    assert rep["http_status"] == 200 and rep["woke_from_zero"]
+    assert rep["pod"] == "serverless-ai-triton-predictor-00001-deployment-7c9d8b6f5d-x2k4q"
+    assert {p["phase"] for p in rep["phases"]} == {
+        "pod created",
+        "scheduled",
+        "models fetched",
+        "image pulled",
+        "container started",
+        "model ready",
+        "first byte",
+    }
+    assert rep["scale_to_zero_window"]["retention_s"] == 600.0
