@@ -20,6 +20,9 @@ from pathlib import Path
 import yaml
 
 OBJECTS = Path(__file__).parent / "cluster_objects"
+# triton-pod.yaml: the recorded pod that woke from zero, and what a cold start through it shows
+WOKEN_POD = "serverless-ai-triton-predictor-00001-deployment-7c9d8b6f5d-x2k4q"
+WOKEN_POD_PHASES = ["pod created", "scheduled", "models fetched", "image pulled", "container started", "model ready"]
 
 PLURALS = {
     "pods": "Pod",

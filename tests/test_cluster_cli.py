@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from cluster_recorded import RecordedAPIServer, load
+from cluster_recorded import WOKEN_POD, WOKEN_POD_PHASES, RecordedAPIServer, load
 
 from sai.cli import main
 
@@ -309,14 +309,6 @@ def test_coldstart_end_to_end_against_recorded_objects(tmp_path, capsys):
             gw.server_close()
     rep = yaml.safe_load(capsys.readouterr().out)
     assert rep["http_status"] == 200 and rep["woke_from_zero"]
-    assert rep["pod"] == "serverless-ai-triton-predictor-00001-deployment-7c9d8b6f5d-x2k4q"
-    assert {p["phase"] for p in rep["phases"]} == {
-        "pod created",
-        "scheduled",
-        "models fetched",
-        "image pulled",
-        "container started",
-        "model ready",
-        "first byte",
-    }
+    assert rep["pod"] == WOKEN_POD
+    assert {p["phase"] for p in rep["phases"]} == {*WOKEN_POD_PHASES, "first byte"}
     assert rep["scale_to_zero_window"]["retention_s"] == 600.0

@@ -7,13 +7,13 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from cluster_recorded import Recorded, RecordedAPIServer, load
+from cluster_recorded import WOKEN_POD, WOKEN_POD_PHASES, Recorded, RecordedAPIServer, load
 
 from sai.cluster import coldstart, status, timeline
 from sai.cluster.wait import NotReady, wait_ready
 
 FUNCTIONS = ["image-classify", "text-sentiment", "text-embed"]
-POD = "serverless-ai-triton-predictor-00001-deployment-7c9d8b6f5d-x2k4q"
+POD = WOKEN_POD
 
 
 def test_ready_and_scaled_to_zero_is_ready_with_degraded_functions():
@@ -126,15 +126,7 @@ def test_coldstart_report_relative_to_the_request():
     rep = coldstart.report(sent, 212.3, 212.4, 200, pods, events)
     assert rep["woke_from_zero"] and rep["pod"] == POD
     names = [p["phase"] for p in rep["phases"]]
-    assert names == [
-        "pod created",
-        "scheduled",
-        "models fetched",
-        "image pulled",
-        "container started",
-        "model ready",
-        "first byte",
-    ]
+    assert names == [*WOKEN_POD_PHASES, "first byte"]
     assert rep["phases"][0]["seconds"] == 0.5 and rep["phases"][-1]["seconds"] == 212.3
     text = coldstart.render(rep)
     assert "first byte after 212.3s" in text and "image pulled" in text
