@@ -121,3 +121,13 @@ def test_required_settings_come_from_the_base_overlay():
     want = prereqs.required_knative_settings()
     assert want["config-autoscaler"] == {"enable-scale-to-zero": "true", "allow-zero-initial-scale": "true"}
     assert want["config-features"]["kubernetes.podspec-persistent-volume-claim"] == "enabled"
+
+
+def test_unavailable_deployments_point_at_describe(crds):
+    def edit(objs):
+        for name in ("gateway", "activator"):
+            find(objs, "Deployment", name)["status"]["conditions"][0]["status"] = "False"
+
+    text = "\n".join(map(str, prereqs.check(**gathered(crds, edit=edit))))
+    assert "deployment openfaas/gateway is not Available\n    fix: kubectl -n openfaas describe deployment gateway" in text
+    assert "deployment knative-serving/activator is not Available" in text

@@ -112,28 +112,20 @@ def check(
         problems.append(Problem("Knative Serving", "CRD services.serving.knative.dev (v1) is not installed", FIX_KNATIVE))
     else:
         ctrl = deployments.get("knative-serving/controller")
-        if ctrl is None:
-            problems.append(Problem("Knative Serving", "no deployment knative-serving/controller", FIX_KNATIVE))
-        else:
-            version = ((ctrl.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/version", "")
-            if version != KNATIVE_VERSION:
-                problems.append(
-                    Problem(
-                        "Knative Serving",
-                        f"version {version or 'unknown'} installed, {KNATIVE_VERSION} expected (knative-v{KNATIVE_VERSION})",
-                        FIX_KNATIVE,
-                    )
-                )
-            for name in ("controller", "activator", "autoscaler"):
-                dep = deployments.get(f"knative-serving/{name}")
-                if dep is not None and not _available(dep):
-                    problems.append(
-                        Problem(
-                            "Knative Serving",
-                            f"deployment knative-serving/{name} is not Available",
-                            f"kubectl -n knative-serving describe deployment {name}",
-                        )
-                    )
+        version = ((ctrl or {}).get("metadata") or {}).get("labels", {}).get("app.kubernetes.io/version", "")
+        problems += _deployment(
+            "Knative Serving",
+            "knative-serving/controller",
+            ctrl,
+            version,
+            KNATIVE_VERSION,
+            f"version {version or 'unknown'} installed",
+            FIX_KNATIVE,
+        )
+        for name in ("activator", "autoscaler"):
+            key = f"knative-serving/{name}"
+            if deployments.get(key) is not None:
+                problems += _deployment("Knative Serving", key, deployments[key], "", "", "", FIX_KNATIVE)
         for cm_name, want in required_knative_settings().items():
             cm = configmaps.get(f"knative-serving/{cm_name}")
             have = (cm or {}).get("data") or {}
@@ -155,37 +147,23 @@ def check(
             problems.append(Problem("KServe", "CRD servingruntimes.serving.kserve.io is not installed", FIX_KSERVE))
         else:
             mgr = deployments.get("kserve/kserve-controller-manager")
-            if mgr is None:
-                problems.append(Problem("KServe", "no deployment kserve/kserve-controller-manager", FIX_KSERVE))
-            else:
-                tag = _image_tag(mgr, "manager")
-                if tag != KSERVE_VERSION:
-                    problems.append(
-                        Problem("KServe", f"controller image tag {tag or 'unknown'}, {KSERVE_VERSION} expected", FIX_KSERVE)
-                    )
-                if not _available(mgr):
-                    problems.append(
-                        Problem(
-                            "KServe",
-                            "kserve-controller-manager is not Available",
-                            "kubectl -n kserve describe deployment kserve-controller-manager",
-                        )
-                    )
+            tag = _image_tag(mgr, "manager") if mgr else ""
+            problems += _deployment(
+                "KServe",
+                "kserve/kserve-controller-manager",
+                mgr,
+                tag,
+                KSERVE_VERSION,
+                f"controller image tag {tag or 'unknown'}",
+                FIX_KSERVE,
+            )
 
     # OpenFaaS CE: the gateway of the pinned chart.
     gw = deployments.get("openfaas/gateway")
-    if gw is None:
-        problems.append(Problem("OpenFaaS", "no deployment openfaas/gateway", FIX_OPENFAAS))
-    else:
-        chart = ((gw.get("metadata") or {}).get("labels") or {}).get("chart", "")
-        if chart != OPENFAAS_CHART:
-            problems.append(
-                Problem("OpenFaaS", f"gateway from chart {chart or 'unknown'}, {OPENFAAS_CHART} expected", FIX_OPENFAAS)
-            )
-        if not _available(gw):
-            problems.append(
-                Problem("OpenFaaS", "openfaas/gateway is not Available", "kubectl -n openfaas describe deployment gateway")
-            )
+    chart = ((gw or {}).get("metadata") or {}).get("labels", {}).get("chart", "")
+    problems += _deployment(
+        "OpenFaaS", "openfaas/gateway", gw, chart, OPENFAAS_CHART, f"gateway from chart {chart or 'unknown'}", FIX_OPENFAAS
+    )
 
     for ns in (release_namespace, "openfaas-fn"):
         if namespaces.get(ns) is None:
@@ -207,6 +185,19 @@ def check(
                 )
             )
     return problems
+
+
+def _deployment(check: str, key: str, dep: dict | None, have: str, want: str, what: str, fix: str) -> list[Problem]:
+    """A prerequisite's Deployment: present, at the pinned version (have == want), Available."""
+    if dep is None:
+        return [Problem(check, f"no deployment {key}", fix)]
+    out = []
+    if have != want:
+        out.append(Problem(check, f"{what}, {want} expected", fix))
+    if not _available(dep):
+        namespace, name = key.split("/")
+        out.append(Problem(check, f"deployment {key} is not Available", f"kubectl -n {namespace} describe deployment {name}"))
+    return out
 
 
 def _default_ok(cm_name: str, key: str, want: str, have: dict) -> bool:
