@@ -79,9 +79,7 @@ def packaged_function(name: str, target: Path):
 
 def call_handler(fn, payload, method="POST"):
     """handle() called in-process as the template calls it -> (status, body, headers)."""
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    event = types.SimpleNamespace(body=body, headers={"Content-Type": "application/json"}, method=method, query={}, path="/")
-    resp = fn.handle(event, types.SimpleNamespace())
+    resp = fn.handle(Event(payload, method=method), types.SimpleNamespace())
     return resp["statusCode"], resp["body"], resp.get("headers", {})
 
 

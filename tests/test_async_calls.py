@@ -7,7 +7,6 @@ The same machinery behind the real gateway is covered in test_async_gateway.py."
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -79,13 +78,11 @@ class Server:
         self.log = tmp_path / "server.log"
 
     def start(self):
-        env = {**os.environ, "PYTHONPATH": os.getcwd()}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, str(self.script), *self.args],
                 stdout=subprocess.PIPE,
                 stderr=log,
-                env=env,
                 text=True,
             )
         assert self.proc.stdout.readline().strip() == "READY", self.log.read_text()

@@ -94,10 +94,17 @@ def start_s3(
     client = handle.client()
 
     def bucket_ready() -> bool:
+        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
         try:
             client.create_bucket(Bucket=bucket)
-        except Exception as exc:  # noqa: BLE001 - not listening yet
-            return "BucketAlready" in str(exc)
+        except (BotoConnectionError, HTTPClientError):  # refused, reset or timed out: not listening yet
+            return False
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                return True
+            raise
         return True
 
     def exited() -> str | None:
