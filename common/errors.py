@@ -37,9 +37,10 @@ ERROR_CODES = {
     # images
     "unsupported_image": "not an image in a supported format",
     "invalid_image": "image data truncated or corrupt",
-    "image_too_large": "the image has more pixels than MAX_IMAGE_PIXELS",
+    "image_too_large": "the image has more pixels than MAX_IMAGE_PIXELS (MAX_FULL_DECODE_PIXELS if not JPEG)",
     # texts
     "empty_text": "a text is empty or only whitespace",
+    "invalid_text": "a text holds characters that cannot be encoded (lone surrogates)",
     "text_too_long": "a text has more characters than MAX_TEXT_CHARS",
     "too_many_texts": "more texts than MAX_TEXTS in one request",
     "no_candidates": "text-keywords found no candidate phrases",
@@ -48,6 +49,8 @@ ERROR_CODES = {
     "too_many_records": "more records than MAX_RECORDS in one event",
     "bad_record": "a record lacks a field or has one of the wrong type",
     "unsafe_key": "an object key that could escape the results prefix",
+    "bucket_not_allowed": "the event names a bucket that is not in SOURCE_BUCKETS",
+    "in_progress": "another delivery of the same object is being classified (retryable)",
     "too_large": "the object is larger than MAX_OBJECT_BYTES",
     "not_found": "no such object, bucket or route",
     "access_denied": "object storage refused access",

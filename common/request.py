@@ -46,6 +46,8 @@ def json_body(event):
         raise FunctionError(
             400, "invalid_json", f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+    except RecursionError:  # the decoder recurses per nesting level
+        raise FunctionError(400, "invalid_json", "body is nested too deeply") from None
 
 
 def multipart_file(event, field: str | None = None) -> bytes:
@@ -88,7 +90,7 @@ def number_param(event, name: str, default, low, high, override=None, kind=int):
         return default
     try:
         value = None if isinstance(raw, bool) else kind(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(1e309), i.e. infinity
         value = None
     if value is None or not low <= value <= high or (kind is int and isinstance(raw, float) and raw != value):
         noun = "an integer" if kind is int else "a number"

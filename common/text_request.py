@@ -27,6 +27,10 @@ def _check_text(value, where: str) -> str:
         raise FunctionError(400, "empty_text", f"{where} is empty or only whitespace")
     if len(value) > max_chars():
         raise FunctionError(413, "text_too_long", f"{where} has {len(value)} characters; the limit is {max_chars()}")
+    try:
+        value.encode("utf-8")  # JSON's "\ud800" decodes to a lone surrogate, which no tokenizer takes
+    except UnicodeEncodeError as exc:
+        raise FunctionError(400, "invalid_text", f"{where} has an unpaired surrogate at index {exc.start}") from None
     return value
 
 

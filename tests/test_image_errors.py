@@ -52,6 +52,15 @@ def test_bad_bodies(gateway, data, content_type, status, code):
     assert_error(post(gateway, data, content_type), status, code)
 
 
+def test_nested_json_and_infinite_top_k(gateway, coffee_jpeg):
+    """Hostile JSON: 100,000 nesting levels (the decoder recurses per level), and top_k=1e309,
+    which JSON parses as infinity. Both are the client's fault: 400, not a 500."""
+    deep = b'{"image": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert_error(post(gateway, deep, "application/json"), 400, "invalid_json")
+    body = b'{"image": "' + base64.b64encode(coffee_jpeg) + b'", "top_k": 1e309}'
+    assert_error(post(gateway, body, "application/json"), 400, "invalid_parameter")
+
+
 def test_truncated_image(gateway, coffee_jpeg):
     assert_error(post(gateway, coffee_jpeg[: len(coffee_jpeg) // 2]), 400, "invalid_image")
 

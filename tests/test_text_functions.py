@@ -211,6 +211,10 @@ def test_keywords_diversity_changes_the_picks(fn):
         (dict(data=b"{", content_type="application/json"), 400, "invalid_json"),
         (dict(data=b"hello", content_type="image/png"), 415, "unsupported_media_type"),
         (dict(json={"text": "hello"}, method="GET"), 405, "method_not_allowed"),
+        # JSON's escape for a lone surrogate: valid JSON, but no UTF-8 text for the tokenizer.
+        (dict(data=b'{"text": "bad \\ud800 surrogate"}', content_type="application/json"), 400, "invalid_text"),
+        # 100,000 nesting levels: the JSON decoder recurses once per level.
+        (dict(data=b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", content_type="application/json"), 400, "invalid_json"),
     ],
 )
 def test_bad_input_gets_a_json_4xx(fn, name, kwargs, status, code):
@@ -237,3 +241,10 @@ def test_bad_parameters(fn, name, payload, code):
     r = fn(name, json=payload)
     assert 400 <= r.status_code < 500, r.text
     assert r.json()["error"]["code"] == code
+
+
+def test_infinite_parameter(fn):
+    """1e309 is valid JSON and parses as infinity: an out-of-range parameter, not a 500."""
+    r = fn("text-keywords", data=b'{"text": "fine words here", "top_n": 1e309}', content_type="application/json")
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_parameter"
