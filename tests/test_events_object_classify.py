@@ -9,8 +9,10 @@ notification through the platform) is covered at the end.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -88,7 +90,7 @@ def put(client, s3, key, data) -> dict:
 
 
 def result(client, s3, key) -> dict:
-    return json.loads(client.get_object(Bucket=s3.bucket, Key=f"results/{key}.json")["Body"].read())
+    return json.loads(client.get_object(Bucket=s3.bucket, Key=s3_server.result_key(s3.bucket, key))["Body"].read())
 
 
 def all_keys(client, s3) -> set[str]:
@@ -105,7 +107,7 @@ def test_minio_event_classifies_coffee_as_espresso(fn, env, client, s3, coffee_j
     assert status == 200, body
     rec = body["records"][0]
     assert rec["status"] == "classified", rec
-    assert rec["key"] == key and rec["result"] == {"bucket": s3.bucket, "key": f"results/{key}.json"}
+    assert rec["key"] == key and rec["result"] == {"bucket": s3.bucket, "key": f"results/{s3.bucket}/{key}.json"}
     assert rec["top1"]["label"] == "espresso"
     stored = result(client, s3, key)
     assert stored["predictions"][0]["label"] == "espresso" and stored["predictions"][0]["score"] > 0.5
@@ -120,7 +122,7 @@ def test_minio_event_classifies_coffee_as_espresso(fn, env, client, s3, coffee_j
     }
     assert stored["model"] == "image_classifier" and stored["model_version"] == "1"
     assert stored["classified_at"].endswith("+00:00")
-    head = client.head_object(Bucket=s3.bucket, Key=f"results/{key}.json")
+    head = client.head_object(Bucket=s3.bucket, Key=s3_server.result_key(s3.bucket, key))
     assert head["ContentType"] == "application/json"
     assert head["Metadata"] == {"sai-result": "1", "source-etag": etag.strip('"')}
 
@@ -145,7 +147,7 @@ def test_batch_with_broken_records_keeps_the_good_ones(fn, env, client, s3, coff
     assert got[2] == ("error", "not_found")
     assert got[3][0] == "error" and got[3][1] not in ("internal", "internal_error")
     assert got[4] == ("classified", None)
-    assert got[5] == ("error", "not_found")
+    assert got[5] == ("error", "bucket_not_allowed")  # not in SOURCE_BUCKETS: never read
     assert got[6] == ("skipped", None)
     assert got[7] == ("error", "bad_record")
     assert got[8] == ("error", "bad_record")
@@ -153,7 +155,8 @@ def test_batch_with_broken_records_keeps_the_good_ones(fn, env, client, s3, coff
     assert body["counts"] == {"classified": 2, "error": 6, "skipped": 1}
     assert result(client, s3, "batch/cat.jpg")["predictions"][0]["label"] in {"tiger cat", "Egyptian cat", "tabby"}
     keys = all_keys(client, s3)
-    assert "results/batch/notes.jpg.json" not in keys and "results/batch/truncated.jpg.json" not in keys
+    assert s3_server.result_key(s3.bucket, "batch/notes.jpg") not in keys
+    assert s3_server.result_key(s3.bucket, "batch/truncated.jpg") not in keys
 
 
 def test_replayed_event_does_no_work_and_new_version_does(fn, env, client, s3, coffee_jpeg):
@@ -180,14 +183,13 @@ def test_results_never_retrigger(fn, env, client, s3, coffee_jpeg):
     call(fn, {"Records": [rec]})
     before = all_keys(client, s3)
     # The event a bucket notification would send for our own result object.
-    head = client.head_object(Bucket=s3.bucket, Key="results/loop/a.jpg.json")
-    res_rec = aws_record(s3.bucket, "results/loop/a.jpg.json", head["ContentLength"], head["ETag"].strip('"'))
+    result = s3_server.result_key(s3.bucket, "loop/a.jpg")
+    head = client.head_object(Bucket=s3.bucket, Key=result)
+    res_rec = aws_record(s3.bucket, result, head["ContentLength"], head["ETag"].strip('"'))
     _, body, _ = call(fn, {"Records": [res_rec]})
     assert body["records"][0]["status"] == "skipped" and body["records"][0]["reason"] == "result object"
     # Explicit guard, independent of the prefix: a result copied elsewhere is still recognised.
-    client.copy_object(
-        Bucket=s3.bucket, Key="elsewhere/a.json", CopySource={"Bucket": s3.bucket, "Key": "results/loop/a.jpg.json"}
-    )
+    client.copy_object(Bucket=s3.bucket, Key="elsewhere/a.json", CopySource={"Bucket": s3.bucket, "Key": result})
     head = client.head_object(Bucket=s3.bucket, Key="elsewhere/a.json")
     _, body, _ = call(
         fn, {"Records": [aws_record(s3.bucket, "elsewhere/a.json", head["ContentLength"], head["ETag"].strip('"'))]}
@@ -249,7 +251,7 @@ def test_too_large_object(fn, env, client, s3, coffee_jpeg):
     rec["s3"]["object"]["size"] = 10
     body = call(fn, {"Records": [rec]})[1]
     assert body["records"][0]["error"]["code"] == "too_large"
-    assert "results/big/coffee.jpg.json" not in all_keys(client, s3)
+    assert s3_server.result_key(s3.bucket, "big/coffee.jpg") not in all_keys(client, s3)
 
 
 @pytest.mark.parametrize(
@@ -297,14 +299,83 @@ def test_credentials_from_openfaas_secret_files(fn, env, client, s3, coffee_jpeg
     assert call(fn, {"Records": [rec]})[1]["records"][0]["status"] == "classified"
 
 
+# ---------------------------------------------------------------- forged and concurrent events
+
+
+def test_event_for_a_bucket_not_in_source_buckets_is_refused(fn, env, client, s3, coffee_jpeg):
+    """A forged event cannot point the function's credentials at another bucket."""
+    client.create_bucket(Bucket="private")
+    etag = client.put_object(Bucket="private", Key="incoming/secret.jpg", Body=coffee_jpeg)["ETag"].strip('"')
+    before = all_keys(client, s3)
+    status, body, _ = call(fn, {"Records": [aws_record("private", "incoming/secret.jpg", len(coffee_jpeg), etag)]})
+    assert status == 200  # final: redelivering would not help
+    assert body["records"][0]["error"]["code"] == "bucket_not_allowed"
+    assert all_keys(client, s3) == before
+    assert {o["Key"] for o in client.list_objects_v2(Bucket="private")["Contents"]} == {"incoming/secret.jpg"}
+    env.setenv("SOURCE_BUCKETS", "")  # unset: no bucket at all
+    assert call(fn, {"Records": [put(client, s3, "x/coffee.jpg", coffee_jpeg)]})[1]["records"][0]["error"]["code"] == (
+        "bucket_not_allowed"
+    )
+
+
+def test_same_key_in_two_buckets_gets_two_results(fn, env, client, s3, coffee_jpeg, cat_jpeg):
+    """Results are keyed by bucket and key: bucket B's upload never overwrites bucket A's result."""
+    client.create_bucket(Bucket="second")
+    client.create_bucket(Bucket="shared-results")
+    env.setenv("SOURCE_BUCKETS", f"{s3.bucket},second")
+    env.setenv("RESULTS_BUCKET", "shared-results")
+    coffee = put(client, s3, "same/photo.jpg", coffee_jpeg)
+    etag = client.put_object(Bucket="second", Key="same/photo.jpg", Body=cat_jpeg)["ETag"].strip('"')
+    cat = aws_record("second", "same/photo.jpg", len(cat_jpeg), etag)
+    body = call(fn, {"Records": [coffee, cat]})[1]
+    assert [r["status"] for r in body["records"]] == ["classified", "classified"]
+    labels = {}
+    for bucket in (s3.bucket, "second"):
+        obj = client.get_object(Bucket="shared-results", Key=f"results/{bucket}/same/photo.jpg.json")
+        labels[bucket] = json.loads(obj["Body"].read())["predictions"][0]["label"]
+    assert labels[s3.bucket] == "espresso" and "cat" in labels["second"]
+
+
+def test_concurrent_identical_events_classify_once(fn, env, client, s3, coffee_jpeg):
+    """Four deliveries of one event at the same moment: one classifies, the others find it done
+    or claimed (503, so a notifier retries and then sees the result). One result write."""
+    client.create_bucket(Bucket="versioned-results")
+    client.put_bucket_versioning(Bucket="versioned-results", VersioningConfiguration={"Status": "Enabled"})
+    env.setenv("RESULTS_BUCKET", "versioned-results")
+    rec = put(client, s3, "burst/coffee.jpg", coffee_jpeg)
+    start = threading.Barrier(4)
+
+    def deliver(_):
+        start.wait()
+        return call(fn, {"Records": [rec]})
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(deliver, range(4)))
+    statuses = sorted(body["records"][0]["status"] for _, body, _ in answers)
+    assert statuses.count("classified") == 1, answers
+    for status, body, _ in answers:
+        record = body["records"][0]
+        if record["status"] == "error":
+            assert record["error"]["code"] == "in_progress" and status == 503
+        else:
+            assert record["status"] in ("classified", "duplicate") and status == 200
+    key = f"results/{s3.bucket}/burst/coffee.jpg.json"
+    listing = client.list_object_versions(Bucket="versioned-results", Prefix=key)
+    assert [v["Key"] for v in listing["Versions"] if v["Key"] == key] == [key]  # written once
+    # Redelivered later (as the notifier does after a 503): done, no new write.
+    assert call(fn, {"Records": [rec]})[1]["records"][0]["status"] == "duplicate"
+    # No claim is left behind.
+    assert not client.list_objects_v2(Bucket="versioned-results", Prefix=key + ".claim").get("Contents")
+
+
 def test_separate_results_bucket(fn, env, client, s3, coffee_jpeg):
     client.create_bucket(Bucket="results-bucket")
     env.setenv("RESULTS_BUCKET", "results-bucket")
     env.setenv("RESULTS_PREFIX", "")
     rec = put(client, s3, "sep/coffee.jpg", coffee_jpeg)
     body = call(fn, {"Records": [rec]})[1]
-    assert body["records"][0]["result"] == {"bucket": "results-bucket", "key": "sep/coffee.jpg.json"}
-    obj = client.get_object(Bucket="results-bucket", Key="sep/coffee.jpg.json")
+    assert body["records"][0]["result"] == {"bucket": "results-bucket", "key": f"{s3.bucket}/sep/coffee.jpg.json"}
+    obj = client.get_object(Bucket="results-bucket", Key=f"{s3.bucket}/sep/coffee.jpg.json")
     assert json.loads(obj["Body"].read())["predictions"][0]["label"] == "espresso"
 
 
@@ -342,7 +413,7 @@ def test_sai_s3_upload_through_the_gateway(platform_s3, tmp_path, coffee_jpeg, c
         == 0
     )
     out = capsys.readouterr().out
-    assert "event queued for object-classify" in out
+    assert "object-classify is notified" in out
     assert json.loads(out[out.index("{") :])["predictions"][0]["label"] == "espresso"
     assert main(["s3", "result", "incoming/e2e/coffee.jpg", "--state-dir", str(state)]) == 0
     shown = json.loads(capsys.readouterr().out)

@@ -513,7 +513,12 @@ def test_minio_webhook_targets_object_classify():
         policy = json.loads(script.split("<<EOF\n", 1)[1].split("\nEOF", 1)[0])
         assert policy["Statement"] == [
             {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::uploads/incoming/*"]},
-            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": ["arn:aws:s3:::uploads/results/*"]},
+            # Delete: object-classify removes its per-record claim objects once a result is written.
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": ["arn:aws:s3:::uploads/results/*"],
+            },
         ]
         refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
         assert refs["FUNCTIONS_ACCESS_KEY"] == "serverless-ai-minio-functions" != refs["MINIO_ROOT_USER"]

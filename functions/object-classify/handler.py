@@ -1,9 +1,11 @@
 """object-classify: an S3-event-triggered image classifier (AWS and MinIO notification formats).
 
-For every ObjectCreated record: fetch the object into memory (never onto a path derived from the
-key), classify it with the same preprocessing and Triton client as image-classify, and write
-`<RESULTS_PREFIX><key>.json` (to RESULTS_BUCKET, default the source bucket). Each record gets its
-own status; a bad record never fails the others. Replays with the same eTag do no work, and
+For every ObjectCreated record from a bucket in SOURCE_BUCKETS: fetch the object into memory
+(never onto a path derived from the key), classify it with the same preprocessing and Triton
+client as image-classify, and write `<RESULTS_PREFIX><bucket>/<key>.json` (to RESULTS_BUCKET,
+default the source bucket; the bucket is in the key so two sources never share a result). Each
+record gets its own status; a bad record never fails the others. Replays with the same eTag do no
+work, concurrent deliveries of one record are serialised by an atomic claim (storage.claim), and
 result objects never trigger another classification (prefix guard plus a metadata marker).
 
 S3 access (configuration, client, fetch, result write) is in storage.py; event parsing in events.py.
@@ -26,9 +28,11 @@ from .events import BadEvent, ObjectEvent, RecordError, parse_record, records
 from .storage import (
     RESULT_MARKER,
     Settings,
+    claim,
     fetch,
     head_result,
     is_precondition_failed,
+    release,
     s3_client,
     s3_error,
     write_result,
@@ -40,8 +44,10 @@ log = logging.getLogger(__name__)
 def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
     """One parsed record -> its status entry. Raises RecordError for record-level failures."""
     out_bucket = cfg.results_bucket or ev.bucket
-    result_key = cfg.results_prefix + ev.key + ".json"
+    result_key = f"{cfg.results_prefix}{ev.bucket}/{ev.key}.json"
     entry = {"bucket": ev.bucket, "key": ev.key, "etag": ev.etag or None}
+    if "*" not in cfg.source_buckets and ev.bucket not in cfg.source_buckets:
+        raise RecordError("bucket_not_allowed", f"bucket {ev.bucket!r} is not in SOURCE_BUCKETS")
     if not ev.created:
         return {**entry, "status": "skipped", "reason": f"not an ObjectCreated event ({ev.event_name})"}
     # Retrigger guard: our own results (same bucket and under the results prefix) are never inputs.
@@ -74,6 +80,28 @@ def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
     if etag and done_etag == etag:
         return {**entry, "status": "duplicate"}
 
+    claim_key = result_key + ".claim"
+    try:
+        if not claim(client, out_bucket, claim_key, entry["etag"] or "", cfg.claim_ttl_s):
+            raise RecordError("in_progress", "another delivery of this object is being classified", retryable=True)
+    except RecordError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore errors, classified by s3_error
+        raise s3_error(exc) from None
+    try:
+        # Claimed: a concurrent delivery may have finished between our first look and the claim.
+        try:
+            if entry["etag"] and head_result(client, out_bucket, result_key) == entry["etag"]:
+                return {**entry, "status": "duplicate"}
+        except Exception as exc:  # noqa: BLE001 - botocore errors, classified by s3_error
+            raise s3_error(exc) from None
+        return {**entry, **classify_and_store(ev, cfg, client, data, out_bucket, result_key, entry["etag"])}
+    finally:
+        release(client, out_bucket, claim_key)
+
+
+def classify_and_store(ev: ObjectEvent, cfg: Settings, client, data: bytes, out_bucket: str, result_key: str, etag) -> dict:
+    """Classify the fetched object and write its result document; the record's final status."""
     try:
         result = classify_image(data, top_k=cfg.top_k)
     except FunctionError as exc:  # not an image, truncated, too many pixels, Triton down, ...
@@ -83,7 +111,7 @@ def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
         "source": {
             "bucket": ev.bucket,
             "key": ev.key,
-            "etag": entry["etag"],
+            "etag": etag,
             "size": len(data),
             "event_name": ev.event_name,
             "event_time": ev.event_time,
@@ -93,9 +121,9 @@ def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
         "predictions": result.get("predictions", []),
         "classified_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
-    write_result(client, out_bucket, result_key, doc, entry["etag"])
+    write_result(client, out_bucket, result_key, doc, etag)
     top = doc["predictions"][0] if doc["predictions"] else None
-    return {**entry, "status": "classified", "top1": top, "model_version": doc["model_version"]}
+    return {"status": "classified", "top1": top, "model_version": doc["model_version"]}
 
 
 @handler_errors

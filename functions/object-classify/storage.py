@@ -1,6 +1,6 @@
 """object-classify's object storage: its configuration, one boto3 client per configuration, and
-the S3 calls the handler makes (read the result marker, fetch the object, write the result), with
-botocore's errors mapped to per-record `RecordError`s with stable codes.
+the S3 calls the handler makes (read the result marker, claim a record, fetch the object, write
+the result), with botocore's errors mapped to per-record `RecordError`s with stable codes.
 
 Credentials come from OpenFaaS secret files (`s3-access-key-id`, `s3-secret-access-key` under
 SECRETS_DIR), else from the environment (the local platform has no secret files).
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 from .common.settings import setting
 from .events import ObjectEvent, RecordError
@@ -25,6 +26,11 @@ s3_endpoint = setting("S3_ENDPOINT", str, None)  # None: AWS
 s3_region = setting("S3_REGION", str, "us-east-1")
 results_bucket = setting("RESULTS_BUCKET", str, None)  # None: the source bucket
 results_prefix = setting("RESULTS_PREFIX", str, "results/", blank_is_unset=False)
+# Buckets whose events are classified (comma-separated; "*" = any). Unset: none, so a forged event
+# naming another bucket never makes the function read it with its credentials.
+source_buckets = setting("SOURCE_BUCKETS", str, "")
+# A claim older than this is abandoned (its worker died) and may be taken over.
+claim_ttl_s = setting("CLAIM_TTL_S", float, 600.0, low=1.0)
 input_prefix = setting("INPUT_PREFIX", str, "", blank_is_unset=False)
 input_suffixes = setting("INPUT_SUFFIXES", str, "")  # comma-separated, case-insensitive
 max_object_bytes = setting("MAX_OBJECT_BYTES", int, 20 * 1024 * 1024, low=1)
@@ -45,6 +51,8 @@ class Settings:
         self.secret_key = _secret("s3-secret-access-key", secret_access_key)
         self.results_bucket = results_bucket()
         self.results_prefix = results_prefix()
+        self.source_buckets = {b.strip() for b in source_buckets().split(",") if b.strip()}
+        self.claim_ttl_s = claim_ttl_s()
         self.input_prefix = input_prefix()
         self.input_suffixes = tuple(s.strip().lower() for s in input_suffixes().split(",") if s.strip())
         self.max_object_bytes = max_object_bytes()
@@ -115,9 +123,10 @@ def s3_error(exc: Exception) -> RecordError:
 
 
 def is_precondition_failed(exc: Exception) -> bool:
-    """The object changed since the event (GetObject's If-Match failed)."""
+    """A conditional request lost: If-Match/If-None-Match failed (412), or S3 saw a concurrent
+    conditional write (409 ConditionalRequestConflict)."""
     resp = getattr(exc, "response", None)
-    return isinstance(resp, dict) and resp.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
+    return isinstance(resp, dict) and resp.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412)
 
 
 def head_result(client, bucket: str, key: str) -> str | None:
@@ -131,6 +140,48 @@ def head_result(client, bucket: str, key: str) -> str | None:
             return None
         raise
     return head.get("Metadata", {}).get(SOURCE_ETAG)
+
+
+def claim(client, bucket: str, key: str, source_etag: str, ttl_s: float) -> bool:
+    """Atomically claim one record (this result key, this source version) so that concurrent
+    deliveries of the same event classify it once: a conditional put that only one writer wins
+    (If-None-Match: *, which AWS S3, MinIO and moto's server honour). A claim left by a worker that
+    died is taken over after `ttl_s`, by compare-and-swap on its eTag (If-Match). False: another
+    delivery holds it."""
+    from botocore.exceptions import ClientError
+
+    body = json.dumps({"source_etag": source_etag, "at": time.time()}).encode()
+    put = {"Bucket": bucket, "Key": key, "Body": body, "Metadata": {RESULT_MARKER: "claim"}}
+    try:
+        client.put_object(**put, IfNoneMatch="*")
+        return True
+    except ClientError as exc:
+        if not is_precondition_failed(exc):
+            raise
+    try:
+        held = client.get_object(Bucket=bucket, Key=key)
+        current = json.loads(held["Body"].read())
+    except ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+            return False  # released meanwhile: the holder finished; the caller retries later
+        raise
+    if current.get("source_etag") == source_etag and time.time() - float(current.get("at", 0)) < ttl_s:
+        return False
+    try:  # stale, or for an older version of the object: take it over, if nobody else did first
+        client.put_object(**put, IfMatch=held["ETag"])
+        return True
+    except ClientError as exc:
+        if is_precondition_failed(exc):
+            return False
+        raise
+
+
+def release(client, bucket: str, key: str) -> None:
+    """Drop a claim once its result is written (best effort: an orphan only expires)."""
+    try:
+        client.delete_object(Bucket=bucket, Key=key)
+    except Exception:  # noqa: BLE001 - a leftover claim is harmless: the result is already there
+        pass
 
 
 def fetch(client, ev: ObjectEvent, limit: int) -> tuple[bytes, str, dict]:

@@ -1,6 +1,6 @@
 """`sai s3 upload | result`: try object-classify's S3 event flow on one machine (needs
-`sai up --with-s3`). `upload` puts a file in the local bucket and queues the bucket notification
-as MinIO does; the platform delivers it to object-classify, redelivering until it is classified."""
+`sai up --with-s3`). `upload` puts a file in the local bucket (any S3 client's upload does the same
+thing: the platform notifies object-classify as MinIO does) and waits for its result."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sai import paths
 from sai.errors import SaiError
 from sai.local import s3_events
 from sai.local.processes import wait_until
-from sai.local.s3_server import RESULTS_PREFIX, S3Handle, is_running, load_handle
+from sai.local.s3_server import RESULTS_PREFIX, S3Handle, is_running, load_handle, result_key
 from sai.local.stack import load_stack
 
 FUNCTION = "object-classify"
@@ -48,11 +48,9 @@ def cmd_upload(args) -> int:
     client = handle.client()
     put = client.put_object(Bucket=handle.bucket, Key=key, Body=data)
     etag = put["ETag"].strip('"')
-    print(f"uploaded s3://{handle.bucket}/{key} ({len(data)} bytes, eTag {etag})")
-    # What MinIO does on a PUT: store the event; the platform delivers it to object-classify and
-    # redelivers until it is classified (s3_events.Notifier).
-    s3_events.enqueue(_state_dir(args), s3_events.minio_event(handle.bucket, key, len(data), etag))
-    print(f"event queued for {FUNCTION}")
+    # Like any client's upload, the platform sees it and notifies object-classify as MinIO would,
+    # redelivering until it is classified (sai/local/s3_events.py).
+    print(f"uploaded s3://{handle.bucket}/{key} ({len(data)} bytes, eTag {etag}); {FUNCTION} is notified")
     doc = _wait_for_result(client, handle.bucket, key, etag, args.timeout)
     if doc is None:
         print(
@@ -68,11 +66,11 @@ def cmd_upload(args) -> int:
 
 def _wait_for_result(client, bucket: str, key: str, etag: str, timeout: float) -> dict | None:
     """The result document for this version of the object (same source eTag), or None."""
-    result_key = RESULTS_PREFIX + key + ".json"
+    result = result_key(bucket, key)
 
     def fetch():
         try:
-            doc = json.loads(client.get_object(Bucket=bucket, Key=result_key)["Body"].read())
+            doc = json.loads(client.get_object(Bucket=bucket, Key=result)["Body"].read())
         except client.exceptions.NoSuchKey:
             return None
         return doc if doc.get("source", {}).get("etag") == etag else None
@@ -83,7 +81,7 @@ def _wait_for_result(client, bucket: str, key: str, etag: str, timeout: float) -
 def cmd_result(args) -> int:
     handle = _handle_or_fail(args)
     client = handle.client()
-    key = RESULTS_PREFIX + args.key + ".json"
+    key = result_key(handle.bucket, args.key)
 
     def fetch():
         try:
@@ -111,10 +109,10 @@ def register(sub) -> None:
     up = s3.add_parser(
         "upload",
         parents=[common],
-        help="upload FILE to the bucket; its S3 event goes to object-classify",
-        description="Upload FILE to the local bucket and queue its bucket notification (MinIO webhook "
-        "format); the platform delivers it to object-classify until it answers 2xx, as MinIO does. "
-        "Prints the classification once it is stored (exit 0), or exit 1 if it is not there in time.",
+        help="upload FILE to the bucket; object-classify classifies it",
+        description="Upload FILE to the local bucket. The platform notifies object-classify as MinIO does "
+        "(webhook format, redelivered until it answers 2xx). Prints the classification once it is stored "
+        "(exit 0), or exits 1 if it is not there in time (the event stays queued).",
     )
     up.add_argument("file", metavar="FILE")
     up.add_argument("--key", help="object key (default: object-classify's INPUT_PREFIX + the file name)")
@@ -125,7 +123,7 @@ def register(sub) -> None:
         "result",
         parents=[common],
         help="print the stored classification result of KEY",
-        description=f"Print the result object {RESULTS_PREFIX}<KEY>.json as JSON.",
+        description=f"Print the result object {RESULTS_PREFIX}<bucket>/<KEY>.json as JSON.",
     )
     res.add_argument("key", metavar="KEY")
     res.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the result to appear")

@@ -128,6 +128,7 @@ class Platform:
         self.gateway = Gateway(self.functions, async_calls, settings.upstream_timeout_s, settings.max_body_bytes)
         self.s3: s3_server.S3Handle | None = None
         self.s3_notifier: s3_events.Notifier | None = None
+        self.s3_watcher: s3_events.Watcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -155,13 +156,7 @@ class Platform:
             self._start_functions()
             self._start_gateway()
             if self.s3 is not None and "object-classify" in self.functions:
-                self.s3_notifier = s3_events.Notifier(
-                    self.settings.state_dir,
-                    f"{self.gateway_url}/function/object-classify",
-                    header_timeout_s=self.settings.s3_event_timeout_s,
-                    retry_interval_s=self.settings.s3_event_retry_s,
-                )
-                self.s3_notifier.start()  # also delivers what was queued before a restart
+                self._start_s3_events(self.functions["object-classify"].spec.environment)
         except BaseException:
             self.stop()
             raise
@@ -169,8 +164,9 @@ class Platform:
         log.info("platform ready: gateway %s, triton %s", self.gateway_url, self.triton_url)
 
     def stop(self) -> None:
-        if self.s3_notifier is not None:
-            self.s3_notifier.stop()  # undelivered events stay queued on disk
+        for part in (self.s3_watcher, self.s3_notifier):
+            if part is not None:
+                part.stop()  # undelivered events stay queued on disk
         self._stop_gateway()
         for fn in self.functions.values():
             fn.stop()
@@ -215,6 +211,25 @@ class Platform:
         for fn in self.functions.values():
             fn.wait_ready()
             log.info("function %s listening on port %d", fn.spec.name, fn.port)
+
+    def _start_s3_events(self, env: dict[str, str]) -> None:
+        """Bucket notifications as MinIO sends them: the watcher queues an event for each new
+        object under object-classify's INPUT_PREFIX, the notifier delivers them (s3_events.py)."""
+        self.s3_notifier = s3_events.Notifier(
+            self.settings.state_dir,
+            f"{self.gateway_url}/function/object-classify",
+            header_timeout_s=self.settings.s3_event_timeout_s,
+            retry_interval_s=self.settings.s3_event_retry_s,
+        )
+        self.s3_notifier.start()  # also delivers what was queued before a restart
+        self.s3_watcher = s3_events.Watcher(
+            self.settings.state_dir,
+            self.s3.client(),
+            self.s3.bucket,
+            prefix=env.get("INPUT_PREFIX", ""),
+            skip_prefix=s3_server.RESULTS_PREFIX,
+        )
+        self.s3_watcher.start()
 
     # -- gateway (its own event loop thread) -------------------------------------------------------
     def _start_gateway(self) -> None:

@@ -8,9 +8,10 @@ in order, until one comes (minio RELEASE.2025-04-22T22-12-26Z: internal/event/ta
 internal/store). That is at-least-once delivery; object-classify makes it classify-once by
 recognising a result it already wrote for the same eTag.
 
-Locally, `sai s3 upload` queues the event (`enqueue`) and the platform's `Notifier` delivers it
-with the same rules: one JSON file per event in `<state>/s3-events/`, oldest first, removed only
-after a 2xx.
+Locally, the platform's `Watcher` sees each new object under object-classify's INPUT_PREFIX,
+whoever uploaded it (boto3, `aws s3 cp`, `sai s3 upload`), and queues its event (`enqueue`); its
+`Notifier` delivers with the same rules: one JSON file per event in `<state>/s3-events/`, oldest
+first, removed only after a 2xx.
 """
 
 from __future__ import annotations
@@ -98,8 +99,32 @@ def pending(state_dir: pathlib.Path) -> list[pathlib.Path]:
     return sorted(queue_dir(state_dir).glob("*.json"))
 
 
-class Notifier:
+class _Loop:
+    """A daemon thread running `_run` until `stop()` (which `_run` sees through `self._stop`)."""
+
+    name = "loop"
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Notifier(_Loop):
     """Delivers queued events to `url` on a background thread until `stop()`."""
+
+    name = "s3-events"
 
     def __init__(
         self,
@@ -108,13 +133,12 @@ class Notifier:
         header_timeout_s: float = RESPONSE_HEADER_TIMEOUT_S,
         retry_interval_s: float = RETRY_INTERVAL_S,
     ):
+        super().__init__()
         self.state_dir, self.url = pathlib.Path(state_dir), url
         self.header_timeout_s, self.retry_interval_s = header_timeout_s, retry_interval_s
         self.delivered = 0
         self.failed_attempts = 0
         self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._session = requests.Session()
 
     def status(self) -> dict:
@@ -128,13 +152,10 @@ class Notifier:
 
     def start(self) -> None:
         queue_dir(self.state_dir).mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._run, name="s3-events", daemon=True)
-        self._thread.start()
+        super().start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().stop(timeout)
         self._session.close()
 
     def _run(self) -> None:
@@ -171,3 +192,48 @@ class Notifier:
         self.last_error = error
         log.warning("S3 event %s: %s %s; retrying in %.0fs", path.name, self.url, error, self.retry_interval_s)
         return False
+
+
+class Watcher(_Loop):
+    """Queues an event for every object that appears (or changes) under `prefix`, as MinIO does on
+    each PUT: moto sends no notifications. It lists the bucket every `interval` seconds; objects
+    already there when it starts count as seen (MinIO notifies new writes only)."""
+
+    name = "s3-watcher"
+
+    def __init__(
+        self, state_dir: pathlib.Path, client, bucket: str, prefix: str = "", skip_prefix: str = "", interval: float = 0.5
+    ):
+        super().__init__()
+        self.state_dir, self.client, self.bucket = pathlib.Path(state_dir), client, bucket
+        self.prefix, self.skip_prefix, self.interval = prefix, skip_prefix, interval
+        self.seen: dict[str, str] = {}
+
+    def start(self) -> None:
+        self.seen = {key: etag for key, etag, _ in self._listing()}
+        super().start()
+
+    def _listing(self):
+        """(key, eTag, size) of every object under the prefix (results excluded)."""
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for obj in page.get("Contents", []):
+                if self.skip_prefix and obj["Key"].startswith(self.skip_prefix):
+                    continue
+                yield obj["Key"], obj["ETag"].strip('"'), obj["Size"]
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.scan()
+            except Exception as exc:  # noqa: BLE001 - S3 restarting: keep watching
+                log.warning("S3 watcher: listing %s failed: %s", self.bucket, exc)
+
+    def scan(self) -> int:
+        """Queue events for what is new since the last scan; how many."""
+        count = 0
+        for key, etag, size in self._listing():
+            if self.seen.get(key) != etag:
+                enqueue(self.state_dir, minio_event(self.bucket, key, size, etag))  # stored first,
+                self.seen[key] = etag  # then remembered: a crash in between only re-sends it
+                count += 1
+        return count

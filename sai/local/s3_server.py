@@ -59,7 +59,13 @@ def function_env(handle: S3Handle) -> dict[str, str]:
         "S3_ACCESS_KEY_ID": handle.access_key,
         "S3_SECRET_ACCESS_KEY": handle.secret_key,
         "RESULTS_PREFIX": RESULTS_PREFIX,
+        "SOURCE_BUCKETS": handle.bucket,
     }
+
+
+def result_key(bucket: str, key: str) -> str:
+    """Where object-classify stores the result of s3://bucket/key (its handler.process)."""
+    return f"{RESULTS_PREFIX}{bucket}/{key}.json"
 
 
 def start_s3(

@@ -24,6 +24,7 @@ S3_ENDPOINT: {{ include "sai.functionsS3Endpoint" $ | quote }}
 S3_REGION: {{ $oc.s3Region | quote }}
 RESULTS_BUCKET: {{ $oc.resultsBucket | quote }}
 RESULTS_PREFIX: {{ $oc.resultsPrefix | quote }}
+SOURCE_BUCKETS: {{ $oc.sourceBuckets | quote }}
 INPUT_PREFIX: {{ $oc.inputPrefix | quote }}
 {{- end }}
 {{- end -}}

@@ -251,6 +251,6 @@ runAsGroup: {{ $uid }}
 {{- $results := default .Values.minio.uploadsBucket $oc.resultsBucket -}}
 {{- dict "Version" "2012-10-17" "Statement" (list
       (dict "Effect" "Allow" "Action" (list "s3:GetObject") "Resource" (list (printf "arn:aws:s3:::%s/%s*" .Values.minio.uploadsBucket $oc.inputPrefix)))
-      (dict "Effect" "Allow" "Action" (list "s3:GetObject" "s3:PutObject") "Resource" (list (printf "arn:aws:s3:::%s/%s*" $results $oc.resultsPrefix)))
+      (dict "Effect" "Allow" "Action" (list "s3:GetObject" "s3:PutObject" "s3:DeleteObject") "Resource" (list (printf "arn:aws:s3:::%s/%s*" $results $oc.resultsPrefix)))
     ) | toPrettyJson -}}
 {{- end -}}
