@@ -4,6 +4,8 @@ model agree on the interface, and the built image model was verified against PyT
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -65,3 +67,14 @@ def test_function_requirements_are_installed():
             except PackageNotFoundError:
                 pytest.fail(f"{req_file.parent.name}: {req.name} is not installed")
             assert req.specifier.contains(installed, prereleases=True), f"{req_file.parent.name}: {req} vs {installed}"
+
+
+def test_configs_parse_beside_the_kserve_sdk():
+    """`sai cluster` imports the kserve SDK, whose v2 protocol protos reuse the names of Triton's
+    gRPC protos; the config reader must not load those (protobuf refuses a duplicate symbol)."""
+    code = (
+        "import kserve; from sai.models.config import read_config; "
+        "print(read_config('model_repository/image_classifier/config.pbtxt')['name'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=paths.repo_root(), check=True)
+    assert out.stdout.strip() == "image_classifier"
