@@ -107,6 +107,7 @@ class Notifier:
         url: str,
         header_timeout_s: float = RESPONSE_HEADER_TIMEOUT_S,
         retry_interval_s: float = RETRY_INTERVAL_S,
+        auth: tuple[str, str] | None = None,
     ):
         self.state_dir, self.url = pathlib.Path(state_dir), url
         self.header_timeout_s, self.retry_interval_s = header_timeout_s, retry_interval_s
@@ -116,6 +117,7 @@ class Notifier:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._session = requests.Session()
+        self._session.auth = auth  # the gateway's basic auth, when it guards /function/*
 
     def status(self) -> dict:
         """For the state file (`sai status`): what waits, what went, the last failure."""
