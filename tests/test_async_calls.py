@@ -295,3 +295,16 @@ def test_hard_kill_loses_nothing_and_delivers_each_once(tmp_path, receiver):
     inv = s.invoked()
     assert inv.count(ids[0]) == 2 and inv.count(ids[1]) == 1 and inv.count(ids[2]) == 1
     s.stop()
+
+
+def test_the_database_gives_back_the_space_of_delivered_bodies(server, receiver):
+    """Bodies are deleted once used; the file (and its WAL) must shrink back, not keep every
+    megabyte it ever held."""
+    body = b"b" * (1024 * 1024)
+    ids = [server.call(callback=receiver.url, data=body).headers["X-Call-Id"] for _ in range(16)]
+    receiver.wait_for(ids, timeout=20)
+
+    def on_disk() -> int:
+        return sum(p.stat().st_size for p in server.db.parent.glob(server.db.name + "*"))
+
+    assert wait_until(lambda: on_disk() < 4 * 1024 * 1024, 10, interval=0.2), f"{on_disk()} bytes on disk"

@@ -156,7 +156,7 @@ class AsyncCalls:
         """Give freed pages (deleted bodies) back to the file system."""
         free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
         if free > 256:
-            self._conn.execute("PRAGMA incremental_vacuum")
+            self._conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _insert(self, row: dict) -> None:

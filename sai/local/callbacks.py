@@ -92,10 +92,10 @@ class CallbackPolicy:
             return f"X-Callback-Url points at the platform's own {services[port]} (port {port})"
         if ip in METADATA or ip.is_link_local:
             return f"X-Callback-Url resolves to {ip}, a link-local or cloud-metadata address"
+        if ip.is_loopback or ip.is_unspecified:
+            return None  # a receiver on this machine, on a port that is not ours (::1 is "reserved" too)
         if ip.is_multicast or ip.is_reserved:
             return f"X-Callback-Url resolves to {ip}, a multicast or reserved address"
-        if ip.is_loopback or ip.is_unspecified:
-            return None  # a receiver on this machine, on a port that is not ours
         if ip.is_global:
             return None
         if (host.lower(), port) in self.allow_hostports or any(ip in net for net in self.allow_nets):
