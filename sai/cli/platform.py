@@ -17,7 +17,7 @@ from sai.local import s3_server
 from sai.local.callbacks import CallbackPolicy
 from sai.local.platform import Platform, Settings
 from sai.local.processes import tail, wait_until
-from sai.state import http_ok, pid_path, port_open, read_pid, read_state, state_path
+from sai.state import credentials_dir, http_ok, pid_path, port_open, read_pid, read_state, state_path
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,8 @@ def cmd_up(args) -> int:
             f"http://{args.host}:{args.port}/function/image-classify)"
         )
         print("`sai status` shows each component, `sai logs NAME` its log, `sai down` stops everything")
+        secrets = credentials_dir(paths.state_dir())
+        print(f"/system/* needs basic auth: user and password in {secrets}/basic-auth-user and basic-auth-password")
         return 0
     os.killpg(proc.pid, signal.SIGTERM)
     raise SaiError(f"not ready after {args.timeout:.0f}s; see {logfile}")
