@@ -234,10 +234,8 @@ class Gateway:
             raise ErrorReply(503, "gateway_busy", "the gateway holds as many request bodies as it may", retry_after=2)
         try:
             return b"".join([chunk async for chunk in self._chunks(request, cap)])
-        except BodyTooLarge:
-            raise ErrorReply(413, "body_too_large", f"request body larger than {cap} bytes", close=True) from None
-        except BodyTimeout:
-            raise ErrorReply(408, "body_timeout", f"no request body data for {self.body_idle_timeout_s:g}s", close=True) from None
+        except (BodyTooLarge, BodyTimeout) as exc:
+            raise self._body_error(exc, name) from None
         finally:
             self.buffered.give(reserve)
 
@@ -294,7 +292,7 @@ class Gateway:
                 out["X-Duration-Seconds"] = f"{time.perf_counter() - start:.6f}"
                 return resp.status, out, data
         except (BodyTooLarge, BodyTimeout) as exc:
-            return self._body_error(exc, name)
+            return self._body_error(exc, name).parts()
         except asyncio.TimeoutError:
             return error_parts(
                 504, "function_timeout", f"function {name!r} did not answer within {self.upstream_timeout.total:.0f}s"
@@ -302,14 +300,15 @@ class Gateway:
         except aiohttp.ClientError as exc:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, BodyTooLarge | BodyTimeout):  # raised while aiohttp sent the body
-                return self._body_error(cause, name)
+                return self._body_error(cause, name).parts()
             log.warning("function %s unreachable: %s", name, exc)
             return error_parts(503, "function_unavailable", f"function {name!r} is unreachable; retry shortly", retry_after=2)
 
-    def _body_error(self, cause: Exception, name: str) -> tuple[int, dict, bytes]:
+    def _body_error(self, cause: Exception, name: str) -> ErrorReply:
+        """What a body that went over the cap or stalled gets (the connection is closed after)."""
         if isinstance(cause, BodyTooLarge):
-            return error_parts(413, "body_too_large", f"request body larger than {self.body_cap(name)} bytes")
-        return error_parts(408, "body_timeout", f"no request body data for {self.body_idle_timeout_s:g}s")
+            return ErrorReply(413, "body_too_large", f"request body larger than {self.body_cap(name)} bytes", close=True)
+        return ErrorReply(408, "body_timeout", f"no request body data for {self.body_idle_timeout_s:g}s", close=True)
 
     async def call_async(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -53,6 +53,9 @@ class ErrorReply(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.retry_after, self.close = status, code, message, retry_after, close
 
+    def parts(self) -> tuple[int, dict, bytes]:
+        return error_parts(self.status, self.code, self.message, self.retry_after)
+
     def response(self) -> web.Response:
         resp = error_response(self.status, self.code, self.message, self.retry_after)
         if self.close:
