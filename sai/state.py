@@ -4,9 +4,11 @@ and the ports it listens on. Written by the supervisor (sai.local.platform), rea
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pathlib
+import secrets
 import socket
 import urllib.request
 
@@ -69,3 +71,39 @@ def http_ok(url: str, timeout: float = 2) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+def credentials_dir(state_dir: pathlib.Path) -> pathlib.Path:
+    """The gateway's basic-auth credentials, one file each as OpenFaaS mounts its secrets
+    (basic-auth-user, basic-auth-password); the folder 0700, the files 0600."""
+    return state_dir / "secrets"
+
+
+def ensure_credentials(state_dir: pathlib.Path) -> tuple[str, str]:
+    """The gateway's credentials, generated (user admin, a random password) when absent."""
+    folder = credentials_dir(state_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    if (found := read_credentials(state_dir)) is not None:
+        return found
+    for name, value in (("basic-auth-user", "admin"), ("basic-auth-password", secrets.token_urlsafe(24))):
+        fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+    return read_credentials(state_dir)
+
+
+def read_credentials(state_dir: pathlib.Path) -> tuple[str, str] | None:
+    folder = credentials_dir(state_dir)
+    try:
+        return (folder / "basic-auth-user").read_text().strip(), (folder / "basic-auth-password").read_text().strip()
+    except OSError:
+        return None
+
+
+def auth_header(state_dir: pathlib.Path) -> dict[str, str]:
+    """The Authorization header for the gateway of the platform in `state_dir` ({} without one)."""
+    found = read_credentials(state_dir)
+    if found is None:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(":".join(found).encode()).decode()}

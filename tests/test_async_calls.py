@@ -27,8 +27,10 @@ APP = textwrap.dedent(
     import asyncio, json, logging, sys
     from aiohttp import web
     from sai.local.async_calls import AsyncCalls
+    from sai.local.callbacks import CallbackPolicy
 
-    db, port, invocations, concurrency, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    db, port, invocations, concurrency, limit, per_host = sys.argv[1], int(sys.argv[2]), sys.argv[3], *map(int, sys.argv[4:7])
+    allow = [a for a in sys.argv[7].split(",") if a]
     logging.basicConfig(level=logging.INFO)
 
     async def invoke(name, method, path_qs, headers, body):
@@ -43,7 +45,7 @@ APP = textwrap.dedent(
         return int(q.get("status", ["200"])[0]), {"Content-Type": "application/json"}, json.dumps(out).encode()
 
     calls = AsyncCalls(db, concurrency=concurrency, queue_limit=limit,
-                       gateway_base_urls=[f"http://127.0.0.1:{port}"],
+                       policy=CallbackPolicy(lambda: {port: "gateway"}, allow), per_host_limit=per_host,
                        callback_backoff=0.2, callback_attempts=4, drain_timeout=10)
 
     async def route(request):
@@ -66,13 +68,13 @@ APP = textwrap.dedent(
 
 
 class Server:
-    def __init__(self, tmp_path, concurrency=2, limit=100):
+    def __init__(self, tmp_path, concurrency=2, limit=100, per_host=20, allow=""):
         self.script = tmp_path / "app.py"
         self.script.write_text(APP)
         self.db = tmp_path / "calls.db"
         self.invocations = tmp_path / "invocations.log"
         self.port = free_port()
-        self.args = [str(self.db), str(self.port), str(self.invocations), str(concurrency), str(limit)]
+        self.args = [str(self.db), str(self.port), str(self.invocations), str(concurrency), str(limit), str(per_host), allow]
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
         self.log = tmp_path / "server.log"
@@ -135,13 +137,76 @@ def test_accept_run_and_callback(server, receiver):
         "http://[::1]:{port}/x",
         "http://127.0.0.5:{port}/x",
         "http://0.0.0.0:{port}/x",
+        # every other spelling of this machine still reaches the gateway
+        "http://0x7f000001:{port}/x",
+        "http://2130706433:{port}/x",
+        "http://127.1:{port}/x",
+        "http://0177.0.0.1:{port}/x",
+        "http://[::ffff:127.0.0.1]:{port}/x",
+        "http://[::ffff:7f00:1]:{port}/x",
+        "http://[::127.0.0.1]:{port}/x",
+        "http://localhost.:{port}/x",
+        # link-local and cloud metadata, credentials, private ranges without an allow-list entry
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]:8000/x",
+        "http://[fd00:ec2::254]/x",
+        "http://100.100.100.200/x",
+        "http://user:pw@127.0.0.1:9/x",
+        "http://10.1.2.3:8000/x",
+        "http://192.168.1.10/x",
+        "http://[fc00::1]/x",
+        "http://224.0.0.1/x",
+        "http://no-such-host.invalid/x",
     ],
 )
 def test_bad_callback_urls_are_refused(server, url):
     r = server.call(callback=url.format(port=server.port))
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "bad_callback_url"
+    assert r.json()["error"]["message"].startswith("X-Callback-Url")
     assert server.invoked() == []
+
+
+def test_private_ranges_only_through_the_allow_list(tmp_path):
+    s = Server(tmp_path, allow="10.0.0.0/8,192.168.7.7:8000")
+    s.start()
+    try:
+        assert s.call(callback="http://10.9.8.7:9000/hook").status_code == 202
+        assert s.call(callback="http://192.168.7.7:8000/hook").status_code == 202
+        assert s.call(callback="http://192.168.7.7:8001/hook").status_code == 400
+        # the allow-list never opens the platform itself or metadata
+        assert s.call(callback="http://169.254.169.254/").status_code == 400
+        assert s.call(callback=f"http://127.0.0.1:{s.port}/").status_code == 400
+    finally:
+        s.stop()
+
+
+def test_a_hanging_receiver_does_not_block_other_callers(tmp_path, receiver):
+    """Issue 12 #7: a receiver that never answers once filled the whole queue (429 for everyone).
+    Now it gets at most `per_host` open calls; other receivers are served at once."""
+    import socket
+
+    hang = socket.socket()  # accepts connections (backlog) and never answers
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(64)
+    s = Server(tmp_path, concurrency=2, limit=20, per_host=3)
+    s.start()
+    try:
+        stuck = f"http://127.0.0.1:{hang.getsockname()[1]}/hook"
+        assert [s.call(callback=stuck).status_code for _ in range(3)] == [202] * 3
+        time.sleep(0.5)  # the three ran; their results wait for the receiver
+        assert [s.call(callback=stuck).status_code for _ in range(2)] == [429] * 2
+        r = s.call(callback=stuck)
+        assert r.json()["error"]["code"] == "callback_host_busy" and "Retry-After" in r.headers
+        started = time.monotonic()
+        replies = [s.call(callback=receiver.url) for _ in range(10)]
+        assert [r.status_code for r in replies] == [202] * 10, replies[-1].text
+        ids = [r.headers["X-Call-Id"] for r in replies]
+        receiver.wait_for(ids, timeout=5)
+        assert time.monotonic() - started < 5
+    finally:
+        s.stop()
+        hang.close()
 
 
 def test_function_failure_is_delivered_with_its_status(server, receiver):
@@ -227,3 +292,16 @@ def test_hard_kill_loses_nothing_and_delivers_each_once(tmp_path, receiver):
     inv = s.invoked()
     assert inv.count(ids[0]) == 2 and inv.count(ids[1]) == 1 and inv.count(ids[2]) == 1
     s.stop()
+
+
+def test_the_database_gives_back_the_space_of_delivered_bodies(server, receiver):
+    """Bodies are deleted once used; the file (and its WAL) must shrink back, not keep every
+    megabyte it ever held."""
+    body = b"b" * (1024 * 1024)
+    ids = [server.call(callback=receiver.url, data=body).headers["X-Call-Id"] for _ in range(16)]
+    receiver.wait_for(ids, timeout=20)
+
+    def on_disk() -> int:
+        return sum(p.stat().st_size for p in server.db.parent.glob(server.db.name + "*"))
+
+    assert wait_until(lambda: on_disk() < 4 * 1024 * 1024, 10, interval=0.2), f"{on_disk()} bytes on disk"

@@ -15,6 +15,7 @@ import requests
 from aiohttp import web
 
 from sai.local.async_calls import AsyncCalls
+from sai.local.callbacks import CallbackPolicy
 from sai.local.gateway import Gateway
 from sai.local.processes import wait_until
 from sai.state import free_port
@@ -27,7 +28,8 @@ class GatewayProcess:
     def __init__(self, functions, db, port, concurrency):
         self.url = f"http://127.0.0.1:{port}"
         self.port = port
-        calls = AsyncCalls(str(db), concurrency=concurrency, gateway_base_urls=[self.url], callback_backoff=0.2)
+        policy = CallbackPolicy(lambda: {port: "gateway"})
+        calls = AsyncCalls(str(db), concurrency=concurrency, policy=policy, callback_backoff=0.2)
         self.gateway = Gateway(functions, calls)
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
@@ -50,6 +52,12 @@ class GatewayProcess:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
         assert not self.thread.is_alive()
+
+
+def classify_async(base: str, image: bytes, callback: str, query: str = "") -> requests.Response:
+    return requests.post(
+        f"{base}/async-function/image-classify{query}", data=image, headers={"X-Callback-Url": callback}, timeout=10
+    )
 
 
 def states(db) -> dict[str, int]:
@@ -92,12 +100,7 @@ def test_gateway_restart_between_accept_and_completion(platform, receiver, coffe
     gw = GatewayProcess(platform.functions, db, port, concurrency=0)
     ids = []
     for i in range(n):
-        r = requests.post(
-            f"{gw.url}/async-function/image-classify?top_k=1&i={i}",
-            data=coffee_jpeg,
-            headers={"X-Callback-Url": receiver.url},
-            timeout=10,
-        )
+        r = classify_async(gw.url, coffee_jpeg, receiver.url, f"?top_k=1&i={i}")
         assert r.status_code == 202
         ids.append(r.headers["X-Call-Id"])
     gw.stop()
@@ -106,12 +109,7 @@ def test_gateway_restart_between_accept_and_completion(platform, receiver, coffe
     # flight finishes (graceful shutdown), the rest stays queued.
     gw = GatewayProcess(platform.functions, db, port, concurrency=1)
     for i in range(n, 2 * n):
-        r = requests.post(
-            f"{gw.url}/async-function/image-classify?top_k=1&i={i}",
-            data=coffee_jpeg,
-            headers={"X-Callback-Url": receiver.url},
-            timeout=10,
-        )
+        r = classify_async(gw.url, coffee_jpeg, receiver.url, f"?top_k=1&i={i}")
         ids.append(r.headers["X-Call-Id"])
     gw.stop()
     invoked = gw.gateway.invocations.get("image-classify", 0)
@@ -128,3 +126,38 @@ def test_gateway_restart_between_accept_and_completion(platform, receiver, coffe
         assert states(db) == {"done": 2 * n}
     finally:
         gw.stop()
+
+
+def test_hostile_callbacks_into_the_platform_are_refused(platform, receiver, coffee_jpeg):
+    """Issue 12 #1: `X-Callback-Url: http://127.0.0.1:<s3-port>/moto-api/reset` was accepted and
+    the delivery deleted every bucket. Every service of the platform, in any spelling, is refused
+    with 400; a receiver on another loopback port still gets its result."""
+    s = platform.settings
+    s3 = platform.s3
+    client = s3.client()
+    client.put_object(Bucket=s3.bucket, Key="ssrf-canary.txt", Body=b"still here")
+    fn_port = platform.functions["image-classify"].port
+    targets = [
+        f"http://127.0.0.1:{s.s3_port}/moto-api/reset",
+        f"http://0x7f000001:{s.s3_port}/moto-api/reset",
+        f"http://2130706433:{s.s3_port}/moto-api/reset",
+        f"http://[::ffff:127.0.0.1]:{s.s3_port}/moto-api/reset",
+        f"http://127.1:{s.triton_http_port}/v2/repository/models/image_classifier/unload",
+        f"http://localhost:{s.triton_grpc_port}/",
+        f"http://127.0.0.1:{s.triton_metrics_port}/metrics",
+        f"http://127.0.0.1:{fn_port}/",
+        f"http://127.0.0.1:{s.port}/system/functions",
+        "http://169.254.169.254/latest/meta-data/iam/",
+        f"http://admin:secret@127.0.0.1:{s.s3_port}/",
+    ]
+    for url in targets:
+        r = classify_async(platform.gateway_url, coffee_jpeg, url)
+        assert r.status_code == 400, (url, r.status_code, r.text)
+        assert r.json()["error"]["code"] == "bad_callback_url", url
+    # nothing was delivered anywhere: the bucket and its objects are intact, Triton still serves
+    assert client.get_object(Bucket=s3.bucket, Key="ssrf-canary.txt")["Body"].read() == b"still here"
+    r = classify_async(platform.gateway_url, coffee_jpeg, receiver.url)
+    assert r.status_code == 202
+    call_id = r.headers["X-Call-Id"]
+    got = receiver.wait_for([call_id], timeout=30)[call_id]
+    assert json.loads(got[0]["body"])["predictions"][0]["label"] == "espresso"

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from sai.local.platform import Platform, Settings
-from sai.state import free_port
+from sai.state import auth_header, free_port
 
 ECHO = """
 import json
@@ -113,17 +113,18 @@ def test_a_crashing_handler_gives_500_and_the_process_lives_on(echo_gateway):
     assert requests.post(f"{echo_gateway}/function/echo", timeout=10).status_code == 200
 
 
-def test_system_functions_lists_the_stack(echo_gateway):
-    listed = requests.get(f"{echo_gateway}/system/functions", timeout=10).json()
+def test_system_functions_lists_the_stack(echo_platform, echo_gateway):
+    auth = auth_header(echo_platform.settings.state_dir)  # /system/* needs the generated credentials
+    listed = requests.get(f"{echo_gateway}/system/functions", headers=auth, timeout=10).json()
     assert [f["name"] for f in listed] == ["echo"]
     assert listed[0]["image"] == "echo:1" and listed[0]["labels"] == {"team": "a"}
     assert listed[0]["availableReplicas"] == 1
     requests.post(f"{echo_gateway}/function/echo", timeout=10)
-    again = requests.get(f"{echo_gateway}/system/functions", timeout=10).json()
+    again = requests.get(f"{echo_gateway}/system/functions", headers=auth, timeout=10).json()
     assert again[0]["invocationCount"] == listed[0]["invocationCount"] + 1
-    one = requests.get(f"{echo_gateway}/system/function/echo", timeout=10).json()
+    one = requests.get(f"{echo_gateway}/system/function/echo", headers=auth, timeout=10).json()
     assert one["name"] == "echo"
-    assert requests.get(f"{echo_gateway}/system/function/nope", timeout=10).status_code == 404
+    assert requests.get(f"{echo_gateway}/system/function/nope", headers=auth, timeout=10).status_code == 404
 
 
 def test_healthz(echo_gateway):

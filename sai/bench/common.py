@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import psutil
 
+from sai import paths
 from sai.local.processes import wait_until
-from sai.state import free_port, read_state, state_path
+from sai.state import auth_header, free_port, read_state, state_path
 
 
 @dataclass
@@ -82,16 +83,19 @@ class Client:
         parts = urllib.parse.urlsplit(base_url)
         self.host, self.port = parts.hostname, parts.port or 80
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        # `sai up --auth-functions` guards /function/*: send the credentials `sai up` wrote.
+        self.auth = auth_header(paths.state_dir())
 
     def post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+        headers = {"Content-Type": content_type, **self.auth}
         try:
-            self.conn.request("POST", path, body=body, headers={"Content-Type": content_type})
+            self.conn.request("POST", path, body=body, headers=headers)
             resp = self.conn.getresponse()
             return resp.status, resp.read()
         except (http.client.HTTPException, OSError):
             self.conn.close()  # a dropped keep-alive connection: reconnect once
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-            self.conn.request("POST", path, body=body, headers={"Content-Type": content_type})
+            self.conn.request("POST", path, body=body, headers=headers)
             resp = self.conn.getresponse()
             return resp.status, resp.read()
 

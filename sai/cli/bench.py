@@ -1,9 +1,11 @@
-"""`sai bench image | text`: benchmarks that print figures and ratios against a baseline measured
+"""`sai bench image | text | overload`: benchmarks that print figures and ratios against a baseline measured
 in the same run."""
 
 from __future__ import annotations
 
-from sai.bench import image, text
+import argparse
+
+from sai.bench import image, overload, text
 
 
 def register(sub) -> None:
@@ -11,6 +13,11 @@ def register(sub) -> None:
     bsub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
     _register_image(bsub)
     _register_text(bsub)
+    p = bsub.add_parser(
+        "overload", help="31 MB body flood (gateway RSS) and 256 concurrent clients (status codes)", add_help=False
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER, help="options of sai/bench/overload.py (--help lists them)")
+    p.set_defaults(func=lambda args: overload.main(args.args))
 
 
 def _register_image(bench_sub) -> None:

@@ -14,13 +14,16 @@ from common.settings import setting
 from sai import paths
 from sai.errors import SaiError
 from sai.local import s3_server
+from sai.local.callbacks import CallbackPolicy
 from sai.local.platform import Platform, Settings
 from sai.local.processes import tail, wait_until
-from sai.state import http_ok, pid_path, port_open, read_pid, read_state, state_path
+from sai.state import credentials_dir, http_ok, pid_path, port_open, read_pid, read_state, state_path
 
 log = logging.getLogger(__name__)
 
 SAI_PORT = setting("SAI_PORT", int, 8080, low=1, high=65535)
+SAI_CALLBACK_ALLOW = setting("SAI_CALLBACK_ALLOW", str, "")  # comma-separated CIDR or host:port
+SAI_AUTH_FUNCTIONS = setting("SAI_AUTH_FUNCTIONS", int, 0, low=0, high=1)
 
 EXIT_NOT_RUNNING = 3  # like `systemctl status`: 3 = not running
 
@@ -37,6 +40,19 @@ def register(sub) -> None:
     up.add_argument("--with-s3", action="store_true", help="also start a local S3 server (moto) for object-classify")
     up.add_argument("--s3-port", type=int, default=9000, help="port of the local S3 server (default: %(default)s)")
     up.add_argument("--only", action="append", metavar="FUNCTION", help="start only this function (repeatable)")
+    up.add_argument(
+        "--callback-allow",
+        action="append",
+        metavar="CIDR|HOST:PORT",
+        help="let async callbacks reach this private range or receiver (repeatable; also $SAI_CALLBACK_ALLOW, "
+        "comma-separated); loopback ports other than the platform's own are always allowed",
+    )
+    up.add_argument(
+        "--auth-functions",
+        action="store_true",
+        default=bool(SAI_AUTH_FUNCTIONS()),
+        help="basic auth on /function/* and /async-function/* too, not only /system/* ($SAI_AUTH_FUNCTIONS=1)",
+    )
     up.add_argument("--timeout", type=float, default=300, help="seconds to wait for readiness (default: %(default)s)")
     up.set_defaults(func=cmd_up)
 
@@ -54,6 +70,11 @@ def register(sub) -> None:
 
 
 def _settings(args) -> Settings:
+    allow = [a for a in SAI_CALLBACK_ALLOW().split(",") if a.strip()] + (args.callback_allow or [])
+    try:
+        CallbackPolicy(allow=allow)
+    except ValueError as exc:
+        raise SaiError(str(exc), exit_code=2) from None
     return Settings(
         host=args.host,
         port=args.port,
@@ -64,6 +85,8 @@ def _settings(args) -> Settings:
         only=args.only,
         with_s3=args.with_s3,
         s3_port=args.s3_port,
+        callback_allow=allow,
+        auth_functions=args.auth_functions,
     )
 
 
@@ -99,6 +122,8 @@ def cmd_up(args) -> int:
             f"http://{args.host}:{args.port}/function/image-classify)"
         )
         print("`sai status` shows each component, `sai logs NAME` its log, `sai down` stops everything")
+        secrets = credentials_dir(paths.state_dir())
+        print(f"/system/* needs basic auth: user and password in {secrets}/basic-auth-user and basic-auth-password")
         return 0
     os.killpg(proc.pid, signal.SIGTERM)
     raise SaiError(f"not ready after {args.timeout:.0f}s; see {logfile}")

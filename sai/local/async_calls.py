@@ -18,19 +18,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import ipaddress
 import json
 import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from urllib.parse import urlsplit
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
-from sai.local.responses import HOP_BY_HOP, error_parts, error_response
+from sai.local.callbacks import CallbackPolicy, CallbackRefused, PinnedResolver
+from sai.local.responses import HOP_BY_HOP, ErrorReply, error_parts, error_response
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,6 @@ Invoke = Callable[[str, str, str, dict, bytes], Awaitable[tuple[int, dict, bytes
 
 _RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 _OPEN_STATES = ("queued", "running", "delivering")
-MAX_CALLBACK_URL = 2048
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -64,25 +62,9 @@ CREATE INDEX IF NOT EXISTS calls_state ON calls(state);
 """
 
 
-def _host_key(host: str | None, port: int | None, scheme: str) -> tuple[str, int] | None:
-    """(host, port) with every loopback/unspecified spelling folded into one name, so
-    http://localhost:8080, http://127.0.0.2:8080 and http://[::1]:8080 compare equal."""
-    if not host:
-        return None
-    host = host.lower().strip("[]").rstrip(".")
-    if port is None:
-        port = 443 if scheme == "https" else 80
-    if host == "localhost" or host.endswith(".localhost"):
-        return ("<loopback>", port)
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return (host, port)
-    if ip.is_loopback or ip.is_unspecified:
-        return ("<loopback>", port)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        return _host_key(str(ip.ipv4_mapped), port, scheme)
-    return (str(ip), port)
+def _host_key(host: str, port: int) -> str:
+    """The per-receiver key: the URL's host and port, as written (lower-cased)."""
+    return f"{host.lower().strip('[]')}:{port}"
 
 
 class AsyncCalls:
@@ -95,11 +77,14 @@ class AsyncCalls:
         db_path: str,
         concurrency: int = 2,
         queue_limit: int = 100,
-        gateway_base_urls: Iterable[str] = (),
+        policy: CallbackPolicy | None = None,
+        per_host_limit: int = 20,
+        delivery_limit: int = 1000,
+        host_delivery_concurrency: int = 4,
         callback_attempts: int = 6,
         callback_backoff: float = 0.5,
         callback_max_backoff: float = 30.0,
-        callback_timeout: float = 30.0,
+        callback_timeout: float = 10.0,
         drain_timeout: float = 30.0,
         retention_s: float = 7 * 24 * 3600,
     ):
@@ -107,18 +92,20 @@ class AsyncCalls:
         self.invoke: Invoke | None = None  # given by start()
         self.concurrency = concurrency
         self.queue_limit = queue_limit
+        self.policy = policy or CallbackPolicy()
+        # One receiver must not hold the whole queue (a hanging host once made every caller get
+        # 429 for minutes): results waiting for delivery are counted apart from work still to
+        # run, per receiver too (a receiver with per_host_limit undelivered results gets no
+        # more calls), and each receiver gets a few connections of its own.
+        self.per_host_limit = per_host_limit
+        self.delivery_limit = delivery_limit
+        self.host_delivery_concurrency = host_delivery_concurrency
         self.callback_attempts = callback_attempts
         self.callback_backoff = callback_backoff
         self.callback_max_backoff = callback_max_backoff
         self.callback_timeout = callback_timeout
         self.drain_timeout = drain_timeout
         self.retention_s = retention_s
-        self._gateway_keys = set()
-        for url in gateway_base_urls:
-            parts = urlsplit(url)
-            key = _host_key(parts.hostname, parts.port, parts.scheme)
-            if key:
-                self._gateway_keys.add(key)
         # One thread owns the SQLite connection: DB calls never block the event loop and never
         # run concurrently with each other.
         self._db_exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="async-calls-db")
@@ -128,7 +115,10 @@ class AsyncCalls:
         self._busy: set[asyncio.Task] = set()
         self._deliveries: set[asyncio.Task] = set()
         self._closing = asyncio.Event()
-        self._pending = 0  # calls not yet done/failed, the bounded-queue measure
+        self._pending = 0  # calls queued or running: the bounded-queue measure
+        self._delivering = 0  # results waiting for their callback, bounded apart
+        self._per_host: dict[str, int] = {}  # results waiting for delivery, by callback host key
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._session: aiohttp.ClientSession | None = None
         self._started = False
 
@@ -138,9 +128,15 @@ class AsyncCalls:
         call = functools.partial(fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._db_exec, call)
 
-    def _open(self) -> tuple[list[str], list[str], int]:
+    def _open(self) -> tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]]:
         conn = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
+        # Bodies are deleted once used; incremental auto-vacuum (set before the WAL, and once by a
+        # VACUUM on files made without it) lets the file give that space back.
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.execute("VACUUM")
         conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA journal_size_limit={4 * 1024 * 1024}")  # the WAL shrinks back after checkpoints
         # FULL: a 202 means the call is on disk, even if the machine loses power right after.
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(_SCHEMA)
@@ -150,10 +146,18 @@ class AsyncCalls:
             "DELETE FROM calls WHERE state IN ('done','failed') AND finished < ?",
             (time.time() - self.retention_s,),
         )
-        queued = [r[0] for r in conn.execute("SELECT id FROM calls WHERE state='queued' ORDER BY seq")]
-        delivering = [r[0] for r in conn.execute("SELECT id FROM calls WHERE state='delivering' ORDER BY seq")]
+        queued = conn.execute("SELECT id, callback FROM calls WHERE state='queued' ORDER BY seq").fetchall()
+        delivering = conn.execute("SELECT id, callback FROM calls WHERE state='delivering' ORDER BY seq").fetchall()
         self._conn = conn
-        return queued, delivering, len(queued) + len(delivering)
+        self._shrink()
+        return queued, delivering
+
+    def _shrink(self) -> None:
+        """Give freed pages (deleted bodies) back to the file system."""
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if free > 256:
+            self._conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _insert(self, row: dict) -> None:
         cols = ", ".join(row)
@@ -175,16 +179,22 @@ class AsyncCalls:
 
     async def start(self, invoke: Invoke) -> None:
         self.invoke = invoke
-        queued, delivering, pending = await self._db(self._open)
-        self._pending = pending
+        queued, delivering = await self._db(self._open)
+        self._pending, self._delivering = len(queued), len(delivering)
+        self._per_host = {}
+        for _, callback in delivering:
+            self._host_enter(self._call_host_key(callback))
         self._closing.clear()
+        # Every connection goes to an address the policy accepted when it was made (rebinding).
+        connector = aiohttp.TCPConnector(resolver=PinnedResolver(self.policy), use_dns_cache=False)
         self._session = aiohttp.ClientSession(
+            connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.callback_timeout),
             headers={"User-Agent": "sai-gateway-async"},
         )
-        for call_id in queued:
+        for call_id, _ in queued:
             self._queue.put_nowait(call_id)
-        for call_id in delivering:
+        for call_id, _ in delivering:
             self._spawn_delivery(call_id)
         self._workers = [asyncio.create_task(self._worker(), name=f"async-worker-{i}") for i in range(self.concurrency)]
         self._started = True
@@ -223,51 +233,55 @@ class AsyncCalls:
 
     # ------------------------------------------------------------------ accepting
 
-    def check_callback(self, url: str, request: web.Request | None = None) -> str | None:
-        """None when the callback URL is acceptable, else the reason it is not."""
-        if len(url) > MAX_CALLBACK_URL:
-            return "X-Callback-Url is too long"
+    async def check_callback(self, url: str) -> tuple[str | None, str]:
+        """(reason it is refused or None, host key for the per-host limit)."""
         try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError:
-            return "X-Callback-Url is not a valid URL"
-        if parts.scheme not in ("http", "https"):
-            return "X-Callback-Url must be an http or https URL"
-        if not parts.hostname:
-            return "X-Callback-Url has no host"
-        key = _host_key(parts.hostname, port, parts.scheme)
-        own = set(self._gateway_keys)
-        if request is not None:
-            # The address this request reached and the Host it named are the gateway too.
-            sock = request.transport.get_extra_info("sockname") if request.transport else None
-            if sock:
-                own.add(_host_key(str(sock[0]), int(sock[1]), "http"))
-            try:
-                host_parts = urlsplit(f"//{request.host}")
-                own.add(_host_key(host_parts.hostname, host_parts.port or (sock[1] if sock else None), "http"))
-            except ValueError:
-                pass
-        if key in own:
-            return "X-Callback-Url points at the gateway itself"
-        return None
+            host, port, _ = await self.policy.check(url)
+        except CallbackRefused as exc:
+            return str(exc), ""
+        return None, _host_key(host, port)
 
-    async def accept(self, request: web.Request, name: str) -> web.Response:
+    def _host_enter(self, key: str) -> None:
+        self._per_host[key] = self._per_host.get(key, 0) + 1
+
+    def _host_leave(self, key: str) -> None:
+        left = self._per_host.get(key, 1) - 1
+        if left > 0:
+            self._per_host[key] = left
+        else:
+            self._per_host.pop(key, None)
+
+    async def accept(
+        self, request: web.Request, name: str, read_body: Callable[[], Awaitable[bytes]] | None = None
+    ) -> web.Response:
+        """Store the call and answer 202. `read_body` reads the body (the gateway's, with its cap
+        and byte budget), only once the callback and the queue's room are checked."""
         if not self._started or self._closing.is_set():
             return error_response(503, "shutting_down", "the gateway is not accepting async calls", retry_after=5)
-        callback = request.headers.get("X-Callback-Url")
+        callback, host = request.headers.get("X-Callback-Url"), ""
         if callback is not None:
-            reason = self.check_callback(callback.strip(), request)
+            callback = callback.strip()
+            reason, host = await self.check_callback(callback)
             if reason:
                 return error_response(400, "bad_callback_url", reason)
-            callback = callback.strip()
+            if self._per_host.get(host, 0) >= self.per_host_limit:
+                return error_response(
+                    429,
+                    "callback_host_busy",
+                    f"{self.per_host_limit} async results already wait for delivery to {host}",
+                    retry_after=5,
+                )
+            if self._delivering >= self.delivery_limit:
+                return error_response(
+                    429, "delivery_backlog", f"{self._delivering} results wait for their callbacks", retry_after=5
+                )
         if self._pending >= self.queue_limit:
             return error_response(
                 429, "queue_full", f"{self._pending} async calls pending (limit {self.queue_limit})", retry_after=5
             )
         self._pending += 1  # reserve the slot before awaiting, so concurrent accepts respect the limit
         try:
-            body = await request.read()
+            body = await (read_body() if read_body else request.read())
             call_id = str(uuid.uuid4())
             prefix = f"/async-function/{name}"
             path = request.rel_url.path
@@ -291,7 +305,7 @@ class AsyncCalls:
             )
         except Exception as exc:
             self._pending -= 1
-            if isinstance(exc, web.HTTPException):
+            if isinstance(exc, web.HTTPException | ErrorReply):
                 raise
             log.exception("async call not stored")
             return error_response(500, "not_stored", "the call could not be stored")
@@ -344,6 +358,9 @@ class AsyncCalls:
                 duration=duration,
                 body=None,
             )
+            self._pending -= 1  # the work is done; what is left is a delivery, counted apart
+            self._delivering += 1
+            self._host_enter(self._call_host_key(row["callback"]))
             self._spawn_delivery(call_id)
         else:
             await self._db(
@@ -357,6 +374,7 @@ class AsyncCalls:
                 body=None,
             )
             self._pending -= 1
+            await self._db(self._shrink)
 
     def _spawn_delivery(self, call_id: str) -> None:
         task = asyncio.create_task(self._deliver(call_id), name=f"async-callback-{call_id}")
@@ -392,7 +410,7 @@ class AsyncCalls:
                     result_body=None,
                     error=None,
                 ):
-                    self._pending -= 1
+                    await self._delivered(row["callback"])
                 return
             log.warning("async call %s: callback attempt %d failed: %s", call_id, attempts, error)
             await self._db(self._update, call_id, "delivering", attempts=attempts, error=error)
@@ -414,9 +432,34 @@ class AsyncCalls:
             error=error,
             result_body=None,
         ):
-            self._pending -= 1
+            await self._delivered(row["callback"])
+
+    async def _delivered(self, callback: str) -> None:
+        """A delivery ended (done or failed): free its counts, give its pages back."""
+        self._delivering -= 1
+        self._host_leave(self._call_host_key(callback))
+        await self._db(self._shrink)
 
     async def _post(self, url: str, headers: dict, body: bytes) -> tuple[bool, str | None]:
+        """One callback attempt -> (worth retrying, error or None). The URL is checked again
+        first (the platform's ports may have changed; names may resolve elsewhere now), and each
+        receiver gets at most `host_delivery_concurrency` connections."""
+        try:
+            host, port = self.policy.parse(url)
+            await self.policy.resolve(host, port)
+        except CallbackRefused as exc:
+            return False, str(exc)
+        key = self._call_host_key(url)
+        slots = self._host_slots.setdefault(key, asyncio.Semaphore(self.host_delivery_concurrency))
+        async with slots:
+            return await self._post_once(url, headers, body)
+
+    @staticmethod
+    def _call_host_key(url: str) -> str:
+        host, port = CallbackPolicy.parse(url)
+        return _host_key(host, port)
+
+    async def _post_once(self, url: str, headers: dict, body: bytes) -> tuple[bool, str | None]:
         """One callback attempt -> (worth retrying, error or None)."""
         try:
             # No redirects: a redirect could lead back into the gateway.

@@ -30,6 +30,7 @@ import sys
 from flask import Flask, jsonify, request
 from waitress import serve
 
+GATEWAY_POOL = 256  # sai.local.gateway's upstream connection pool
 TEMPLATE = "openfaas/python-flask-template@e420a6fbdc800bc95cba982b511677ce2345b057:template/python3-http-debian/index.py"
 
 
@@ -111,11 +112,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=4, help="waitress worker threads (template default: 4)")
+    # waitress's default connection_limit (100) is below the gateway's connection pool (256):
+    # connections past it waited in the listen backlog until the gateway's 60 s timeout. Aligned
+    # with the pool, every connection is accepted; the gateway's max_inflight bounds the work.
+    parser.add_argument("--connection-limit", type=int, default=GATEWAY_POOL, help="waitress connection_limit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.path.insert(0, os.path.abspath(args.context))
     handler = importlib.import_module("function.handler")
-    serve(create_app(handler), host=args.host, port=args.port, threads=args.threads, ident="function")
+    serve(
+        create_app(handler),
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        connection_limit=args.connection_limit,
+        ident="function",
+    )
     return 0
 
 

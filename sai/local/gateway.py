@@ -5,26 +5,52 @@ Routes, as the OpenFaaS gateway has them:
   POST /async-function/<name>[/<path>]     queued (202 + X-Call-Id), result POSTed to X-Callback-Url
   GET  /system/functions                   the deployed functions (from stack.yml)
   GET  /system/function/<name>             one of them
-  GET  /healthz                            200 once the gateway serves
+  GET  /healthz                            200 once the gateway serves (never behind auth)
 Errors are JSON `{"error": {"code", "message"}}`; an unreachable function gives 503 + Retry-After,
 a slow one 504 after the upstream timeout.
+
+Bodies are streamed to functions, never held whole: each function's MAX_BODY_BYTES (stack.yml) is
+applied here before reading (413 from Content-Length, or as soon as a chunked body passes it).
+Async calls must be stored, so their bodies are read, within a budget of bytes held at once.
+Admission (max_inflight, a bounded wait queue) is in admission.py; basic auth as the OpenFaaS
+gateway has it (faas-provider auth/v1/basic_auth.go: `WWW-Authenticate: Basic realm="Restricted"`,
+401) guards /system/* and, when asked, /function/* and /async-function/*.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hmac
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
+from sai.local.admission import Admission, Busy, ByteBudget
 from sai.local.async_calls import AsyncCalls
-from sai.local.responses import error_parts, forwardable
+from sai.local.function_runner import GATEWAY_POOL
+from sai.local.responses import ErrorReply, error_parts, forwardable
 from sai.local.responses import error_response as error
 
 log = logging.getLogger(__name__)
+
+# What the python3-http-debian template's Flask route accepts (HEAD comes with GET); anything
+# else (TRACE, OPTIONS, CONNECT...) is answered here with a JSON 405, not Flask's HTML.
+FUNCTION_METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
+CHUNK = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyTimeout(Exception):
+    pass
 
 
 @web.middleware
@@ -32,11 +58,16 @@ async def json_errors(request: web.Request, handler):
     """aiohttp's own errors (unknown route, body too large, bad method) as JSON, never HTML."""
     try:
         return await handler(request)
+    except ErrorReply as exc:
+        return exc.response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
-        return error(exc.status, code, exc.reason if exc.status != 413 else exc.text or "request body too large")
+        resp = error(exc.status, code, exc.reason if exc.status != 413 else exc.text or "request body too large")
+        if exc.status == 405 and "Allow" in exc.headers:
+            resp.headers["Allow"] = exc.headers["Allow"]
+        return resp
     except Exception:  # noqa: BLE001 - never a traceback to the client
         log.exception("gateway error on %s %s", request.method, request.path)
         return error(500, "internal_error", "gateway error; see the platform log")
@@ -46,7 +77,9 @@ class Gateway:
     """`functions` maps name -> an object with `.url` (base URL or None when down) and `.spec`
     (sai.local.stack.Function); the platform owns and supervises the function processes.
     `async_calls` queues /async-function calls (None: they answer 501); the gateway starts it
-    with its own `invoke`, so async calls reach functions exactly as synchronous ones do."""
+    with its own `invoke`, so async calls reach functions exactly as synchronous ones do.
+    `credentials` (user, password) turn on basic auth for /system/*, and for the function
+    routes too when `auth_functions`."""
 
     def __init__(
         self,
@@ -54,30 +87,79 @@ class Gateway:
         async_calls: AsyncCalls | None = None,
         upstream_timeout_s: float = 60.0,
         max_body_bytes: int = 32 * 1024 * 1024,
+        max_queued: int = 16,
+        queue_wait_s: float = 10.0,
+        max_buffered_bytes: int = 128 * 1024 * 1024,
+        body_idle_timeout_s: float = 10.0,
+        credentials: tuple[str, str] | None = None,
+        auth_functions: bool = False,
     ):
         self.functions = functions
         self.async_calls = async_calls
         self.upstream_timeout = aiohttp.ClientTimeout(total=upstream_timeout_s, sock_connect=2)
         self.max_body_bytes = max_body_bytes
+        self.max_queued, self.queue_wait_s = max_queued, queue_wait_s
+        self.buffered = ByteBudget(max_buffered_bytes)
+        self.body_idle_timeout_s = body_idle_timeout_s
+        self.credentials = credentials
+        self.auth_functions = auth_functions
         self.invocations: dict[str, int] = {}
+        self._admission: dict[str, Admission] = {}
         self.session: aiohttp.ClientSession | None = None
         self.app = self._make_app()
 
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[json_errors])
+        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[json_errors, self._auth])
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/system/functions", self.list_functions)
         app.router.add_get("/system/function/{name}", self.get_function)
-        app.router.add_route("*", "/function/{name}", self.call)
-        app.router.add_route("*", "/function/{name}/{tail:.*}", self.call)
+        for route in ("/function/{name}", "/function/{name}/{tail:.*}"):
+            for method in FUNCTION_METHODS:
+                if method != "HEAD":  # aiohttp adds HEAD to GET routes
+                    app.router.add_route(method, route, self.call)
         app.router.add_post("/async-function/{name}", self.call_async)
         app.router.add_post("/async-function/{name}/{tail:.*}", self.call_async)
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
 
+    @web.middleware
+    async def _auth(self, request: web.Request, handler):
+        guarded = request.path.startswith("/system/") or (
+            self.auth_functions and request.path.startswith(("/function/", "/async-function/"))
+        )
+        if self.credentials is None or not guarded or self._authorized(request.headers.get("Authorization", "")):
+            return await handler(request)
+        resp = error(401, "unauthorized", "invalid credentials (basic auth; `sai up` wrote them to the state folder)")
+        resp.headers["WWW-Authenticate"] = 'Basic realm="Restricted"'
+        return resp
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        want_user, want_password = self.credentials
+        # both compared, in constant time, so a timing never tells which part was wrong
+        return bool(sep) & hmac.compare_digest(user, want_user) & hmac.compare_digest(password, want_password)
+
+    def body_cap(self, name: str) -> int:
+        """The function's own MAX_BODY_BYTES, or the gateway's cap when it sets none."""
+        value = self.functions[name].spec.environment.get("MAX_BODY_BYTES", "")
+        return min(int(value), self.max_body_bytes) if value.isdigit() else self.max_body_bytes
+
+    def admission(self, name: str) -> Admission:
+        if name not in self._admission:
+            value = self.functions[name].spec.environment.get("max_inflight", "0")
+            limit = int(value) if value.isdigit() else 0
+            self._admission[name] = Admission(name, limit, self.max_queued, self.queue_wait_s)
+        return self._admission[name]
+
     async def _startup(self, app) -> None:
-        connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=30)
+        connector = aiohttp.TCPConnector(limit=GATEWAY_POOL, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         if self.async_calls is not None:
             await self.async_calls.start(self.invoke)
@@ -120,23 +202,86 @@ class Gateway:
         tail = request.match_info.get("tail", "")
         return "/" + tail + (f"?{request.query_string}" if request.query_string else "")
 
+    def _too_large(self, name: str, request: web.Request) -> web.Response | None:
+        """413 from the Content-Length alone, before a byte of the body is read."""
+        cap = self.body_cap(name)
+        if request.content_length is not None and request.content_length > cap:
+            resp = error(413, "body_too_large", f"request body of {request.content_length} bytes; {name!r} takes {cap}")
+            resp.force_close()  # the unread body is not drained into memory
+            return resp
+        return None
+
+    async def _chunks(self, request: web.Request, cap: int) -> AsyncIterator[bytes]:
+        """The request body as it arrives, at most `cap` bytes, each chunk within the idle timeout."""
+        seen = 0
+        while True:
+            try:
+                chunk = await asyncio.wait_for(request.content.readany(), self.body_idle_timeout_s)
+            except asyncio.TimeoutError:
+                raise BodyTimeout() from None
+            if not chunk:
+                return
+            seen += len(chunk)
+            if seen > cap:
+                raise BodyTooLarge()
+            yield chunk
+
+    async def read_body(self, request: web.Request, name: str) -> bytes:
+        """The whole body (async calls store it), within the cap and the gateway's byte budget."""
+        cap = self.body_cap(name)
+        reserve = min(request.content_length if request.content_length is not None else cap, cap)
+        if not self.buffered.take(reserve):
+            raise ErrorReply(503, "gateway_busy", "the gateway holds as many request bodies as it may", retry_after=2)
+        try:
+            return b"".join([chunk async for chunk in self._chunks(request, cap)])
+        except (BodyTooLarge, BodyTimeout) as exc:
+            raise self._body_error(exc, name) from None
+        finally:
+            self.buffered.give(reserve)
+
     async def call(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in self.functions:
             return error(404, "function_not_found", f"no function named {name!r}")
-        body = await request.read()
+        if too_large := self._too_large(name, request):
+            return too_large
         headers = forwardable(request.headers)
         headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         headers["X-Forwarded-For"] = request.remote or ""
-        status, out_headers, data = await self.invoke(name, request.method, self._upstream_path(request), headers, body)
-        return web.Response(status=status, headers=out_headers, body=data)
+        body = None
+        if request.body_exists:
+            if request.content_length is not None:
+                headers["Content-Length"] = str(request.content_length)  # streamed, not chunked
+            body = self._chunks(request, self.body_cap(name))
+        status, out_headers, data = await self.invoke(
+            name, request.method, self._upstream_path(request), headers, body, queue=True
+        )
+        resp = web.Response(status=status, headers=out_headers, body=data)
+        if status in (408, 413):
+            resp.force_close()
+        return resp
 
-    async def invoke(self, name: str, method: str, path_qs: str, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
-        """Call a function once; errors come back as JSON responses, never exceptions."""
+    async def invoke(
+        self, name: str, method: str, path_qs: str, headers: dict, body, queue: bool = False
+    ) -> tuple[int, dict, bytes]:
+        """Call a function once; errors come back as JSON responses, never exceptions. `body` is
+        bytes or an async iterator of chunks. `queue`: a client waits in the bounded queue (429 or
+        503 when there is no slot); otherwise (async workers) the call waits for a slot."""
         fn = self.functions[name]
         self.invocations[name] = self.invocations.get(name, 0) + 1
         if not fn.url:
             return error_parts(503, "function_unavailable", f"function {name!r} is not running", retry_after=2)
+        admission = self.admission(name)
+        try:
+            await admission.enter(queue)
+        except Busy as busy:
+            return error_parts(busy.status, busy.code, busy.message, retry_after=1)
+        try:
+            return await self._forward(fn, name, method, path_qs, headers, body)
+        finally:
+            admission.leave()
+
+    async def _forward(self, fn, name, method, path_qs, headers, body) -> tuple[int, dict, bytes]:
         start = time.perf_counter()
         try:
             async with self.session.request(
@@ -146,13 +291,24 @@ class Gateway:
                 out = forwardable(resp.headers)
                 out["X-Duration-Seconds"] = f"{time.perf_counter() - start:.6f}"
                 return resp.status, out, data
+        except (BodyTooLarge, BodyTimeout) as exc:
+            return self._body_error(exc, name).parts()
         except asyncio.TimeoutError:
             return error_parts(
                 504, "function_timeout", f"function {name!r} did not answer within {self.upstream_timeout.total:.0f}s"
             )
         except aiohttp.ClientError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, BodyTooLarge | BodyTimeout):  # raised while aiohttp sent the body
+                return self._body_error(cause, name).parts()
             log.warning("function %s unreachable: %s", name, exc)
             return error_parts(503, "function_unavailable", f"function {name!r} is unreachable; retry shortly", retry_after=2)
+
+    def _body_error(self, cause: Exception, name: str) -> ErrorReply:
+        """What a body that went over the cap or stalled gets (the connection is closed after)."""
+        if isinstance(cause, BodyTooLarge):
+            return ErrorReply(413, "body_too_large", f"request body larger than {self.body_cap(name)} bytes", close=True)
+        return ErrorReply(408, "body_timeout", f"no request body data for {self.body_idle_timeout_s:g}s", close=True)
 
     async def call_async(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -160,4 +316,6 @@ class Gateway:
             return error(404, "function_not_found", f"no function named {name!r}")
         if self.async_calls is None:
             return error(501, "async_disabled", "asynchronous invocations are not enabled on this gateway")
-        return await self.async_calls.accept(request, name)
+        if too_large := self._too_large(name, request):
+            return too_large
+        return await self.async_calls.accept(request, name, lambda: self.read_body(request, name))

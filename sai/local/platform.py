@@ -22,11 +22,12 @@ from aiohttp import web
 from sai import paths
 from sai.local import s3_events, s3_server
 from sai.local.async_calls import AsyncCalls
+from sai.local.callbacks import CallbackPolicy
 from sai.local.gateway import Gateway
 from sai.local.processes import tail, terminate_group, wait_until
 from sai.local.stack import Function, build_context, load_stack
 from sai.local.triton_server import TritonServer
-from sai.state import free_port, port_open, state_path, write_state
+from sai.state import ensure_credentials, free_port, port_open, state_path, write_state
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,16 @@ class Settings:
     s3_event_retry_s: float = s3_events.RETRY_INTERVAL_S
     async_concurrency: int = 2  # async calls run at once
     async_queue_limit: int = 100  # accepted-but-unfinished async calls before 429
+    callback_allow: list[str] = field(default_factory=list)  # private CIDRs / host:port callbacks may reach
+    # Overload and hostile clients (gateway.py, admission.py): max_inflight itself is per
+    # function, in stack.yml's environment.
+    max_queued: int = 16  # calls per function that may wait for a slot
+    queue_wait_s: float = 10.0  # how long one may wait before 503
+    max_buffered_bytes: int = 128 * 1024 * 1024  # async bodies held in memory at once
+    header_timeout_s: float = 15.0  # a connection must send its request headers (and idle keep-alives last) this long
+    body_idle_timeout_s: float = 10.0  # longest pause in a request body
+    auth: bool = True  # basic auth on /system/* (credentials in <state>/secrets)
+    auth_functions: bool = False  # ... and on /function/*, /async-function/*
 
 
 class RunningFunction:
@@ -123,9 +134,21 @@ class Platform:
             str(settings.state_dir / "async-calls.sqlite"),
             concurrency=settings.async_concurrency,
             queue_limit=settings.async_queue_limit,
-            gateway_base_urls=[self.gateway_url],
+            policy=CallbackPolicy(self.own_ports, settings.callback_allow),
         )
-        self.gateway = Gateway(self.functions, async_calls, settings.upstream_timeout_s, settings.max_body_bytes)
+        self.credentials = ensure_credentials(settings.state_dir) if settings.auth else None
+        self.gateway = Gateway(
+            self.functions,
+            async_calls,
+            settings.upstream_timeout_s,
+            settings.max_body_bytes,
+            max_queued=settings.max_queued,
+            queue_wait_s=settings.queue_wait_s,
+            max_buffered_bytes=settings.max_buffered_bytes,
+            body_idle_timeout_s=settings.body_idle_timeout_s,
+            credentials=self.credentials,
+            auth_functions=settings.auth_functions,
+        )
         self.s3: s3_server.S3Handle | None = None
         self.s3_notifier: s3_events.Notifier | None = None
         self.s3_watcher: s3_events.Watcher | None = None
@@ -137,6 +160,20 @@ class Platform:
     @property
     def triton_url(self) -> str:
         return self.settings.triton_url or self.triton.url
+
+    def own_ports(self) -> dict[int, str]:
+        """Port -> name of every service of this platform (callbacks may not reach them)."""
+        s = self.settings
+        ports = {s.port: "gateway"}
+        if self.triton is not None:
+            ports.update({s.triton_http_port: "Triton HTTP", s.triton_grpc_port: "Triton gRPC"})
+            ports[s.triton_metrics_port] = "Triton metrics"
+        elif s.triton_url and s.triton_url.rpartition(":")[2].isdigit():
+            ports[int(s.triton_url.rpartition(":")[2])] = "Triton HTTP"
+        if s.with_s3:
+            ports[s.s3_port] = "S3 server"
+        ports.update({fn.port: f"function {name}" for name, fn in self.functions.items() if fn.port})
+        return ports
 
     @property
     def gateway_url(self) -> str:
@@ -220,6 +257,7 @@ class Platform:
             f"{self.gateway_url}/function/object-classify",
             header_timeout_s=self.settings.s3_event_timeout_s,
             retry_interval_s=self.settings.s3_event_retry_s,
+            auth=self.credentials if self.settings.auth_functions else None,
         )
         self.s3_notifier.start()  # also delivers what was queued before a restart
         self.s3_watcher = s3_events.Watcher(
@@ -240,7 +278,9 @@ class Platform:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
             try:
-                self._runner = web.AppRunner(self.gateway.app, access_log=None)
+                # aiohttp arms keepalive_timeout when a connection opens, and closes it if no
+                # request has arrived by then: so it is also the header timeout (slowloris).
+                self._runner = web.AppRunner(self.gateway.app, access_log=None, keepalive_timeout=self.settings.header_timeout_s)
                 self._loop.run_until_complete(self._runner.setup())
                 site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
                 self._loop.run_until_complete(site.start())

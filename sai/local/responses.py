@@ -44,3 +44,20 @@ def error_parts(status: int, code: str, message: str, retry_after: int | None = 
 def error_response(status: int, code: str, message: str, retry_after: int | None = None) -> web.Response:
     status, headers, body = error_parts(status, code, message, retry_after)
     return web.Response(status=status, headers=headers, body=body)
+
+
+class ErrorReply(Exception):
+    """Raised where a handler cannot return: the gateway's middleware answers with this error."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None, close: bool = False):
+        super().__init__(message)
+        self.status, self.code, self.message, self.retry_after, self.close = status, code, message, retry_after, close
+
+    def parts(self) -> tuple[int, dict, bytes]:
+        return error_parts(self.status, self.code, self.message, self.retry_after)
+
+    def response(self) -> web.Response:
+        resp = error_response(self.status, self.code, self.message, self.retry_after)
+        if self.close:
+            resp.force_close()
+        return resp

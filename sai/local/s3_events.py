@@ -132,6 +132,7 @@ class Notifier(_Loop):
         url: str,
         header_timeout_s: float = RESPONSE_HEADER_TIMEOUT_S,
         retry_interval_s: float = RETRY_INTERVAL_S,
+        auth: tuple[str, str] | None = None,
     ):
         super().__init__()
         self.state_dir, self.url = pathlib.Path(state_dir), url
@@ -140,6 +141,7 @@ class Notifier(_Loop):
         self.failed_attempts = 0
         self.last_error: str | None = None
         self._session = requests.Session()
+        self._session.auth = auth  # the gateway's basic auth, when it guards /function/*
 
     def status(self) -> dict:
         """For the state file (`sai status`): what waits, what went, the last failure."""

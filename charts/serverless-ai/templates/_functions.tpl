@@ -15,6 +15,7 @@ MAX_BODY_BYTES: {{ $.Values.functions.maxBodyBytes | int | toString | quote }}
 exec_timeout: {{ printf "%ss" $t | quote }}
 read_timeout: {{ printf "%ss" $t | quote }}
 write_timeout: {{ printf "%ss" $t | quote }}
+max_inflight: {{ $.Values.functions.maxInflight | int | toString | quote }}
 {{- if has $name (list "image-classify" "object-classify") }}
 MODEL_NAME: "image_classifier"
 {{- end }}
