@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 
-from sai.local.processes import running_with, wait_until
+from sai.local.processes import die_with_parent, running_with, wait_until
 
 BUCKET = "uploads"
 REGION = "us-east-1"
@@ -81,6 +81,7 @@ def start_s3(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # gone with the supervisor, even after kill -9
         )
     handle = S3Handle(
         endpoint=f"http://{host}:{port}",
