@@ -12,6 +12,7 @@ import psutil
 import pytest
 import requests
 
+from sai.local.processes import wait_until
 from sai.state import free_port
 
 pytestmark = pytest.mark.slow
@@ -116,3 +117,23 @@ def test_a_reused_pid_is_never_signalled(tmp_path):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_down_stops_the_process_groups_a_dead_supervisor_recorded(tmp_path):
+    """A recorded group whose leader died (as Triton's stubs outlive a killed Triton) is stopped
+    by `sai down`, member by member."""
+    env = {**os.environ, "SAI_STATE_DIR": str(tmp_path)}
+    leader = subprocess.Popen(["bash", "-c", "sleep 300 & wait"], start_new_session=True)
+    member = wait_until(lambda: psutil.Process(leader.pid).children(), 5)[0]
+    try:
+        (tmp_path / "run").mkdir()
+        record = {"pid": leader.pid, "started": psutil.Process(leader.pid).create_time()}
+        (tmp_path / "run" / "state.json").write_text(json.dumps({"processes": [record]}))
+        leader.kill()
+        leader.wait()
+        down = sai("down", env=env, timeout=60)
+        assert down.returncode == 0 and "stopped 1 leftover" in down.stdout, down.stdout + down.stderr
+        assert wait_until(lambda: not alive(member.pid), 5)
+    finally:
+        if alive(member.pid):
+            member.kill()
