@@ -22,6 +22,7 @@ import pytest
 import requests
 from helpers import ROOT, running_platform
 
+from sai.local import s3_server
 from sai.local.platform import Platform, Settings
 from sai.state import free_port, state_path
 
@@ -129,3 +130,15 @@ def test_a_function_that_keeps_dying_backs_off_then_is_failed(tmp_path):
         assert "FAILED   function/image-classify" in status.stdout and "MAX_IMAGE_PIXELS" in status.stdout
     finally:
         platform.stop()
+
+
+def test_an_old_s3_server_on_the_port_is_not_ours(tmp_path):
+    """A moto left on the S3 port (a supervisor killed before this fix) answered the new one's
+    readiness check, so `sai up --with-s3` went on with an S3 server that had already exited."""
+    port = free_port()
+    old = s3_server.start_s3(tmp_path / "old", port)
+    try:
+        with pytest.raises(RuntimeError, match="the S3 server exited"):
+            s3_server.start_s3(tmp_path / "new", port)
+    finally:
+        s3_server.stop_s3(old)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 
-from sai.local.processes import die_with_parent, running_with, wait_until
+from sai.local.processes import die_with_parent, listens_on, running_with, wait_until
 
 BUCKET = "uploads"
 REGION = "us-east-1"
@@ -95,6 +95,8 @@ def start_s3(
     client = handle.client()
 
     def bucket_ready() -> bool:
+        if not listens_on(proc.pid, port):  # another server on the port (an old moto) is not ours
+            return False
         try:
             client.create_bucket(Bucket=bucket)
         except Exception as exc:  # noqa: BLE001 - not listening yet
