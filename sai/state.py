@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import socket
+import stat
 import urllib.request
 
 from sai.local.processes import identity, running_with, verified
@@ -18,7 +19,8 @@ def make_private(state_dir: pathlib.Path) -> None:
     everything this process (and its children, which inherit the umask) creates is 0600/0700."""
     os.umask(0o077)
     state_dir.mkdir(parents=True, exist_ok=True)
-    state_dir.chmod(0o700)
+    if not state_dir.stat().st_mode & stat.S_ISVTX:  # never close a shared folder such as SAI_STATE_DIR=/tmp
+        state_dir.chmod(0o700)
 
 
 def state_path(state_dir: pathlib.Path) -> pathlib.Path:
