@@ -2,8 +2,10 @@
 
 `sai up` starts a supervisor in the background (it is `sai up --foreground`, detached) and returns
 once everything is ready; the supervisor starts Triton, waits for its models, starts each function
-from its build context, serves the gateway, restarts what crashes, and on SIGTERM (`sai down`)
-stops it all. Its state (pids, ports, log files) is in `.sai/run/state.json` for `sai status`.
+from its build context, serves the gateway, restarts what crashes (with back-off, until FAILED) or
+hangs (Triton's liveness probe), and on SIGTERM (`sai down`) stops it all. Its children die with it
+even after `kill -9` (processes.die_with_parent). Its state (pids with start times, ports, log
+files, each component's health) is in `.sai/run/state.json` for `sai status`, `sai up` and `sai down`.
 """
 
 from __future__ import annotations
