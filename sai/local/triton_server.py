@@ -122,7 +122,7 @@ class TritonServer:
     config_name: str = "local"
     process: subprocess.Popen | None = None
     record: dict | None = None  # pid and start time, for the state file
-    probe_timeout_s: float = 2.0  # /v2/health/live answers in milliseconds unless the process hangs
+    probe_timeout_s: float = 3.0  # /v2/health/live answers in ms; generous so that a busy Triton is not killed
 
     @property
     def url(self) -> str:
