@@ -10,7 +10,19 @@ import os
 import pathlib
 import secrets
 import socket
+import stat
 import urllib.request
+
+from sai.local.processes import identity, running_with, verified
+
+
+def make_private(state_dir: pathlib.Path) -> None:
+    """Logs, the SQLite store, pids and state are for this user only: the state folder is 0700 and
+    everything this process (and its children, which inherit the umask) creates is 0600/0700."""
+    os.umask(0o077)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if not state_dir.stat().st_mode & stat.S_ISVTX:  # never close a shared folder such as SAI_STATE_DIR=/tmp
+        state_dir.chmod(0o700)
 
 
 def state_path(state_dir: pathlib.Path) -> pathlib.Path:
@@ -42,14 +54,24 @@ def pid_path(state_dir: pathlib.Path) -> pathlib.Path:
     return run / "platform.pid"
 
 
+def write_pid(state_dir: pathlib.Path, pid: int) -> None:
+    """Record the supervisor with its start time, so that its pid, once reused, is not taken for it."""
+    record = identity(pid)
+    if record is not None:
+        pid_path(state_dir).write_text(json.dumps(record))
+
+
 def read_pid(state_dir: pathlib.Path) -> int | None:
-    """The supervisor's pid when that process is alive, else None."""
+    """The supervisor's pid when that very process is alive (same pid and start time), else None."""
     try:
-        pid = int(pid_path(state_dir).read_text())
-        os.kill(pid, 0)
-        return pid
+        text = pid_path(state_dir).read_text().strip()
+        record = json.loads(text)
     except (OSError, ValueError):
         return None
+    if isinstance(record, int):  # written by an older sai: only a command line to go by
+        return record if running_with(record, "--foreground") else None
+    proc = verified(record)
+    return proc.pid if proc is not None else None
 
 
 def free_port() -> int:

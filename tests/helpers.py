@@ -25,16 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def running_platform(state_dir, **settings):
     """A platform on free ports, stopped on exit: every model on a real tritonserver, the
     functions of stack.yml (or `only`), the gateway."""
-    running = Platform(
-        Settings(
-            port=free_port(),
-            triton_http_port=free_port(),
-            triton_grpc_port=free_port(),
-            triton_metrics_port=free_port(),
-            state_dir=state_dir,
-            **settings,
-        )
-    )
+    ports = {k: free_port() for k in ("port", "triton_http_port", "triton_grpc_port", "triton_metrics_port")}
+    running = Platform(Settings(state_dir=state_dir, **{**ports, **settings}))
     running.start()
     try:
         yield running

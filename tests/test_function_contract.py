@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from sai.local.platform import Platform, Settings
+from sai.local.processes import wait_until
 from sai.state import auth_header, free_port
 
 ECHO = """
@@ -140,7 +141,12 @@ def test_a_killed_function_is_restarted(echo_platform, echo_gateway):
     r = requests.post(f"{echo_gateway}/function/echo", timeout=10)
     assert r.status_code == 503 and r.json()["error"]["code"] == "function_unavailable"
     assert "Retry-After" in r.headers
-    echo_platform.supervise_once()  # what the foreground supervisor does every second
+
+    def restarted() -> bool:
+        echo_platform.supervise_once()  # what the foreground supervisor does every second
+        return fn.process.pid != old_pid
+
+    assert wait_until(restarted, 10)  # after its back-off (1 s for a first death)
     fn.wait_ready()
-    assert fn.process.pid != old_pid and fn.restarts == 1
+    assert fn.restarts.count == 1
     assert requests.post(f"{echo_gateway}/function/echo", timeout=10).status_code == 200

@@ -12,6 +12,7 @@ import psutil
 import pytest
 import requests
 
+from sai.local.processes import wait_until
 from sai.state import free_port
 
 pytestmark = pytest.mark.slow
@@ -63,6 +64,9 @@ def test_up_status_down_leaves_nothing_running(tmp_path, coffee_jpeg):
         again = sai("up", *ports, env=env)
         assert again.returncode == 0 and "already running" in again.stdout
 
+        other = sai("up", "--port", str(free_port()), env=env)  # not what is served: say so, and fail
+        assert other.returncode != 0 and f"gateway on http://127.0.0.1:{port}" in other.stderr
+
         logs = sai("logs", "triton", env=env)
         assert logs.returncode == 0 and "Started HTTPService" in logs.stdout
 
@@ -82,3 +86,54 @@ def test_up_reports_a_bad_function_name(tmp_path):
     env = {**os.environ, "SAI_STATE_DIR": str(tmp_path)}
     r = sai("up", "--foreground", "--port", str(free_port()), "--only", "no-such-function", env=env, timeout=60)
     assert r.returncode == 2 and "no-such-function" in r.stderr
+
+
+def test_a_reused_pid_is_never_signalled(tmp_path):
+    """platform.pid and state.json name a process that is not ours (its pid reused, so its start
+    time differs, or an old pid file with no start time): `sai status` and `sai down` leave it be."""
+    env = {**os.environ, "SAI_STATE_DIR": str(tmp_path)}
+    stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        run = tmp_path / "run"
+        run.mkdir()
+        started = psutil.Process(stranger.pid).create_time() - 3600  # what ours would have had
+        record = {"pid": stranger.pid, "started": started}
+        (run / "state.json").write_text(
+            json.dumps(
+                {
+                    "pid": stranger.pid,
+                    "triton": {"pid": stranger.pid},
+                    "functions": {"f": {"pid": stranger.pid}},
+                    "processes": [record],
+                }
+            )
+        )
+        for pid_file in (json.dumps(record), str(stranger.pid)):
+            (run / "platform.pid").write_text(pid_file)
+            assert sai("status", env=env).returncode == 3
+            down = sai("down", env=env, timeout=60)
+            assert down.returncode == 0 and "not running" in down.stdout, down.stderr
+            assert alive(stranger.pid)
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_down_stops_the_process_groups_a_dead_supervisor_recorded(tmp_path):
+    """A recorded group whose leader died (as Triton's stubs outlive a killed Triton) is stopped
+    by `sai down`, member by member."""
+    env = {**os.environ, "SAI_STATE_DIR": str(tmp_path)}
+    leader = subprocess.Popen(["bash", "-c", "sleep 300 & wait"], start_new_session=True)
+    member = wait_until(lambda: psutil.Process(leader.pid).children(), 5)[0]
+    try:
+        (tmp_path / "run").mkdir()
+        record = {"pid": leader.pid, "started": psutil.Process(leader.pid).create_time()}
+        (tmp_path / "run" / "state.json").write_text(json.dumps({"processes": [record]}))
+        leader.kill()
+        leader.wait()
+        down = sai("down", env=env, timeout=60)
+        assert down.returncode == 0 and "stopped 1 leftover" in down.stdout, down.stdout + down.stderr
+        assert wait_until(lambda: not alive(member.pid), 5)
+    finally:
+        if alive(member.pid):
+            member.kill()

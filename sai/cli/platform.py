@@ -10,14 +10,26 @@ import subprocess
 import sys
 import time
 
+import psutil
+
 from common.settings import setting
 from sai import paths
 from sai.errors import SaiError
 from sai.local import s3_server
 from sai.local.callbacks import CallbackPolicy
 from sai.local.platform import Platform, Settings
-from sai.local.processes import tail, wait_until
-from sai.state import credentials_dir, http_ok, pid_path, port_open, read_pid, read_state, state_path
+from sai.local.processes import listens_on, recorded_tree, stop_processes, tail, wait_until
+from sai.state import (
+    credentials_dir,
+    http_ok,
+    make_private,
+    pid_path,
+    port_open,
+    read_pid,
+    read_state,
+    state_path,
+    write_pid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +43,11 @@ EXIT_NOT_RUNNING = 3  # like `systemctl status`: 3 = not running
 def register(sub) -> None:
     up = sub.add_parser("up", help="start Triton, the functions and the gateway; return once ready")
     up.add_argument("--foreground", action="store_true", help="run in this terminal under supervision (Ctrl-C stops)")
-    up.add_argument("--host", default="127.0.0.1", help="address the gateway and Triton bind (default: %(default)s)")
+    up.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the gateway binds; Triton and functions stay on loopback (default: %(default)s)",
+    )
     up.add_argument("--port", type=int, default=SAI_PORT(), help="gateway port (default: $SAI_PORT or 8080)")
     up.add_argument("--triton-http-port", type=int, default=8000)
     up.add_argument("--triton-grpc-port", type=int, default=8001)
@@ -91,19 +107,29 @@ def _settings(args) -> Settings:
 
 
 def cmd_up(args) -> int:
+    state_dir = paths.state_dir()
+    make_private(state_dir)
     if args.foreground:
         return _foreground(_settings(args))
-    if (pid := read_pid(paths.state_dir())) is not None:  # idempotent, like `docker compose up -d`
-        print(f"already running (pid {pid}); `sai status` shows it, `sai down` stops it (to restart with other options)")
+    if (pid := read_pid(state_dir)) is not None:  # idempotent, like `docker compose up -d`
+        served = _state().get("gateway") or "(still starting)"
+        wanted = f"http://{args.host}:{args.port}"
+        if served not in (wanted, "(still starting)"):
+            raise SaiError(
+                f"already running (pid {pid}) with the gateway on {served}, not {wanted}: `sai down` first to change it"
+            )
+        print(f"already running (pid {pid}), gateway {served}; `sai status` shows it, `sai down` stops it")
         return 0
+    _stop_leftovers(_state())
     if port_open(args.host, args.port):
         raise SaiError(f"port {args.port} is already in use; choose another with --port")
-    logfile = paths.state_dir() / "logs" / "platform.log"
+    logfile = state_dir / "logs" / "platform.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "sai", "up", "--foreground"] + [a for a in sys.argv[2:] if a != "--foreground"]
     with open(logfile, "ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    pid_path(paths.state_dir()).write_text(str(proc.pid))
+        proc = subprocess.Popen(
+            _foreground_argv(args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    write_pid(state_dir, proc.pid)
     print(f"starting the platform (pid {proc.pid}, log {logfile}) ...", flush=True)
     gateway = f"http://{args.host}:{args.port}/healthz"
 
@@ -112,11 +138,15 @@ def cmd_up(args) -> int:
             return None
         return f"the platform failed to start (exit {proc.returncode}); last log lines:\n{tail(logfile, 25)}"
 
+    def ready() -> bool:  # ready as written by the supervisor we started, and its gateway answers
+        state = _state()
+        return state.get("pid") == proc.pid and state.get("ready") and http_ok(gateway)
+
     try:
-        ready = wait_until(lambda: state_path(paths.state_dir()).exists() and http_ok(gateway), args.timeout, 0.5, failed)
+        ok = wait_until(ready, args.timeout, 0.5, failed)
     except RuntimeError as exc:
         raise SaiError(str(exc)) from None
-    if ready:
+    if ok:
         print(
             f"ready: gateway http://{args.host}:{args.port}  (try: curl --data-binary @cat.jpg "
             f"http://{args.host}:{args.port}/function/image-classify)"
@@ -129,6 +159,20 @@ def cmd_up(args) -> int:
     raise SaiError(f"not ready after {args.timeout:.0f}s; see {logfile}")
 
 
+def _foreground_argv(args) -> list[str]:
+    """`sai up --foreground` with the options parsed here (not this process's argv, whose global
+    options such as -v come before the command)."""
+    argv = [sys.executable, "-m", "sai", *(["-v"] if args.verbose else []), "up", "--foreground"]
+    argv += ["--host", args.host, "--port", str(args.port), "--timeout", str(args.timeout)]
+    argv += ["--triton-http-port", str(args.triton_http_port), "--triton-grpc-port", str(args.triton_grpc_port)]
+    argv += ["--triton-metrics-port", str(args.triton_metrics_port), "--s3-port", str(args.s3_port)]
+    argv += ["--triton-url", args.triton_url] if args.triton_url else []
+    argv += ["--with-s3"] if args.with_s3 else []
+    for name in args.only or []:
+        argv += ["--only", name]
+    return argv
+
+
 def _foreground(settings: Settings) -> int:
     try:
         platform = Platform(settings)
@@ -137,11 +181,10 @@ def _foreground(settings: Settings) -> int:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
-        platform.start()
+        platform.start()  # records this process in platform.pid once ready
     except Exception as exc:  # noqa: BLE001 - reported, with the exit code, to `sai up`
         log.error("start failed: %s", exc)
         return 1
-    pid_path(paths.state_dir()).write_text(str(os.getpid()))
     print(f"platform ready: gateway {platform.gateway_url}, Triton {platform.triton_url}", flush=True)
     try:
         while not stopping:
@@ -151,7 +194,6 @@ def _foreground(settings: Settings) -> int:
         pass
     finally:
         platform.stop()
-        pid_path(paths.state_dir()).unlink(missing_ok=True)
     return 0
 
 
@@ -159,37 +201,42 @@ def cmd_down(args) -> int:
     pid = read_pid(paths.state_dir())
     state = _state()
     if pid is None:
-        _kill_leftovers(state)
-        print("not running")
+        stopped = _stop_leftovers(state)
+        print(f"not running (stopped {stopped} leftover process(es))" if stopped else "not running")
         return 0
     os.kill(pid, signal.SIGTERM)
     if not wait_until(lambda: not _alive(pid), 40):
         log.warning("supervisor %d did not stop in time; killing it", pid)
-        os.killpg(pid, signal.SIGKILL)
-    _kill_leftovers(state)
+        os.kill(pid, signal.SIGKILL)
+    _stop_leftovers(state)
     pid_path(paths.state_dir()).unlink(missing_ok=True)
     print("stopped")
     return 0
 
 
-def _kill_leftovers(state: dict) -> None:
-    """Should the supervisor have died hard, stop the process groups it recorded."""
-    pids = [state.get("triton", {}).get("pid")] + [f.get("pid") for f in state.get("functions", {}).values()]
-    for pid in filter(None, pids):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-            log.info("stopped leftover process group %d", pid)
-        except OSError:
-            pass
-    s3_server.stop_s3(s3_server.load_handle(paths.state_dir()), paths.state_dir())
+def _stop_leftovers(state: dict) -> int:
+    """Stop what a supervisor that died hard left behind: every process recorded in its state, with
+    their children and process groups, each checked to be that very process (pid and start time).
+    Refuses, naming the pids and the command that clears them, when some cannot be stopped."""
+    procs = recorded_tree(state.get("processes", []))
+    if procs:
+        log.warning(
+            "stopping %d process(es) left by a platform that died: pids %s", len(procs), " ".join(str(p.pid) for p in procs)
+        )
+        if left := stop_processes(procs):
+            pids = " ".join(str(p.pid) for p in left)
+            raise SaiError(
+                f"processes of an earlier platform still run and could not be stopped: pids {pids}; run `kill -9 {pids}`"
+            )
+    s3_server.stop_s3(s3_server.load_handle(paths.state_dir()), paths.state_dir())  # checks it is moto
     state_path(paths.state_dir()).unlink(missing_ok=True)
+    return len(procs)
 
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
 
 
@@ -205,37 +252,42 @@ def cmd_status(args) -> int:
         else:
             print("not running (start it with `sai up`)")
         return EXIT_NOT_RUNNING
-    rows = [("gateway", state["gateway"], http_ok(state["gateway"] + "/healthz"))]
+    rows = [_row("gateway", state["gateway"], {}, http_ok(state["gateway"] + "/healthz"))]
     triton = state["triton"]
-    rows.append(("triton", triton["url"], http_ok(f"http://{triton['url']}/v2/health/ready")))
+    port = int(triton["url"].rpartition(":")[2])
+    ours = triton.get("pid") is None or listens_on(triton["pid"], port)  # None: an external --triton-url
+    rows.append(_row("triton", triton["url"], triton, ours and http_ok(f"http://{triton['url']}/v2/health/ready")))
     for name, fn in state["functions"].items():
-        host, _, port = (fn["url"] or "").removeprefix("http://").partition(":")
-        ok = bool(port) and port_open(host, int(port))
-        rows.append((f"function/{name}", fn["url"] or "-", ok))
+        port = (fn["url"] or "").rpartition(":")[2]
+        rows.append(_row(f"function/{name}", fn["url"] or "-", fn, bool(port) and listens_on(fn["pid"], int(port))))
     if state.get("s3"):
-        rows.append(("s3 (moto)", state["s3"], http_ok(state["s3"] + "/")))
-    ready = all(ok for _, _, ok in rows)
+        rows.append(_row("s3 (moto)", state["s3"], {}, http_ok(state["s3"] + "/")))
+    ready = all(r["ready"] for r in rows)
     events = state.get("s3_events")  # bucket events waiting for object-classify (a 2xx)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "running": True,
-                    "ready": ready,
-                    "pid": pid,
-                    "components": [{"name": n, "address": a, "ready": ok} for n, a, ok in rows],
-                    "s3_events": events,
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps({"running": True, "ready": ready, "pid": pid, "components": rows, "s3_events": events}, indent=2))
     else:
         print(f"platform supervisor pid {pid}; logs in {state['logs']}")
-        for name, address, ok in rows:
-            print(f"  {'READY' if ok else 'DOWN ':5}  {name:28} {address}")
+        for row in rows:
+            notes = [f"{row['restarts']} restart(s)"] if row.get("restarts") else []
+            if row.get("liveness_failures"):
+                notes.append(f"{row['liveness_failures']} liveness probe(s) failed")
+            print(f"  {row['status']:8} {row['name']:28} {row['address']}  {', '.join(notes)}".rstrip())
+            if row.get("last_log"):
+                print("           last log lines:\n" + "\n".join("             " + line for line in row["last_log"].splitlines()))
         if events and events["queued"]:
             print(f"  {events['queued']} S3 event(s) queued for object-classify; last delivery: {events['last_error']}")
     return 0 if ready else 1
+
+
+def _row(name: str, address: str, recorded: dict, ready: bool) -> dict:
+    """One component as `sai status` shows it: READY, DOWN, RESTARTING or FAILED (the supervisor
+    gave up; with the last lines of its log)."""
+    state = recorded.get("state", "running")
+    status = "FAILED" if state == "FAILED" else "READY" if ready else "RESTARTING" if state == "restarting" else "DOWN"
+    row = {"name": name, "address": address, "ready": ready and state != "FAILED", "status": status}
+    row.update({k: recorded[k] for k in ("restarts", "liveness_failures", "last_log") if recorded.get(k)})
+    return row
 
 
 def cmd_logs(args) -> int:

@@ -2,8 +2,10 @@
 
 `sai up` starts a supervisor in the background (it is `sai up --foreground`, detached) and returns
 once everything is ready; the supervisor starts Triton, waits for its models, starts each function
-from its build context, serves the gateway, restarts what crashes, and on SIGTERM (`sai down`)
-stops it all. Its state (pids, ports, log files) is in `.sai/run/state.json` for `sai status`.
+from its build context, serves the gateway, restarts what crashes (with back-off, until FAILED) or
+hangs (Triton's liveness probe), and on SIGTERM (`sai down`) stops it all. Its children die with it
+even after `kill -9` (processes.die_with_parent). Its state (pids with start times, ports, log
+files, each component's health) is in `.sai/run/state.json` for `sai status`, `sai up` and `sai down`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pathlib
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -24,17 +27,27 @@ from sai.local import s3_events, s3_server
 from sai.local.async_calls import AsyncCalls
 from sai.local.callbacks import CallbackPolicy
 from sai.local.gateway import Gateway
-from sai.local.processes import tail, terminate_group, wait_until
+from sai.local.processes import Restarts, die_with_parent, identity, listens_on, tail, terminate_group, wait_until
 from sai.local.stack import Function, build_context, load_stack
 from sai.local.triton_server import TritonServer
-from sai.state import ensure_credentials, free_port, port_open, state_path, write_state
+from sai.state import (
+    ensure_credentials,
+    free_port,
+    make_private,
+    pid_path,
+    port_open,
+    read_pid,
+    state_path,
+    write_pid,
+    write_state,
+)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Settings:
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the gateway's address; Triton and the functions stay on loopback
     port: int = 8080  # gateway
     triton_http_port: int = 8000
     triton_grpc_port: int = 8001
@@ -64,16 +77,24 @@ class Settings:
     body_idle_timeout_s: float = 10.0  # longest pause in a request body
     auth: bool = True  # basic auth on /system/* (credentials in <state>/secrets)
     auth_functions: bool = False  # ... and on /function/*, /async-function/*
+    # Supervision: restarts after 1, 2, 4 ... s; FAILED after this many deaths in a row.
+    restart_delay_s: float = 1.0
+    restart_limit: int = 5
+    liveness_failures: int = 3  # failed Triton liveness probes in a row before it is killed and restarted
+
+    def restarts(self) -> Restarts:
+        return Restarts(first_delay_s=self.restart_delay_s, limit=self.restart_limit)
 
 
 class RunningFunction:
     """One function process serving its build context on a loopback port."""
 
-    def __init__(self, spec: Function, context: pathlib.Path, env: dict[str, str], log_path: pathlib.Path):
+    def __init__(self, spec: Function, context: pathlib.Path, env: dict[str, str], log_path: pathlib.Path, restarts: Restarts):
         self.spec, self.context, self.env, self.log_path = spec, context, env, log_path
         self.port = 0
         self.process: subprocess.Popen | None = None
-        self.restarts = 0
+        self.record: dict | None = None  # pid and start time, for the state file
+        self.restarts = restarts
 
     @property
     def url(self) -> str | None:
@@ -93,13 +114,15 @@ class RunningFunction:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
+        self.record = identity(self.process.pid)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         def exited() -> str | None:
             return None if self.alive() else f"function {self.spec.name} exited; see {self.log_path}:\n{tail(self.log_path)}"
 
-        if not wait_until(lambda: port_open("127.0.0.1", self.port), timeout, interval=0.05, fail=exited):
+        if not wait_until(lambda: listens_on(self.process.pid, self.port), timeout, interval=0.05, fail=exited):
             raise TimeoutError(f"function {self.spec.name} not listening after {timeout:.0f}s; see {self.log_path}")
 
     def stop(self) -> None:
@@ -110,6 +133,7 @@ class RunningFunction:
 class Platform:
     def __init__(self, settings: Settings):
         self.settings = settings
+        make_private(settings.state_dir)
         self.logs = settings.state_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.stack = load_stack(settings.stack_file)
@@ -124,9 +148,10 @@ class Platform:
                 http_port=settings.triton_http_port,
                 grpc_port=settings.triton_grpc_port,
                 metrics_port=settings.triton_metrics_port,
-                host=settings.host,
             )
         self.triton_wanted = True  # False while stopped on purpose (stop_triton), so not restarted
+        self.triton_restarts = settings.restarts()
+        self.triton_probe_failures = 0  # liveness probes failed in a row
         self.functions: dict[str, RunningFunction] = {}
         # Async invocations, persisted so that accepted calls survive a restart; they call the
         # functions through the gateway's own invoke (so both paths share one upstream client).
@@ -198,6 +223,7 @@ class Platform:
             self.stop()
             raise
         self.write_state()
+        write_pid(self.settings.state_dir, os.getpid())
         log.info("platform ready: gateway %s, triton %s", self.gateway_url, self.triton_url)
 
     def stop(self) -> None:
@@ -213,6 +239,8 @@ class Platform:
         if self.s3 is not None:
             s3_server.stop_s3(self.s3, self.settings.state_dir)
         state_path(self.settings.state_dir).unlink(missing_ok=True)
+        if read_pid(self.settings.state_dir) == os.getpid():
+            pid_path(self.settings.state_dir).unlink(missing_ok=True)
         log.info("platform stopped")
 
     def start_triton(self, timeout: float = 180.0) -> None:
@@ -242,7 +270,9 @@ class Platform:
             if self.settings.only and name not in self.settings.only:
                 continue
             context = build_context(self.stack, spec, build / name)
-            fn = RunningFunction(spec, context, self._function_env(spec), self.logs / f"function-{name}.log")
+            fn = RunningFunction(
+                spec, context, self._function_env(spec), self.logs / f"function-{name}.log", self.settings.restarts()
+            )
             self.functions[name] = fn
             fn.start()
         for fn in self.functions.values():
@@ -307,43 +337,93 @@ class Platform:
 
     # -- supervision ---------------------------------------------------------------------------------
     def supervise_once(self) -> None:
-        """Restart what died (called every second by the foreground supervisor)."""
+        """Restart what died or hangs, with back-off (called every second by the foreground supervisor)."""
         with self._lock:
-            if self.triton is not None and self.triton_wanted and not self.triton.running():
-                log.error("tritonserver died (exit %s); restarting", self.triton.process and self.triton.process.returncode)
-                self.triton.stop()
-                try:
-                    self.start_triton()
-                except Exception as exc:  # noqa: BLE001 - keep supervising, try again next tick
-                    log.error("triton restart failed: %s", exc)
+            if self.triton is not None and self.triton_wanted:
+                self._supervise_triton()
             for fn in self.functions.values():
                 if not fn.alive():
-                    fn.restarts += 1
-                    log.error("function %s died (exit %s); restarting", fn.spec.name, fn.process and fn.process.returncode)
-                    fn.stop()
-                    fn.start()
+                    self._restart(fn.spec.name, fn.process, fn.restarts, fn.log_path, lambda fn=fn: (fn.stop(), fn.start()))
             self.write_state()
 
+    def _supervise_triton(self) -> None:
+        triton = self.triton
+        if triton.running() and self.triton_restarts.next_at is None:
+            if triton.live():
+                self.triton_probe_failures = 0
+                return
+            self.triton_probe_failures += 1
+            log.warning("triton liveness probe failed (%d in a row)", self.triton_probe_failures)
+            if self.triton_probe_failures < self.settings.liveness_failures:
+                return
+            log.error("triton hangs: %d liveness probes failed in a row; killing it", self.triton_probe_failures)
+            triton.kill()
+
+        def restart() -> None:
+            triton.stop()  # its backend stubs too
+            self.triton_probe_failures = 0
+            self.start_triton()
+
+        self._restart("tritonserver", triton.process, self.triton_restarts, triton.log_path, restart)
+
+    @staticmethod
+    def _restart(name: str, process, restarts: Restarts, log_path: pathlib.Path, restart) -> None:
+        """Note the death of `name`; restart it when its back-off has passed, never once FAILED."""
+        if restarts.died():
+            code = process and process.poll()
+            if restarts.failed:
+                log.error(
+                    "%s died %d times in a row (exit %s); giving up: FAILED, see %s", name, restarts.in_a_row, code, log_path
+                )
+            else:
+                log.error("%s died (exit %s); restarting in %.1f s", name, code, restarts.next_at - time.monotonic())
+        if restarts.due():
+            restarts.restarted()
+            try:
+                restart()
+            except Exception as exc:  # noqa: BLE001 - a failed start counts as a death on the next tick
+                log.error("%s restart failed: %s", name, exc)
+
     def write_state(self) -> None:
+        triton, s3 = self.triton, self.s3
+
+        def health(restarts: Restarts, log_path) -> dict:
+            failed = {"last_log": tail(pathlib.Path(log_path), 15)} if restarts.failed else {}
+            return {"state": restarts.state, "restarts": restarts.count, **failed}
+
         write_state(
             self.settings.state_dir,
             {
                 "pid": os.getpid(),
+                "ready": True,  # written once start() has seen every component ready
                 "gateway": self.gateway_url,
                 "triton": {
                     "url": self.triton_url,
-                    "pid": self.triton.process.pid if self.triton and self.triton.process else None,
-                    "metrics": f"http://{self.settings.host}:{self.settings.triton_metrics_port}/metrics"
-                    if self.triton
-                    else None,
-                    "log": str(self.triton.log_path) if self.triton else None,
+                    "pid": triton.process.pid if triton and triton.process else None,
+                    "metrics": f"http://127.0.0.1:{self.settings.triton_metrics_port}/metrics" if triton else None,
+                    "log": str(triton.log_path) if triton else None,
+                    "liveness_failures": self.triton_probe_failures,
+                    **(health(self.triton_restarts, triton.log_path) if triton else {}),
                 },
                 "functions": {
-                    n: {"url": f.url, "pid": f.process.pid if f.process else None, "restarts": f.restarts, "log": str(f.log_path)}
+                    n: {
+                        "url": f.url,
+                        "pid": f.process.pid if f.process else None,
+                        "log": str(f.log_path),
+                        **health(f.restarts, f.log_path),
+                    }
                     for n, f in self.functions.items()
                 },
-                "s3": self.s3.endpoint if self.s3 else None,
+                "s3": s3.endpoint if s3 else None,
                 "s3_events": self.s3_notifier.status() if self.s3_notifier else None,
                 "logs": str(self.logs),
+                # Every process of ours with its start time: `sai up` and `sai down` stop these (and
+                # what they started) after a hard kill, and never a process that reused a pid.
+                "processes": [
+                    identity(os.getpid()),
+                    triton.record if triton else None,
+                    *(f.record for f in self.functions.values()),
+                    identity(s3.pid) if s3 else None,
+                ],
             },
         )

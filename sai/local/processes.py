@@ -1,14 +1,17 @@
-"""Process plumbing shared by the local runtime: stopping process groups, reading log tails,
-waiting for a condition with a deadline."""
+"""Process plumbing shared by the local runtime: stopping process groups and recorded process
+trees, telling a process of ours from one that reuses its pid, tying children to the supervisor's
+life, restart back-off, reading log tails, waiting for a condition with a deadline."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pathlib
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import psutil
@@ -70,3 +73,149 @@ def tail(path: pathlib.Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+# -- children die with the supervisor -------------------------------------------------------------
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork: no dlopen in the child
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A `preexec_fn` that makes the kernel SIGKILL the child when the thread that started it dies
+    (prctl PR_SET_PDEATHSIG). Chosen over a shared process group: after `kill -9` of the supervisor
+    nobody is left to signal a group, while the kernel delivers this signal itself. Each child keeps
+    its own session (start_new_session), so it can still be stopped as a group with whatever it
+    forks. Start children from a thread that lives as long as the supervisor (the main one)."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died between fork() and prctl()
+            os._exit(1)
+
+    return preexec
+
+
+# -- identity of recorded processes ----------------------------------------------------------------
+# Start times are compared with this slack: psutil derives them from the boot time, which the
+# kernel reports to the second. A pid reused within a second of the original's start is not a risk.
+_START_SLACK_S = 1.0
+
+
+def identity(pid: int | None) -> dict | None:
+    """{"pid", "started"} for the state file, so that a later reader can tell this process from
+    another that happens to get the same pid (see `verified`)."""
+    if not pid:
+        return None
+    try:
+        return {"pid": pid, "started": psutil.Process(pid).create_time()}
+    except psutil.Error:
+        return None
+
+
+def verified(record: dict | None) -> psutil.Process | None:
+    """The live process that `record` (from `identity`) names, or None when it exited, is a
+    zombie, or its pid now belongs to another process (its start time differs)."""
+    try:
+        proc = psutil.Process(int(record["pid"]))
+        if abs(proc.create_time() - float(record["started"])) > _START_SLACK_S:
+            return None
+        return None if proc.status() == psutil.STATUS_ZOMBIE else proc
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return None
+
+
+def recorded_tree(records: Iterable[dict | None]) -> list[psutil.Process]:
+    """Every live process of the recorded ones, their descendants, and the members of the process
+    groups they led, which outlive their leader (Triton's backend stubs, once Triton is killed).
+    A group id stays allocated while the group has members, so when its leader's pid is free,
+    the members found are that group's; when the pid is taken by another process, it is skipped."""
+    found: dict[int, psutil.Process] = {}
+    groups: list[tuple[int, float]] = []
+    for record in filter(None, records):
+        proc = verified(record)
+        if proc is not None:
+            found[proc.pid] = proc
+            for child in _quiet(proc.children, recursive=True) or []:
+                found[child.pid] = child
+        if proc is not None or not psutil.pid_exists(int(record["pid"])):
+            groups.append((int(record["pid"]), float(record["started"])))
+    if groups:
+        for proc in psutil.process_iter():
+            pgid = _quiet(os.getpgid, proc.pid)
+            started = _quiet(proc.create_time)
+            if started and any(pgid == g and started >= s - _START_SLACK_S for g, s in groups):
+                found[proc.pid] = proc
+    found.pop(os.getpid(), None)
+    return [p for p in found.values() if _quiet(p.status) not in (None, psutil.STATUS_ZOMBIE)]
+
+
+def stop_processes(procs: list[psutil.Process], timeout: float = 10.0) -> list[psutil.Process]:
+    """SIGTERM them all, SIGKILL whatever is left after `timeout`; returns those still alive."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        for proc in procs:
+            _quiet(proc.send_signal, sig)
+        _, procs = psutil.wait_procs(procs, timeout=wait)
+        procs = [p for p in procs if _quiet(p.status) not in (None, psutil.STATUS_ZOMBIE)]
+        if not procs:
+            break
+    return procs
+
+
+def listens_on(pid: int | None, port: int) -> bool:
+    """True when process `pid` itself holds a listening TCP socket on `port`: readiness is about
+    the process we started, not whoever answers on its port."""
+    proc = _quiet(psutil.Process, pid) if pid else None  # psutil.Process(None) would be this process
+    # net_connections is psutil >= 6's name for connections
+    conns = _quiet(getattr(proc, "net_connections", None) or proc.connections, kind="tcp") if proc else None
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns or [])
+
+
+def _quiet(call: Callable[..., T], *args, **kwargs) -> T | None:
+    """`call(...)`, or None when the process vanished or may not be inspected."""
+    try:
+        return call(*args, **kwargs)
+    except (psutil.Error, OSError):
+        return None
+
+
+# -- restarts ---------------------------------------------------------------------------------------
+@dataclass
+class Restarts:
+    """When to restart a component that died: after 1, 2, 4 ... s (capped), and never again once it
+    died `limit` times in a row (each time within `stable_s` of its start): then it is FAILED,
+    which `sai status` shows with its last log lines, instead of a restart loop nobody sees."""
+
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    limit: int = 5
+    stable_s: float = 60.0
+    count: int = 0  # restarts so far
+    in_a_row: int = 0  # deaths since the last stable run
+    started_at: float = field(default_factory=time.monotonic)
+    next_at: float | None = None  # set while a restart is pending
+    failed: bool = False
+
+    def died(self, now: float | None = None) -> bool:
+        """Record a death, schedule its restart or give up; False when this death was already seen."""
+        now = time.monotonic() if now is None else now
+        if self.next_at is not None or self.failed:
+            return False
+        self.in_a_row = 1 if now - self.started_at >= self.stable_s else self.in_a_row + 1
+        if self.in_a_row > self.limit:
+            self.failed = True
+        else:
+            self.next_at = now + min(self.max_delay_s, self.first_delay_s * 2 ** (self.in_a_row - 1))
+        return True
+
+    def due(self, now: float | None = None) -> bool:
+        return self.next_at is not None and not self.failed and (time.monotonic() if now is None else now) >= self.next_at
+
+    def restarted(self, now: float | None = None) -> None:
+        self.count += 1
+        self.next_at = None
+        self.started_at = time.monotonic() if now is None else now
+
+    @property
+    def state(self) -> str:
+        return "FAILED" if self.failed else "restarting" if self.next_at is not None else "running"

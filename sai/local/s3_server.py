@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 
-from sai.local.processes import running_with, wait_until
+from sai.local.processes import die_with_parent, listens_on, running_with, wait_until
 
 BUCKET = "uploads"
 REGION = "us-east-1"
@@ -87,6 +87,7 @@ def start_s3(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # gone with the supervisor, even after kill -9
         )
     handle = S3Handle(
         endpoint=f"http://{host}:{port}",
@@ -100,6 +101,8 @@ def start_s3(
     client = handle.client()
 
     def bucket_ready() -> bool:
+        if not listens_on(proc.pid, port):  # another server on the port (an old moto) is not ours
+            return False
         from botocore.exceptions import ClientError, HTTPClientError
         from botocore.exceptions import ConnectionError as BotoConnectionError
 

@@ -24,7 +24,7 @@ import sysconfig
 from dataclasses import dataclass
 
 from common.settings import setting
-from sai.local.processes import tail, terminate_group, wait_until
+from sai.local.processes import die_with_parent, identity, listens_on, tail, terminate_group, wait_until
 from sai.state import http_ok
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,15 @@ class TritonDist:
         return stub
 
 
+def missing_models(repo: pathlib.Path) -> list[str]:
+    """Model files that `sai models build` makes and the repository lacks (ensembles have none)."""
+    missing = []
+    for config in sorted(repo.glob("*/config.pbtxt")):
+        if 'platform: "ensemble"' not in config.read_text() and not (config.parent / "1" / "model.onnx").is_file():
+            missing.append(f"{config.parent.name}/1/model.onnx")
+    return missing
+
+
 def prepare_backends(dist: TritonDist, target: pathlib.Path) -> pathlib.Path:
     """Build `target/` = {python/ (backend + stub for this Python), onnx_local/ (ours)}."""
     py = target / "python"
@@ -100,7 +109,9 @@ def _install(src: pathlib.Path, dst: pathlib.Path) -> None:
 
 @dataclass
 class TritonServer:
-    """One tritonserver process. `start()` returns at once; `wait_ready()` polls /v2/health/ready."""
+    """One tritonserver process, on loopback only (the gateway is the one way in). `start()` returns
+    at once; `wait_ready()` waits until this process listens and /v2/health/ready says its models
+    are loaded; `live()` is the supervisor's liveness probe."""
 
     model_repository: pathlib.Path
     work_dir: pathlib.Path  # backend directory and log live here
@@ -110,6 +121,8 @@ class TritonServer:
     host: str = "127.0.0.1"
     config_name: str = "local"
     process: subprocess.Popen | None = None
+    record: dict | None = None  # pid and start time, for the state file
+    probe_timeout_s: float = 3.0  # /v2/health/live answers in ms; generous so that a busy Triton is not killed
 
     @property
     def url(self) -> str:
@@ -147,6 +160,8 @@ class TritonServer:
         return env
 
     def start(self) -> None:
+        if missing := missing_models(self.model_repository):
+            raise TritonNotInstalled(f"models not built: run make models (missing: {', '.join(missing)})")
         dist = TritonDist.find()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         backends = prepare_backends(dist, self.work_dir / "backends")
@@ -160,12 +175,24 @@ class TritonServer:
             stdout=logfile,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stopped as a whole, never orphaned
+            start_new_session=True,  # its own process group: stopped with its backend stubs
+            preexec_fn=die_with_parent(),  # and killed by the kernel should the supervisor die
         )
+        self.record = identity(self.process.pid)
         logfile.close()
 
     def is_ready(self) -> bool:
-        return http_ok(f"http://{self.url}/v2/health/ready", timeout=1)
+        """Our process listens on the HTTP port and its models are loaded (strict readiness): a
+        foreign server on the port, or an old Triton left there, does not count."""
+        return (
+            self.running()
+            and listens_on(self.process.pid, self.http_port)
+            and http_ok(f"http://{self.url}/v2/health/ready", timeout=1)
+        )
+
+    def live(self) -> bool:
+        """The liveness probe: a stopped or hung Triton does not answer within the timeout."""
+        return http_ok(f"http://{self.url}/v2/health/live", timeout=self.probe_timeout_s)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -181,6 +208,11 @@ class TritonServer:
 
         if not wait_until(self.is_ready, timeout, fail=exited):
             raise TimeoutError(f"tritonserver not ready after {timeout:.0f}s; see {self.log_path}")
+
+    def kill(self) -> None:
+        """A hung Triton (or a stopped one) ignores SIGTERM: SIGKILL its group at once."""
+        if self.process is not None:
+            terminate_group(self.process, 0)
 
     def stop(self, timeout: float = 15.0) -> None:
         # Even when tritonserver itself has died, its backend stubs may live on in its group.
