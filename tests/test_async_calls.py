@@ -198,12 +198,15 @@ def test_a_hanging_receiver_does_not_block_other_callers(tmp_path, receiver):
         assert [s.call(callback=stuck).status_code for _ in range(2)] == [429] * 2
         r = s.call(callback=stuck)
         assert r.json()["error"]["code"] == "callback_host_busy" and "Retry-After" in r.headers
+        # Another receiver is served at once: 12 calls, at most per_host (3) of its own waiting at a
+        # time (firing all 12 back to back could legitimately leave more than 3 of them waiting on
+        # a loaded machine, and then 429 would be the right answer for that receiver too).
         started = time.monotonic()
-        replies = [s.call(callback=receiver.url) for _ in range(10)]
-        assert [r.status_code for r in replies] == [202] * 10, replies[-1].text
-        ids = [r.headers["X-Call-Id"] for r in replies]
-        receiver.wait_for(ids, timeout=5)
-        assert time.monotonic() - started < 5
+        for _ in range(4):
+            replies = [s.call(callback=receiver.url) for _ in range(3)]
+            assert [r.status_code for r in replies] == [202] * 3, replies[-1].text
+            receiver.wait_for([r.headers["X-Call-Id"] for r in replies], timeout=10)
+        assert time.monotonic() - started < 10
     finally:
         s.stop()
         hang.close()
