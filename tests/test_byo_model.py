@@ -1,0 +1,136 @@
+"""Bring your own model, end to end: a second classifier with other tensor names, float32 NCHW
+input and no softmax in the graph (sai/models/fp32_example.py) is added with `sai models add`
+(loaded into a real Triton and run on zeros), a function is scaffolded for it with `sai new`, and a
+platform serving both it and the shipped image-classify answers real photos with the same top-1
+as onnxruntime in-process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import requests
+from helpers import ROOT, encode, running_platform
+from PIL import Image
+
+from sai.cli import main
+from sai.models.fp32_example import MEAN, STD, float_nchw_logits
+
+pytestmark = pytest.mark.slow
+MODEL, FUNCTION = "effnet_fp32", "effnet-classify"
+PHOTOS = ("chelsea", "coffee", "astronaut")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A copy of the project with image-classify and image_classifier only, where the CLI adds the
+    model and scaffolds the function (SAI_REPO points `sai new` there)."""
+    root = tmp_path_factory.mktemp("byo-project")
+    shutil.copy2(ROOT / "stack.yml", root / "stack.yml")
+    shutil.copytree(ROOT / "common", root / "common", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "functions" / "image-classify", root / "functions" / "image-classify")
+    shutil.copytree(ROOT / "model_repository" / "image_classifier", root / "model_repository" / "image_classifier")
+    (root / "tests").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def onnx_file(project):
+    return float_nchw_logits(project / "effnet_fp32.onnx")
+
+
+@pytest.fixture(scope="module")
+def added(project, onnx_file):
+    labels = ROOT / "model_repository" / "image_classifier" / "labels.txt"
+    argv = [
+        "models",
+        "add",
+        MODEL,
+        "--onnx",
+        str(onnx_file),
+        "--labels",
+        str(labels),
+        "--repo",
+        str(project / "model_repository"),
+    ]
+    assert main([*argv, "--image-mean", MEAN, "--image-std", STD, "--resize-short-side", "256"]) == 0
+    old = os.environ.get("SAI_REPO")
+    os.environ["SAI_REPO"] = str(project)
+    try:
+        assert main(["new", FUNCTION, "--from", "image-classify", "--model", MODEL]) == 0
+    finally:
+        os.environ.pop("SAI_REPO") if old is None else os.environ.__setitem__("SAI_REPO", old)
+    return project
+
+
+@pytest.fixture(scope="module")
+def gateway(added, tmp_path_factory):
+    with running_platform(
+        tmp_path_factory.mktemp("byo-state"),
+        stack_file=added / "stack.yml",
+        model_repository=added / "model_repository",
+        only=["image-classify", FUNCTION],
+    ) as platform:
+        yield platform.gateway_url
+
+
+def reference_top1(onnx_file, photo: np.ndarray) -> int:
+    """onnxruntime in-process, preprocessed here independently: short side 256 (bicubic), centre 224."""
+    import onnxruntime as ort
+
+    img = Image.fromarray(photo).convert("RGB")
+    scale = 256 / min(img.size)
+    img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
+    left, top = (img.width - 224) // 2, (img.height - 224) // 2
+    x = np.asarray(img.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
+    x = ((x - 0.498) / 0.502).transpose(2, 0, 1)[np.newaxis]
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    return int(session.run(["scores"], {"pixel_values": x})[0][0].argmax())
+
+
+def test_added_model_files_and_scaffold(added):
+    model = added / "model_repository" / MODEL
+    assert sorted(p.relative_to(model).as_posix() for p in model.rglob("*") if p.is_file()) == [
+        "1/model.onnx",
+        "config.pbtxt",
+        "configs/cpu.pbtxt",
+        "configs/local.pbtxt",
+        "labels.txt",
+    ]
+    assert (added / "functions" / FUNCTION / "handler.py").is_file() and (
+        added / "tests" / "test_fn_effnet_classify.py"
+    ).is_file()
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_top1_equals_onnxruntime_in_process(gateway, onnx_file, photo):
+    from skimage import data
+
+    pixels = getattr(data, photo)()
+    r = requests.post(
+        f"{gateway}/function/{FUNCTION}", data=encode(pixels, quality=95), headers={"Content-Type": "image/jpeg"}, timeout=60
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == MODEL
+    top = body["predictions"][0]
+    # JPEG-encoding is the only difference: the reference sees the decoded JPEG too.
+    from io import BytesIO
+
+    decoded = np.asarray(Image.open(BytesIO(encode(pixels, quality=95))))
+    assert top["class_id"] == reference_top1(onnx_file, decoded)
+    # Logits turned into probabilities by the function (apply_softmax): ranked, in (0, 1].
+    scores = [p["score"] for p in body["predictions"]]
+    assert 0 < scores[-1] <= scores[0] <= 1 and sum(scores) <= 1.0 + 1e-6
+
+
+def test_the_shipped_function_still_serves(gateway, coffee_jpeg):
+    r = requests.post(f"{gateway}/function/image-classify", data=coffee_jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60)
+    assert r.status_code == 200 and r.json()["predictions"][0]["label"] == "espresso"
+
+
+def test_adding_the_same_name_again_is_refused(added, onnx_file, capsys):
+    code = main(["models", "add", MODEL, "--onnx", str(onnx_file), "--repo", str(added / "model_repository")])
+    assert code == 2 and f"model '{MODEL}' already exists" in capsys.readouterr().err
