@@ -1,13 +1,16 @@
-"""Bring your own model, end to end: a second classifier with other tensor names, float32 NCHW
-input and no softmax in the graph (sai/models/fp32_example.py) is added with `sai models add`
-(loaded into a real Triton and run on zeros), a function is scaffolded for it with `sai new`, and a
-platform serving both it and the shipped image-classify answers real photos with the same top-1
-as onnxruntime in-process."""
+"""Bring your own model, end to end: on a running platform (the shipped image-classify), a second
+classifier with other tensor names, float32 NCHW input and no softmax in the graph
+(sai/models/fp32_example.py) is added with `sai models add` (loaded into a real Triton and run on
+zeros), a function is scaffolded for it with `sai new`, and a reload loads and starts them while
+image-classify keeps answering. The new function gives the same top-1 as onnxruntime in-process on
+real photos; a broken config is reported by the reload and breaks nothing."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from helpers import ROOT, encode, running_platform
 from PIL import Image
 
 from sai.cli import main
+from sai.local.reload import describe
 from sai.models.fp32_example import MEAN, STD, float_nchw_logits
 
 pytestmark = pytest.mark.slow
@@ -42,7 +46,43 @@ def onnx_file(project):
 
 
 @pytest.fixture(scope="module")
-def added(project, onnx_file):
+def platform(project, tmp_path_factory):
+    """The platform as a user has it before: the shipped image-classify on image_classifier."""
+    with running_platform(
+        tmp_path_factory.mktemp("byo-state"),
+        stack_file=project / "stack.yml",
+        model_repository=project / "model_repository",
+        only=["image-classify"],
+    ) as running:
+        yield running
+
+
+class Traffic:
+    """Calls image-classify in a loop (in a thread) while the platform is changed around it."""
+
+    def __init__(self, gateway: str, body: bytes):
+        self.statuses: list[int] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, args=(gateway, body), daemon=True)
+        self.thread.start()
+
+    def run(self, gateway, body):
+        while not self.stop.is_set():
+            r = requests.post(f"{gateway}/function/image-classify", data=body, headers={"Content-Type": "image/jpeg"}, timeout=60)
+            self.statuses.append(r.status_code)
+            time.sleep(0.1)
+
+    def finish(self) -> list[int]:
+        self.stop.set()
+        self.thread.join(60)
+        return self.statuses
+
+
+@pytest.fixture(scope="module")
+def added(platform, project, onnx_file, coffee_jpeg):
+    """The three commands of the README: models add, new, reload (here: the supervisor's reload,
+    which `sai reload` triggers), with image-classify called throughout."""
+    traffic = Traffic(platform.gateway_url, coffee_jpeg)
     labels = ROOT / "model_repository" / "image_classifier" / "labels.txt"
     argv = [
         "models",
@@ -62,18 +102,19 @@ def added(project, onnx_file):
         assert main(["new", FUNCTION, "--from", "image-classify", "--model", MODEL]) == 0
     finally:
         os.environ.pop("SAI_REPO") if old is None else os.environ.__setitem__("SAI_REPO", old)
-    return project
+    report = platform.reload()
+    return project, report, traffic.finish()
 
 
 @pytest.fixture(scope="module")
-def gateway(added, tmp_path_factory):
-    with running_platform(
-        tmp_path_factory.mktemp("byo-state"),
-        stack_file=added / "stack.yml",
-        model_repository=added / "model_repository",
-        only=["image-classify", FUNCTION],
-    ) as platform:
-        yield platform.gateway_url
+def gateway(added, platform):
+    return platform.gateway_url
+
+
+def test_reload_loaded_the_model_and_started_the_function_while_the_other_kept_serving(added):
+    _, report, statuses = added
+    assert describe(report) == [f"model {MODEL}: loaded", f"function {FUNCTION}: started"]
+    assert statuses and set(statuses) == {200}, statuses
 
 
 def reference_top1(onnx_file, photo: np.ndarray) -> int:
@@ -91,7 +132,8 @@ def reference_top1(onnx_file, photo: np.ndarray) -> int:
 
 
 def test_added_model_files_and_scaffold(added):
-    model = added / "model_repository" / MODEL
+    project = added[0]
+    model = project / "model_repository" / MODEL
     assert sorted(p.relative_to(model).as_posix() for p in model.rglob("*") if p.is_file()) == [
         "1/model.onnx",
         "config.pbtxt",
@@ -99,9 +141,8 @@ def test_added_model_files_and_scaffold(added):
         "configs/local.pbtxt",
         "labels.txt",
     ]
-    assert (added / "functions" / FUNCTION / "handler.py").is_file() and (
-        added / "tests" / "test_fn_effnet_classify.py"
-    ).is_file()
+    assert (project / "functions" / FUNCTION / "handler.py").is_file()
+    assert (project / "tests" / "test_fn_effnet_classify.py").is_file()
 
 
 @pytest.mark.parametrize("photo", PHOTOS)
@@ -132,5 +173,34 @@ def test_the_shipped_function_still_serves(gateway, coffee_jpeg):
 
 
 def test_adding_the_same_name_again_is_refused(added, onnx_file, capsys):
-    code = main(["models", "add", MODEL, "--onnx", str(onnx_file), "--repo", str(added / "model_repository")])
+    code = main(["models", "add", MODEL, "--onnx", str(onnx_file), "--repo", str(added[0] / "model_repository")])
     assert code == 2 and f"model '{MODEL}' already exists" in capsys.readouterr().err
+
+
+def test_reload_restarts_a_changed_function_and_reports_nothing_else(added, platform, coffee_jpeg):
+    project = added[0]
+    assert describe(platform.reload()) == ["nothing changed"]
+    handler = project / "functions" / FUNCTION / "handler.py"
+    handler.write_text(handler.read_text() + "\n# changed\n")
+    assert describe(platform.reload()) == [f"function {FUNCTION}: restarted"]
+    r = requests.post(
+        f"{platform.gateway_url}/function/{FUNCTION}", data=coffee_jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
+    )
+    assert r.status_code == 200 and r.json()["model"] == MODEL
+
+
+def test_reload_with_a_broken_config_reports_it_and_keeps_serving(added, platform, coffee_jpeg):
+    broken = added[0] / "model_repository" / "broken"
+    shutil.copytree(added[0] / "model_repository" / MODEL, broken)
+    (broken / "configs" / "local.pbtxt").write_text('name: "broken"\nbackend: "onnx_local"\ninput [ { name: "x" } ]\n')
+    try:
+        report = platform.reload()
+        assert list(report["models"]["failed"]) == ["broken"] and report["models"]["failed"]["broken"]
+        assert describe(report)[0].startswith("model broken: FAILED: ")
+        for name in ("image-classify", FUNCTION):
+            r = requests.post(
+                f"{platform.gateway_url}/function/{name}", data=coffee_jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
+            )
+            assert r.status_code == 200, (name, r.text)
+    finally:
+        shutil.rmtree(broken)
