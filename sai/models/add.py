@@ -14,6 +14,7 @@ the local config and run once on zeros.
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import re
 import shutil
@@ -96,7 +97,7 @@ def load_graph(path: pathlib.Path):
     try:
         model = onnx.load(str(path))
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:
-        raise AddError(f"{path} is not an ONNX model (it does not parse as one: {exc})") from exc
+        raise AddError(f"{path} is not an ONNX model, or it is truncated (it does not parse as one: {exc})") from exc
     if not model.graph.node or not model.graph.output:
         raise AddError(f"{path} is not an ONNX model, or it is truncated (no graph nodes or outputs in it)")
     try:
@@ -305,6 +306,9 @@ def smoke_test(staged_repo: pathlib.Path, name: str, graph: Graph, work: pathlib
     from sai.state import free_port
 
     server = TritonServer(staged_repo, work, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    quiet = logging.getLogger("sai.local.triton_server")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # its start/stop lines name a log in a folder about to go
     server.start()
     try:
         try:
@@ -330,6 +334,7 @@ def smoke_test(staged_repo: pathlib.Path, name: str, graph: Graph, work: pathlib
         return shapes
     finally:
         server.stop()
+        quiet.setLevel(level)
 
 
 def add_model(
