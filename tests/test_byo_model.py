@@ -189,18 +189,33 @@ def test_reload_restarts_a_changed_function_and_reports_nothing_else(added, plat
     assert r.status_code == 200 and r.json()["model"] == MODEL
 
 
-def test_reload_with_a_broken_config_reports_it_and_keeps_serving(added, platform, coffee_jpeg):
-    broken = added[0] / "model_repository" / "broken"
+# A config Triton refuses, and one it loads (the Python backend does not check input names at
+# load time) but that cannot run: both are reported, neither is left loaded, the rest serves.
+BROKEN = {
+    "refused": 'name: "refused"\nbackend: "onnx_local"\ninput [ { name: "x" } ]\n',
+    "wrong_input": (
+        'name: "wrong_input"\nbackend: "onnx_local"\nmax_batch_size: 16\n'
+        'input [ { name: "nope", data_type: TYPE_FP32, dims: [ 3, 224, 224 ] } ]\n'
+        'output [ { name: "scores", data_type: TYPE_FP32, dims: [ 1000 ] } ]\n'
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_reload_with_a_broken_config_reports_it_and_keeps_serving(added, platform, coffee_jpeg, name):
+    broken = added[0] / "model_repository" / name
     shutil.copytree(added[0] / "model_repository" / MODEL, broken)
-    (broken / "configs" / "local.pbtxt").write_text('name: "broken"\nbackend: "onnx_local"\ninput [ { name: "x" } ]\n')
+    (broken / "configs" / "local.pbtxt").write_text(BROKEN[name])
     try:
         report = platform.reload()
-        assert list(report["models"]["failed"]) == ["broken"] and report["models"]["failed"]["broken"]
-        assert describe(report)[0].startswith("model broken: FAILED: ")
-        for name in ("image-classify", FUNCTION):
+        assert list(report["models"]["failed"]) == [name] and report["models"]["failed"][name]
+        assert describe(report)[0].startswith(f"model {name}: FAILED: ")
+        ready = requests.get(f"http://{platform.triton_url}/v2/models/{name}/ready", timeout=10)
+        assert ready.status_code != 200
+        for fn in ("image-classify", FUNCTION):
             r = requests.post(
-                f"{platform.gateway_url}/function/{name}", data=coffee_jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
+                f"{platform.gateway_url}/function/{fn}", data=coffee_jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
             )
-            assert r.status_code == 200, (name, r.text)
+            assert r.status_code == 200, (fn, r.text)
     finally:
         shutil.rmtree(broken)

@@ -3,8 +3,9 @@ stopping anything else.
 
 - Models: each model folder is fingerprinted (every file's path, size and mtime) when Triton
   starts; a reload loads new and changed models and unloads removed ones through Triton's
-  model-control API (explicit mode, behind the per-run admin key, see triton_server.py). A model
-  Triton refuses (a broken config) is reported with Triton's message; the others keep serving.
+  model-control API (explicit mode, behind the per-run admin key, see triton_server.py), then runs
+  each once on zeros (sai/local/model_check.py). A model Triton refuses or cannot run (a broken
+  config) is reported with Triton's message, and a new one is unloaded again; the others keep serving.
 - Functions: stack.yml is read again; functions new to it are started, running functions whose
   build context (handler files, `configuration.copy`, environment) changed are restarted, and
   functions removed from it are stopped. The gateway routes by the same dict, so it sees them at once.
@@ -23,7 +24,9 @@ import shutil
 import urllib.error
 import urllib.request
 
+from sai.local.model_check import infer_zeros
 from sai.local.stack import build_context, load_stack
+from sai.models.config import read_config
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +65,23 @@ def _triton_call(triton, model: str, action: str) -> str | None:
     except urllib.error.HTTPError as err:
         body = err.read().decode(errors="replace")
         try:
-            return json.loads(body).get("error", body)
+            return str(json.loads(body).get("error", body)).strip()
         except ValueError:
             return body or str(err)
     except OSError as exc:
         return f"Triton unreachable: {exc}"
+
+
+def _runs(triton, name: str) -> str | None:
+    """None when the loaded model answers one inference on zeros; else why."""
+    config_file = triton.model_repository / name / "configs" / f"{triton.config_name}.pbtxt"
+    try:
+        infer_zeros(
+            triton.url, name, read_config(config_file if config_file.is_file() else config_file.parents[1] / "config.pbtxt")
+        )
+    except RuntimeError as exc:
+        return f"loaded, but {exc}"
+    return None
 
 
 def _reload_models(platform, report: dict) -> None:
@@ -79,7 +94,10 @@ def _reload_models(platform, report: dict) -> None:
     for name in sorted(now):
         if before.get(name) == now[name]:
             continue
-        if (error := _triton_call(triton, name, "load")) is None:
+        error = _triton_call(triton, name, "load")
+        if error is None and (error := _runs(triton, name)) is not None and name not in before:
+            _triton_call(triton, name, "unload")  # new and broken: not left half-working in Triton
+        if error is None:
             report["models"]["reloaded" if name in before else "loaded"].append(name)
             before[name] = now[name]
         else:

@@ -21,8 +21,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from sai.errors import SaiError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -295,14 +293,11 @@ def write_model(target: pathlib.Path, name: str, onnx_file: pathlib.Path, graph:
         read_config(path)
 
 
-NUMPY = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_FP64": np.float64, "TYPE_UINT8": np.uint8}
-
-
-def smoke_test(staged_repo: pathlib.Path, name: str, graph: Graph, work: pathlib.Path, timeout: float = 120.0) -> dict:
+def smoke_test(staged_repo: pathlib.Path, name: str, work: pathlib.Path, timeout: float = 120.0) -> dict:
     """Load the staged model into a real tritonserver (local config) and infer once on zeros."""
-    import tritonclient.http as httpclient
-
+    from sai.local.model_check import infer_zeros
     from sai.local.triton_server import TritonServer
+    from sai.models.config import read_config
     from sai.state import free_port
 
     server = TritonServer(staged_repo, work, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
@@ -317,21 +312,10 @@ def smoke_test(staged_repo: pathlib.Path, name: str, graph: Graph, work: pathlib
             log_lines = server.log_path.read_text(errors="replace").splitlines() if server.log_path.exists() else []
             why = [line for line in log_lines if name in line and ("E" == line[:1] or "fail" in line.lower())]
             raise AddError(f"Triton could not load {name}: {(why or [str(exc)])[-1]}") from exc
-        client = httpclient.InferenceServerClient(server.url, network_timeout=timeout)
-        tensors = []
-        for t in graph.inputs:
-            shape = ([1] if graph.batched else []) + t.dims
-            dt = {"TYPE_BOOL": np.bool_}.get(t.dtype) or NUMPY.get(t.dtype) or np.dtype(t.dtype[5:].lower()).type
-            tensor = httpclient.InferInput(t.name, shape, t.dtype[5:])
-            tensor.set_data_from_numpy(np.zeros(shape, dt), binary_data=True)
-            tensors.append(tensor)
         try:
-            result = client.infer(name, tensors)
-        except Exception as exc:  # noqa: BLE001 - tritonclient's errors carry Triton's message
-            raise AddError(f"Triton loaded {name} but inference on zeros failed: {exc}") from exc
-        shapes = {o.name: list(result.as_numpy(o.name).shape) for o in graph.outputs}
-        client.close()
-        return shapes
+            return infer_zeros(server.url, name, read_config(staged_repo / name / "configs" / "local.pbtxt"), timeout)
+        except RuntimeError as exc:
+            raise AddError(f"Triton loaded {name} but {exc}") from exc
     finally:
         server.stop()
         quiet.setLevel(level)
@@ -366,7 +350,7 @@ def add_model(
         staged.mkdir(parents=True)
         write_model(staged, name, onnx_file, graph, image)
         echo(f"loading {name} into Triton (local config) and running it on zeros ...")
-        shapes = smoke_test(staged.parent, name, graph, pathlib.Path(tmp) / "triton")
+        shapes = smoke_test(staged.parent, name, pathlib.Path(tmp) / "triton")
         echo("  " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
         if (repo / name).exists():
             raise AddError(f"model {name!r} appeared in {repo} meanwhile; not overwriting it")
