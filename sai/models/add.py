@@ -14,6 +14,7 @@ the local config and run once on zeros.
 
 from __future__ import annotations
 
+import functools
 import logging
 import pathlib
 import re
@@ -105,15 +106,26 @@ def load_graph(path: pathlib.Path):
     return model
 
 
+@functools.cache
 def max_supported_opset() -> int:
-    """The newest ai.onnx opset the installed onnxruntime serves (not exposed by its API: it is the
-    ONNX release it was built against, which the `onnx` package of the same era reports)."""
+    """The newest ai.onnx opset the installed onnxruntime loads. Its API does not say, so ask it:
+    the newest opset at which a one-node model opens (a newer stamp fails ValidateOpsetForDomain)."""
     import onnxruntime as ort
+    from onnx import TensorProto, helper
 
-    # onnxruntime 1.x tracks ONNX's releases: 1.14 -> opset 18, 1.16 -> 19, 1.17 -> 20, 1.20 -> 21, 1.21+ -> 22.
-    minor = int(ort.__version__.split(".")[1])
-    table = [(21, 22), (20, 21), (17, 20), (16, 19), (14, 18), (12, 17), (11, 16), (10, 15)]
-    return next((opset for since, opset in table if minor >= since), 14)
+    x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in "xy")
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # no warnings about the probe
+    for opset in range(40, 6, -1):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8
+        try:
+            ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            return opset
+        except Exception:  # noqa: BLE001 - onnxruntime raises its own Fail type; any failure means "too new"
+            continue
+    return 7
 
 
 def inspect(model, image: ImageOptions | None = None) -> Graph:
@@ -359,4 +371,5 @@ def add_model(
     if params:
         echo("  parameters: " + ", ".join(f"{k}={v}" for k, v in params.items()))
     echo(f"added {name}: {repo / name}")
+    echo(f"  on a cluster: list {name} in the chart's triton.models, then `sai cluster models push`")
     return repo / name
