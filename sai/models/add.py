@@ -168,7 +168,8 @@ def inspect(model, image: ImageOptions | None = None) -> Graph:
     for vi in model.graph.output:
         dims = shapes[vi.name][1:] if batched else shapes[vi.name]
         outputs.append(Tensor(vi.name, dtype(vi), [d if isinstance(d, int) and d > 0 else -1 for d in dims]))
-    softmax = {o for n in model.graph.node if n.op_type in ("Softmax", "LogSoftmax") for o in n.output}
+    # Log-probabilities and logits alike become probabilities by a softmax in the function.
+    softmax = {o for n in model.graph.node if n.op_type == "Softmax" for o in n.output}
     return Graph(inputs, outputs, batched, opset, softmax & {o.name for o in outputs})
 
 
