@@ -79,6 +79,7 @@ class Graph:
     batched: bool
     opset: int
     softmax_outputs: set[str] = field(default_factory=set)  # outputs a Softmax node produces
+    fixed_batch_1: bool = False  # exported with a fixed batch of 1: served batched, max_batch_size 1
 
 
 def _dims(value_info) -> list[int | str | None]:
@@ -158,6 +159,12 @@ def inspect(model, image: ImageOptions | None = None) -> Graph:
     batched = all(len(s) > 0 and not isinstance(s[0], int) for s in (shapes[i.name] for i in graph_inputs)) and all(
         not s or not isinstance(s[0], int) or s[0] == 0 for s in (shapes[o.name] for o in model.graph.output)
     )
+    # Many exports pin the batch to 1: Triton serves that as a batched model of max_batch_size 1,
+    # so functions send the same [1, ...] tensors as to any other model.
+    fixed_batch_1 = not batched and all(
+        len(s) > 1 and s[0] == 1 for s in (shapes[vi.name] for vi in [*graph_inputs, *model.graph.output])
+    )
+    batched = batched or fixed_batch_1
 
     inputs = []
     for vi in graph_inputs:
@@ -170,7 +177,7 @@ def inspect(model, image: ImageOptions | None = None) -> Graph:
         outputs.append(Tensor(vi.name, dtype(vi), [d if isinstance(d, int) and d > 0 else -1 for d in dims]))
     # Log-probabilities and logits alike become probabilities by a softmax in the function.
     softmax = {o for n in model.graph.node if n.op_type == "Softmax" for o in n.output}
-    return Graph(inputs, outputs, batched, opset, softmax & {o.name for o in outputs})
+    return Graph(inputs, outputs, batched, opset, softmax & {o.name for o in outputs}, fixed_batch_1)
 
 
 def _pin(name: str, dims: list, image: ImageOptions) -> list[int]:
@@ -246,7 +253,7 @@ def render(name: str, graph: Graph, params: dict[str, str], labelled: str | None
     }[kind]
     lines = [header, f"# Written by `sai models add {name}`.", f'name: "{name}"']
     lines.append('backend: "onnx_local"' if kind == "local" else 'platform: "onnxruntime_onnx"')
-    batch = BATCH[kind] if graph.batched else 0
+    batch = (1 if graph.fixed_batch_1 else BATCH[kind]) if graph.batched else 0
     lines.append(f"max_batch_size: {batch}")
     lines += ["input ["]
     lines += [",\n".join(_tensor_line(t) for t in graph.inputs), "]", "output ["]
@@ -254,7 +261,7 @@ def render(name: str, graph: Graph, params: dict[str, str], labelled: str | None
     lines.append(
         f"instance_group [ {{ kind: {'KIND_GPU' if kind == 'gpu' else 'KIND_CPU'}, count: {2 if kind == 'local' else 1} }} ]"
     )
-    if graph.batched:
+    if graph.batched and not graph.fixed_batch_1:
         lines.append(
             {
                 "gpu": "dynamic_batching {\n  preferred_batch_size: [ 8, 16, 32 ]\n  max_queue_delay_microseconds: 2000\n}",
@@ -270,7 +277,7 @@ def render(name: str, graph: Graph, params: dict[str, str], labelled: str | None
         lines.append('parameters { key: "intra_op_threads", value: { string_value: "1" } }')
         lines.append('parameters { key: "allow_spinning", value: { string_value: "0" } }')
     elif all(t.dtype != "TYPE_STRING" for t in graph.inputs):
-        warm = 8 if kind == "gpu" and graph.batched else 1
+        warm = 8 if kind == "gpu" and graph.batched and not graph.fixed_batch_1 else 1
         entries = ",\n".join(
             f'    inputs {{ key: "{t.name}", value: {{ data_type: {t.dtype}, dims: [ {", ".join(map(str, t.dims))} ], zero_data: true }} }}'
             for t in graph.inputs
@@ -353,7 +360,7 @@ def add_model(
         raise AddError("--image-std values must be positive")
     onnx_file = pathlib.Path(onnx_file)
     graph = inspect(load_graph(onnx_file), image)
-    batch = "batched (first dimension)" if graph.batched else "not batched"
+    batch = "fixed batch of 1" if graph.fixed_batch_1 else "batched (first dimension)" if graph.batched else "not batched"
     echo(f"{onnx_file.name}: opset {graph.opset}, {batch}")
     for kind, tensors in (("input", graph.inputs), ("output", graph.outputs)):
         for t in tensors:

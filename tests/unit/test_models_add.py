@@ -87,6 +87,19 @@ def test_written_configs_parse_and_agree(tmp_path):
     assert (target / "1" / "model.onnx").read_bytes() == onnx_file.read_bytes()
 
 
+def test_a_fixed_batch_of_1_is_served_with_max_batch_size_1(tmp_path):
+    onnx_file = tiny_classifier(tmp_path / "m.onnx", dims=[1, 3, 8, 8])
+    model = onnx.load(str(onnx_file))
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(model, str(onnx_file))
+    graph = add.inspect(add.load_graph(onnx_file))
+    assert graph.batched and graph.fixed_batch_1 and graph.inputs[0].dims == [3, 8, 8]
+    add.write_model(tmp_path / "fixed", "fixed", onnx_file, graph, add.ImageOptions())
+    for path in (tmp_path / "fixed" / "config.pbtxt", tmp_path / "fixed" / "configs" / "local.pbtxt"):
+        cfg = read_config(path)
+        assert cfg["max_batch_size"] == 1 and "dynamic_batching" not in cfg
+
+
 def test_image_size_pins_variable_height_and_width(tmp_path):
     model = add.load_graph(tiny_classifier(tmp_path / "m.onnx", dims=["N", 3, "H", "W"]))
     with pytest.raises(add.AddError, match="dynamic dimensions other than the batch.*--image-size"):
