@@ -378,6 +378,8 @@ def add_model(
     params = parameters(graph, image)
     if params:
         echo("  parameters: " + ", ".join(f"{k}={v}" for k, v in params.items()))
-    echo(f"added {name}: {repo / name}")
+    where, cwd = (repo / name).resolve(), pathlib.Path.cwd().resolve()
+    shown = where.relative_to(cwd) if where.is_relative_to(cwd) else where
+    echo(f"added {name}: {shown}")
     echo(f"  on a cluster: list {name} in the chart's triton.models, then `sai cluster models push`")
     return repo / name
