@@ -67,6 +67,9 @@ def test_up_status_down_leaves_nothing_running(tmp_path, coffee_jpeg):
         other = sai("up", "--port", str(free_port()), env=env)  # not what is served: say so, and fail
         assert other.returncode != 0 and f"gateway on http://127.0.0.1:{port}" in other.stderr
 
+        reload = sai("reload", env=env)  # SIGHUP to the supervisor, its report back (tests/test_byo_model.py: the rest)
+        assert (reload.returncode, reload.stdout) == (0, "nothing changed\n"), reload.stderr
+
         logs = sai("logs", "triton", env=env)
         assert logs.returncode == 0 and "Started HTTPService" in logs.stdout
 

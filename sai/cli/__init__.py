@@ -19,7 +19,9 @@ from sai.errors import SaiError
 # One module per command group; each adds its own sub-commands.
 COMMAND_MODULES = [
     "sai.cli.platform",  # up, down, status, logs
-    "sai.cli.models",  # models build / train-sentiment / sentiment-report
+    "sai.cli.models",  # models build / add / train-sentiment / sentiment-report
+    "sai.cli.new",  # new FUNCTION --from TEMPLATE
+    "sai.cli.reload",  # reload (a running `sai up`)
     "sai.cli.bench",  # bench image / bench text
     "sai.cli.tools",  # tools install / path / validate
     "sai.cli.s3",  # s3 upload / s3 result

@@ -1,8 +1,10 @@
-"""`sai models ...`: build the model repository (and, from the text models, train and report)."""
+"""`sai models ...`: build the model repository, add your own ONNX model (and, from the text models, train and report)."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import pathlib
 
 from sai import paths
 from sai.errors import SaiError
@@ -18,6 +20,7 @@ def register(sub) -> None:
     build.add_argument("--json", action="store_true", help="print the build reports as JSON")
     build.set_defaults(func=cmd_build)
 
+    _register_add(msub)
     _register_sentiment(msub)
 
 
@@ -30,6 +33,49 @@ def cmd_build(args) -> int:
         raise SaiError(str(exc), exit_code=2) from exc
     if args.json:
         print(json.dumps(reports, indent=2))
+    return 0
+
+
+def _floats3(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not R,G,B numbers") from None
+
+
+def _register_add(models_subparsers) -> None:
+    p = models_subparsers.add_parser(
+        "add",
+        help="add your own ONNX model to model_repository/ (configs written, loaded and run once in Triton)",
+        description="Read an ONNX graph, write model_repository/NAME/ (1/model.onnx, config.pbtxt for GPUs, "
+        "configs/cpu.pbtxt, configs/local.pbtxt), load it into a real Triton and run it once on zeros. "
+        "Image options are recorded as config parameters that image-classify reads.",
+    )
+    p.add_argument("name", metavar="NAME", help="model name (lowercase letters, digits, _ and -)")
+    p.add_argument("--onnx", required=True, type=pathlib.Path, metavar="FILE", help="the ONNX model file")
+    p.add_argument("--repo", default=str(paths.model_repository()), help="model repository (default: %(default)s)")
+    img = p.add_argument_group("image classifiers")
+    img.add_argument("--labels", type=pathlib.Path, metavar="FILE", help="one label per line (Triton's classification extension)")
+    img.add_argument("--image-mean", type=_floats3, metavar="R,G,B", help="per-channel mean, 0-1 scale (float32 inputs)")
+    img.add_argument("--image-std", type=_floats3, metavar="R,G,B", help="per-channel std, 0-1 scale (float32 inputs)")
+    img.add_argument("--image-size", type=int, metavar="N", help="pins variable input height/width to N")
+    img.add_argument("--resize-short-side", type=int, metavar="N", help="resize the short side to N before the centre crop")
+    img.add_argument("--resize-filter", choices=["bicubic", "bilinear"], help="resize filter (default bicubic)")
+    p.set_defaults(func=cmd_add)
+
+
+def cmd_add(args) -> int:
+    from sai.models.add import ImageOptions, add_model
+
+    image = ImageOptions(
+        labels=args.labels,
+        mean=args.image_mean,
+        std=args.image_std,
+        size=args.image_size,
+        resize_short_side=args.resize_short_side,
+        resize_filter=args.resize_filter,
+    )
+    add_model(pathlib.Path(args.repo), args.name, args.onnx, image)
     return 0
 
 

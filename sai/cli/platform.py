@@ -14,6 +14,7 @@ import psutil
 
 from common.settings import setting
 from sai import paths
+from sai.cli.reload import write_reload_report
 from sai.errors import SaiError
 from sai.local import s3_server
 from sai.local.callbacks import CallbackPolicy
@@ -178,8 +179,9 @@ def _foreground(settings: Settings) -> int:
         platform = Platform(settings)
     except ValueError as exc:
         raise SaiError(str(exc), exit_code=2) from exc
-    stopping = []
+    stopping, reloads = [], []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGHUP, lambda *_: reloads.append(True))  # `sai reload` (sai/cli/reload.py)
     try:
         platform.start()  # records this process in platform.pid once ready
     except Exception as exc:  # noqa: BLE001 - reported, with the exit code, to `sai up`
@@ -189,6 +191,9 @@ def _foreground(settings: Settings) -> int:
     try:
         while not stopping:
             time.sleep(1)
+            if reloads:
+                reloads.clear()
+                write_reload_report(settings.state_dir, platform.reload())
             platform.supervise_once()
     except KeyboardInterrupt:
         pass

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import pathlib
+import secrets
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from sai.local.async_calls import AsyncCalls
 from sai.local.callbacks import CallbackPolicy
 from sai.local.gateway import Gateway
 from sai.local.processes import Restarts, die_with_parent, identity, listens_on, tail, terminate_group, wait_until
+from sai.local.reload import model_fingerprints, reload
 from sai.local.stack import Function, build_context, load_stack
 from sai.local.triton_server import TritonServer
 from sai.state import (
@@ -148,7 +150,9 @@ class Platform:
                 http_port=settings.triton_http_port,
                 grpc_port=settings.triton_grpc_port,
                 metrics_port=settings.triton_metrics_port,
+                admin_key=secrets.token_urlsafe(24),  # opens model load/unload to `sai reload` only
             )
+        self.model_fingerprints: dict[str, str] = {}  # of the models Triton loaded (sai/local/reload.py)
         self.triton_wanted = True  # False while stopped on purpose (stop_triton), so not restarted
         self.triton_restarts = settings.restarts()
         self.triton_probe_failures = 0  # liveness probes failed in a row
@@ -247,9 +251,18 @@ class Platform:
         self.triton_wanted = True
         if self.triton is None:
             return
+        fingerprints = model_fingerprints(self.settings.model_repository)
         self.triton.start()
         self.triton.wait_ready(timeout)
+        self.model_fingerprints = fingerprints
         log.info("triton ready at %s", self.triton.url)
+
+    def reload(self) -> dict:
+        """Load new/changed models, start new functions, restart changed ones (`sai reload`)."""
+        with self._lock:
+            report = reload(self, RunningFunction)
+            self.write_state()
+        return report
 
     def stop_triton(self) -> None:
         self.triton_wanted = False

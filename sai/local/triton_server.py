@@ -123,6 +123,9 @@ class TritonServer:
     process: subprocess.Popen | None = None
     record: dict | None = None  # pid and start time, for the state file
     probe_timeout_s: float = 3.0  # /v2/health/live answers in ms; generous so that a busy Triton is not killed
+    # `sai reload`: explicit model control (every model still loads at start) with the
+    # model-repository API behind a per-run key, as the chart does (header triton-admin-key).
+    admin_key: str | None = None
 
     @property
     def url(self) -> str:
@@ -145,6 +148,16 @@ class TritonServer:
             f"--grpc-port={self.grpc_port}",
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
+            *(
+                [
+                    "--model-control-mode=explicit",
+                    "--load-model=*",
+                    f"--http-restricted-api=model-repository:triton-admin-key={self.admin_key}",
+                    f"--grpc-restricted-protocol=model-repository:triton-admin-key={self.admin_key}",
+                ]
+                if self.admin_key
+                else []
+            ),
             "--strict-readiness=true",
             "--exit-timeout-secs=10",
             "--log-verbose=0",

@@ -1,0 +1,58 @@
+"""`sai reload`: ask the running `sai up` supervisor (SIGHUP) to load new or changed models and to
+start new or restart changed functions (sai/local/reload.py); print what changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+
+from sai import paths
+from sai.errors import SaiError
+from sai.local.processes import wait_until
+from sai.local.reload import REPORT, describe
+from sai.state import read_pid
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "reload",
+        help="load new/changed models and start new/restart changed functions in the running platform",
+        description="For a running `sai up`: models added or changed in model_repository/ are loaded into Triton "
+        "(its model-control API), functions new in stack.yml are started and changed ones restarted; nothing "
+        "else stops. Prints what changed; exit 1 when something failed to load or start.",
+    )
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the reload (default: %(default)s)")
+    p.set_defaults(func=cmd_reload)
+
+
+def write_reload_report(state_dir: pathlib.Path, report: dict) -> None:
+    path = state_dir / REPORT
+    seq = _read(path).get("seq", 0) + 1
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"seq": seq, **report}, indent=2))
+    tmp.replace(path)
+
+
+def _read(path: pathlib.Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def cmd_reload(args) -> int:
+    state_dir = paths.state_dir()
+    pid = read_pid(state_dir)
+    if pid is None:
+        raise SaiError("the platform is not running: start it with `sai up`", exit_code=3)
+    path = state_dir / REPORT
+    seq = _read(path).get("seq", 0)
+    os.kill(pid, signal.SIGHUP)
+    report = wait_until(lambda: (r := _read(path)).get("seq", 0) > seq and r, args.timeout, 0.2)
+    if not report:
+        raise SaiError(f"no reload report after {args.timeout:.0f}s; see `sai logs platform`")
+    for line in describe(report):
+        print(line)
+    return 1 if report["models"]["failed"] or report["functions"]["failed"] else 0

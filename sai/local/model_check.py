@@ -1,0 +1,47 @@
+"""One inference on zeros, shaped and typed from a model's Triton config: how `sai models add` and
+`sai reload` prove that a model Triton loaded also runs (the Python backend accepts a config whose
+input names do not match the graph at load time, and fails only on the first request)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+NUMPY = {
+    "TYPE_FP32": np.float32,
+    "TYPE_FP16": np.float16,
+    "TYPE_FP64": np.float64,
+    "TYPE_UINT8": np.uint8,
+    "TYPE_UINT16": np.uint16,
+    "TYPE_UINT32": np.uint32,
+    "TYPE_UINT64": np.uint64,
+    "TYPE_INT8": np.int8,
+    "TYPE_INT16": np.int16,
+    "TYPE_INT32": np.int32,
+    "TYPE_INT64": np.int64,
+    "TYPE_BOOL": np.bool_,
+}
+
+
+def infer_zeros(url: str, model: str, config: dict, timeout: float = 120.0) -> dict[str, list[int]]:
+    """Run `model` once on zeros (batch 1; variable dims 1); returns each output's shape. Raises
+    RuntimeError with Triton's message when it fails. `config` is read_config()'s dict."""
+    import tritonclient.http as httpclient
+
+    batched = int(config.get("max_batch_size", 0)) > 0
+    tensors = []
+    for inp in config.get("input", []):
+        dtype = inp.get("data_type", "TYPE_FP32")
+        if dtype not in NUMPY:
+            return {}  # strings and the like: nothing sensible to send; the load itself is the check
+        shape = ([1] if batched else []) + [max(int(d), 1) for d in inp.get("dims", [])]
+        tensor = httpclient.InferInput(inp["name"], shape, dtype[5:])
+        tensor.set_data_from_numpy(np.zeros(shape, NUMPY[dtype]), binary_data=True)
+        tensors.append(tensor)
+    client = httpclient.InferenceServerClient(url, network_timeout=timeout)
+    try:
+        result = client.infer(model, tensors)
+        return {o["name"]: list(result.as_numpy(o["name"]).shape) for o in config.get("output", [])}
+    except Exception as exc:  # noqa: BLE001 - tritonclient's errors carry Triton's message
+        raise RuntimeError(f"inference on zeros failed: {exc}") from exc
+    finally:
+        client.close()

@@ -1,0 +1,176 @@
+"""`sai reload`: bring a running platform up to date with model_repository/ and stack.yml, without
+stopping anything else.
+
+- Models: each model folder is fingerprinted (every file's path, size and mtime) when Triton
+  starts; a reload loads new and changed models and unloads removed ones through Triton's
+  model-control API (explicit mode, behind the per-run admin key, see triton_server.py), then runs
+  each once on zeros (sai/local/model_check.py). A model Triton refuses or cannot run (a broken
+  config) is reported with Triton's message, and a new one is unloaded again; the others keep serving.
+- Functions: stack.yml is read again; functions new to it are started, running functions whose
+  build context (handler files, `configuration.copy`, environment) changed are restarted, and
+  functions removed from it are stopped. The gateway routes by the same dict, so it sees them at once.
+
+The supervisor runs `reload(platform)` on SIGHUP and writes the report to `<state>/reload.json`;
+`sai reload` sends the signal and prints the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pathlib
+import shutil
+import urllib.error
+import urllib.request
+
+from sai.local.model_check import infer_zeros
+from sai.local.stack import build_context, load_stack
+from sai.models.config import read_config
+
+log = logging.getLogger(__name__)
+
+REPORT = "reload.json"
+
+
+def model_fingerprints(repo: pathlib.Path) -> dict[str, str]:
+    out = {}
+    for config in sorted(repo.glob("*/config.pbtxt")):
+        digest = hashlib.sha256()
+        for f in sorted(p for p in config.parent.rglob("*") if p.is_file()):
+            st = f.stat()
+            digest.update(f"{f.relative_to(config.parent)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        out[config.parent.name] = digest.hexdigest()
+    return out
+
+
+def tree_digest(path: pathlib.Path, env: dict[str, str]) -> str:
+    digest = hashlib.sha256(json.dumps(env, sort_keys=True).encode())
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(f"{f.relative_to(path)}\0".encode() + f.read_bytes())
+    return digest.hexdigest()
+
+
+def _triton_call(triton, model: str, action: str) -> str | None:
+    """POST /v2/repository/models/<model>/<action>; None when done, else Triton's message."""
+    req = urllib.request.Request(
+        f"http://{triton.url}/v2/repository/models/{model}/{action}",
+        data=b"{}",
+        method="POST",
+        headers={"triton-admin-key": triton.admin_key or "", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=300):
+            return None
+    except urllib.error.HTTPError as err:
+        body = err.read().decode(errors="replace")
+        try:
+            return str(json.loads(body).get("error", body)).strip()
+        except ValueError:
+            return body or str(err)
+    except OSError as exc:
+        return f"Triton unreachable: {exc}"
+
+
+def _runs(triton, name: str) -> str | None:
+    """None when the loaded model answers one inference on zeros; else why."""
+    config_file = triton.model_repository / name / "configs" / f"{triton.config_name}.pbtxt"
+    try:
+        infer_zeros(
+            triton.url, name, read_config(config_file if config_file.is_file() else config_file.parents[1] / "config.pbtxt")
+        )
+    except RuntimeError as exc:
+        return f"loaded, but {exc}"
+    return None
+
+
+def _reload_models(platform, report: dict) -> None:
+    triton = platform.triton
+    if triton is None or not triton.admin_key:
+        report["models"]["skipped"] = "Triton is not started by this platform (--triton-url): reload it yourself"
+        return
+    now = model_fingerprints(platform.settings.model_repository)
+    before = platform.model_fingerprints
+    for name in sorted(now):
+        if before.get(name) == now[name]:
+            continue
+        error = _triton_call(triton, name, "load")
+        if error is None and (error := _runs(triton, name)) is not None and name not in before:
+            _triton_call(triton, name, "unload")  # new and broken: not left half-working in Triton
+        if error is None:
+            report["models"]["reloaded" if name in before else "loaded"].append(name)
+            before[name] = now[name]
+        else:
+            report["models"]["failed"][name] = error
+    for name in sorted(set(before) - set(now)):
+        if (error := _triton_call(triton, name, "unload")) is None:
+            report["models"]["unloaded"].append(name)
+            del before[name]
+        else:
+            report["models"]["failed"][name] = error
+
+
+def _reload_functions(platform, report: dict, RunningFunction) -> None:  # noqa: N803 - the class platform.py passes
+    stack = load_stack(platform.settings.stack_file)
+    build = platform.settings.state_dir / "build"
+    new = [n for n in stack.functions if n not in platform.stack.functions]
+    wanted = {n: s for n, s in stack.functions.items() if n in platform.functions or n in new}
+    for name in sorted(set(platform.functions) - set(stack.functions)):
+        platform.functions.pop(name).stop()
+        report["functions"]["stopped"].append(name)
+    platform.stack.functions.update({n: stack.functions[n] for n in new})
+    platform.stack.copy = stack.copy
+    started = []
+    for name, spec in wanted.items():
+        env = platform._function_env(spec)
+        staged = build_context(stack, spec, build / f"{name}.staged")
+        running = platform.functions.get(name)
+        # What the stack sets, not the whole environment (the supervisor's own may change meanwhile).
+        if running is not None and tree_digest(staged, spec.environment) == tree_digest(
+            running.context, running.spec.environment
+        ):
+            shutil.rmtree(staged)
+            continue
+        if running is not None:
+            running.stop()
+        shutil.rmtree(build / name, ignore_errors=True)
+        staged.rename(build / name)
+        fn = RunningFunction(spec, build / name, env, platform.logs / f"function-{name}.log", platform.settings.restarts())
+        platform.functions[name] = fn
+        fn.start()
+        started.append((fn, "restarted" if running is not None else "started"))
+    for fn, kind in started:
+        try:
+            fn.wait_ready()
+            report["functions"][kind].append(fn.spec.name)
+        except (TimeoutError, RuntimeError) as exc:
+            report["functions"]["failed"][fn.spec.name] = str(exc)
+
+
+def reload(platform, function_class) -> dict:
+    """Bring `platform` (a sai.local.platform.Platform; function_class its RunningFunction) up to date."""
+    report = {
+        "models": {"loaded": [], "reloaded": [], "unloaded": [], "failed": {}},
+        "functions": {"started": [], "restarted": [], "stopped": [], "failed": {}},
+    }
+    _reload_models(platform, report)
+    try:
+        _reload_functions(platform, report, function_class)
+    except (OSError, ValueError, KeyError) as exc:  # an unreadable stack.yml: nothing changed
+        report["functions"]["failed"]["stack.yml"] = str(exc)
+    log.info("reload: %s", json.dumps(report))
+    return report
+
+
+def describe(report: dict) -> list[str]:
+    """Human lines for `sai reload`."""
+    lines = []
+    for part in ("models", "functions"):
+        for kind, names in report[part].items():
+            if kind == "failed":
+                lines += [f"{part[:-1]} {n}: FAILED: {why}" for n, why in names.items()]
+            elif kind == "skipped":
+                lines.append(f"models: {names}")
+            else:
+                lines += [f"{part[:-1]} {n}: {kind}" for n in names]
+    return lines or ["nothing changed"]
