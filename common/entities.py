@@ -148,20 +148,55 @@ def merge(all_pieces: list[Pieces], wins: Windows, probs: np.ndarray) -> list[np
     return out
 
 
+@functools.lru_cache(maxsize=2)
+def _transitions(labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Log-transition matrix of valid BIO sequences (I-X only after B-X or I-X) and the valid starts."""
+    n = len(labels)
+    trans = np.zeros((n, n), np.float64)
+    start = np.zeros(n, np.float64)
+    for b, tag in enumerate(labels):
+        if tag.startswith("I-"):
+            start[b] = -np.inf
+            for a, prev in enumerate(labels):
+                if prev[2:] != tag[2:] or prev == "O":
+                    trans[a, b] = -np.inf
+    return trans, start
+
+
+def viterbi(probs: np.ndarray, labels: tuple[str, ...] = TAGS) -> list[int]:
+    """The most probable valid BIO tag sequence for per-word tag probabilities [words, tags]. Words
+    tagged one by one split names ("Al" PERSON, "Hoceima" GPE); the best valid sequence keeps an
+    entity's words under one label."""
+    if not len(probs):
+        return []
+    trans, start = _transitions(tuple(labels))
+    logp = np.log(probs.astype(np.float64) + 1e-9)
+    score = start + logp[0]
+    back = np.zeros(probs.shape, np.int64)
+    for w in range(1, len(probs)):
+        cand = score[:, None] + trans
+        back[w] = cand.argmax(axis=0)
+        score = cand.max(axis=0) + logp[w]
+    path = [int(score.argmax())]
+    for w in range(len(probs) - 1, 0, -1):
+        path.append(int(back[w, path[-1]]))
+    return path[::-1]
+
+
 def decode(text: str, p: Pieces, probs: np.ndarray, labels=TAGS) -> list[dict]:
-    """BIO tags of each word's first piece -> entities with character offsets into `text`. A word
-    belongs to an entity whole (its span runs from its first piece to its last). An I- tag that does
-    not continue an entity of its label starts one."""
+    """BIO tags of each word's first piece (the best valid sequence, `viterbi`) -> entities with
+    character offsets into `text`. A word belongs to an entity whole (its span runs from its first
+    piece to its last). `score` is the mean probability of the chosen tags over the entity's words."""
     words: list[tuple[int, int, int]] = []  # (first piece, start char, end char)
     for i, w in enumerate(p.word_ids):
         if i and p.word_ids[i - 1] == w:
             words[-1] = (words[-1][0], words[-1][1], p.offsets[i][1])
         else:
             words.append((i, p.offsets[i][0], p.offsets[i][1]))
+    word_probs = probs[[first for first, _, _ in words]] if words else probs[:0]
     entities: list[dict] = []
     current = None
-    for first, start, end in words:
-        k = int(probs[first].argmax())
+    for (_, start, end), k, row in zip(words, viterbi(word_probs, tuple(labels)), word_probs):
         tag = labels[k]
         if tag == "O":
             current = None
@@ -169,9 +204,9 @@ def decode(text: str, p: Pieces, probs: np.ndarray, labels=TAGS) -> list[dict]:
         prefix, label = tag.split("-", 1)
         if prefix == "I" and current is not None and current["label"] == label:
             current["end"] = end
-            current["_scores"].append(float(probs[first, k]))
+            current["_scores"].append(float(row[k]))
             continue
-        current = {"label": label, "start": start, "end": end, "_scores": [float(probs[first, k])]}
+        current = {"label": label, "start": start, "end": end, "_scores": [float(row[k])]}
         entities.append(current)
     for ent in entities:
         scores = ent.pop("_scores")

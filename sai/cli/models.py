@@ -100,4 +100,9 @@ def _register_entities(models_subparsers) -> None:
     )
     p.add_argument("--repo", default=default_repo, help="model repository (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown tables")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="store the recomputed figures in TRAINING_REPORT.json (after a change to decoding; the adapter is unchanged)",
+    )
     p.set_defaults(func=entities.cmd_report)

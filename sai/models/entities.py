@@ -535,5 +535,10 @@ def cmd_train(args) -> int:
 
 def cmd_report(args) -> int:
     rep = report(pathlib.Path(args.repo), progress=True)
+    if args.write:
+        path = pathlib.Path(args.repo) / MODEL_NAME / "TRAINING_REPORT.json"
+        saved = json.loads(path.read_text())
+        saved.update({k: rep[k] for k in ("held_out_vs_teacher", "hand_labelled", "sentences_per_second")})
+        path.write_text(json.dumps(saved, indent=2) + "\n")
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
     return 0

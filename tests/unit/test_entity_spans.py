@@ -63,3 +63,17 @@ def test_windows_overlap_and_merge_back_to_the_whole_text():
     for i, r in enumerate(merged[:, 1].astype(int)):
         _, s, e = wins.spans[r]
         assert min(i - s, e - 1 - i) >= 4 or s == 0 and i < 4 or e == len(p.ids) and i >= e - 4
+
+
+def test_decoding_keeps_an_entity_under_one_label():
+    """Tagged word by word, "Al" is B-PERSON and "Hoceima" I-GPE: two broken entities. The best
+    valid BIO sequence is one GPE."""
+    text = "Al Hoceima"
+    (p,) = ent.pieces([text])
+    tag = {t: i for i, t in enumerate(ent.TAGS)}
+    probs = np.full((len(p.ids), len(ent.TAGS)), 0.001, np.float32)
+    probs[0, tag["B-PERSON"]], probs[0, tag["B-GPE"]] = 0.5, 0.45
+    probs[1:, tag["I-GPE"]] = 0.9
+    (found,) = ent.decode(text, p, probs)
+    assert (found["text"], found["label"], found["start"], found["end"]) == ("Al Hoceima", "GPE", 0, 10)
+    assert ent.viterbi(np.zeros((0, len(ent.TAGS)))) == []
