@@ -186,7 +186,8 @@ def viterbi(probs: np.ndarray, labels: tuple[str, ...] = TAGS) -> list[int]:
 def decode(text: str, p: Pieces, probs: np.ndarray, labels=TAGS) -> list[dict]:
     """BIO tags of each word's first piece (the best valid sequence, `viterbi`) -> entities with
     character offsets into `text`. A word belongs to an entity whole (its span runs from its first
-    piece to its last). `score` is the mean probability of the chosen tags over the entity's words."""
+    piece to its last); entities of one label with only whitespace between them are one. `score` is
+    the mean probability of the chosen tags over the entity's words."""
     words: list[tuple[int, int, int]] = []  # (first piece, start char, end char)
     for i, w in enumerate(p.word_ids):
         if i and p.word_ids[i - 1] == w:
@@ -202,7 +203,10 @@ def decode(text: str, p: Pieces, probs: np.ndarray, labels=TAGS) -> list[dict]:
             current = None
             continue
         prefix, label = tag.split("-", 1)
-        if prefix == "I" and current is not None and current["label"] == label:
+        # I- continues; so does a B- of the same label right after it with only spaces between:
+        # two names of one kind are never written "Emmanuel Macron" apart, one often is.
+        adjacent = current is not None and not text[current["end"] : start].strip()
+        if current is not None and current["label"] == label and (prefix == "I" or adjacent):
             current["end"] = end
             current["_scores"].append(float(row[k]))
             continue
