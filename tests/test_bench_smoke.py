@@ -36,4 +36,10 @@ def test_bench_text(gateway):
     )
     assert "in-process sent/s" in out and "gateway sent/s" in out
     rows = last_json(out)
-    assert len(rows) == 2 and all(r["ratio"] > 0 for r in rows)
+    assert [(r["function"], r["texts_per_request"]) for r in rows] == [
+        ("text-embed", 1),
+        ("text-embed", 4),
+        ("text-entities", 1),
+        ("text-entities", 4),
+    ]
+    assert all(r["ratio"] > 0 for r in rows)

@@ -120,7 +120,7 @@ def test_builders_decide_for_the_models_they_know(tmp_path):
     """Real model names with placeholder files pass the structure check but not `sai models build`'s."""
     repo = tmp_path / "fake"
     shutil.copytree(paths.model_repository(), repo, ignore=shutil.ignore_patterns("*.onnx", "build_report.json"))
-    for m in ("image_classifier", "text_encoder", "sentiment_head"):
+    for m in ("image_classifier", "text_encoder", "sentiment_head", "entity_head"):
         (repo / m / "1").mkdir(exist_ok=True)
         (repo / m / "1" / "model.onnx").write_bytes(b"placeholder")
     (repo / "image_classifier" / "labels.txt").write_text("cat\n")

@@ -38,8 +38,8 @@ MONITORING_API = ["monitoring.coreos.com/v1"]
 # MinIO's webhook target waits this long for response headers
 # (minio RELEASE.2025-04-22T22-12-26Z internal/event/target/webhook.go: ResponseHeaderTimeout).
 MINIO_WEBHOOK_HEADER_TIMEOUT_S = 60
-FUNCTIONS = ["image-classify", "text-sentiment", "text-embed", "text-keywords", "object-classify"]
-MODELS = ["image_classifier", "text_encoder", "sentiment_head", "text_sentiment"]
+FUNCTIONS = ["image-classify", "text-sentiment", "text-embed", "text-keywords", "text-entities", "object-classify"]
+MODELS = ["image_classifier", "text_encoder", "sentiment_head", "text_sentiment", "entity_head", "text_entities"]
 
 
 @pytest.fixture(scope="module")

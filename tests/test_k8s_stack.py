@@ -24,7 +24,7 @@ from sai.k8s.tools import (
     run_tool,
 )
 
-FUNCTIONS = ["image-classify", "text-sentiment", "text-embed", "text-keywords", "object-classify"]
+FUNCTIONS = ["image-classify", "text-sentiment", "text-embed", "text-keywords", "text-entities", "object-classify"]
 # Values the OpenFaaS chart 15.0.6 defines that the bootstrap sets (openfaas/faas-netes 662ce9ce,
 # chart/openfaas/values.yaml: functionNamespace l.4, generateBasicAuth l.27, serviceType l.33,
 # gateway.{readTimeout,writeTimeout,upstreamTimeout} l.72-74, queueWorker.ackWait l.282). A --set

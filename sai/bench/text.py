@@ -1,8 +1,10 @@
-"""`sai bench text`: text-embed through the gateway vs the in-process encoder, same sentences.
+"""`sai bench text`: text-embed and text-entities through the gateway vs the same models in-process,
+same sentences.
 
-In-process limit: the functions' own tokenisation (common/tokens.py) + onnxruntime on the same
-text_encoder ONNX file with the same session settings as the local Triton config, in one
-process, `concurrency` threads. Through the gateway: HTTP client ->
+In-process limit: the functions' own tokenisation (common/tokens.py; for text-entities also its
+windows, case features and decoding, common/entities.py) + onnxruntime on the same ONNX files
+(text_encoder; for text-entities text_encoder then entity_head) with the same session settings as
+the local Triton configs, in one process, `concurrency` threads. Through the gateway: HTTP client ->
 gateway -> text-embed -> Triton -> model, JSON embeddings back. Both closed-loop at each
 concurrency, with requests of 1 and of 16 sentences; figures are sentences per second.
 """
@@ -14,6 +16,7 @@ import json
 from sai import paths
 from sai.bench.common import Client, closed_loop, fmt, median_run, platform_or, print_table
 from sai.bench.image import local_config, session_options
+from sai.errors import SaiError
 
 # Review-, news- and chat-like sentences of 5 to 40 words, as the text functions typically see.
 SENTENCES = [
@@ -42,7 +45,7 @@ def batches(size: int) -> list[list[str]]:
     return [[SENTENCES[(i * size + j) % n] for j in range(size)] for i in range(n)]
 
 
-def in_process(reqs: list[list[str]], concurrency: int, requests_n: int):
+def _embed_work(reqs: list[list[str]]):
     import onnxruntime as ort
 
     from common import tokens
@@ -51,22 +54,39 @@ def in_process(reqs: list[list[str]], concurrency: int, requests_n: int):
     # The same onnxruntime settings as Triton's onnx_local backend uses for this model.
     opts = session_options(local_config(repo))
     session = ort.InferenceSession(str(repo / "1" / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    return lambda i, _: session.run(["embeddings"], tokens.tokenize(reqs[i % len(reqs)]).feeds)
 
-    def work(i, _):
-        session.run(["embeddings"], tokens.tokenize(reqs[i % len(reqs)]).feeds)
+
+def _entities_work(reqs: list[list[str]]):
+    from sai.models.entity_head import Pipeline
+
+    repo = paths.model_repository()
+    pipe = Pipeline(
+        repo / "text_encoder" / "1" / "model.onnx",
+        repo / "entity_head" / "1" / "model.onnx",
+        options=tuple(session_options(local_config(repo / name)) for name in ("text_encoder", "entity_head")),
+    )
+    return lambda i, _: pipe.entities(reqs[i % len(reqs)])
+
+
+IN_PROCESS = {"text-embed": _embed_work, "text-entities": _entities_work}
+
+
+def in_process(reqs: list[list[str]], concurrency: int, requests_n: int, function: str = "text-embed"):
+    work = IN_PROCESS[function](reqs)
 
     size = len(reqs[0])
     closed_loop(work, concurrency, 10)  # warm-up
     return closed_loop(work, concurrency, requests_n, items_per_call=size)
 
 
-def via_gateway(url: str, reqs: list[list[str]], concurrency: int, requests_n: int):
+def via_gateway(url: str, reqs: list[list[str]], concurrency: int, requests_n: int, function: str = "text-embed"):
     bodies = [json.dumps({"texts": texts}).encode() for texts in reqs]
 
     def work(i, client):
-        status, body = client.post("/function/text-embed", bodies[i % len(bodies)], "application/json")
+        status, body = client.post(f"/function/{function}", bodies[i % len(bodies)], "application/json")
         if status != 200:
-            raise RuntimeError(f"text-embed answered {status}: {body[:200]!r}")
+            raise RuntimeError(f"{function} answered {status}: {body[:200]!r}")
 
     size = len(reqs[0])
     make_client = lambda: Client(url)  # noqa: E731
@@ -77,21 +97,29 @@ def via_gateway(url: str, reqs: list[list[str]], concurrency: int, requests_n: i
 def run(args) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     sizes = [int(b) for b in args.batch.split(",")]
+    functions = [f.strip() for f in args.functions.split(",") if f.strip()]
+    unknown = sorted(set(functions) - set(IN_PROCESS))
+    if unknown:
+        raise SaiError(f"unknown function(s) {', '.join(unknown)}; choose from {', '.join(IN_PROCESS)}", exit_code=2)
     results = []
-    with platform_or(args.gateway, only=["text-embed"]) as (url, _state):
-        for size in sizes:
-            reqs = batches(size)
-            # Same sentence count per level whatever the batch size, so runs take similar time.
-            n = max(10, args.sentences // size)
-            for c in levels:
-                base = median_run([in_process(reqs, c, n) for _ in range(args.repeats)])
-                gw = median_run([via_gateway(url, reqs, c, n) for _ in range(args.repeats)])
-                results.append((size, c, base, gw))
-                print(
-                    f"batch {size}, concurrency {c}: in-process {base.rate:.1f} sent/s, gateway {gw.rate:.1f} sent/s", flush=True
-                )
+    with platform_or(args.gateway, only=functions) as (url, _state):
+        for function in functions:
+            for size in sizes:
+                reqs = batches(size)
+                # Same sentence count per level whatever the batch size, so runs take similar time.
+                n = max(10, args.sentences // size)
+                for c in levels:
+                    base = median_run([in_process(reqs, c, n, function) for _ in range(args.repeats)])
+                    gw = median_run([via_gateway(url, reqs, c, n, function) for _ in range(args.repeats)])
+                    results.append((function, size, c, base, gw))
+                    print(
+                        f"{function}, batch {size}, concurrency {c}: in-process {base.rate:.1f} sent/s, "
+                        f"gateway {gw.rate:.1f} sent/s",
+                        flush=True,
+                    )
     rows = [
         [
+            function,
             size,
             c,
             fmt(b.rate),
@@ -101,11 +129,12 @@ def run(args) -> int:
             fmt(g.percentile(99)),
             fmt(b.percentile(50)),
         ]
-        for size, c, b, g in results
+        for function, size, c, b, g in results
     ]
     print()
     print_table(
         [
+            "function",
             "texts/request",
             "concurrency",
             "in-process sent/s",
@@ -122,6 +151,7 @@ def run(args) -> int:
             json.dumps(
                 [
                     {
+                        "function": function,
                         "texts_per_request": size,
                         "concurrency": c,
                         "in_process_per_s": b.rate,
@@ -130,7 +160,7 @@ def run(args) -> int:
                         "gateway_p50_ms": g.percentile(50),
                         "gateway_p99_ms": g.percentile(99),
                     }
-                    for size, c, b, g in results
+                    for function, size, c, b, g in results
                 ],
                 indent=2,
             )

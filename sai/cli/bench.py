@@ -33,15 +33,20 @@ def _register_image(bench_sub) -> None:
 def _register_text(bench_sub) -> None:
     p = bench_sub.add_parser(
         "text",
-        help="text-embed via the gateway vs in-process onnxruntime (sentences/s)",
-        description="Sentences per second through the gateway (text-embed -> Triton text_encoder) next "
-        "to the in-process limit (same tokenisation + onnxruntime on the same ONNX file), "
-        "for each request size and concurrency, with the ratio.",
+        help="text-embed and text-entities via the gateway vs in-process onnxruntime (sentences/s)",
+        description="Sentences per second through the gateway (text-embed -> Triton text_encoder; "
+        "text-entities -> Triton text_entities) next to the in-process limit (same tokenisation + "
+        "onnxruntime on the same ONNX files), for each function, request size and concurrency, with the ratio.",
+    )
+    p.add_argument(
+        "--functions",
+        default="text-embed,text-entities",
+        help="comma-separated functions to measure (default: %(default)s)",
     )
     p.add_argument(
         "--gateway",
         help="a running gateway URL, e.g. http://127.0.0.1:8080 after `sai up` "
-        "(default: start a platform with text-embed for the run)",
+        "(default: start a platform with the measured functions for the run)",
     )
     p.add_argument("--concurrency", default="1,4,8", help="comma-separated levels (default: %(default)s)")
     p.add_argument("--batch", default="1,16", help="comma-separated texts per request (default: %(default)s)")

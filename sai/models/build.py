@@ -18,6 +18,7 @@ MODEL_MODULES = [
     "sai.models.image_classifier",
     "sai.models.text_encoder",
     "sai.models.sentiment",  # committed head + the text_sentiment ensemble; needs text_encoder
+    "sai.models.entities",  # committed head + the text_entities ensemble; needs text_encoder
 ]
 
 

@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 
 from sai import paths
-from sai.models import text_encoder
+from sai.models import committed_adapter, text_encoder
 from sai.models.rated_sentences import (
     NEUTRAL_BAND,
     TEST_FRACTION,
@@ -56,7 +56,6 @@ from sai.models.sentiment_head import (
     export_onnx,
     head_predict,
     lexicon_scores,
-    load_adapter,
     make_head,
     pad,
 )
@@ -333,50 +332,18 @@ def report(repo_dir: pathlib.Path, progress=None, cache_dir: pathlib.Path | None
 # the head. The text_sentiment ensemble has no artefact, but Triton needs its (empty) version folder.
 
 
-def _build_report_path(head_dir: pathlib.Path) -> pathlib.Path:
-    return head_dir / "1" / "build_report.json"
-
-
 def _write_build_report(head_dir: pathlib.Path, adapter: dict) -> None:
-    _build_report_path(head_dir).write_text(
-        json.dumps(
-            {
-                "model": MODEL_NAME,
-                "adapter_sha256": adapter_sha256(adapter),
-                "encoder_export_version": text_encoder.EXPORT_VERSION,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    committed_adapter.write_build_report(head_dir, MODEL_NAME, adapter)
 
 
 def is_built(repo_dir: pathlib.Path) -> bool:
-    head_dir = pathlib.Path(repo_dir) / MODEL_NAME
-    try:
-        built = json.loads(_build_report_path(head_dir).read_text())
-        current = adapter_sha256(load_adapter(head_dir))
-    except (OSError, ValueError):
-        return False
-    return (
-        (head_dir / "1" / "model.onnx").is_file()
-        and (pathlib.Path(repo_dir) / ENSEMBLE / "1").is_dir()
-        and built.get("adapter_sha256") == current
-        and built.get("encoder_export_version") == text_encoder.EXPORT_VERSION
-    )
+    return committed_adapter.is_built(repo_dir, MODEL_NAME, ENSEMBLE)
 
 
 def build(repo_dir: pathlib.Path, progress=None) -> dict:
-    repo_dir = pathlib.Path(repo_dir)
-    head_dir = repo_dir / MODEL_NAME
-    if not (head_dir / ADAPTER).is_file():
-        raise FileNotFoundError(f"{head_dir / ADAPTER} is missing (it is committed): run `sai models train-sentiment`")
-    (repo_dir / ENSEMBLE / "1").mkdir(parents=True, exist_ok=True)
+    head_dir = pathlib.Path(repo_dir) / MODEL_NAME
+    adapter, saved = committed_adapter.load_for_build(repo_dir, MODEL_NAME, ENSEMBLE, "train-sentiment")
     _step(progress, f"merging the committed adapter into MiniLM {FINE_TUNED}")
-    adapter = load_adapter(head_dir)
-    saved = json.loads((head_dir / "TRAINING_REPORT.json").read_text())
-    if saved.get("adapter_sha256") != adapter_sha256(adapter):
-        raise RuntimeError(f"{head_dir / ADAPTER} is not the adapter TRAINING_REPORT.json describes")
     diff = export_onnx(make_head(adapter), head_dir / "1" / "model.onnx")
     _write_build_report(head_dir, adapter)
     _step(

@@ -15,6 +15,7 @@ positive). Training and its reasons: sai/models/sentiment.py.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import pathlib
 import tempfile
@@ -126,20 +127,19 @@ def _replace_targets(layers, replace) -> None:
             setattr(parent, name, replace(getattr(parent, name)))
 
 
-def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RANK, seed: int = 0):
-    """The head as a PyTorch module: base layers with LoRA factors, the linear heads and the stack.
-    With `adapter` the trained values are loaded (and checked to be complete)."""
+@functools.cache
+def lora_linear_class():
+    """The LoRA wrapper both text heads use: y = W x + (alpha / r) B A x with W frozen; `merged()`
+    folds it into one Linear for export. Its parameters are `a`, `b` (what the adapter keeps)."""
     import torch
 
     class LoRALinear(torch.nn.Module):
-        """y = W x + (alpha / r) B A x with W frozen; merged into one Linear for export."""
-
-        def __init__(self, base: torch.nn.Linear):
+        def __init__(self, base: torch.nn.Linear, rank: int = LORA_RANK, alpha: int = LORA_ALPHA):
             super().__init__()
             self.base = base.requires_grad_(False)
             self.a = torch.nn.Parameter(torch.randn(rank, base.in_features) * 0.01)
             self.b = torch.nn.Parameter(torch.zeros(base.out_features, rank))
-            self.scale = LORA_ALPHA / rank
+            self.scale = alpha / rank
 
         def forward(self, x):
             return self.base(x) + (x @ self.a.T @ self.b.T) * self.scale
@@ -151,11 +151,21 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
                 lin.bias.copy_(self.base.bias)
             return lin
 
+    return LoRALinear
+
+
+def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RANK, seed: int = 0):
+    """The head as a PyTorch module: base layers with LoRA factors, the linear heads and the stack.
+    With `adapter` the trained values are loaded (and checked to be complete)."""
+    import torch
+
+    LoRALinear = lora_linear_class()
+
     class Head(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.layers = _base_layers().requires_grad_(False)
-            _replace_targets(self.layers, LoRALinear)
+            _replace_targets(self.layers, lambda m: LoRALinear(m, rank))
             self.dropout = torch.nn.Dropout(0.1)
             self.sentiment = torch.nn.Linear(text_encoder.DIM, 2)
             self.domain = torch.nn.Linear(text_encoder.DIM, len(DOMAINS))
@@ -189,19 +199,29 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
             return torch.softmax(torch.stack([torch.zeros_like(z), z], dim=1), dim=1)
 
         def adapter(self) -> dict[str, np.ndarray]:
-            """What training changed: everything but the frozen base weights."""
-            return {
-                k: v.detach().numpy().copy()
-                for k, v in self.state_dict().items()
-                if k.endswith((".a", ".b")) or not k.startswith("layers.")
-            }
+            return trained_state(self)
 
     torch.manual_seed(seed)
-    head = Head()
+    return load_trained(Head(), adapter)
+
+
+def trained_state(head) -> dict[str, np.ndarray]:
+    """What training changed (the adapter): everything but the frozen base weights of `layers`."""
+    return {
+        k: v.detach().numpy().copy()
+        for k, v in head.state_dict().items()
+        if k.endswith((".a", ".b")) or not k.startswith("layers.")
+    }
+
+
+def load_trained(head, adapter: dict[str, np.ndarray] | None):
+    """`head` with the trained values of `adapter` loaded (checked to be complete); as is if None."""
+    import torch
+
     if adapter is not None:
         state = {k: torch.from_numpy(np.asarray(v)) for k, v in adapter.items()}
         _, unexpected = head.load_state_dict(state, strict=False)
-        expected = set(head.adapter())
+        expected = set(trained_state(head))
         if unexpected or expected - set(state):
             raise ValueError(
                 f"adapter does not fit the head: missing {sorted(expected - set(state))[:3]}, unexpected {unexpected[:3]}"

@@ -1,0 +1,241 @@
+"""Named entities from the entity head's per-token tag probabilities: the word pieces of a whole
+text (no truncation), overlapping windows that fit the encoder, the capitalisation features the
+head takes beside the token states, and decoding BIO tags back to character spans of the original
+text. Shared by the text-entities function and the model's training report
+(sai/models/entities.py), so the report measures exactly what the function serves.
+
+The encoder is uncased (MiniLM lower-cases and strips accents), yet capitalisation is most of what
+tells "Apple" from "apple". So the function computes `case_features` from the original text at
+each piece's offsets and sends them with the token ids, as text-sentiment sends its lexicon score.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from .settings import setting
+from .tokens import DEFAULT_TOKENIZER, max_tokens, tokenizer_path
+
+# spaCy's OntoNotes labels: all 18 are kept. The head costs the same per label (two more outputs
+# of one linear layer), the issue's fifteen are among them, and dropping WORK_OF_ART, LAW or
+# LANGUAGE would only turn the teacher's spans into misleading "O" training targets.
+LABELS = (
+    "PERSON",
+    "NORP",
+    "FAC",
+    "ORG",
+    "GPE",
+    "LOC",
+    "PRODUCT",
+    "EVENT",
+    "WORK_OF_ART",
+    "LAW",
+    "LANGUAGE",
+    "DATE",
+    "TIME",
+    "PERCENT",
+    "MONEY",
+    "QUANTITY",
+    "ORDINAL",
+    "CARDINAL",
+)
+TAGS = ("O",) + tuple(f"{p}-{label}" for label in LABELS for p in ("B", "I"))
+CASE_FEATURES = 4  # starts upper-case, word all upper-case, has a digit, continues a word
+CASE_INPUT = "case_features"
+
+# Pieces two neighbouring windows share: every piece is predicted from a window where it has at
+# least this many/2 pieces of context on either side (the encoder sees at most MAX_TOKENS).
+window_overlap = setting("WINDOW_OVERLAP", int, 64, low=0, high=200)
+
+
+@functools.lru_cache(maxsize=4)
+def _whole_text_tokenizer(path: str):
+    """A tokenizer of its own (common.tokens' instances truncate and pad): whole texts, no
+    special tokens, so windows can be cut anywhere."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(path)
+    tok.no_truncation()
+    tok.no_padding()
+    return tok
+
+
+@dataclass
+class Pieces:
+    """One text's word pieces, without [CLS]/[SEP]."""
+
+    ids: list[int]
+    offsets: list[tuple[int, int]]  # character offsets into the original text
+    word_ids: list[int]
+    case: np.ndarray  # FP32 [n, CASE_FEATURES]
+
+
+def case_features(text: str, offsets, word_ids) -> np.ndarray:
+    """Per piece: [starts upper-case, its word is all upper-case (2+ letters), has a digit, is not
+    the first piece of its word], from the original characters."""
+    out = np.zeros((len(offsets), CASE_FEATURES), np.float32)
+    words: dict[int, tuple[int, int]] = {}
+    for (s, e), w in zip(offsets, word_ids):
+        ws, we = words.get(w, (s, e))
+        words[w] = (min(ws, s), max(we, e))
+    for i, ((s, e), w) in enumerate(zip(offsets, word_ids)):
+        piece, word = text[s:e], text[slice(*words[w])]
+        out[i, 0] = piece[:1].isupper()
+        out[i, 1] = sum(c.isalpha() for c in word) > 1 and word.isupper()
+        out[i, 2] = any(c.isdigit() for c in piece)
+        out[i, 3] = i > 0 and word_ids[i - 1] == w
+    return out
+
+
+def pieces(texts: list[str], path: str | None = None) -> list[Pieces]:
+    tok = _whole_text_tokenizer(path or tokenizer_path() or str(DEFAULT_TOKENIZER))
+    out = []
+    for text, enc in zip(texts, tok.encode_batch(texts, add_special_tokens=False)):
+        word_ids = [-1 if w is None else w for w in enc.word_ids]
+        offsets = [tuple(o) for o in enc.offsets]
+        out.append(Pieces(list(enc.ids), offsets, word_ids, case_features(text, offsets, word_ids)))
+    return out
+
+
+@dataclass
+class Windows:
+    feeds: dict[str, np.ndarray]  # encoder inputs + case_features, one row per window
+    spans: list[tuple[int, int, int]]  # (text index, first piece, end piece) per row
+
+
+def windows(all_pieces: list[Pieces], length: int | None = None, overlap: int | None = None, cls_id=101, sep_id=102) -> Windows:
+    """Cut each text's pieces into windows of at most `length` tokens ([CLS] and [SEP] included)
+    that overlap by `overlap` pieces; an empty text still gets one (empty) window."""
+    length = length or max_tokens()
+    inner = length - 2
+    overlap = min(window_overlap() if overlap is None else overlap, inner // 2)
+    step = inner - overlap
+    spans = []
+    for t, p in enumerate(all_pieces):
+        start = 0
+        while True:
+            end = min(start + inner, len(p.ids))
+            spans.append((t, start, end))
+            if end >= len(p.ids):
+                break
+            start += step
+    longest = max(e - s for _, s, e in spans) + 2
+    ids = np.zeros((len(spans), longest), np.int64)
+    mask = np.zeros_like(ids)
+    case = np.zeros((len(spans), longest, CASE_FEATURES), np.float32)
+    for row, (t, s, e) in enumerate(spans):
+        n = e - s
+        ids[row, : n + 2] = [cls_id] + all_pieces[t].ids[s:e] + [sep_id]
+        mask[row, : n + 2] = 1
+        case[row, 1 : n + 1] = all_pieces[t].case[s:e]
+    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids), CASE_INPUT: case}
+    return Windows(feeds, spans)
+
+
+def merge(all_pieces: list[Pieces], wins: Windows, probs: np.ndarray) -> list[np.ndarray]:
+    """Per text, FP32 [its pieces, len(TAGS)]: each piece from the window where it is most central."""
+    out = [np.zeros((len(p.ids), probs.shape[-1]), np.float32) for p in all_pieces]
+    best = [np.full(len(p.ids), -1) for p in all_pieces]
+    for row, (t, s, e) in enumerate(wins.spans):
+        pos = np.arange(s, e)
+        margin = np.minimum(pos - s, e - 1 - pos)
+        better = margin > best[t][s:e]
+        out[t][s:e][better] = probs[row, 1 : e - s + 1][better]
+        best[t][s:e][better] = margin[better]
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def _transitions(labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Log-transition matrix of valid BIO sequences (I-X only after B-X or I-X) and the valid starts."""
+    n = len(labels)
+    trans = np.zeros((n, n), np.float64)
+    start = np.zeros(n, np.float64)
+    for b, tag in enumerate(labels):
+        if tag.startswith("I-"):
+            start[b] = -np.inf
+            for a, prev in enumerate(labels):
+                if prev[2:] != tag[2:] or prev == "O":
+                    trans[a, b] = -np.inf
+    return trans, start
+
+
+def viterbi(probs: np.ndarray, labels: tuple[str, ...] = TAGS) -> list[int]:
+    """The most probable valid BIO tag sequence for per-word tag probabilities [words, tags]. Words
+    tagged one by one split names ("Al" PERSON, "Hoceima" GPE); the best valid sequence keeps an
+    entity's words under one label."""
+    if not len(probs):
+        return []
+    trans, start = _transitions(tuple(labels))
+    logp = np.log(probs.astype(np.float64) + 1e-9)
+    score = start + logp[0]
+    back = np.zeros(probs.shape, np.int64)
+    for w in range(1, len(probs)):
+        cand = score[:, None] + trans
+        back[w] = cand.argmax(axis=0)
+        score = cand.max(axis=0) + logp[w]
+    path = [int(score.argmax())]
+    for w in range(len(probs) - 1, 0, -1):
+        path.append(int(back[w, path[-1]]))
+    return path[::-1]
+
+
+def decode(text: str, p: Pieces, probs: np.ndarray, labels=TAGS) -> list[dict]:
+    """BIO tags of each word's first piece (the best valid sequence, `viterbi`) -> entities with
+    character offsets into `text`. A word belongs to an entity whole (its span runs from its first
+    piece to its last); entities of one label with only whitespace between them are one. `score` is
+    the mean probability of the chosen tags over the entity's words."""
+    words: list[tuple[int, int, int]] = []  # (first piece, start char, end char)
+    for i, w in enumerate(p.word_ids):
+        if i and p.word_ids[i - 1] == w:
+            words[-1] = (words[-1][0], words[-1][1], p.offsets[i][1])
+        else:
+            words.append((i, p.offsets[i][0], p.offsets[i][1]))
+    word_probs = probs[[first for first, _, _ in words]] if words else probs[:0]
+    entities: list[dict] = []
+    current = None
+    for (_, start, end), k, row in zip(words, viterbi(word_probs, tuple(labels)), word_probs):
+        tag = labels[k]
+        if tag == "O":
+            current = None
+            continue
+        prefix, label = tag.split("-", 1)
+        # I- continues; so does a B- of the same label right after it with only spaces between:
+        # two names of one kind are never written "Emmanuel Macron" apart, one often is.
+        adjacent = current is not None and not text[current["end"] : start].strip()
+        if current is not None and current["label"] == label and (prefix == "I" or adjacent):
+            current["end"] = end
+            current["_scores"].append(float(row[k]))
+            continue
+        current = {"label": label, "start": start, "end": end, "_scores": [float(row[k])]}
+        entities.append(current)
+    for ent in entities:
+        scores = ent.pop("_scores")
+        ent["text"] = text[ent["start"] : ent["end"]]
+        ent["score"] = round(sum(scores) / len(scores), 6)
+    return [{k: e[k] for k in ("text", "label", "start", "end", "score")} for e in entities]
+
+
+def extract(texts: list[str], infer, max_batch: int = 32) -> tuple[list[list[dict]], list[int], str]:
+    """Entities of each text. `infer(feeds) -> (probabilities [rows, length, len(TAGS)], version)`
+    runs the model on at most `max_batch` windows at a time. Returns (entities per text, pieces per
+    text, model version)."""
+    all_pieces = pieces(texts)
+    wins = windows(all_pieces)
+    n = len(wins.spans)
+    probs = None
+    version = ""
+    order = sorted(range(n), key=lambda r: wins.spans[r][2] - wins.spans[r][1])
+    for start in range(0, n, max_batch):
+        idx = order[start : start + max_batch]
+        width = int(wins.feeds["attention_mask"][idx].sum(axis=1).max())
+        chunk = {k: v[idx, :width] for k, v in wins.feeds.items()}
+        out, version = infer(chunk)
+        if probs is None:
+            probs = np.zeros((n, wins.feeds["input_ids"].shape[1], out.shape[-1]), np.float32)
+        probs[idx, :width] = out
+    per_text = merge(all_pieces, wins, probs)
+    return [decode(t, p, pr) for t, p, pr in zip(texts, all_pieces, per_text)], [len(p.ids) + 2 for p in all_pieces], version

@@ -1,0 +1,173 @@
+"""The entity head as a network: a token classifier on the shared `text_encoder`, its adapter (what
+training changed) and the ONNX export Triton serves.
+
+Like sentiment_head it continues the encoder's token states after layer 4 (`token_states`) with
+copies of MiniLM's layers 5 and 6 carrying LoRA factors. The encoder is uncased, so the head also
+takes `case_features` per token (common/entities.py: starts upper-case, all upper-case, digit,
+word continuation), computed by the function from the original text. They are projected into the
+states before layers 5-6 (so attention can use them) and given to the classifier again.
+
+The ONNX graph: inputs `token_states` FP32 [batch, length, 384], `attention_mask` INT64
+[batch, length], `case_features` FP32 [batch, length, 4]; output `probabilities` FP32
+[batch, length, len(TAGS)], softmax over BIO tags (common.entities.TAGS, labels.txt).
+Training and its reasons: sai/models/entities.py.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tempfile
+import warnings
+
+import numpy as np
+
+from common.entities import CASE_FEATURES, CASE_INPUT, TAGS
+from sai.models import text_encoder
+from sai.models.sentiment_head import (
+    LORA_RANK,
+    _base_layers,
+    _replace_targets,
+    adapter_sha256,
+    load_adapter,
+    load_trained,
+    lora_linear_class,
+    trained_state,
+)
+
+STATES, MASK, CASE = text_encoder.STATES_OUTPUT, "attention_mask", CASE_INPUT
+INPUTS = (STATES, MASK, CASE)
+OUTPUT = "probabilities"
+ADAPTER = "adapter.npz"
+FINE_TUNED = f"layers {text_encoder.STATES_LAYER + 1}-6"
+
+__all__ = ["ADAPTER", "adapter_sha256", "export_onnx", "load_adapter", "make_head", "predict"]
+
+
+def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RANK, seed: int = 0):
+    """The head as a PyTorch module; with `adapter` the trained values are loaded (and checked)."""
+    import torch
+
+    LoRALinear = lora_linear_class()
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = _base_layers().requires_grad_(False)
+            _replace_targets(self.layers, lambda m: LoRALinear(m, rank))
+            self.case_in = torch.nn.Linear(CASE_FEATURES, text_encoder.DIM)
+            torch.nn.init.normal_(self.case_in.weight, std=0.02)
+            torch.nn.init.zeros_(self.case_in.bias)
+            self.dropout = torch.nn.Dropout(0.1)
+            self.tags = torch.nn.Linear(text_encoder.DIM + CASE_FEATURES, len(TAGS))
+
+        def forward(self, h, mask, case):
+            """Tag logits [n, length, len(TAGS)]."""
+            h = h + self.case_in(case)
+            add = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
+            for layer in self.layers:
+                out = layer(h, attention_mask=add)
+                h = out[0] if isinstance(out, tuple) else out
+            return self.tags(torch.cat([self.dropout(h), case], dim=-1))
+
+        def probabilities(self, h, mask, case):
+            return torch.softmax(self(h, mask, case), dim=-1)
+
+        def adapter(self) -> dict[str, np.ndarray]:
+            return trained_state(self)
+
+    torch.manual_seed(seed)
+    return load_trained(Head(), adapter)
+
+
+def export_onnx(head, path: pathlib.Path) -> float:
+    """Merge the LoRA factors, export, check against PyTorch; returns the max abs difference."""
+    import onnxruntime as ort
+    import torch
+
+    _replace_targets(head.layers, lambda m: m.merged() if hasattr(m, "merged") else m)
+    head.eval()
+
+    class Served(torch.nn.Module):
+        def __init__(self, head):
+            super().__init__()
+            self.head = head
+
+        def forward(self, token_states, attention_mask, case_features):
+            return self.head.probabilities(token_states, attention_mask, case_features)
+
+    served = Served(head).eval()
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((3, 7, text_encoder.DIM)).astype(np.float32)
+    mask = np.array([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5], np.int64)
+    case = (rng.random((3, 7, CASE_FEATURES)) > 0.5).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = pathlib.Path(tmp) / "model.onnx"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                served,
+                (torch.from_numpy(h), torch.from_numpy(mask), torch.from_numpy(case)),
+                str(tmp_path),
+                input_names=list(INPUTS),
+                output_names=[OUTPUT],
+                dynamic_axes={
+                    STATES: {0: "batch", 1: "length"},
+                    MASK: {0: "batch", 1: "length"},
+                    CASE: {0: "batch", 1: "length"},
+                    OUTPUT: {0: "batch", 1: "length"},
+                },
+                opset_version=17,
+                dynamo=False,
+            )
+        sess = ort.InferenceSession(str(tmp_path), providers=["CPUExecutionProvider"])
+        diff = 0.0
+        for args in [(h, mask, case), (h[:1, :5], mask[:1, :5], case[:1, :5])]:
+            with torch.no_grad():
+                ref = served(*(torch.from_numpy(a) for a in args)).numpy()
+            got = sess.run([OUTPUT], dict(zip(INPUTS, args)))[0]
+            valid = args[1].astype(bool)
+            diff = max(diff, float(np.abs(ref - got)[valid].max()))
+        if diff > 1e-4:
+            raise RuntimeError(f"exported entity_head differs from PyTorch: {diff:.2e}")
+        tmp_path.replace(path)
+    return diff
+
+
+def session_options(threads: int = 0):
+    """onnxruntime options for shared CPUs: no spinning (other processes need the cores)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+class Pipeline:
+    """The served path in-process: text_encoder then entity_head, both exported graphs, fed by
+    common.entities (windows, case features, decoding), as the function feeds Triton."""
+
+    def __init__(self, encoder_path: pathlib.Path, head_path: pathlib.Path, threads: int = 0, options=None):
+        """`options`: onnxruntime SessionOptions for (encoder, head); default session_options(threads)."""
+        import onnxruntime as ort
+
+        enc_opts, head_opts = options or (session_options(threads), session_options(threads))
+        self.encoder = ort.InferenceSession(str(encoder_path), enc_opts, providers=["CPUExecutionProvider"])
+        self.head = ort.InferenceSession(str(head_path), head_opts, providers=["CPUExecutionProvider"])
+
+    def infer(self, feeds: dict[str, np.ndarray]):
+        enc = {k: feeds[k] for k in text_encoder.INPUTS}
+        states = self.encoder.run([STATES], enc)[0]
+        probs = self.head.run([OUTPUT], {STATES: states, MASK: feeds[MASK], CASE: feeds[CASE]})[0]
+        return probs, "local"
+
+    def entities(self, texts: list[str], batch: int = 32) -> list[list[dict]]:
+        from common.entities import extract
+
+        return extract(texts, self.infer, batch)[0]
+
+
+def predict(encoder_path: pathlib.Path, head_path: pathlib.Path, texts: list[str]) -> list[list[dict]]:
+    return Pipeline(encoder_path, head_path).entities(texts)

@@ -1,0 +1,56 @@
+"""The entity head's teacher -> train -> export path on a small subset (the committed adapter is
+never retrained in CI), and the committed adapter against its report and the build."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from common import entities as ent
+from sai.models import entities, entity_head, text_encoder
+from sai.paths import model_repository
+
+REPO = model_repository()
+
+pytestmark = pytest.mark.skipif(not text_encoder.is_built(REPO), reason="run `sai models build` first")
+
+
+def test_corpus_is_seeded_and_the_held_out_split_is_disjoint():
+    texts = entities.corpus(entities.DEFAULT_SEED)
+    assert texts == entities.corpus(entities.DEFAULT_SEED)
+    train, test = entities.split(texts)
+    assert set(train).isdisjoint(test) and len(set(texts)) == len(texts)
+    assert 0.1 < len(test) / len(texts) < 0.2
+
+
+@pytest.mark.slow
+def test_train_on_a_subset_exports_a_working_head(tmp_path):
+    steps = []
+    rep = entities.train(tmp_path / "h", seed=7, subset=240, progress=steps.append, epochs=1)
+    assert len(steps) == 5 and all(isinstance(s, str) for s in steps)
+    assert rep["corpus"]["sentences"] == 240 and rep["onnx_vs_torch_max_abs_diff"] < 1e-4
+    assert rep["hand_labelled"]["sentences"] >= 30
+    assert set(rep["sentences_per_second"]) == {"batch_1", "batch_16"}
+    assert json.loads((tmp_path / "h" / "TRAINING_REPORT.json").read_text())["adapter_sha256"] == rep["adapter_sha256"]
+    # The adapter is small (that is what gets committed) and rebuilds the same graph.
+    assert (tmp_path / "h" / "adapter.npz").stat().st_size < 3_000_000
+    rebuilt = tmp_path / "rebuilt.onnx"
+    entity_head.export_onnx(entity_head.make_head(entity_head.load_adapter(tmp_path / "h")), rebuilt)
+    enc = text_encoder.model_path(REPO)
+    texts = ["Angela Merkel met Emmanuel Macron in Paris.", "ok"]
+    a = entity_head.Pipeline(enc, tmp_path / "h" / "1" / "model.onnx")
+    b = entity_head.Pipeline(enc, rebuilt)
+    wins = ent.windows(ent.pieces(texts))
+    pa, pb = a.infer(wins.feeds)[0], b.infer(wins.feeds)[0]
+    assert pa.shape[-1] == len(ent.TAGS) and np.allclose(pa.sum(-1), 1, atol=1e-4)
+    assert np.abs(pa - pb).max() < 1e-5
+
+
+def test_committed_adapter_matches_its_report_and_the_build():
+    head_dir = REPO / entities.MODEL_NAME
+    saved = json.loads((head_dir / "TRAINING_REPORT.json").read_text())
+    assert entity_head.adapter_sha256(entity_head.load_adapter(head_dir)) == saved["adapter_sha256"]
+    assert entities.is_built(REPO)  # make test builds first; a stale build would show here
+    assert saved["held_out_vs_teacher"]["PERSON+ORG+GPE"]["support"] > 1000

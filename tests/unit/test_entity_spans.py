@@ -1,0 +1,79 @@
+"""common/entities.py without a model: character spans -> BIO tags over word pieces -> spans again,
+exact offsets after the tokenizer's normalisation, and windows that merge back to the whole text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common import entities as ent
+from sai.models.entities import piece_tags
+
+TEXTS = [
+    ("Angela Merkel met Emmanuel Macron in Paris.", [(0, 13, "PERSON"), (18, 33, "PERSON"), (37, 42, "GPE")]),
+    # Accents the uncased tokenizer strips, a decomposed e + combining acute, a non-BMP emoji.
+    ("Zoë Kravitz 🎬 met Zoe\u0301 Ruiz in São Paulo!", [(0, 11, "PERSON"), (18, 27, "PERSON"), (31, 40, "GPE")]),
+    ("Shares of IBM fell 3% in the U.S. on Monday.", [(10, 13, "ORG"), (19, 21, "PERCENT"), (29, 33, "GPE"), (37, 43, "DATE")]),
+]
+
+
+def one_hot(tags: np.ndarray) -> np.ndarray:
+    probs = np.zeros((len(tags), len(ent.TAGS)), np.float32)
+    probs[np.arange(len(tags)), tags] = 1.0
+    return probs
+
+
+@pytest.mark.parametrize("text, spans", TEXTS)
+def test_spans_survive_tagging_and_decoding(text, spans):
+    (p,) = ent.pieces([text])
+    found = ent.decode(text, p, one_hot(piece_tags(p, spans)))
+    assert [(e["start"], e["end"], e["label"]) for e in found] == spans
+    for e in found:
+        assert text[e["start"] : e["end"]] == e["text"]
+        assert e["score"] == 1.0
+
+
+def test_case_features_read_the_original_text():
+    (p,) = ent.pieces(["NASA hired Ada in 1969"])
+    words = [tuple(f) for f in p.case[:, :3]]
+    assert words[0] == (1, 1, 0)  # NASA: upper, all upper
+    assert (0, 0, 0) in words  # hired
+    assert words[-1][2] == 1  # a digit
+    assert p.case[:, 3].sum() == sum(1 for i in range(1, len(p.ids)) if p.word_ids[i] == p.word_ids[i - 1])
+
+
+def test_windows_overlap_and_merge_back_to_the_whole_text():
+    text = " ".join(f"Word{i} met Person{i} in City{i}." for i in range(40))
+    (p,) = ent.pieces([text])
+    wins = ent.windows([p], length=32, overlap=8)
+    assert len(wins.spans) > 5
+    assert wins.feeds["input_ids"].shape[1] <= 32
+    for (_, s0, e0), (_, s1, _e1) in zip(wins.spans, wins.spans[1:]):
+        assert s1 == e0 - 8 and s1 > s0
+    assert wins.spans[-1][2] == len(p.ids)
+    # Per-row "probabilities" that encode the piece's own position: merging must put each piece's
+    # row value back at its position, from some window that holds it.
+    rows = np.zeros(wins.feeds["input_ids"].shape + (2,), np.float32)
+    for r, (_, s, e) in enumerate(wins.spans):
+        rows[r, 1 : e - s + 1, 0] = np.arange(s, e)
+        rows[r, 1 : e - s + 1, 1] = r
+    (merged,) = ent.merge([p], wins, rows)
+    assert np.array_equal(merged[:, 0], np.arange(len(p.ids)))
+    # Each piece comes from the window where it is most central: never from a window's outer 4.
+    for i, r in enumerate(merged[:, 1].astype(int)):
+        _, s, e = wins.spans[r]
+        assert min(i - s, e - 1 - i) >= 4 or s == 0 and i < 4 or e == len(p.ids) and i >= e - 4
+
+
+def test_decoding_keeps_an_entity_under_one_label():
+    """Tagged word by word, "Al" is B-PERSON and "Hoceima" I-GPE: two broken entities. The best
+    valid BIO sequence is one GPE."""
+    text = "Al Hoceima"
+    (p,) = ent.pieces([text])
+    tag = {t: i for i, t in enumerate(ent.TAGS)}
+    probs = np.full((len(p.ids), len(ent.TAGS)), 0.001, np.float32)
+    probs[0, tag["B-PERSON"]], probs[0, tag["B-GPE"]] = 0.5, 0.45
+    probs[1:, tag["I-GPE"]] = 0.9
+    (found,) = ent.decode(text, p, probs)
+    assert (found["text"], found["label"], found["start"], found["end"]) == ("Al Hoceima", "GPE", 0, 10)
+    assert ent.viterbi(np.zeros((0, len(ent.TAGS)))) == []
