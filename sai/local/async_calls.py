@@ -400,17 +400,7 @@ class AsyncCalls:
             attempts += 1
             retry, error = await self._post(row["callback"], headers, row["result_body"] or b"")
             if error is None:
-                if await self._db(
-                    self._update,
-                    call_id,
-                    "delivering",
-                    state="done",
-                    attempts=attempts,
-                    finished=time.time(),
-                    result_body=None,
-                    error=None,
-                ):
-                    await self._delivered(row["callback"])
+                await self._finish_delivery(call_id, row["callback"], "done", attempts, None)
                 return
             log.warning("async call %s: callback attempt %d failed: %s", call_id, attempts, error)
             await self._db(self._update, call_id, "delivering", attempts=attempts, error=error)
@@ -422,17 +412,21 @@ class AsyncCalls:
                 return  # shutting down during the back-off: resume after the restart
             except asyncio.TimeoutError:
                 pass
+        await self._finish_delivery(call_id, row["callback"], "failed", attempts, error)
+
+    async def _finish_delivery(self, call_id: str, callback: str, state: str, attempts: int, error: str | None) -> None:
+        """Record how a delivery ended (done or failed) and drop the stored result."""
         if await self._db(
             self._update,
             call_id,
             "delivering",
-            state="failed",
+            state=state,
             attempts=attempts,
             finished=time.time(),
-            error=error,
             result_body=None,
+            error=error,
         ):
-            await self._delivered(row["callback"])
+            await self._delivered(callback)
 
     async def _delivered(self, callback: str) -> None:
         """A delivery ended (done or failed): free its counts, give its pages back."""
