@@ -77,6 +77,7 @@ ERROR_CODES = {
     "unauthorized": "missing or wrong credentials (basic auth)",
     "not_stored": "an asynchronous call could not be stored",
     "shutting_down": "the gateway is stopping (retryable)",
+    "bad_request": "malformed HTTP: the request line, a header or the body framing",
     "http_error": "another HTTP error of the gateway",
     # anything else
     "internal_error": "an unexpected failure; see the logs",

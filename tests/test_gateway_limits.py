@@ -6,6 +6,7 @@ python3-http-debian contract) that sleeps on request, from a stack.yml of this t
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import socket
 import stat
@@ -190,3 +191,37 @@ def test_function_routes_can_require_auth_too(tmp_path_factory):
         assert os.path.exists(credentials_dir(state) / "basic-auth-password")
     finally:
         platform.stop()
+
+
+def _raw(port: int, request: bytes) -> tuple[bytes, bytes]:
+    """Send `request` as bytes on a fresh connection; (status line, body) of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /function/slow HTTP/1.1\r\nHost: x\r\nNo colon in this header\r\n\r\n",
+        b"GET /function/slow HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+        b"POST /function/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+    ],
+    ids=["request-line", "header-line", "header-too-long", "two-lengths"],
+)
+def test_malformed_http_gets_a_json_400(limited, request_bytes):
+    """Requests aiohttp rejects before any route runs get the gateway's JSON error (not aiohttp's
+    plain text), and the connection is closed; the gateway goes on serving."""
+    head, body = _raw(limited.settings.port, request_bytes)
+    status_line, *headers = head.decode("latin-1").split("\r\n")
+    assert status_line.split()[1] in ("400", "431"), head
+    assert "content-type: application/json" in (h.lower() for h in headers), head
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_request" and "malformed HTTP request" in error["message"]
+    assert "Traceback" not in body.decode()
+    assert requests.post(f"{limited.gateway_url}/function/slow", data=b"x", timeout=10).status_code == 200

@@ -6,7 +6,7 @@ Routes, as the OpenFaaS gateway has them:
   GET  /system/functions                   the deployed functions (from stack.yml)
   GET  /system/function/<name>             one of them
   GET  /healthz                            200 once the gateway serves (never behind auth)
-Errors are JSON `{"error": {"code", "message"}}`; an unreachable function gives 503 + Retry-After,
+Errors are JSON `{"error": {"code", "message"}}` (malformed HTTP too: http_server.py); an unreachable function gives 503 + Retry-After,
 a slow one 504 after the upstream timeout.
 
 Bodies are streamed to functions, never held whole: each function's MAX_BODY_BYTES (stack.yml) is

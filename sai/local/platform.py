@@ -28,6 +28,7 @@ from sai.local import s3_events, s3_server
 from sai.local.async_calls import AsyncCalls
 from sai.local.callbacks import CallbackPolicy
 from sai.local.gateway import Gateway
+from sai.local.http_server import JsonErrorsRunner
 from sai.local.processes import Restarts, die_with_parent, identity, listens_on, tail, terminate_group, wait_until
 from sai.local.reload import model_fingerprints, reload
 from sai.local.stack import Function, build_context, load_stack
@@ -182,7 +183,7 @@ class Platform:
         self.s3_notifier: s3_events.Notifier | None = None
         self.s3_watcher: s3_events.Watcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: JsonErrorsRunner | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -323,7 +324,9 @@ class Platform:
             try:
                 # aiohttp arms keepalive_timeout when a connection opens, and closes it if no
                 # request has arrived by then: so it is also the header timeout (slowloris).
-                self._runner = web.AppRunner(self.gateway.app, access_log=None, keepalive_timeout=self.settings.header_timeout_s)
+                self._runner = JsonErrorsRunner(
+                    self.gateway.app, access_log=None, keepalive_timeout=self.settings.header_timeout_s
+                )
                 self._loop.run_until_complete(self._runner.setup())
                 site = web.TCPSite(self._runner, self.settings.host, self.settings.port, backlog=1024)
                 self._loop.run_until_complete(site.start())
