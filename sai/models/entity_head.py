@@ -16,13 +16,11 @@ Training and its reasons: sai/models/entities.py.
 from __future__ import annotations
 
 import pathlib
-import tempfile
-import warnings
 
 import numpy as np
 
 from common.entities import CASE_FEATURES, CASE_INPUT, TAGS
-from sai.models import text_encoder
+from sai.models import onnx_export, text_encoder
 from sai.models.sentiment_head import (
     LORA_RANK,
     _base_layers,
@@ -81,57 +79,15 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
 
 def export_onnx(head, path: pathlib.Path) -> float:
     """Merge the LoRA factors, export, check against PyTorch; returns the max abs difference."""
-    import onnxruntime as ort
-    import torch
-
     _replace_targets(head.layers, lambda m: m.merged() if hasattr(m, "merged") else m)
-    head.eval()
-
-    class Served(torch.nn.Module):
-        def __init__(self, head):
-            super().__init__()
-            self.head = head
-
-        def forward(self, token_states, attention_mask, case_features):
-            return self.head.probabilities(token_states, attention_mask, case_features)
-
-    served = Served(head).eval()
     rng = np.random.default_rng(0)
     h = rng.standard_normal((3, 7, text_encoder.DIM)).astype(np.float32)
     mask = np.array([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5], np.int64)
     case = (rng.random((3, 7, CASE_FEATURES)) > 0.5).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = pathlib.Path(tmp) / "model.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                served,
-                (torch.from_numpy(h), torch.from_numpy(mask), torch.from_numpy(case)),
-                str(tmp_path),
-                input_names=list(INPUTS),
-                output_names=[OUTPUT],
-                dynamic_axes={
-                    STATES: {0: "batch", 1: "length"},
-                    MASK: {0: "batch", 1: "length"},
-                    CASE: {0: "batch", 1: "length"},
-                    OUTPUT: {0: "batch", 1: "length"},
-                },
-                opset_version=17,
-                dynamo=False,
-            )
-        sess = ort.InferenceSession(str(tmp_path), providers=["CPUExecutionProvider"])
-        diff = 0.0
-        for args in [(h, mask, case), (h[:1, :5], mask[:1, :5], case[:1, :5])]:
-            with torch.no_grad():
-                ref = served(*(torch.from_numpy(a) for a in args)).numpy()
-            got = sess.run([OUTPUT], dict(zip(INPUTS, args)))[0]
-            valid = args[1].astype(bool)
-            diff = max(diff, float(np.abs(ref - got)[valid].max()))
-        if diff > 1e-4:
-            raise RuntimeError(f"exported entity_head differs from PyTorch: {diff:.2e}")
-        tmp_path.replace(path)
-    return diff
+    samples = [(h, mask, case), (h[:1, :5], mask[:1, :5], case[:1, :5])]
+    axes = {STATES: {0: "batch", 1: "length"}, MASK: {0: "batch", 1: "length"}, CASE: {0: "batch", 1: "length"}}
+    axes[OUTPUT] = {0: "batch", 1: "length"}
+    return onnx_export.export_checked(head.eval(), "entity_head", samples, INPUTS, OUTPUT, axes, path, mask_arg=1)
 
 
 def session_options(threads: int = 0):

@@ -18,13 +18,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import pathlib
-import tempfile
-import warnings
 
 import numpy as np
 
 from common import tokens
-from sai.models import text_encoder
+from sai.models import onnx_export, text_encoder
 from sai.models.rated_sentences import DOMAINS
 
 LABELS = ("negative", "positive")
@@ -246,56 +244,14 @@ def load_adapter(head_dir: pathlib.Path) -> dict[str, np.ndarray]:
 def export_onnx(head, path: pathlib.Path) -> float:
     """Merge the LoRA factors, export the served graph, check it against PyTorch. Returns the max
     abs difference of the probabilities."""
-    import onnxruntime as ort
-    import torch
-
     _replace_targets(head.layers, lambda m: m.merged() if hasattr(m, "merged") else m)
-    head.eval()
-
-    class Served(torch.nn.Module):
-        def __init__(self, head):
-            super().__init__()
-            self.head = head
-
-        def forward(self, token_states, attention_mask, lexicon):
-            return self.head.probabilities(token_states, attention_mask, lexicon)
-
-    served = Served(head).eval()
     rng = np.random.default_rng(0)
     sample = [rng.standard_normal((3, 7, text_encoder.DIM)).astype(np.float32) for _ in range(2)]
     mask = np.array([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5], np.int64)
     lex = np.array([[0.5], [-0.7], [0.0]], np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = pathlib.Path(tmp) / "model.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                served,
-                (torch.from_numpy(sample[0]), torch.from_numpy(mask), torch.from_numpy(lex)),
-                str(tmp_path),
-                input_names=list(INPUTS),
-                output_names=[OUTPUT],
-                dynamic_axes={
-                    STATES: {0: "batch", 1: "length"},
-                    MASK: {0: "batch", 1: "length"},
-                    LEXICON: {0: "batch"},
-                    OUTPUT: {0: "batch"},
-                },
-                opset_version=17,
-                dynamo=False,
-            )
-        sess = ort.InferenceSession(str(tmp_path), providers=["CPUExecutionProvider"])
-        diff = 0.0
-        for h, m, lx in [(sample[0], mask, lex), (sample[1][:1, :5], mask[:1, :5], lex[:1])]:
-            with torch.no_grad():
-                ref = served(torch.from_numpy(h), torch.from_numpy(m), torch.from_numpy(lx)).numpy()
-            got = sess.run([OUTPUT], {STATES: h, MASK: m, LEXICON: lx})[0]
-            diff = max(diff, float(np.abs(ref - got).max()))
-        if diff > 1e-4:
-            raise RuntimeError(f"exported sentiment_head differs from PyTorch: {diff:.2e}")
-        tmp_path.replace(path)
-    return diff
+    samples = [(sample[0], mask, lex), (sample[1][:1, :5], mask[:1, :5], lex[:1])]
+    axes = {STATES: {0: "batch", 1: "length"}, MASK: {0: "batch", 1: "length"}, LEXICON: {0: "batch"}, OUTPUT: {0: "batch"}}
+    return onnx_export.export_checked(head.eval(), "sentiment_head", samples, INPUTS, OUTPUT, axes, path)
 
 
 def head_predict(head_path: pathlib.Path, states: list[np.ndarray], lexicon: np.ndarray) -> np.ndarray:
