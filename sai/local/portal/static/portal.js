@@ -14,8 +14,12 @@ function authHeader() {
   return cred ? { Authorization: "Basic " + cred } : {};
 }
 
+// credentials "omit": the page sends its own Authorization header, and a 401 then never opens the
+// browser's own password dialog (Fetch standard: it prompts only when credentials are included),
+// which would hold the request until answered.
 async function api(path, options = {}) {
-  const resp = await fetch(path, { ...options, headers: { ...(options.headers || {}), ...authHeader() } });
+  const headers = { ...(options.headers || {}), ...authHeader() };
+  const resp = await fetch(path, { ...options, headers, credentials: "omit" });
   if (resp.status === 401) showLogin();
   return resp;
 }
@@ -29,7 +33,7 @@ function showLogin() {
 $("#login").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const cred = btoa($("#login-user").value + ":" + $("#login-password").value);
-  const check = await fetch("/system/functions", { headers: { Authorization: "Basic " + cred } });
+  const check = await fetch("/system/functions", { headers: { Authorization: "Basic " + cred }, credentials: "omit" });
   if (check.status === 401) {
     $("#login-error").textContent = "wrong user or password";
     return;
@@ -67,7 +71,9 @@ function sparkline(points) {
   const seen = values.filter((v) => v !== null);
   const max = Math.max(...seen, 1e-6);
   const xy = values.map((v, i) => (v === null ? null : `${(i / Math.max(values.length - 1, 1)) * 108 + 1},${23 - (v / max) * 21}`));
-  const line = xy.filter(Boolean).join(" ");
+  const drawn = xy.filter(Boolean);
+  if (drawn.length === 1) drawn.push(drawn[0].replace(/^[^,]*/, "109")); // one value: a flat line
+  const line = drawn.join(" ");
   const last = seen.length ? seen[seen.length - 1] : null;
   const title = last === null ? "no calls yet" : `last: ${last.toFixed(3)} s, max: ${max.toFixed(3)} s`;
   return `<svg class="spark" viewBox="0 0 110 24"><title>${title}</title><polyline points="${line}"/></svg>` +
