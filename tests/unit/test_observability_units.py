@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from sai.local import logs, metrics_summary
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quantile_interpolates_within_buckets_as_prometheus_does():
@@ -117,3 +120,24 @@ def test_follow_yields_appended_lines_and_survives_truncation(tmp_path):
     done.set()
     t.join(5)
     assert got == ["one", "two", "three"]
+
+
+def test_dashboard_function_panels_read_series_the_local_gateway_serves():
+    """The chart's dashboard and the local gateway agree: every gateway_*/sai_* series the
+    dashboard queries is in the local /metrics, with the label the queries filter on."""
+    import json
+    import re
+    import types
+
+    from sai.local.metrics import GatewayMetrics
+
+    dashboard = json.loads((ROOT / "charts" / "serverless-ai" / "files" / "dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    wanted = {name for e in exprs for name in re.findall(r"\b((?:gateway|sai)_\w+)\{", e)}
+    assert {"gateway_function_invocation_total", "gateway_functions_seconds_bucket", "gateway_service_count"} <= wanted
+
+    m = GatewayMetrics({"f": types.SimpleNamespace(url="http://x")}, inflight=lambda name: 0)
+    m.finished("f", 200, 0.01)
+    served = m.exposition().decode()
+    for name in wanted:
+        assert re.search(rf'^{name}\{{[^}}]*function_name="f\.openfaas-fn"', served, re.M), name
