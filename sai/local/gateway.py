@@ -7,7 +7,7 @@ Routes, as the OpenFaaS gateway has them:
   GET  /system/function/<name>             one of them
   GET  /healthz                            200 once the gateway serves (never behind auth)
   GET  /metrics                            Prometheus metrics, OpenFaaS's names (metrics.py; not behind auth)
-  GET  /ui/                                the portal page (portal.py; its API calls carry the credentials)
+  GET  /ui/                                the portal page (portal/; its API calls carry the credentials)
 Errors are JSON `{"error": {"code", "message"}}`; an unreachable function gives 503 + Retry-After,
 a slow one 504 after the upstream timeout.
 
