@@ -111,3 +111,23 @@ def test_one_call_followed_across_gateway_function_and_triton(tmp_path):
         assert metrics.returncode == 0 and "text-sentiment" in metrics.stdout and "text_encoder" in metrics.stdout
     finally:
         sai("down")
+
+
+def test_async_calls_are_counted_by_outcome(gateway, receiver):
+    def finished(outcome):
+        return value(scrape(gateway), "sai_async_calls_finished_total", outcome=outcome)
+
+    before = {o: finished(o) for o in ("no_callback", "delivered")}
+    plain = requests.post(gateway + "/async-function/text-sentiment", json={"text": "fine"}, timeout=30)
+    hooked = requests.post(
+        gateway + "/async-function/text-sentiment",
+        json={"text": "fine"},
+        headers={"X-Callback-Url": receiver.url},
+        timeout=30,
+    )
+    assert (plain.status_code, hooked.status_code) == (202, 202)
+    receiver.wait_for([hooked.headers["X-Call-Id"]])
+    assert wait_until(lambda: finished("no_callback") == before["no_callback"] + 1, 20, interval=0.1)
+    assert wait_until(lambda: finished("delivered") == before["delivered"] + 1, 20, interval=0.1)
+    depth = scrape(gateway)
+    assert ("sai_async_queue_depth", (("state", "delivering"),)) in depth
