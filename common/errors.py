@@ -11,6 +11,7 @@ start-up, logs every call with the gateway's X-Call-Id, and turns exceptions int
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import time
@@ -116,6 +117,11 @@ def error_response(exc: FunctionError) -> dict:
     return json_response(error_document(exc.code, exc.message), exc.status, exc.headers)
 
 
+# The X-Call-Id of the call this thread serves: common.triton sends it to Triton as the request id,
+# so one id finds a request in the gateway's, the function's and Triton's logs.
+current_call_id: contextvars.ContextVar[str] = contextvars.ContextVar("current_call_id", default="")
+
+
 def call_id(event) -> str:
     """The gateway's X-Call-Id of this request ("-" when called without the gateway)."""
     headers = getattr(event, "headers", None) or {}
@@ -131,6 +137,7 @@ def handler_errors(handle):
     @functools.wraps(handle)
     def wrapper(event, context):
         cid, start = call_id(event), time.perf_counter()
+        token = current_call_id.set(cid if cid != "-" else "")
         try:
             response = handle(event, context)
         except FunctionError as exc:
@@ -140,6 +147,8 @@ def handler_errors(handle):
         except Exception:  # noqa: BLE001 - the contract is "never a traceback to the client"
             log.error("call %s: unhandled error\n%s", cid, traceback.format_exc())
             response = error_response(FunctionError(500, "internal_error", "internal error; see the function's logs"))
+        finally:
+            current_call_id.reset(token)
         status = response.get("statusCode", 200) if isinstance(response, dict) else 200
         log.info(
             "call %s: %s %s -> %s in %.1f ms",

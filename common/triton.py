@@ -23,7 +23,7 @@ import tritonclient.http as httpclient
 from geventhttpclient.response import HTTPConnectionClosed
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from .errors import FunctionError, TritonUnavailable
+from .errors import FunctionError, TritonUnavailable, current_call_id
 from .settings import setting
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,8 @@ def infer(model: str, inputs: dict[str, np.ndarray], outputs: list[str] | dict[s
         tensors.append(tensor)
     counts = outputs if isinstance(outputs, dict) else dict.fromkeys(outputs, 0)
     requested = [httpclient.InferRequestedOutput(n, binary_data=True, class_count=k) for n, k in counts.items()]
-    response = call(f"inference on {model}", lambda c: c.infer(model, tensors, outputs=requested))
+    request_id = current_call_id.get()  # the caller's X-Call-Id, in Triton's logs and traces
+    response = call(f"inference on {model}", lambda c: c.infer(model, tensors, outputs=requested, request_id=request_id))
     result = InferResult({n: response.as_numpy(n) for n in counts})
     result.model_version = str(response.get_response().get("model_version", ""))
     return result

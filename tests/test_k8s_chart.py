@@ -458,6 +458,10 @@ def test_pod_monitors_follow_the_api():
     assert {"sourceLabels": ["__meta_kubernetes_pod_label_faas_function"], "targetLabel": "faas_function"} in endpoint[
         "relabelings"
     ]
+    # the OpenFaaS gateway's own metrics port, what the dashboard's function panels read
+    gateway = one(monitors, "PodMonitor", "openfaas-gateway")
+    assert gateway["metadata"]["namespace"] == "openfaas" and gateway["spec"]["selector"] == {"matchLabels": {"app": "gateway"}}
+    assert gateway["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["replacement"] == "$1:8082"
 
 
 def test_pod_monitor_relabelling_applies():
@@ -484,6 +488,8 @@ def test_grafana_dashboard(rendered):
         "nv_gpu_utilization",
         "kube_deployment_status_replicas_available",
         "activator_request_count",
+        "gateway_function_invocation_total",  # OpenFaaS's gateway names, as the local gateway serves them
+        "gateway_functions_seconds_bucket",
     ):
         assert metric in exprs, metric
     assert 'pod=~"serverless-ai-triton-predictor-.*"' in exprs

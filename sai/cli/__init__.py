@@ -19,6 +19,7 @@ from sai.errors import SaiError
 # One module per command group; each adds its own sub-commands.
 COMMAND_MODULES = [
     "sai.cli.platform",  # up, down, status, logs
+    "sai.cli.metrics",  # metrics
     "sai.cli.models",  # models build / add / train-sentiment / sentiment-report
     "sai.cli.new",  # new FUNCTION --from TEMPLATE
     "sai.cli.reload",  # reload (a running `sai up`)

@@ -16,7 +16,7 @@ from common.settings import setting
 from sai import paths
 from sai.cli.reload import write_reload_report
 from sai.errors import SaiError
-from sai.local import s3_server
+from sai.local import logs, s3_server
 from sai.local.callbacks import CallbackPolicy
 from sai.local.platform import Platform, Settings
 from sai.local.processes import listens_on, recorded_tree, stop_processes, tail, wait_until
@@ -53,6 +53,12 @@ def register(sub) -> None:
     up.add_argument("--triton-http-port", type=int, default=8000)
     up.add_argument("--triton-grpc-port", type=int, default=8001)
     up.add_argument("--triton-metrics-port", type=int, default=8002)
+    up.add_argument(
+        "--triton-log-verbose",
+        type=int,
+        default=0,
+        help="Triton's --log-verbose; 1 logs each inference with its request id (the X-Call-Id) (default: %(default)s)",
+    )
     up.add_argument("--triton-url", help="use this running Triton (host:port, HTTP) instead of starting one")
     up.add_argument("--with-s3", action="store_true", help="also start a local S3 server (moto) for object-classify")
     up.add_argument("--s3-port", type=int, default=9000, help="port of the local S3 server (default: %(default)s)")
@@ -80,9 +86,13 @@ def register(sub) -> None:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
 
-    logs = sub.add_parser("logs", help="print a component's log (platform, triton or a function name)")
+    logs = sub.add_parser(
+        "logs", help="print a component's log (platform, triton or a function name), follow it, or find one call"
+    )
     logs.add_argument("component", nargs="?", default="platform")
     logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing lines as they are written (Ctrl-C stops)")
+    logs.add_argument("--call", metavar="ID", help="every line of the call with this X-Call-Id, in every component's log")
     logs.set_defaults(func=cmd_logs)
 
 
@@ -98,6 +108,7 @@ def _settings(args) -> Settings:
         triton_http_port=args.triton_http_port,
         triton_grpc_port=args.triton_grpc_port,
         triton_metrics_port=args.triton_metrics_port,
+        triton_log_verbose=args.triton_log_verbose,
         triton_url=args.triton_url,
         only=args.only,
         with_s3=args.with_s3,
@@ -155,6 +166,13 @@ def cmd_up(args) -> int:
         print("`sai status` shows each component, `sai logs NAME` its log, `sai down` stops everything")
         secrets = credentials_dir(paths.state_dir())
         print(f"/system/* needs basic auth: user and password in {secrets}/basic-auth-user and basic-auth-password")
+        print(f"portal: http://{args.host}:{args.port}/ui/  (it asks for that user and password)")
+        triton_metrics = (_state().get("triton") or {}).get("metrics")
+        print(
+            f"metrics: http://{args.host}:{args.port}/metrics (gateway, OpenFaaS names)"
+            + (f", {triton_metrics} (Triton, nv_inference_*)" if triton_metrics else "")
+            + "; `sai metrics` sums them up"
+        )
         return 0
     os.killpg(proc.pid, signal.SIGTERM)
     raise SaiError(f"not ready after {args.timeout:.0f}s; see {logfile}")
@@ -167,6 +185,7 @@ def _foreground_argv(args) -> list[str]:
     argv += ["--host", args.host, "--port", str(args.port), "--timeout", str(args.timeout)]
     argv += ["--triton-http-port", str(args.triton_http_port), "--triton-grpc-port", str(args.triton_grpc_port)]
     argv += ["--triton-metrics-port", str(args.triton_metrics_port), "--s3-port", str(args.s3_port)]
+    argv += ["--triton-log-verbose", str(args.triton_log_verbose)]
     argv += ["--triton-url", args.triton_url] if args.triton_url else []
     argv += ["--with-s3"] if args.with_s3 else []
     for name in args.only or []:
@@ -296,10 +315,24 @@ def _row(name: str, address: str, recorded: dict, ready: bool) -> dict:
 
 
 def cmd_logs(args) -> int:
-    logs = paths.state_dir() / "logs"
-    name = {"platform": "platform.log", "triton": "../triton/triton.log"}.get(args.component, f"function-{args.component}.log")
-    path = (logs / name).resolve()
-    if not path.exists():
-        raise SaiError(f"no log for {args.component!r} at {path}")
-    print(tail(path, args.lines))
+    state_dir = paths.state_dir()
+    if args.call:
+        try:
+            found = logs.find_call(state_dir, args.call.strip())
+        except ValueError as exc:
+            raise SaiError(str(exc), exit_code=2) from None
+        if not found:
+            raise SaiError(f"no log line names call {args.call!r}")
+        for component, lines in found.items():
+            print(f"== {component}")
+            print("\n".join(lines))
+        return 0
+    try:
+        path = logs.log_path(state_dir, args.component)
+        print("\n".join(logs.last_lines(state_dir, args.component, args.lines)), flush=True)
+    except KeyError as exc:
+        raise SaiError(exc.args[0]) from None
+    if args.follow:
+        for line in logs.follow(path):
+            print(line, flush=True)
     return 0

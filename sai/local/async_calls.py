@@ -16,6 +16,7 @@ delivered twice: receivers can deduplicate on X-Call-Id.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import functools
 import json
@@ -121,6 +122,11 @@ class AsyncCalls:
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._session: aiohttp.ClientSession | None = None
         self._started = False
+        self.outcomes: collections.Counter[str] = collections.Counter()  # for the gateway's metrics
+
+    def depth(self) -> dict[str, int]:
+        """Calls pending (queued or running) and results delivering, for the gateway's metrics."""
+        return {"pending": self._pending, "delivering": self._delivering}
 
     # ------------------------------------------------------------------ database (one thread)
 
@@ -374,6 +380,7 @@ class AsyncCalls:
                 body=None,
             )
             self._pending -= 1
+            self.outcomes["no_callback"] += 1
             await self._db(self._shrink)
 
     def _spawn_delivery(self, call_id: str) -> None:
@@ -426,6 +433,7 @@ class AsyncCalls:
             result_body=None,
             error=error,
         ):
+            self.outcomes["delivered" if state == "done" else "callback_failed"] += 1
             await self._delivered(callback)
 
     async def _delivered(self, callback: str) -> None:

@@ -6,6 +6,8 @@ Routes, as the OpenFaaS gateway has them:
   GET  /system/functions                   the deployed functions (from stack.yml)
   GET  /system/function/<name>             one of them
   GET  /healthz                            200 once the gateway serves (never behind auth)
+  GET  /metrics                            Prometheus metrics, OpenFaaS's names (metrics.py; not behind auth)
+  GET  /ui/                                the portal page (portal/; its API calls carry the credentials)
 Errors are JSON `{"error": {"code", "message"}}` (malformed HTTP too: http_server.py); an unreachable function gives 503 + Retry-After,
 a slow one 504 after the upstream timeout.
 
@@ -31,6 +33,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from sai.local import metrics, portal
 from sai.local.admission import Admission, Busy, ByteBudget
 from sai.local.async_calls import AsyncCalls
 from sai.local.function_runner import GATEWAY_POOL
@@ -105,12 +108,20 @@ class Gateway:
         self.auth_functions = auth_functions
         self.invocations: dict[str, int] = {}
         self._admission: dict[str, Admission] = {}
+        self.metrics = metrics.GatewayMetrics(
+            functions,
+            lambda name: self.admission(name).inflight,
+            async_calls.depth if async_calls else dict,
+            (lambda: dict(async_calls.outcomes)) if async_calls else dict,
+        )
         self.session: aiohttp.ClientSession | None = None
         self.app = self._make_app()
 
     def _make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body_bytes, middlewares=[json_errors, self._auth])
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.prometheus)
+        portal.add_routes(app)
         app.router.add_get("/system/functions", self.list_functions)
         app.router.add_get("/system/function/{name}", self.get_function)
         for route in ("/function/{name}", "/function/{name}/{tail:.*}"):
@@ -172,6 +183,11 @@ class Gateway:
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="OK")
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        # Not behind auth: OpenFaaS serves it on a port of its own with none (gateway/main.go,
+        # runMetricsServer); it carries names and counts, never bodies.
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     def _describe(self, name: str) -> dict:
         fn = self.functions[name]
@@ -245,8 +261,9 @@ class Gateway:
             return error(404, "function_not_found", f"no function named {name!r}")
         if too_large := self._too_large(name, request):
             return too_large
+        start = time.perf_counter()
         headers = forwardable(request.headers)
-        headers.setdefault("X-Call-Id", str(uuid.uuid4()))
+        call_id = headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         headers["X-Forwarded-For"] = request.remote or ""
         body = None
         if request.body_exists:
@@ -256,6 +273,10 @@ class Gateway:
         status, out_headers, data = await self.invoke(
             name, request.method, self._upstream_path(request), headers, body, queue=True
         )
+        # As OpenFaaS's gateway answers (handlers/callid_middleware.go, forwarding_proxy.go); on
+        # the gateway's own errors too, so a failed call can be found in the logs by its id.
+        out_headers["X-Call-Id"] = call_id
+        out_headers.setdefault("X-Duration-Seconds", f"{time.perf_counter() - start:.6f}")
         resp = web.Response(status=status, headers=out_headers, body=data)
         if status in (408, 413):
             resp.force_close()
@@ -266,7 +287,21 @@ class Gateway:
     ) -> tuple[int, dict, bytes]:
         """Call a function once; errors come back as JSON responses, never exceptions. `body` is
         bytes or an async iterator of chunks. `queue`: a client waits in the bounded queue (429 or
-        503 when there is no slot); otherwise (async workers) the call waits for a slot."""
+        503 when there is no slot); otherwise (async workers) the call waits for a slot. Every call
+        is counted in the metrics and logged with its X-Call-Id (OpenFaaS's LoggingNotifier logs
+        "Forwarded [...]" likewise)."""
+        start, status = time.perf_counter(), metrics.CLIENT_GONE
+        try:
+            result = await self._invoke(name, method, path_qs, headers, body, queue)
+            status = result[0]
+            return result
+        finally:
+            seconds = time.perf_counter() - start
+            self.metrics.finished(name, status, seconds)
+            where = f"/function/{name}" + (path_qs if path_qs != "/" else "")
+            log.info("call %s: %s %s -> %d in %.1f ms", headers.get("X-Call-Id", "-"), method, where, status, seconds * 1e3)
+
+    async def _invoke(self, name, method, path_qs, headers, body, queue) -> tuple[int, dict, bytes]:
         fn = self.functions[name]
         self.invocations[name] = self.invocations.get(name, 0) + 1
         if not fn.url:

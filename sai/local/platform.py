@@ -55,6 +55,7 @@ class Settings:
     triton_http_port: int = 8000
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
+    triton_log_verbose: int = 0  # 1 logs each inference with its request id (the X-Call-Id)
     triton_url: str | None = None  # use this Triton (host:port) instead of starting one
     upstream_timeout_s: float = 60.0
     max_body_bytes: int = 32 * 1024 * 1024
@@ -152,6 +153,7 @@ class Platform:
                 grpc_port=settings.triton_grpc_port,
                 metrics_port=settings.triton_metrics_port,
                 admin_key=secrets.token_urlsafe(24),  # opens model load/unload to `sai reload` only
+                log_verbose=settings.triton_log_verbose,
             )
         self.model_fingerprints: dict[str, str] = {}  # of the models Triton loaded (sai/local/reload.py)
         self.triton_wanted = True  # False while stopped on purpose (stop_triton), so not restarted
@@ -179,6 +181,7 @@ class Platform:
             credentials=self.credentials,
             auth_functions=settings.auth_functions,
         )
+        self.gateway.metrics.restarts = self.restart_counts
         self.s3: s3_server.S3Handle | None = None
         self.s3_notifier: s3_events.Notifier | None = None
         self.s3_watcher: s3_events.Watcher | None = None
@@ -186,6 +189,11 @@ class Platform:
         self._runner: JsonErrorsRunner | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    def restart_counts(self) -> dict[str, int]:
+        """Restarts by the supervisor per component, for the gateway's metrics."""
+        counts = {"tritonserver": self.triton_restarts.count} if self.triton is not None else {}
+        return counts | {name: fn.restarts.count for name, fn in self.functions.items()}
 
     @property
     def triton_url(self) -> str:

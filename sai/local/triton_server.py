@@ -126,6 +126,7 @@ class TritonServer:
     # `sai reload`: explicit model control (every model still loads at start) with the
     # model-repository API behind a per-run key, as the chart does (header triton-admin-key).
     admin_key: str | None = None
+    log_verbose: int = 0  # Triton prints request ids ("[request id: ...]") from 1 up
 
     @property
     def url(self) -> str:
@@ -160,7 +161,7 @@ class TritonServer:
             ),
             "--strict-readiness=true",
             "--exit-timeout-secs=10",
-            "--log-verbose=0",
+            f"--log-verbose={self.log_verbose}",
         ]
 
     def environment(self, dist: TritonDist) -> dict[str, str]:
