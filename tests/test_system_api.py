@@ -9,64 +9,17 @@ import datetime as dt
 import json
 import os
 import stat
-import textwrap
 import threading
 import time
 
 import pytest
 import requests
-
-from sai.local.platform import Platform, Settings
-from sai.state import free_port
-
-ECHO = textwrap.dedent("""
-    import os
-
-    def handle(event, context):
-        query = event.query
-        if query.get("secret"):  # read as OpenFaaS mounts secrets: /var/openfaas/secrets/<name>
-            with open(os.path.join(os.environ.get("SECRETS_DIR", "/var/openfaas/secrets"), query["secret"])) as f:
-                return {"statusCode": 200, "body": f.read()}
-        print(f"served by {context.hostname} mark={query.get('mark', '')}", flush=True)
-        return {"statusCode": 200, "body": {"hostname": context.hostname, "greeting": os.environ.get("GREETING", ""),
-                                            "pid": os.getpid(), "code": "echo"}}
-""")
-OTHER = 'def handle(event, context):\n    return {"statusCode": 200, "body": {"code": "other"}}\n'
-STACK = textwrap.dedent("""
-    version: 1.0
-    provider: {name: openfaas, gateway: http://127.0.0.1:8080}
-    functions:
-      echo:
-        lang: python3-http-debian
-        handler: ./functions/echo
-        image: ${REGISTRY:-localhost:5001}/echo:0.1.0
-        labels: {com.openfaas.scale.min: "1", com.openfaas.scale.max: "3"}
-      pair:
-        lang: python3-http-debian
-        handler: ./functions/echo
-        image: ${REGISTRY:-localhost:5001}/echo:0.1.0
-        labels: {com.openfaas.scale.min: "2"}
-""")
-
-
-def make_project(root):
-    for name, code in (("echo", ECHO), ("other", OTHER)):
-        (root / "functions" / name).mkdir(parents=True)
-        (root / "functions" / name / "handler.py").write_text(code)
-    (root / "stack.yml").write_text(STACK)
-    return root / "stack.yml"
-
-
-def start_platform(stack_file, state_dir) -> Platform:
-    settings = Settings(port=free_port(), triton_url="127.0.0.1:9", stack_file=stack_file, state_dir=state_dir)
-    platform = Platform(settings)
-    platform.start()
-    return platform
+from helpers import function_project, start_platform
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("project"))
+    return function_project(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture(scope="module")

@@ -59,9 +59,10 @@ def check_namespace(namespace, status: int = 404) -> None:
         raise ErrorReply(status, "namespace_not_found", f"namespace {namespace!r} not found; this platform has {NAMESPACE!r}")
 
 
-async def json_body(request: web.Request) -> dict:
+async def json_body(request: web.Request, optional: bool = False) -> dict:
+    """The JSON object a route takes; `optional`: the spec makes the body optional, none is {}."""
     try:
-        body = json.loads(await request.read() or b"null")
+        body = json.loads(await request.read() or (b"{}" if optional else b"null"))
     except (ValueError, UnicodeDecodeError):
         raise ErrorReply(400, "invalid_json", "the body must be JSON") from None
     if not isinstance(body, dict):
@@ -72,8 +73,8 @@ async def json_body(request: web.Request) -> dict:
 def parse_logs_query(query) -> dict:
     """faas-cli's logs query (proxy/logs.go reqAsQueryValues): name, namespace, instance, follow,
     since (RFC 3339), tail (<= 0: all)."""
-    if not query.get("name"):
-        raise ErrorReply(400, "invalid_parameter", "name is required")
+    if not query.get("name"):  # 404 as for any name of no function (the spec documents no 400 here)
+        raise ErrorReply(404, "function_not_found", "name is required: the function whose logs to read")
     check_namespace(query.get("namespace"))
     follow = query.get("follow", "false").lower()
     if follow not in ("true", "false", "1", "0", ""):
@@ -201,7 +202,7 @@ class SystemAPI:
         return web.Response(status=200)
 
     async def scale(self, request: web.Request) -> web.Response:
-        body = await json_body(request)  # faas-provider types.ScaleServiceRequest
+        body = await json_body(request, optional=True)  # faas-provider types.ScaleServiceRequest
         check_namespace(body.get("namespace"))
         replicas = body.get("replicas", 0)
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
@@ -213,7 +214,7 @@ class SystemAPI:
         """AlertManager's webhook: each firing alert's function scales up by ceil(max * factor%),
         up to com.openfaas.scale.max; a resolved one goes back to its min (faas
         gateway/handlers/alerthandler.go CalculateReplicas). Unknown functions are skipped, as there."""
-        body = await json_body(request)
+        body = await json_body(request, optional=True)
         alerts = body.get("alerts") or []
         if not isinstance(alerts, list):
             return error(400, "invalid_field", "alerts must be a list")
