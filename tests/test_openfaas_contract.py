@@ -66,7 +66,7 @@ def schemathesis(spec_file, platform, *args) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "schemathesis.cli", "run", str(spec_file), "--url", platform.gateway_url,
            "--header", f"Authorization: Basic {token}", "--exclude-path", "/metrics", "--seed", SEED,
            "--workers", "1", "--request-timeout", "60", "--generation-database", "none", "--no-color", *args]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=spec_file.parent)  # its .schemathesis/ there
 
 
 def test_spec_valid_requests_get_documented_answers(spec_file, contract_platform):
