@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "openfaas-fn"  # the one namespace of the local platform (/system/namespaces)
 SERVICE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a DNS-1123 label, as faas-netes requires
+# an image name's last path component (distribution/reference grammar): never '..' or a hidden name
+IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 
 
 # OpenFaaS CE's bounds on replicas (openfaas/faas gateway/scaling/ranges.go): the scale API
@@ -90,7 +92,7 @@ def resolve(stack: Stack, request: dict) -> Function:
     code = stack.functions.get(base)
     if code is None:
         folder = stack.root / "functions" / base
-        if not (folder / "handler.py").is_file():
+        if not IMAGE_NAME.match(base) or not (folder / "handler.py").is_file():
             known = sorted(set(stack.functions) | {p.parent.name for p in (stack.root / "functions").glob("*/handler.py")})
             raise DeployError(
                 400,
