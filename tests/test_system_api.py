@@ -16,6 +16,8 @@ import pytest
 import requests
 from helpers import function_project, start_platform
 
+from sai.state import read_state
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
@@ -112,6 +114,10 @@ def test_scale_to_two_replicas_that_both_serve(faas, api):
     assert r.status_code == 202, r.text
     status = faas("GET", "/system/function/echo").json()
     assert (status["replicas"], status["availableReplicas"]) == (2, 2)
+    recorded = read_state(api.settings.state_dir)["functions"]["echo"]  # what `sai status` shows
+    assert (recorded["replicas"], recorded["available_replicas"]) == (2, 2) and recorded["url"].endswith(
+        f":{api.functions['echo'].port}"
+    )
     pids = {r.record["pid"] for r in api.functions["echo"].replicas}
     assert len(pids) == 2 and all(os.path.exists(f"/proc/{p}") for p in pids)
     served = hostnames(api.gateway_url, 20, mark="spread")

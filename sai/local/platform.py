@@ -563,7 +563,7 @@ class Platform:
                 },
                 "functions": {
                     n: {
-                        "url": f.url,
+                        "url": f"http://127.0.0.1:{f.port}" if f.process and f.process.poll() is None else None,  # replica 0's
                         "pid": f.process.pid if f.process else None,
                         "replicas": f.wanted,
                         "available_replicas": f.available(),
