@@ -254,7 +254,10 @@ class Gateway:
         """Call a function once; errors come back as JSON responses, never exceptions. `body` is
         bytes or an async iterator of chunks. `queue`: a client waits in the bounded queue (429 or
         503 when there is no slot); otherwise (async workers) the call waits for a slot."""
-        url = self.functions[name].url  # the next replica's
+        fn = self.functions.get(name)
+        if fn is None:  # removed (faas-cli remove, sai reload) since the call was accepted
+            return error_parts(404, "function_not_found", f"no function named {name!r}")
+        url = fn.url  # the next replica's
         self.invocations[name] = self.invocations.get(name, 0) + 1
         if not url:
             return error_parts(503, "function_unavailable", f"function {name!r} is not running", retry_after=2)

@@ -157,9 +157,8 @@ class SystemAPI:
     async def namespaces(self, request: web.Request) -> web.Response:
         return web.json_response([NAMESPACE])
 
-    def describe(self, name: str) -> dict:
+    def describe(self, name: str, fn) -> dict:
         """faas-provider types.FunctionStatus, with the replicas that run and answer."""
-        fn = self.gateway.functions[name]
         spec = fn.spec
         return {
             "name": name,
@@ -177,14 +176,15 @@ class SystemAPI:
 
     async def list_functions(self, request: web.Request) -> web.Response:
         check_namespace(request.query.get("namespace"))
-        return web.json_response([self.describe(n) for n in sorted(self.gateway.functions)])
+        functions = dict(self.gateway.functions)  # a deploy or remove may change it meanwhile
+        return web.json_response([self.describe(n, functions[n]) for n in sorted(functions)])
 
     async def get_function(self, request: web.Request) -> web.Response:
         check_namespace(request.query.get("namespace"))
         name = request.match_info["name"]
-        if name not in self.gateway.functions:
+        if (fn := self.gateway.functions.get(name)) is None:
             return error(404, "function_not_found", f"no function named {name!r}")
-        return web.json_response(self.describe(name))
+        return web.json_response(self.describe(name, fn))
 
     async def deploy(self, request: web.Request, update: bool) -> web.Response:
         body = await json_body(request)
