@@ -170,13 +170,20 @@ def test_deploy_update_remove(faas, api):
     assert status["image"] == "localhost:5001/echo:0.1.0" and status["labels"] == {"team": "a"}
     assert status["envVars"]["GREETING"] == "hi" and status["availableReplicas"] == 1
     assert_error(faas("POST", "/system/functions", body), 400, "function_exists")
-    # update restarts it with the new settings
+    # update restarts it with the new settings, the gateway's in-flight limit included
+    assert api.gateway.admission("greeter").max_inflight == 0
     body["envVars"]["GREETING"] = "hello"
+    body["envVars"]["max_inflight"] = "3"
     body["annotations"] = {"topic": "x"}
     assert faas("PUT", "/system/functions", body).status_code == 200
     r = requests.post(f"{url}/function/greeter", timeout=10)
     assert r.json()["greeting"] == "hello" and r.json()["pid"] != pid
+    assert api.gateway.admission("greeter").max_inflight == 3
     assert faas("GET", "/system/function/greeter").json()["annotations"] == {"topic": "x"}
+    # `sai reload` keeps what the API deployed (stack.yml does not name it)
+    report = api.reload()
+    assert "greeter" not in report["functions"]["stopped"] + report["functions"]["restarted"], report
+    assert requests.post(f"{url}/function/greeter", timeout=10).json()["pid"] == r.json()["pid"]
     # a folder of the checkout that stack.yml does not name, by its image
     assert faas("POST", "/system/functions", deployment("other2", "ghcr.io/me/other:latest")).status_code == 202
     assert requests.get(f"{url}/function/other2", timeout=10).json()["code"] == "other"

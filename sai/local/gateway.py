@@ -160,6 +160,10 @@ class Gateway:
             self._admission[name] = Admission(name, limit, self.max_queued, self.queue_wait_s)
         return self._admission[name]
 
+    def forget(self, name: str) -> None:
+        """Drop what was derived from a function's spec (its max_inflight): it was updated or removed."""
+        self._admission.pop(name, None)
+
     async def _startup(self, app) -> None:
         connector = aiohttp.TCPConnector(limit=GATEWAY_POOL, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)

@@ -402,6 +402,7 @@ class Platform:
             fn = self._new_function(spec)
             fn.start()
             self.functions[name] = fn
+            self.gateway.forget(name)  # its max_inflight may have changed
             self.write_state()
             try:
                 fn.wait_ready()
@@ -415,6 +416,7 @@ class Platform:
             if name not in self.functions:
                 raise DeployError(404, "function_not_found", f"no function named {name!r}")
             self.functions.pop(name).stop()
+            self.gateway.forget(name)
             self.stack.functions.pop(name, None)
             self.deployments.remove(name, in_stack=name in load_stack(self.settings.stack_file).functions)
             self.write_state()
