@@ -164,9 +164,9 @@ def function_project(root):
     return root / "stack.yml"
 
 
-def start_platform(stack_file, state_dir) -> Platform:
+def start_platform(stack_file, state_dir, **settings) -> Platform:
     """A platform without Triton (these functions need none) on a free port; the caller stops it."""
-    settings = Settings(port=free_port(), triton_url="127.0.0.1:9", stack_file=stack_file, state_dir=state_dir)
+    settings = Settings(port=free_port(), triton_url="127.0.0.1:9", stack_file=stack_file, state_dir=state_dir, **settings)
     platform = Platform(settings)
     platform.start()
     return platform

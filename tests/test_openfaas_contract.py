@@ -45,7 +45,7 @@ def contract_platform(tmp_path_factory):
     (root / "project" / "functions" / "nodeinfo" / "handler.py").write_text(
         "def handle(event, context):\n    return {'statusCode': 200, 'body': 'ok'}\n"
     )
-    platform = start_platform(stack, root / "state")
+    platform = start_platform(stack, root / "state", upstream_timeout_s=10)  # also ends `follow` log streams
     yield platform
     platform.stop()
 
@@ -65,7 +65,7 @@ def schemathesis(spec_file, platform, *args) -> subprocess.CompletedProcess:
     token = base64.b64encode(":".join(platform.credentials).encode()).decode()
     cmd = [sys.executable, "-m", "schemathesis.cli", "run", str(spec_file), "--url", platform.gateway_url,
            "--header", f"Authorization: Basic {token}", "--exclude-path", "/metrics", "--seed", SEED,
-           "--workers", "1", "--request-timeout", "60", "--generation-database", "none", "--no-color", *args]  # fmt: skip
+           "--workers", "1", "--request-timeout", "30", "--generation-database", "none", "--no-color", *args]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=spec_file.parent)  # its .schemathesis/ there
 
 

@@ -264,6 +264,17 @@ def test_logs_tail_since_and_follow(faas, api):
     assert seen and "mark=followed" in seen[-1]["text"], seen
 
 
+def test_a_followed_stream_ends_at_the_upstream_timeout(project, tmp_path):
+    """The spec: `follow` streams "until the request timeout" (here the gateway's upstream timeout)."""
+    platform = start_platform(project, tmp_path, upstream_timeout_s=2)
+    try:
+        start = time.monotonic()
+        r = Client(platform)("GET", "/system/logs?name=echo&follow=true")
+        assert r.status_code == 200 and 2 <= time.monotonic() - start < 10
+    finally:
+        platform.stop()
+
+
 def test_deployments_survive_a_restart(project, tmp_path):
     platform = start_platform(project, tmp_path)
     try:

@@ -7,7 +7,7 @@ api-docs/spec.openapi.yml, 0.8.12), so that faas-cli works against `sai up` as a
   faas-cli deploy / remove  POST, PUT / DELETE /system/functions         (sai/local/deployments.py)
   faas-cli scale            POST /system/scale-function/<name>           N processes, balanced by the gateway
   faas-cli secret ...       GET, POST, PUT, DELETE /system/secrets       (sai/local/secrets_store.py)
-  faas-cli logs             GET  /system/logs                            ndjson, `follow` streams
+  faas-cli logs             GET  /system/logs                            ndjson, `follow` streams (for the upstream timeout)
   AlertManager              POST /system/alert                           scale up within com.openfaas.scale.max
 
 Request and response shapes are faas-provider's types/ (requests.go, function_deployment.go,
@@ -295,15 +295,22 @@ class SystemAPI:
             doc = {"name": name, "namespace": NAMESPACE, "instance": instance, "timestamp": stamp.isoformat(), "text": text}
             return (json.dumps(doc) + "\n").encode()
 
-        await resp.write(b"".join(message(*line) for line in lines))
-        while q["follow"] and not self.closing and name in self.gateway.functions:
-            await asyncio.sleep(FOLLOW_POLL_S)
-            for instance, path in self._log_files(name).items():
-                if q["instance"] not in (None, instance):
-                    continue
-                now = dt.datetime.now(dt.timezone.utc)
-                read, offsets[instance], _ = read_log(path, now, offsets.get(instance, 0))
-                if read:
-                    await resp.write(b"".join(message(t, instance, text) for t, text in read))
-        await resp.write_eof()
+        try:
+            await resp.write(b"".join(message(*line) for line in lines))
+            # the spec: follow "will stream logs until the request timeout", the gateway's upstream one
+            until = asyncio.get_running_loop().time() + self.gateway.upstream_timeout.total
+            while q["follow"] and not self.closing and name in self.gateway.functions:
+                if asyncio.get_running_loop().time() >= until:
+                    break
+                await asyncio.sleep(FOLLOW_POLL_S)
+                for instance, path in self._log_files(name).items():
+                    if q["instance"] not in (None, instance):
+                        continue
+                    now = dt.datetime.now(dt.timezone.utc)
+                    read, offsets[instance], _ = read_log(path, now, offsets.get(instance, 0))
+                    if read:
+                        await resp.write(b"".join(message(t, instance, text) for t, text in read))
+            await resp.write_eof()
+        except ConnectionResetError:  # the client went away (faas-cli logs --follow ended with ^C)
+            pass
         return resp
