@@ -196,7 +196,7 @@ class SystemAPI:
         body = await json_body(request)  # faas-provider types.DeleteFunctionRequest
         check_namespace(body.get("namespace"))
         name = body.get("functionName")
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str):  # "" is a valid string naming no function: 404
             return error(400, "missing_field", "functionName is required")
         await self._run(self.control.remove, name)
         return web.Response(status=200)
