@@ -80,6 +80,15 @@ ERROR_CODES = {
     "shutting_down": "the gateway is stopping (retryable)",
     "bad_request": "malformed HTTP: the request line, a header or the body framing",
     "http_error": "another HTTP error of the gateway",
+    # the gateway's /system/* API (sai/local/system_api.py)
+    "namespace_not_found": "a namespace other than openfaas-fn, the local platform's one",
+    "invalid_deployment": "a FunctionDeployment without a valid service, image, secrets or string maps",
+    "unknown_image": "a deployment's image matches no function folder of the checkout",
+    "function_exists": "a function of that name is deployed already (update it with PUT)",
+    "function_not_started": "a deployed function's process did not start (see its log)",
+    "secret_not_found": "no secret of that name",
+    "secret_exists": "a secret of that name exists already (update it with PUT)",
+    "invalid_secret_name": "a secret name that is not a DNS-1123 subdomain",
     # anything else
     "internal_error": "an unexpected failure; see the logs",
 }

@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 import sys
+import textwrap
 import threading
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -120,3 +121,52 @@ class Receiver:
         if got is None:
             raise AssertionError(f"not delivered: {set(ids) - set(self.delivered())}")
         return got
+
+
+# -- a checkout with small functions, for the gateway's /system/* API (test_system_api.py, test_openfaas_contract.py)
+ECHO = textwrap.dedent("""
+    import os
+
+    def handle(event, context):
+        query = event.query
+        if query.get("secret"):  # read as OpenFaaS mounts secrets: /var/openfaas/secrets/<name>
+            with open(os.path.join(os.environ.get("SECRETS_DIR", "/var/openfaas/secrets"), query["secret"])) as f:
+                return {"statusCode": 200, "body": f.read()}
+        print(f"served by {context.hostname} mark={query.get('mark', '')}", flush=True)
+        return {"statusCode": 200, "body": {"hostname": context.hostname, "greeting": os.environ.get("GREETING", ""),
+                                            "pid": os.getpid(), "code": "echo"}}
+""")
+OTHER = 'def handle(event, context):\n    return {"statusCode": 200, "body": {"code": "other"}}\n'
+STACK = textwrap.dedent("""
+    version: 1.0
+    provider: {name: openfaas, gateway: http://127.0.0.1:8080}
+    functions:
+      echo:
+        lang: python3-http-debian
+        handler: ./functions/echo
+        image: ${REGISTRY:-localhost:5001}/echo:0.1.0
+        labels: {com.openfaas.scale.min: "1", com.openfaas.scale.max: "3"}
+      pair:
+        lang: python3-http-debian
+        handler: ./functions/echo
+        image: ${REGISTRY:-localhost:5001}/echo:0.1.0
+        labels: {com.openfaas.scale.min: "2"}
+""")
+
+
+def function_project(root):
+    """A checkout of its own: functions/echo (stack.yml's echo, and pair at two replicas) and
+    functions/other (a folder stack.yml does not name); returns its stack.yml."""
+    for name, code in (("echo", ECHO), ("other", OTHER)):
+        (root / "functions" / name).mkdir(parents=True)
+        (root / "functions" / name / "handler.py").write_text(code)
+    (root / "stack.yml").write_text(STACK)
+    return root / "stack.yml"
+
+
+def start_platform(stack_file, state_dir, **settings) -> Platform:
+    """A platform without Triton (these functions need none) on a free port; the caller stops it."""
+    settings = Settings(port=free_port(), triton_url="127.0.0.1:9", stack_file=stack_file, state_dir=state_dir, **settings)
+    platform = Platform(settings)
+    platform.start()
+    return platform

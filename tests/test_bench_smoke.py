@@ -4,6 +4,7 @@ session's platform): benchmarks that rot unnoticed are worse than none."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,8 +13,10 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def bench(*args) -> str:
-    r = subprocess.run([sys.executable, "-m", "sai", "bench", *args], capture_output=True, text=True, timeout=300)
+def bench(*args, env=None) -> str:
+    r = subprocess.run(
+        [sys.executable, "-m", "sai", "bench", *args], capture_output=True, text=True, timeout=300, env=env or os.environ
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout
 
@@ -24,10 +27,21 @@ def last_json(out: str):
 
 def test_bench_image(gateway):
     out = bench("image", "--gateway", gateway, "--concurrency", "1,2", "--requests", "8", "--repeats", "1", "--json")
-    assert "| concurrency | in-process img/s | gateway img/s | ratio |" in out
+    assert "| replicas | concurrency | in-process img/s | gateway img/s | ratio |" in out
     rows = last_json(out)
     assert [r["concurrency"] for r in rows] == [1, 2]
     assert all(r["gateway_per_s"] > 0 and r["in_process_per_s"] > 0 and r["ratio"] > 0 for r in rows)
+
+
+def test_bench_image_at_two_replicas(platform):
+    """`--replicas 1,2` scales image-classify through /system/scale-function (with the platform's
+    credentials, found through SAI_STATE_DIR) and measures each; it is left at the first count."""
+    env = {**os.environ, "SAI_STATE_DIR": str(platform.settings.state_dir)}
+    args = ("image", "--gateway", platform.gateway_url, "--replicas", "1,2", "--concurrency", "2", "--requests", "8")
+    rows = last_json(bench(*args, "--repeats", "1", "--json", env=env))
+    assert [(r["replicas"], r["concurrency"]) for r in rows] == [(1, 2), (2, 2)]
+    assert all(r["gateway_per_s"] > 0 for r in rows)
+    assert platform.functions["image-classify"].wanted == 1
 
 
 def test_bench_text(gateway):

@@ -4,7 +4,6 @@ handler receives and how its return value becomes the HTTP response."""
 
 from __future__ import annotations
 
-import os
 import textwrap
 
 import pytest
@@ -83,7 +82,7 @@ def test_event_fields_subpath_and_query_pass_through(echo_gateway):
         "body": "payload",
         "header": "t",
         "mark": "copied",
-        "hostname": os.environ.get("HOSTNAME", "localhost"),
+        "hostname": "echo-0",  # a replica's HOSTNAME is its name, as a pod's is (platform.Replica)
     }
     assert float(r.headers["X-Duration-Seconds"]) > 0
 

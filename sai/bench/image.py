@@ -3,13 +3,16 @@
 In-process limit: decode + preprocess (the functions' own code) + onnxruntime on the same ONNX
 file, in one process, `concurrency` threads. Through the gateway: HTTP client -> gateway ->
 function process -> Triton -> model. Both closed-loop at concurrency 1, 4 and 8; the ratio of the
-two throughputs is the platform's overhead.
+two throughputs is the platform's overhead. `--replicas 1,2` measures the gateway at each replica
+count of image-classify (scaled through /system/scale-function, as `faas-cli scale` does): replicas
+decode in parallel where there are cores for them.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import urllib.request
 
 import numpy as np
 
@@ -25,6 +28,7 @@ from sai.bench.common import (
     print_table,
 )
 from sai.models.config import read_config
+from sai.state import auth_header
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # scikit-image's bundled photographs
 
@@ -87,17 +91,34 @@ def via_gateway(url: str, images: list[bytes], concurrency: int, requests_n: int
     return closed_loop(work, concurrency, requests_n, make_state=make_client)
 
 
+def scale(url: str, state, replicas: int) -> None:
+    """POST /system/scale-function/image-classify, as `faas-cli scale` sends it (proxy/scale.go)."""
+    body = json.dumps({"serviceName": "image-classify", "replicas": replicas, "namespace": "openfaas-fn"}).encode()
+    headers = {"Content-Type": "application/json", **auth_header(state or paths.state_dir())}
+    req = urllib.request.Request(f"{url}/system/scale-function/image-classify", body, headers, method="POST")
+    urllib.request.urlopen(req, timeout=120).close()
+
+
 def run(args) -> int:
     images = photos()
     levels = [int(c) for c in args.concurrency.split(",")]
-    results = []
+    # None: as deployed, not scaled (scaling needs the credentials of the platform's state folder)
+    replica_levels = [int(r) for r in args.replicas.split(",")] if args.replicas else [None]
+    results, baselines = [], {}
     with platform_or(args.gateway, only=["image-classify"]) as (url, state):
-        for c in levels:
-            n = args.requests
-            base = median_run([in_process(images, c, n) for _ in range(args.repeats)])
-            gw = median_run([via_gateway(url, images, c, n) for _ in range(args.repeats)])
-            results.append((c, base, gw))
-            print(f"concurrency {c}: in-process {base.rate:.1f} img/s, gateway {gw.rate:.1f} img/s", flush=True)
+        for r in replica_levels:
+            if r is not None:
+                scale(url, state, r)
+            for c in levels:
+                n = args.requests
+                if c not in baselines:
+                    baselines[c] = median_run([in_process(images, c, n) for _ in range(args.repeats)])
+                base = baselines[c]
+                gw = median_run([via_gateway(url, images, c, n) for _ in range(args.repeats)])
+                results.append((r, c, base, gw))
+                print(f"replicas {r}, concurrency {c}: in-process {base.rate:.1f} img/s, gateway {gw.rate:.1f} img/s", flush=True)
+        if len(replica_levels) > 1:
+            scale(url, state, replica_levels[0])
         if state is not None:  # where the CPU goes, per image, at concurrency 4
             start = cpu_seconds()
             in_process(images, 4, args.requests)
@@ -105,6 +126,7 @@ def run(args) -> int:
             split = cpu_breakdown(lambda: via_gateway(url, images, 4, args.requests), state, args.requests + 10)
     rows = [
         [
+            "-" if r is None else r,
             c,
             fmt(b.rate),
             fmt(g.rate),
@@ -113,7 +135,7 @@ def run(args) -> int:
             fmt(g.percentile(99)),
             fmt(b.percentile(50)),
         ]
-        for c, b, g in results
+        for r, c, b, g in results
     ]
     print()
     if state is not None:
@@ -123,7 +145,16 @@ def run(args) -> int:
         )
         print()
     print_table(
-        ["concurrency", "in-process img/s", "gateway img/s", "ratio", "gateway p50 ms", "gateway p99 ms", "in-process p50 ms"],
+        [
+            "replicas",
+            "concurrency",
+            "in-process img/s",
+            "gateway img/s",
+            "ratio",
+            "gateway p50 ms",
+            "gateway p99 ms",
+            "in-process p50 ms",
+        ],
         rows,
     )
     if args.json:
@@ -131,6 +162,7 @@ def run(args) -> int:
             json.dumps(
                 [
                     {
+                        "replicas": r,
                         "concurrency": c,
                         "in_process_per_s": b.rate,
                         "gateway_per_s": g.rate,
@@ -138,7 +170,7 @@ def run(args) -> int:
                         "gateway_p50_ms": g.percentile(50),
                         "gateway_p99_ms": g.percentile(99),
                     }
-                    for c, b, g in results
+                    for r, c, b, g in results
                 ],
                 indent=2,
             )

@@ -24,6 +24,11 @@ def _register_image(bench_sub) -> None:
     p = bench_sub.add_parser("image", help="image-classify via the gateway vs in-process onnxruntime")
     p.add_argument("--gateway", help="a running gateway URL (default: start a platform for the run)")
     p.add_argument("--concurrency", default="1,4,8", help="comma-separated levels (default: %(default)s)")
+    p.add_argument(
+        "--replicas",
+        help="comma-separated replica counts of image-classify to measure, scaled through the API, e.g. 1,2 "
+        "(default: as deployed)",
+    )
     p.add_argument("--requests", type=int, default=200, help="requests per level and run (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="runs per level; the median is reported (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="also print the figures as JSON")

@@ -294,6 +294,8 @@ def cmd_status(args) -> int:
         print(f"platform supervisor pid {pid}; logs in {state['logs']}")
         for row in rows:
             notes = [f"{row['restarts']} restart(s)"] if row.get("restarts") else []
+            if row.get("replicas", 1) > 1:
+                notes.append(f"{row['available_replicas']}/{row['replicas']} replicas")
             if row.get("liveness_failures"):
                 notes.append(f"{row['liveness_failures']} liveness probe(s) failed")
             print(f"  {row['status']:8} {row['name']:28} {row['address']}  {', '.join(notes)}".rstrip())
@@ -310,7 +312,9 @@ def _row(name: str, address: str, recorded: dict, ready: bool) -> dict:
     state = recorded.get("state", "running")
     status = "FAILED" if state == "FAILED" else "READY" if ready else "RESTARTING" if state == "restarting" else "DOWN"
     row = {"name": name, "address": address, "ready": ready and state != "FAILED", "status": status}
-    row.update({k: recorded[k] for k in ("restarts", "liveness_failures", "last_log") if recorded.get(k)})
+    row.update({k: recorded[k] for k in ("restarts", "liveness_failures", "last_log", "replicas") if recorded.get(k)})
+    if recorded.get("replicas"):
+        row["available_replicas"] = recorded.get("available_replicas", 0)
     return row
 
 

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import logging
 import os
 import sys
+import threading
+import time
 
 from flask import Flask, jsonify, request
 from waitress import serve
@@ -92,6 +95,31 @@ def format_response(res):
     return res
 
 
+class StampedLines(io.TextIOBase):
+    """stdout with each line prefixed by its time and `stdout:`, as of-watchdog's prefix_logs
+    (default on) writes a function's output, in the asctime form the logging lines on stderr have:
+    /system/logs orders the replicas' lines by it (sai/local/system_api.py)."""
+
+    def __init__(self, stream):
+        self.stream, self.line_start, self.lock = stream, True, threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self.lock:  # waitress threads print at once
+            out = []
+            for part in text.splitlines(keepends=True):
+                if self.line_start:
+                    now = time.time()
+                    out.append(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d} stdout: ")
+                out.append(part)
+                self.line_start = part.endswith("\n")
+            self.stream.write("".join(out))
+            self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def create_app(handler) -> Flask:
     app = Flask(__name__)
 
@@ -118,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connection-limit", type=int, default=GATEWAY_POOL, help="waitress connection_limit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.stdout = StampedLines(sys.stdout)
     sys.path.insert(0, os.path.abspath(args.context))
     handler = importlib.import_module("function.handler")
     serve(

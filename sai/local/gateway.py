@@ -1,10 +1,9 @@
 """An OpenFaaS-compatible gateway for the local platform (aiohttp).
 
-Routes, as the OpenFaaS gateway has them:
-  ANY  /function/<name>[/<path>][?query]   proxied to the function; sub-path and query passed through
+Routes, as the OpenFaaS gateway has them (<name> may be <name>.openfaas-fn):
+  ANY  /function/<name>[/<path>][?query]   proxied to the function (its replicas in turn); sub-path and query passed through
   POST /async-function/<name>[/<path>]     queued (202 + X-Call-Id), result POSTed to X-Callback-Url
-  GET  /system/functions                   the deployed functions (from stack.yml)
-  GET  /system/function/<name>             one of them
+  /system/*                                the OpenFaaS API: deploy, scale, secrets, logs... (system_api.py)
   GET  /healthz                            200 once the gateway serves (never behind auth)
   GET  /metrics                            Prometheus metrics, OpenFaaS's names (metrics.py; not behind auth)
   GET  /ui/                                the portal page (portal/; its API calls carry the credentials)
@@ -39,6 +38,7 @@ from sai.local.async_calls import AsyncCalls
 from sai.local.function_runner import GATEWAY_POOL
 from sai.local.responses import ErrorReply, error_parts, forwardable
 from sai.local.responses import error_response as error
+from sai.local.system_api import SystemAPI, check_namespace
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Gateway:
     `async_calls` queues /async-function calls (None: they answer 501); the gateway starts it
     with its own `invoke`, so async calls reach functions exactly as synchronous ones do.
     `credentials` (user, password) turn on basic auth for /system/*, and for the function
-    routes too when `auth_functions`."""
+    routes too when `auth_functions`. `control` (the platform) serves the /system/* API."""
 
     def __init__(
         self,
@@ -96,6 +96,7 @@ class Gateway:
         body_idle_timeout_s: float = 10.0,
         credentials: tuple[str, str] | None = None,
         auth_functions: bool = False,
+        control=None,
     ):
         self.functions = functions
         self.async_calls = async_calls
@@ -115,6 +116,7 @@ class Gateway:
             (lambda: dict(async_calls.outcomes)) if async_calls else dict,
         )
         self.session: aiohttp.ClientSession | None = None
+        self.system_api = SystemAPI(self, control) if control is not None else None
         self.app = self._make_app()
 
     def _make_app(self) -> web.Application:
@@ -122,8 +124,8 @@ class Gateway:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.prometheus)
         portal.add_routes(app)
-        app.router.add_get("/system/functions", self.list_functions)
-        app.router.add_get("/system/function/{name}", self.get_function)
+        if self.system_api is not None:
+            self.system_api.add_routes(app)
         for route in ("/function/{name}", "/function/{name}/{tail:.*}"):
             for method in FUNCTION_METHODS:
                 if method != "HEAD":  # aiohttp adds HEAD to GET routes
@@ -169,6 +171,10 @@ class Gateway:
             self._admission[name] = Admission(name, limit, self.max_queued, self.queue_wait_s)
         return self._admission[name]
 
+    def forget(self, name: str) -> None:
+        """Drop what was derived from a function's spec (its max_inflight): it was updated or removed."""
+        self._admission.pop(name, None)
+
     async def _startup(self, app) -> None:
         connector = aiohttp.TCPConnector(limit=GATEWAY_POOL, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
@@ -189,29 +195,16 @@ class Gateway:
         # runMetricsServer); it carries names and counts, never bodies.
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
-    def _describe(self, name: str) -> dict:
-        fn = self.functions[name]
-        spec = fn.spec
-        return {
-            "name": name,
-            "image": spec.image,
-            "namespace": "openfaas-fn",
-            "envProcess": "",
-            "labels": spec.labels,
-            "annotations": spec.annotations,
-            "replicas": 1,
-            "availableReplicas": 1 if fn.url else 0,
-            "invocationCount": self.invocations.get(name, 0),
-        }
-
-    async def list_functions(self, request: web.Request) -> web.Response:
-        return web.json_response([self._describe(n) for n in sorted(self.functions)])
-
-    async def get_function(self, request: web.Request) -> web.Response:
+    def _function(self, request: web.Request) -> str:
+        """The function a route names: `name`, or `name.namespace` with this platform's namespace."""
         name = request.match_info["name"]
+        base, dot, namespace = name.rpartition(".")
+        if dot and name not in self.functions:
+            check_namespace(namespace)
+            name = base
         if name not in self.functions:
-            return error(404, "function_not_found", f"no function named {name!r}")
-        return web.json_response(self._describe(name))
+            raise ErrorReply(404, "function_not_found", f"no function named {name!r}")
+        return name
 
     @staticmethod
     def _upstream_path(request: web.Request) -> str:
@@ -256,9 +249,7 @@ class Gateway:
             self.buffered.give(reserve)
 
     async def call(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name not in self.functions:
-            return error(404, "function_not_found", f"no function named {name!r}")
+        name = self._function(request)
         if too_large := self._too_large(name, request):
             return too_large
         start = time.perf_counter()
@@ -302,9 +293,12 @@ class Gateway:
             log.info("call %s: %s %s -> %d in %.1f ms", headers.get("X-Call-Id", "-"), method, where, status, seconds * 1e3)
 
     async def _invoke(self, name, method, path_qs, headers, body, queue) -> tuple[int, dict, bytes]:
-        fn = self.functions[name]
+        fn = self.functions.get(name)
+        if fn is None:  # removed (faas-cli remove, sai reload) since the call was accepted
+            return error_parts(404, "function_not_found", f"no function named {name!r}")
+        url = fn.url  # the next replica's
         self.invocations[name] = self.invocations.get(name, 0) + 1
-        if not fn.url:
+        if not url:
             return error_parts(503, "function_unavailable", f"function {name!r} is not running", retry_after=2)
         admission = self.admission(name)
         try:
@@ -312,15 +306,15 @@ class Gateway:
         except Busy as busy:
             return error_parts(busy.status, busy.code, busy.message, retry_after=1)
         try:
-            return await self._forward(fn, name, method, path_qs, headers, body)
+            return await self._forward(url, name, method, path_qs, headers, body)
         finally:
             admission.leave()
 
-    async def _forward(self, fn, name, method, path_qs, headers, body) -> tuple[int, dict, bytes]:
+    async def _forward(self, url, name, method, path_qs, headers, body) -> tuple[int, dict, bytes]:
         start = time.perf_counter()
         try:
             async with self.session.request(
-                method, fn.url + path_qs, headers=headers, data=body, timeout=self.upstream_timeout
+                method, url + path_qs, headers=headers, data=body, timeout=self.upstream_timeout
             ) as resp:
                 data = await resp.read()
                 out = forwardable(resp.headers)
@@ -346,9 +340,7 @@ class Gateway:
         return ErrorReply(408, "body_timeout", f"no request body data for {self.body_idle_timeout_s:g}s", close=True)
 
     async def call_async(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name not in self.functions:
-            return error(404, "function_not_found", f"no function named {name!r}")
+        name = self._function(request)
         if self.async_calls is None:
             return error(501, "async_disabled", "asynchronous invocations are not enabled on this gateway")
         if too_large := self._too_large(name, request):

@@ -27,11 +27,13 @@ from sai import paths
 from sai.local import s3_events, s3_server
 from sai.local.async_calls import AsyncCalls
 from sai.local.callbacks import CallbackPolicy
+from sai.local.deployments import MAX_REPLICAS, MIN_REPLICAS, DeployError, Deployments, check_request, resolve, scale_bounds
 from sai.local.gateway import Gateway
 from sai.local.http_server import JsonErrorsRunner
 from sai.local.processes import Restarts, die_with_parent, identity, listens_on, tail, terminate_group, wait_until
 from sai.local.reload import model_fingerprints, reload
-from sai.local.stack import Function, build_context, load_stack
+from sai.local.secrets_store import SecretStore
+from sai.local.stack import Function, Stack, build_context, load_stack
 from sai.local.triton_server import TritonServer
 from sai.state import (
     ensure_credentials,
@@ -90,30 +92,25 @@ class Settings:
         return Restarts(first_delay_s=self.restart_delay_s, limit=self.restart_limit)
 
 
-class RunningFunction:
-    """One function process serving its build context on a loopback port."""
+class Replica:
+    """One process serving a function's build context on its own loopback port."""
 
-    def __init__(self, spec: Function, context: pathlib.Path, env: dict[str, str], log_path: pathlib.Path, restarts: Restarts):
-        self.spec, self.context, self.env, self.log_path = spec, context, env, log_path
+    def __init__(self, name: str, log_path: pathlib.Path):
+        self.name, self.log_path = name, log_path  # name: the instance, as /system/logs reports it
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.record: dict | None = None  # pid and start time, for the state file
-        self.restarts = restarts
-
-    @property
-    def url(self) -> str | None:
-        return f"http://127.0.0.1:{self.port}" if self.alive() else None
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self) -> None:
+    def start(self, context: pathlib.Path, env: dict[str, str]) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "sai.local.function_runner", "--context", str(self.context), "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "sai.local.function_runner", "--context", str(context), "--port", str(self.port)]
         with open(self.log_path, "ab") as logfile:
             self.process = subprocess.Popen(
                 cmd,
-                env=self.env,
+                env={**env, "HOSTNAME": self.name},  # as a pod's hostname is its name (template Context.hostname)
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -122,16 +119,96 @@ class RunningFunction:
             )
         self.record = identity(self.process.pid)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float) -> None:
         def exited() -> str | None:
-            return None if self.alive() else f"function {self.spec.name} exited; see {self.log_path}:\n{tail(self.log_path)}"
+            return None if self.alive() else f"function {self.name} exited; see {self.log_path}:\n{tail(self.log_path)}"
 
         if not wait_until(lambda: listens_on(self.process.pid, self.port), timeout, interval=0.05, fail=exited):
-            raise TimeoutError(f"function {self.spec.name} not listening after {timeout:.0f}s; see {self.log_path}")
+            raise TimeoutError(f"function {self.name} not listening after {timeout:.0f}s; see {self.log_path}")
 
     def stop(self) -> None:
         if self.process is not None:
             terminate_group(self.process, timeout=5)
+
+
+class RunningFunction:
+    """A function's replicas: `wanted` processes of one build context, which the gateway calls in
+    turn (`url` gives the next live one). Replica 0 logs to `log_path`, replica i to
+    `<log_path stem>.<i>.log`."""
+
+    def __init__(
+        self,
+        spec: Function,
+        context: pathlib.Path,
+        env: dict[str, str],
+        log_path: pathlib.Path,
+        restarts: Restarts,
+        replicas: int | None = None,
+    ):
+        self.spec, self.context, self.env, self.log_path = spec, context, env, log_path
+        self.restarts = restarts
+        self.wanted = replicas if replicas is not None else scale_bounds(spec)[0]
+        self.replicas: list[Replica] = []  # replaced, never changed in place: the gateway thread reads it
+        self._turn = 0
+
+    def _replica(self, i: int) -> Replica:
+        path = self.log_path if i == 0 else self.log_path.with_name(f"{self.log_path.stem}.{i}.log")
+        return Replica(f"{self.spec.name}-{i}", path)
+
+    @property
+    def process(self) -> subprocess.Popen | None:  # replica 0's: the tests' and the supervisor's handle
+        return self.replicas[0].process if self.replicas else None
+
+    @property
+    def port(self) -> int:
+        return self.replicas[0].port if self.replicas else 0
+
+    @property
+    def url(self) -> str | None:
+        """The next live replica's base URL, round robin (None when none is up)."""
+        live = [r for r in self.replicas if r.alive()]
+        if not live:
+            return None
+        self._turn = (self._turn + 1) % len(live)
+        return f"http://127.0.0.1:{live[self._turn].port}"
+
+    def available(self) -> int:
+        return sum(r.alive() for r in self.replicas)
+
+    def alive(self) -> bool:
+        """Every wanted replica runs (the supervisor restarts the others)."""
+        return len(self.replicas) == self.wanted and all(r.alive() for r in self.replicas)
+
+    def dead_process(self) -> subprocess.Popen | None:
+        return next((r.process for r in self.replicas if not r.alive()), None)
+
+    def start(self) -> None:
+        """Start what is missing: dead replicas and those up to `wanted`; stop those past it."""
+        keep = self.replicas[: self.wanted]
+        for extra in self.replicas[self.wanted :]:
+            extra.stop()
+        replicas = keep + [self._replica(i) for i in range(len(keep), self.wanted)]
+        for r in replicas:
+            if not r.alive():
+                r.stop()  # its process group, should a child outlive it
+                r.start(self.context, self.env)
+        self.replicas = replicas
+
+    def scale(self, replicas: int, timeout: float = 30.0) -> None:
+        self.wanted = replicas
+        self.start()
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        for r in self.replicas:
+            r.wait_ready(timeout)
+
+    def records(self) -> list[dict | None]:
+        return [r.record for r in self.replicas]
+
+    def stop(self) -> None:
+        for r in self.replicas:
+            r.stop()
 
 
 class Platform:
@@ -140,7 +217,10 @@ class Platform:
         make_private(settings.state_dir)
         self.logs = settings.state_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.stack = load_stack(settings.stack_file)
+        # stack.yml with what the API deployed, removed and scaled (sai/local/deployments.py)
+        self.deployments = Deployments.load(settings.state_dir)
+        self.secret_store = SecretStore(settings.state_dir)
+        self.stack = self.load_stack()
         unknown = set(settings.only or []) - set(self.stack.functions)
         if unknown:
             raise ValueError(f"not in {settings.stack_file.name}: {', '.join(sorted(unknown))}")
@@ -180,6 +260,7 @@ class Platform:
             body_idle_timeout_s=settings.body_idle_timeout_s,
             credentials=self.credentials,
             auth_functions=settings.auth_functions,
+            control=self,  # the /system/* API deploys, scales and removes through this platform
         )
         self.gateway.metrics.restarts = self.restart_counts
         self.s3: s3_server.S3Handle | None = None
@@ -210,7 +291,7 @@ class Platform:
             ports[int(s.triton_url.rpartition(":")[2])] = "Triton HTTP"
         if s.with_s3:
             ports[s.s3_port] = "S3 server"
-        ports.update({fn.port: f"function {name}" for name, fn in self.functions.items() if fn.port})
+        ports.update({r.port: f"function {r.name}" for fn in self.functions.values() for r in fn.replicas if r.port})
         return ports
 
     @property
@@ -278,28 +359,92 @@ class Platform:
         if self.triton is not None:
             self.triton.stop()
 
+    def load_stack(self) -> Stack:
+        """stack.yml as the API changed it: what runs."""
+        return self.deployments.apply(load_stack(self.settings.stack_file))
+
     def _function_env(self, spec: Function) -> dict[str, str]:
         env = dict(os.environ)
         env.update(spec.environment)
         env["TRITON_URL"] = self.triton_url  # stack.yml's value is the in-cluster address
         env["PYTHONUNBUFFERED"] = "1"
+        if spec.secrets:  # where /var/openfaas/secrets is mounted in a pod (secrets_store.py)
+            env["SECRETS_DIR"] = str(self.secret_store.mount(spec.name, spec.secrets))
         env.update(self.settings.function_env.get(spec.name, {}))
         return env
 
+    def _new_function(self, spec: Function) -> RunningFunction:
+        """A function's replicas (not started) on a fresh build context."""
+        context = build_context(self.stack, spec, self.settings.state_dir / "build" / spec.name)
+        log_path = self.logs / f"function-{spec.name}.log"
+        replicas = self.deployments.replicas.get(spec.name)
+        return RunningFunction(spec, context, self._function_env(spec), log_path, self.settings.restarts(), replicas)
+
     def _start_functions(self) -> None:
-        build = self.settings.state_dir / "build"
         for name, spec in self.stack.functions.items():
             if self.settings.only and name not in self.settings.only:
                 continue
-            context = build_context(self.stack, spec, build / name)
-            fn = RunningFunction(
-                spec, context, self._function_env(spec), self.logs / f"function-{name}.log", self.settings.restarts()
-            )
-            self.functions[name] = fn
+            fn = self.functions[name] = self._new_function(spec)
             fn.start()
         for fn in self.functions.values():
             fn.wait_ready()
-            log.info("function %s listening on port %d", fn.spec.name, fn.port)
+            log.info("function %s listening on port %d (%d replicas)", fn.spec.name, fn.port, fn.wanted)
+
+    # -- the API's deploy, remove and scale (sai/local/system_api.py) ---------------------------------
+    def deploy(self, request, update: bool) -> None:
+        """POST (create) or PUT (update: restart) /system/functions; DeployError says why not."""
+        checked = check_request(request)
+        name = checked["service"]
+        with self._lock:
+            if update and name not in self.functions:
+                raise DeployError(404, "function_not_found", f"no function named {name!r} to update")
+            if not update and name in self.functions:
+                raise DeployError(400, "function_exists", f"function {name!r} exists; update it with PUT")
+            missing = [s for s in checked["secrets"] if not self.secret_store.exists(s)]
+            if missing:
+                raise DeployError(400, "secret_not_found", f"no secret named {', '.join(missing)}; create it first")
+            spec = resolve(self.stack, checked)
+            self.deployments.deploy(checked)
+            self.stack.functions[name] = spec
+            if (running := self.functions.get(name)) is not None:
+                running.stop()  # before its build context is rewritten
+            fn = self._new_function(spec)
+            fn.start()
+            self.functions[name] = fn
+            self.gateway.forget(name)  # its max_inflight may have changed
+            self.write_state()
+            try:
+                fn.wait_ready()
+            except (TimeoutError, RuntimeError) as exc:  # left to the supervisor's restarts
+                raise DeployError(500, "function_not_started", str(exc)) from None
+        log.info("function %s %s from %s", name, "updated" if update else "deployed", spec.handler)
+
+    def remove(self, name: str) -> None:
+        """DELETE /system/functions: stop it and forget it (also across `sai up`)."""
+        with self._lock:
+            if name not in self.functions:
+                raise DeployError(404, "function_not_found", f"no function named {name!r}")
+            self.functions.pop(name).stop()
+            self.gateway.forget(name)
+            self.stack.functions.pop(name, None)
+            self.deployments.remove(name, in_stack=name in load_stack(self.settings.stack_file).functions)
+            self.write_state()
+        log.info("function %s removed", name)
+
+    def scale(self, name: str, replicas: int) -> int:
+        """Run `replicas` processes of `name` (clamped to 1..5, as OpenFaaS CE's gateway does in
+        gateway/scaling/ranges.go); returns the count now running."""
+        replicas = min(max(replicas, MIN_REPLICAS), MAX_REPLICAS)
+        with self._lock:
+            if name not in self.functions:
+                raise DeployError(404, "function_not_found", f"no function named {name!r}")
+            fn = self.functions[name]
+            if replicas != fn.wanted:
+                fn.scale(replicas)
+                self.deployments.scale(name, replicas)
+                self.write_state()
+                log.info("function %s scaled to %d replicas", name, replicas)
+        return replicas
 
     def _start_s3_events(self, env: dict[str, str]) -> None:
         """Bucket notifications as MinIO sends them: the watcher queues an event for each new
@@ -367,7 +512,7 @@ class Platform:
                 self._supervise_triton()
             for fn in self.functions.values():
                 if not fn.alive():
-                    self._restart(fn.spec.name, fn.process, fn.restarts, fn.log_path, lambda fn=fn: (fn.stop(), fn.start()))
+                    self._restart(fn.spec.name, fn.dead_process(), fn.restarts, fn.log_path, fn.start)
             self.write_state()
 
     def _supervise_triton(self) -> None:
@@ -431,8 +576,10 @@ class Platform:
                 },
                 "functions": {
                     n: {
-                        "url": f.url,
+                        "url": f"http://127.0.0.1:{f.port}" if f.process and f.process.poll() is None else None,  # replica 0's
                         "pid": f.process.pid if f.process else None,
+                        "replicas": f.wanted,
+                        "available_replicas": f.available(),
                         "log": str(f.log_path),
                         **health(f.restarts, f.log_path),
                     }
@@ -446,7 +593,7 @@ class Platform:
                 "processes": [
                     identity(os.getpid()),
                     triton.record if triton else None,
-                    *(f.record for f in self.functions.values()),
+                    *(record for f in self.functions.values() for record in f.records()),
                     identity(s3.pid) if s3 else None,
                 ],
             },

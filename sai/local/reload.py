@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 
 from sai.local.model_check import infer_zeros
-from sai.local.stack import build_context, load_stack
+from sai.local.stack import build_context
 from sai.models.config import read_config
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _reload_models(platform, report: dict) -> None:
 
 
 def _reload_functions(platform, report: dict, RunningFunction) -> None:  # noqa: N803 - the class platform.py passes
-    stack = load_stack(platform.settings.stack_file)
+    stack = platform.load_stack()  # with what the API deployed and removed
     build = platform.settings.state_dir / "build"
     new = [n for n in stack.functions if n not in platform.stack.functions]
     wanted = {n: s for n, s in stack.functions.items() if n in platform.functions or n in new}
@@ -135,7 +135,8 @@ def _reload_functions(platform, report: dict, RunningFunction) -> None:  # noqa:
             running.stop()
         shutil.rmtree(build / name, ignore_errors=True)
         staged.rename(build / name)
-        fn = RunningFunction(spec, build / name, env, platform.logs / f"function-{name}.log", platform.settings.restarts())
+        log_path, replicas = platform.logs / f"function-{name}.log", platform.deployments.replicas.get(name)
+        fn = RunningFunction(spec, build / name, env, log_path, platform.settings.restarts(), replicas)
         platform.functions[name] = fn
         fn.start()
         started.append((fn, "restarted" if running is not None else "started"))

@@ -25,6 +25,7 @@ class Function:
     environment: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)  # names in the secret store (sai/local/secrets_store.py)
 
 
 @dataclass
@@ -49,6 +50,7 @@ def load_stack(path: pathlib.Path) -> Stack:
             environment={k: str(v) for k, v in (spec.get("environment") or {}).items()},
             labels={k: str(v) for k, v in (spec.get("labels") or {}).items()},
             annotations={k: str(v) for k, v in (spec.get("annotations") or {}).items()},
+            secrets=[str(s) for s in spec.get("secrets") or []],
         )
     copy = list((doc.get("configuration") or {}).get("copy") or [])
     return Stack(path=path, functions=functions, copy=copy)

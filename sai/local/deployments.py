@@ -1,0 +1,163 @@
+"""Functions deployed, updated, removed and scaled through the gateway's API (`faas-cli deploy`,
+`faas-cli remove`, `faas-cli scale`), as an overlay on stack.yml kept in
+`<state>/deployments.json`, so that it survives `sai down` / `sai up` and `sai reload`.
+
+The local platform runs code from this checkout, not images: a deployment's image selects the
+function folder by its name without registry or tag (`localhost:5001/image-classify:0.1.0` ->
+image-classify), a function of stack.yml or a folder `functions/<name>/` with a handler.py; the
+request's `service` is the name it runs under. The request is faas-provider's FunctionDeployment
+(types/function_deployment.go), as faas-cli sends it (proxy/deploy.go); envVars, labels,
+annotations and secrets apply, the rest (limits, requests, constraints...) has no local meaning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+import re
+from dataclasses import dataclass, field, replace
+
+from sai.local.stack import Function, Stack
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "openfaas-fn"  # the one namespace of the local platform (/system/namespaces)
+SERVICE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a DNS-1123 label, as faas-netes requires
+# an image name's last path component (distribution/reference grammar): never '..' or a hidden name
+IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
+# OpenFaaS CE's bounds on replicas (openfaas/faas gateway/scaling/ranges.go): the scale API
+# clamps to 1..5, and com.openfaas.scale.min/max labels narrow that per function.
+MIN_REPLICAS, MAX_REPLICAS = 1, 5
+SCALE_MIN_LABEL, SCALE_MAX_LABEL = "com.openfaas.scale.min", "com.openfaas.scale.max"
+
+
+def scale_bounds(spec: Function) -> tuple[int, int]:
+    """(min, max) replicas from the function's labels, within CE's 1..5."""
+
+    def label(key: str, default: int) -> int:
+        value = spec.labels.get(key, "")
+        return min(max(int(value), MIN_REPLICAS), MAX_REPLICAS) if value.isdigit() else default
+
+    high = label(SCALE_MAX_LABEL, MAX_REPLICAS)
+    return min(label(SCALE_MIN_LABEL, MIN_REPLICAS), high), high
+
+
+class DeployError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def image_base(image: str) -> str:
+    """`registry:5000/team/name:tag@sha256:...` -> name."""
+    last = image.split("@", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def _string_map(request: dict, key: str) -> dict[str, str] | None:
+    value = request.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise DeployError(400, "invalid_deployment", f"{key} must be an object of strings")
+    return value
+
+
+def check_request(request) -> dict:
+    """The FunctionDeployment's fields this platform uses, validated (400 otherwise)."""
+    if not isinstance(request, dict):
+        raise DeployError(400, "invalid_deployment", "the body must be a FunctionDeployment JSON object")
+    service, image = request.get("service"), request.get("image")
+    if not isinstance(service, str) or not SERVICE.match(service):
+        raise DeployError(400, "invalid_deployment", "service must be a DNS-1123 label (lower-case letters, digits, '-')")
+    if not isinstance(image, str) or not image_base(image):
+        raise DeployError(400, "invalid_deployment", "image must name a function folder of this checkout")
+    secrets = request.get("secrets") or []
+    if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
+        raise DeployError(400, "invalid_deployment", "secrets must be a list of secret names")
+    checked = {"service": service, "image": image, "secrets": secrets}
+    for key in ("envVars", "labels", "annotations"):
+        if (value := _string_map(request, key)) is not None:
+            checked[key] = value
+    return checked
+
+
+def resolve(stack: Stack, request: dict) -> Function:
+    """The function a checked deployment runs: its image's folder, under its service name."""
+    base = image_base(request["image"])
+    code = stack.functions.get(base)
+    if code is None:
+        folder = stack.root / "functions" / base
+        if not IMAGE_NAME.match(base) or not (folder / "handler.py").is_file():
+            known = sorted(set(stack.functions) | {p.parent.name for p in (stack.root / "functions").glob("*/handler.py")})
+            raise DeployError(
+                400,
+                "unknown_image",
+                f"image {request['image']!r} matches no function folder of this checkout (known: {', '.join(known)}); "
+                "the local platform runs code from the checkout, not images",
+            )
+        code = Function(name=base, handler=folder.resolve())
+    return replace(
+        code,
+        name=request["service"],
+        image=request["image"],
+        environment={**code.environment, **request.get("envVars", {})},
+        labels=request.get("labels", code.labels),
+        annotations=request.get("annotations", code.annotations),
+        secrets=list(request["secrets"]),
+    )
+
+
+@dataclass
+class Deployments:
+    path: pathlib.Path
+    deployed: dict[str, dict] = field(default_factory=dict)  # service -> checked FunctionDeployment
+    removed: set[str] = field(default_factory=set)  # stack.yml functions removed through the API
+    replicas: dict[str, int] = field(default_factory=dict)  # set by the scale API
+
+    @classmethod
+    def load(cls, state_dir: pathlib.Path) -> Deployments:
+        path = state_dir / "deployments.json"
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls(path)
+        return cls(path, doc.get("deployed", {}), set(doc.get("removed", [])), doc.get("replicas", {}))
+
+    def save(self) -> None:
+        doc = {"deployed": self.deployed, "removed": sorted(self.removed), "replicas": self.replicas}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def apply(self, stack: Stack) -> Stack:
+        """`stack` with this overlay: removed functions out, deployed ones in (its functions replaced)."""
+        functions = {n: s for n, s in stack.functions.items() if n not in self.removed}
+        for name, request in self.deployed.items():
+            try:
+                functions[name] = resolve(stack, request)
+            except DeployError as exc:  # its folder went away since: not started, said why
+                log.error("deployed function %s not started: %s", name, exc.message)
+        stack.functions = functions
+        return stack
+
+    def deploy(self, request: dict) -> None:
+        self.deployed[request["service"]] = request
+        self.removed.discard(request["service"])
+        self.replicas.pop(request["service"], None)
+        self.save()
+
+    def remove(self, name: str, in_stack: bool) -> None:
+        self.deployed.pop(name, None)
+        self.replicas.pop(name, None)
+        if in_stack:
+            self.removed.add(name)
+        self.save()
+
+    def scale(self, name: str, replicas: int) -> None:
+        self.replicas[name] = replicas
+        self.save()
