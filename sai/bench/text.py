@@ -15,7 +15,7 @@ import json
 
 from sai import paths
 from sai.bench.common import Client, closed_loop, fmt, median_run, platform_or, print_table
-from sai.bench.image import local_config, session_options
+from sai.bench.image import local_config, onnx_session, session_options
 from sai.errors import SaiError
 
 # Review-, news- and chat-like sentences of 5 to 40 words, as the text functions typically see.
@@ -39,6 +39,10 @@ SENTENCES = [
 ]
 
 
+# Issue 16's targets: (function, texts per request, concurrency) -> lowest gateway/in-process ratio.
+TARGETS = {("text-embed", 1, 4): 0.7, ("text-embed", 16, 4): 0.9}
+
+
 def batches(size: int) -> list[list[str]]:
     """Requests of `size` sentences, cycling through SENTENCES so every request differs."""
     n = len(SENTENCES)
@@ -46,14 +50,10 @@ def batches(size: int) -> list[list[str]]:
 
 
 def _embed_work(reqs: list[list[str]]):
-    import onnxruntime as ort
-
     from common import tokens
 
-    repo = paths.model_repository() / "text_encoder"
     # The same onnxruntime settings as Triton's onnx_local backend uses for this model.
-    opts = session_options(local_config(repo))
-    session = ort.InferenceSession(str(repo / "1" / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    session = onnx_session(paths.model_repository() / "text_encoder")
     return lambda i, _: session.run(["embeddings"], tokens.tokenize(reqs[i % len(reqs)]).feeds)
 
 
@@ -146,6 +146,14 @@ def run(args) -> int:
         ],
         rows,
     )
+    print()
+    for function, size, c, b, g in results:
+        target = TARGETS.get((function, size, c))
+        if target is not None:
+            got = g.rate / b.rate
+            print(
+                f"target: {function}, {size} text(s)/request, concurrency {c}: ratio >= {target}: {got:.2f} ({'met' if got >= target else 'NOT met'})"
+            )
     if args.json:
         print(
             json.dumps(

@@ -144,7 +144,7 @@ def cmd_up(args) -> int:
         return state.get("pid") == proc.pid and state.get("ready") and http_ok(gateway)
 
     try:
-        ok = wait_until(ready, args.timeout, 0.5, failed)
+        ok = wait_until(ready, args.timeout, 0.05, failed)
     except RuntimeError as exc:
         raise SaiError(str(exc)) from None
     if ok:

@@ -28,6 +28,7 @@ from sai.local import s3_events, s3_server
 from sai.local.async_calls import AsyncCalls
 from sai.local.callbacks import CallbackPolicy
 from sai.local.gateway import Gateway
+from sai.local.model_deps import needed_models
 from sai.local.processes import Restarts, die_with_parent, identity, listens_on, tail, terminate_group, wait_until
 from sai.local.reload import model_fingerprints, reload
 from sai.local.stack import Function, build_context, load_stack
@@ -151,6 +152,7 @@ class Platform:
                 grpc_port=settings.triton_grpc_port,
                 metrics_port=settings.triton_metrics_port,
                 admin_key=secrets.token_urlsafe(24),  # opens model load/unload to `sai reload` only
+                models=self._needed_models(),
             )
         self.model_fingerprints: dict[str, str] = {}  # of the models Triton loaded (sai/local/reload.py)
         self.triton_wanted = True  # False while stopped on purpose (stop_triton), so not restarted
@@ -186,6 +188,13 @@ class Platform:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    def _needed_models(self) -> list[str] | None:
+        """With --only, just the models its functions call (less memory, faster ready); else all."""
+        if not self.settings.only:
+            return None
+        specs = [self.stack.functions[n] for n in self.settings.only]
+        return needed_models(specs, self.settings.model_repository)
+
     @property
     def triton_url(self) -> str:
         return self.settings.triton_url or self.triton.url
@@ -218,8 +227,10 @@ class Platform:
                 env = self.settings.function_env.setdefault("object-classify", {})
                 env.update(s3_server.function_env(self.s3))
                 log.info("local S3 (moto) at %s", self.s3.endpoint)
-            self.start_triton()
+            # Functions start while Triton loads its models: they need it only per request.
+            fingerprints = self._launch_triton()
             self._start_functions()
+            self._await_triton(fingerprints)
             self._start_gateway()
             if self.s3 is not None and "object-classify" in self.functions:
                 self._start_s3_events(self.functions["object-classify"].spec.environment)
@@ -248,11 +259,22 @@ class Platform:
         log.info("platform stopped")
 
     def start_triton(self, timeout: float = 180.0) -> None:
+        self._await_triton(self._launch_triton(), timeout)
+
+    def _launch_triton(self) -> dict[str, str] | None:
+        """Start Triton (if this platform runs one); the fingerprints of the models it loads."""
         self.triton_wanted = True
         if self.triton is None:
-            return
+            return None
         fingerprints = model_fingerprints(self.settings.model_repository)
+        if self.triton.models is not None:  # what this Triton loads, so that reload compares just those
+            fingerprints = {n: f for n, f in fingerprints.items() if n in self.triton.models}
         self.triton.start()
+        return fingerprints
+
+    def _await_triton(self, fingerprints: dict[str, str] | None, timeout: float = 180.0) -> None:
+        if self.triton is None:
+            return
         self.triton.wait_ready(timeout)
         self.model_fingerprints = fingerprints
         log.info("triton ready at %s", self.triton.url)
