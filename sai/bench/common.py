@@ -167,9 +167,12 @@ def platform_processes(state_dir: pathlib.Path) -> dict[str, int]:
     return procs
 
 
-def rss_mb(state_dir: pathlib.Path) -> dict[str, float]:
-    """Resident memory (MB, 10^6 bytes) of each platform process."""
-    return {name: psutil.Process(pid).memory_info().rss / 1e6 for name, pid in platform_processes(state_dir).items()}
+def memory_mb(state_dir: pathlib.Path, kind: str = "rss") -> dict[str, float]:
+    """Memory (MB, 10^6 bytes) of each platform process: "rss" (resident; libraries shared by
+    several processes count in each) or "pss" (shared pages split between their users, so the
+    sum is what the platform occupies)."""
+    procs = platform_processes(state_dir)
+    return {name: getattr(psutil.Process(pid).memory_full_info(), kind) / 1e6 for name, pid in procs.items()}
 
 
 def cpu_seconds(pid: int | None = None) -> float:

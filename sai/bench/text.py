@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from sai import paths
-from sai.bench.common import Client, closed_loop, fmt, median_run, platform_or, print_table
+from sai.bench.common import Client, closed_loop, cpu_breakdown, cpu_seconds, fmt, median_run, platform_or, print_table
 from sai.bench.image import local_config, onnx_session, session_options
 from sai.errors import SaiError
 
@@ -102,7 +102,7 @@ def run(args) -> int:
     if unknown:
         raise SaiError(f"unknown function(s) {', '.join(unknown)}; choose from {', '.join(IN_PROCESS)}", exit_code=2)
     results = []
-    with platform_or(args.gateway, only=functions) as (url, _state):
+    with platform_or(args.gateway, only=functions) as (url, state):
         for function in functions:
             for size in sizes:
                 reqs = batches(size)
@@ -117,6 +117,12 @@ def run(args) -> int:
                         f"gateway {gw.rate:.1f} sent/s",
                         flush=True,
                     )
+        if state is not None:  # where the CPU goes per request of one sentence at concurrency 4
+            reqs, n = batches(1), args.sentences
+            start = cpu_seconds()
+            in_process(reqs, 4, n, functions[0])
+            inproc_ms = (cpu_seconds() - start) * 1e3 / (n + 10)  # + its warm-up
+            split = cpu_breakdown(lambda: via_gateway(url, reqs, 4, n, functions[0]), state, n + 10)
     rows = [
         [
             function,
@@ -132,6 +138,12 @@ def run(args) -> int:
         for function, size, c, b, g in results
     ]
     print()
+    if state is not None:
+        print(
+            f"CPU per request of 1 sentence at concurrency 4 ({functions[0]}): in-process {inproc_ms:.1f} ms; through the "
+            f"platform {sum(split.values()):.1f} ms = " + ", ".join(f"{k} {v:.1f}" for k, v in split.items() if v >= 0.05)
+        )
+        print()
     print_table(
         [
             "function",
