@@ -75,6 +75,8 @@ def test_only_loads_the_models_its_functions_call(tmp_path, coffee_jpeg):
         assert requests.get(f"{triton}/image_classifier/ready", timeout=5).status_code == 200
         assert requests.get(f"{triton}/text_encoder/ready", timeout=5).status_code != 200
         assert platform.model_fingerprints.keys() == {"image_classifier"}
+        # `sai reload` keeps them out too (they are not even built here: loading them would fail).
+        assert platform.reload()["models"] == {"loaded": [], "reloaded": [], "unloaded": [], "failed": {}}
 
 
 def test_exposed_gateway_keeps_triton_and_functions_on_loopback_and_state_private(tmp_path, coffee_jpeg):

@@ -155,6 +155,7 @@ class Platform:
                 models=self._needed_models(),
             )
         self.model_fingerprints: dict[str, str] = {}  # of the models Triton loaded (sai/local/reload.py)
+        self.models_left_out: set[str] = set()  # in the repository at start, not loaded (--only)
         self.triton_wanted = True  # False while stopped on purpose (stop_triton), so not restarted
         self.triton_restarts = settings.restarts()
         self.triton_probe_failures = 0  # liveness probes failed in a row
@@ -266,9 +267,11 @@ class Platform:
         self.triton_wanted = True
         if self.triton is None:
             return None
-        fingerprints = model_fingerprints(self.settings.model_repository)
-        if self.triton.models is not None:  # what this Triton loads, so that reload compares just those
-            fingerprints = {n: f for n, f in fingerprints.items() if n in self.triton.models}
+        every = model_fingerprints(self.settings.model_repository)
+        # What this Triton loads, so that reload compares just those; the rest (--only) stays
+        # out until a function calls it, while models new to the repository load on reload.
+        fingerprints = {n: f for n, f in every.items() if self.triton.models is None or n in self.triton.models}
+        self.models_left_out = set(every) - set(fingerprints)
         self.triton.start()
         return fingerprints
 

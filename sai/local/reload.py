@@ -110,22 +110,23 @@ def _reload_models(platform, report: dict) -> None:
             del before[name]
         else:
             report["models"]["failed"][name] = error
+    platform.models_left_out -= set(before)
     if triton.models is not None:  # a restarted Triton loads what is loaded now
         triton.models = sorted(before)
 
 
 def _wanted_models(platform, now: dict[str, str]) -> set[str]:
-    """Every model, or under `sai up --only` those loaded plus what the functions after this
-    reload (running ones and those new to stack.yml) call."""
-    if platform.triton.models is None:
+    """Every model, except those `sai up --only` left out at start that no function after this
+    reload (running ones and those new to stack.yml) calls."""
+    if not platform.models_left_out:
         return set(now)
     try:
         stack = load_stack(platform.settings.stack_file)
     except (OSError, ValueError, KeyError):
-        return set(platform.model_fingerprints)
+        return set(now) - platform.models_left_out
     names = [n for n in stack.functions if n in platform.functions or n not in platform.stack.functions]
     needed = needed_models([stack.functions[n] for n in names], platform.settings.model_repository)
-    return set(now) if needed is None else set(needed) | set(platform.model_fingerprints)
+    return set(now) if needed is None else set(now) - (platform.models_left_out - set(needed))
 
 
 def _reload_functions(platform, report: dict, RunningFunction) -> None:  # noqa: N803 - the class platform.py passes
