@@ -143,6 +143,9 @@ def run(args) -> int:
             f"CPU per request of 1 sentence at concurrency 4 ({functions[0]}): in-process {inproc_ms:.1f} ms; through the "
             f"platform {sum(split.values()):.1f} ms = " + ", ".join(f"{k} {v:.1f}" for k, v in split.items() if v >= 0.05)
         )
+        print(
+            f"CPU-bound ceiling of the ratio (in-process CPU / platform CPU per request): {inproc_ms / sum(split.values()):.2f}"
+        )
         print()
     print_table(
         [
