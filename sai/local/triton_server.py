@@ -125,7 +125,7 @@ class TritonServer:
     process: subprocess.Popen | None = None
     record: dict | None = None  # pid and start time, for the state file
     probe_timeout_s: float = 3.0  # /v2/health/live answers in ms; generous so that a busy Triton is not killed
-    # `sai reload`: explicit model control (every model still loads at start) with the
+    # `sai reload`: explicit model control (every model, or `models`, loads at start) with the
     # model-repository API behind a per-run key, as the chart does (header triton-admin-key).
     admin_key: str | None = None
     # The models to load (`sai up --only`: those its functions call, sai/local/model_deps.py);
