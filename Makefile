@@ -46,7 +46,8 @@ crds:  ## fetch the upstream CRDs when their folder is missing
 	@test -d "$(CRDS)" || k8s/fetch-crds.sh "$(CRDS)"
 
 bench: models  ## benchmarks (print figures and ratios against an in-process baseline)
-	$(SAI) bench image
+	$(SAI) bench startup
+	$(SAI) bench image --compare
 	$(SAI) bench text
 
 models: $(STAMP)  ## build the model repository (skips models that are up to date)

@@ -57,3 +57,22 @@ def test_bench_text(gateway):
         ("text-entities", 4),
     ]
     assert all(r["ratio"] > 0 for r in rows)
+
+
+def test_bench_image_compare_serves_the_same_file_from_a_plain_server(gateway):
+    out = bench("image", "--gateway", gateway, "--compare", "--concurrency", "1", "--requests", "8", "--repeats", "1", "--json")
+    assert "| concurrency | plain server img/s | gateway img/s | gateway / plain |" in out
+    assert "target: p50 latency at concurrency 1" in out
+    (row,) = last_json(out)
+    assert row["plain_server_per_s"] > 0 and row["plain_server_p50_ms"] > 0
+
+
+def test_bench_startup_measures_ready_time_and_memory():
+    out = bench("startup", "--repeats", "1", "--json")
+    assert "ready s" in out and "RSS per process (MB)" in out
+    only, whole = last_json(out)
+    assert only["platform"] == "image-classify" and whole["platform"] == "all"
+    assert 0 < only["ready_s"] < 120 and 0 < only["pss_total_mb"] <= only["rss_total_mb"]
+    # --only image-classify runs one function and image_classifier's stubs; the whole platform more.
+    assert [k for k in only["rss_mb"] if k.startswith("function")] == ["function image-classify"]
+    assert len(only["rss_mb"]) < len(whole["rss_mb"]) and only["rss_total_mb"] < whole["rss_total_mb"]

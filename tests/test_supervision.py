@@ -63,6 +63,22 @@ def test_missing_models_say_how_to_build_them(tmp_path):
     assert "image_classifier/1/model.onnx" in str(err.value)
 
 
+def test_only_loads_the_models_its_functions_call(tmp_path, coffee_jpeg):
+    """`--only image-classify` loads image_classifier alone: it starts without the text models
+    built, and Triton reports just that model (less memory, faster ready)."""
+    repo = tmp_path / "models"
+    shutil.copytree(ROOT / "model_repository", repo, ignore=lambda d, names: ["1"] if "image_classifier" not in d else [])
+    with running_platform(tmp_path / "state", model_repository=repo, only=["image-classify"]) as platform:
+        r = requests.post(f"{platform.gateway_url}/function/image-classify", data=coffee_jpeg, timeout=30)
+        assert r.status_code == 200, r.text
+        triton = f"http://{platform.triton.url}/v2/models"
+        assert requests.get(f"{triton}/image_classifier/ready", timeout=5).status_code == 200
+        assert requests.get(f"{triton}/text_encoder/ready", timeout=5).status_code != 200
+        assert platform.model_fingerprints.keys() == {"image_classifier"}
+        # `sai reload` keeps them out too (they are not even built here: loading them would fail).
+        assert platform.reload()["models"] == {"loaded": [], "reloaded": [], "unloaded": [], "failed": {}}
+
+
 def test_exposed_gateway_keeps_triton_and_functions_on_loopback_and_state_private(tmp_path, coffee_jpeg):
     with running_platform(tmp_path, host="0.0.0.0", only=["image-classify"]) as platform:
         r = requests.post(f"http://127.0.0.1:{platform.settings.port}/function/image-classify", data=coffee_jpeg, timeout=30)

@@ -108,11 +108,20 @@ def median_run(runs: list[Run]) -> Run:
 @contextlib.contextmanager
 def platform_or(gateway: str | None, only: list[str]):
     """Yield (gateway URL, state folder): the given URL (state None), or a platform started for
-    this run on free ports, in its own process as `sai up` runs it (so the load generator does not
-    share the gateway's GIL)."""
+    this run (started_platform)."""
     if gateway:
         yield gateway.rstrip("/"), None
         return
+    with started_platform(only) as (url, state, _ready_s):
+        yield url, state
+
+
+@contextlib.contextmanager
+def started_platform(only: list[str]):
+    """Yield (gateway URL, state folder, seconds until ready) of a platform started for this run
+    on free ports, in its own process as `sai up` runs it (so the load generator does not share
+    the gateway's GIL). Ready = the supervisor wrote its state file, which it does once Triton has
+    loaded its models, every function listens and the gateway serves (what `sai up` waits for)."""
     state = pathlib.Path(tempfile.mkdtemp(prefix="sai-bench-"))
     port = free_port()
     argv = [
@@ -132,13 +141,15 @@ def platform_or(gateway: str | None, only: list[str]):
     ] + [a for name in only for a in ("--only", name)]
     print(f"starting a platform for the benchmark (state in {state}) ...", file=sys.stderr, flush=True)
     with open(state / "platform.log", "wb") as log:
+        start = time.perf_counter()
         proc = subprocess.Popen(argv, env={**os.environ, "SAI_STATE_DIR": str(state)}, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         failure = f"the benchmark's platform did not start; see {state / 'platform.log'}"
-        if not wait_until(lambda: state_path(state).exists(), 300, fail=lambda: proc.poll() is not None and failure):
+        ready = lambda: state_path(state).exists()  # noqa: E731
+        if not wait_until(ready, 300, interval=0.02, fail=lambda: proc.poll() is not None and failure):
             raise RuntimeError(failure)
-        yield url, state
+        yield url, state, time.perf_counter() - start
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -154,6 +165,14 @@ def platform_processes(state_dir: pathlib.Path) -> dict[str, int]:
     children = psutil.Process(triton).children()
     procs.update({f"triton stub {i}": child.pid for i, child in enumerate(children, 1)})
     return procs
+
+
+def memory_mb(state_dir: pathlib.Path, kind: str = "rss") -> dict[str, float]:
+    """Memory (MB, 10^6 bytes) of each platform process: "rss" (resident; libraries shared by
+    several processes count in each) or "pss" (shared pages split between their users, so the
+    sum is what the platform occupies)."""
+    procs = platform_processes(state_dir)
+    return {name: getattr(psutil.Process(pid).memory_full_info(), kind) / 1e6 for name, pid in procs.items()}
 
 
 def cpu_seconds(pid: int | None = None) -> float:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 
 from sai import paths
-from sai.bench.common import Client, closed_loop, fmt, median_run, platform_or, print_table
-from sai.bench.image import local_config, session_options
+from sai.bench.common import Client, closed_loop, cpu_breakdown, cpu_seconds, fmt, median_run, platform_or, print_table
+from sai.bench.image import local_config, onnx_session, session_options
 from sai.errors import SaiError
 
 # Review-, news- and chat-like sentences of 5 to 40 words, as the text functions typically see.
@@ -39,6 +39,10 @@ SENTENCES = [
 ]
 
 
+# Issue 16's targets: (function, texts per request, concurrency) -> lowest gateway/in-process ratio.
+TARGETS = {("text-embed", 1, 4): 0.7, ("text-embed", 16, 4): 0.9}
+
+
 def batches(size: int) -> list[list[str]]:
     """Requests of `size` sentences, cycling through SENTENCES so every request differs."""
     n = len(SENTENCES)
@@ -46,14 +50,10 @@ def batches(size: int) -> list[list[str]]:
 
 
 def _embed_work(reqs: list[list[str]]):
-    import onnxruntime as ort
-
     from common import tokens
 
-    repo = paths.model_repository() / "text_encoder"
     # The same onnxruntime settings as Triton's onnx_local backend uses for this model.
-    opts = session_options(local_config(repo))
-    session = ort.InferenceSession(str(repo / "1" / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    session = onnx_session(paths.model_repository() / "text_encoder")
     return lambda i, _: session.run(["embeddings"], tokens.tokenize(reqs[i % len(reqs)]).feeds)
 
 
@@ -102,7 +102,7 @@ def run(args) -> int:
     if unknown:
         raise SaiError(f"unknown function(s) {', '.join(unknown)}; choose from {', '.join(IN_PROCESS)}", exit_code=2)
     results = []
-    with platform_or(args.gateway, only=functions) as (url, _state):
+    with platform_or(args.gateway, only=functions) as (url, state):
         for function in functions:
             for size in sizes:
                 reqs = batches(size)
@@ -117,6 +117,12 @@ def run(args) -> int:
                         f"gateway {gw.rate:.1f} sent/s",
                         flush=True,
                     )
+        if state is not None:  # where the CPU goes per request of one sentence at concurrency 4
+            reqs, n = batches(1), args.sentences
+            start = cpu_seconds()
+            in_process(reqs, 4, n, functions[0])
+            inproc_ms = (cpu_seconds() - start) * 1e3 / (n + 10)  # + its warm-up
+            split = cpu_breakdown(lambda: via_gateway(url, reqs, 4, n, functions[0]), state, n + 10)
     rows = [
         [
             function,
@@ -132,6 +138,15 @@ def run(args) -> int:
         for function, size, c, b, g in results
     ]
     print()
+    if state is not None:
+        print(
+            f"CPU per request of 1 sentence at concurrency 4 ({functions[0]}): in-process {inproc_ms:.1f} ms; through the "
+            f"platform {sum(split.values()):.1f} ms = " + ", ".join(f"{k} {v:.1f}" for k, v in split.items() if v >= 0.05)
+        )
+        print(
+            f"CPU-bound ceiling of the ratio (in-process CPU / platform CPU per request): {inproc_ms / sum(split.values()):.2f}"
+        )
+        print()
     print_table(
         [
             "function",
@@ -146,6 +161,14 @@ def run(args) -> int:
         ],
         rows,
     )
+    print()
+    for function, size, c, b, g in results:
+        target = TARGETS.get((function, size, c))
+        if target is not None:
+            got = g.rate / b.rate
+            print(
+                f"target: {function}, {size} text(s)/request, concurrency {c}: ratio >= {target}: {got:.2f} ({'met' if got >= target else 'NOT met'})"
+            )
     if args.json:
         print(
             json.dumps(

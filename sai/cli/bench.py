@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from sai.bench import image, overload, text
+from sai.bench import image, overload, startup, text
 
 
 def register(sub) -> None:
@@ -13,6 +13,10 @@ def register(sub) -> None:
     bsub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
     _register_image(bsub)
     _register_text(bsub)
+    p = bsub.add_parser("startup", help="seconds until ready and memory, --only image-classify and the whole platform")
+    p.add_argument("--repeats", type=int, default=3, help="starts per platform; medians reported (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    p.set_defaults(func=startup.run)
     p = bsub.add_parser(
         "overload", help="31 MB body flood (gateway RSS) and 256 concurrent clients (status codes)", add_help=False
     )
@@ -31,6 +35,11 @@ def _register_image(bench_sub) -> None:
     )
     p.add_argument("--requests", type=int, default=200, help="requests per level and run (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="runs per level; the median is reported (default: %(default)s)")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also serve the same ONNX file from one plain aiohttp process (same preprocessing) and report the gateway's ratio to it",
+    )
     p.add_argument("--json", action="store_true", help="also print the figures as JSON")
     p.set_defaults(func=image.run)
 

@@ -62,7 +62,12 @@ def register(sub) -> None:
     up.add_argument("--triton-url", help="use this running Triton (host:port, HTTP) instead of starting one")
     up.add_argument("--with-s3", action="store_true", help="also start a local S3 server (moto) for object-classify")
     up.add_argument("--s3-port", type=int, default=9000, help="port of the local S3 server (default: %(default)s)")
-    up.add_argument("--only", action="append", metavar="FUNCTION", help="start only this function (repeatable)")
+    up.add_argument(
+        "--only",
+        action="append",
+        metavar="FUNCTION",
+        help="start only this function (repeatable) and load only the models it calls",
+    )
     up.add_argument(
         "--callback-allow",
         action="append",
@@ -155,7 +160,7 @@ def cmd_up(args) -> int:
         return state.get("pid") == proc.pid and state.get("ready") and http_ok(gateway)
 
     try:
-        ok = wait_until(ready, args.timeout, 0.5, failed)
+        ok = wait_until(ready, args.timeout, 0.05, failed)
     except RuntimeError as exc:
         raise SaiError(str(exc)) from None
     if ok:

@@ -30,6 +30,7 @@ from sai.local.callbacks import CallbackPolicy
 from sai.local.deployments import MAX_REPLICAS, MIN_REPLICAS, DeployError, Deployments, check_request, resolve, scale_bounds
 from sai.local.gateway import Gateway
 from sai.local.http_server import JsonErrorsRunner
+from sai.local.model_deps import needed_models
 from sai.local.processes import Restarts, die_with_parent, identity, listens_on, tail, terminate_group, wait_until
 from sai.local.reload import model_fingerprints, reload
 from sai.local.secrets_store import SecretStore
@@ -234,8 +235,10 @@ class Platform:
                 metrics_port=settings.triton_metrics_port,
                 admin_key=secrets.token_urlsafe(24),  # opens model load/unload to `sai reload` only
                 log_verbose=settings.triton_log_verbose,
+                models=self._needed_models(),
             )
         self.model_fingerprints: dict[str, str] = {}  # of the models Triton loaded (sai/local/reload.py)
+        self.models_left_out: set[str] = set()  # in the repository at start, not loaded (--only)
         self.triton_wanted = True  # False while stopped on purpose (stop_triton), so not restarted
         self.triton_restarts = settings.restarts()
         self.triton_probe_failures = 0  # liveness probes failed in a row
@@ -276,6 +279,13 @@ class Platform:
         counts = {"tritonserver": self.triton_restarts.count} if self.triton is not None else {}
         return counts | {name: fn.restarts.count for name, fn in self.functions.items()}
 
+    def _needed_models(self) -> list[str] | None:
+        """With --only, just the models its functions call (less memory, faster ready); else all."""
+        if not self.settings.only:
+            return None
+        specs = [self.stack.functions[n] for n in self.settings.only]
+        return needed_models(specs, self.settings.model_repository)
+
     @property
     def triton_url(self) -> str:
         return self.settings.triton_url or self.triton.url
@@ -308,8 +318,10 @@ class Platform:
                 env = self.settings.function_env.setdefault("object-classify", {})
                 env.update(s3_server.function_env(self.s3))
                 log.info("local S3 (moto) at %s", self.s3.endpoint)
-            self.start_triton()
+            # Functions start while Triton loads its models: they need it only per request.
+            fingerprints = self._launch_triton()
             self._start_functions()
+            self._await_triton(fingerprints)
             self._start_gateway()
             if self.s3 is not None and "object-classify" in self.functions:
                 self._start_s3_events(self.functions["object-classify"].spec.environment)
@@ -338,11 +350,24 @@ class Platform:
         log.info("platform stopped")
 
     def start_triton(self, timeout: float = 180.0) -> None:
+        self._await_triton(self._launch_triton(), timeout)
+
+    def _launch_triton(self) -> dict[str, str] | None:
+        """Start Triton (if this platform runs one); the fingerprints of the models it loads."""
         self.triton_wanted = True
         if self.triton is None:
-            return
-        fingerprints = model_fingerprints(self.settings.model_repository)
+            return None
+        every = model_fingerprints(self.settings.model_repository)
+        # What this Triton loads, so that reload compares just those; the rest (--only) stays
+        # out until a function calls it, while models new to the repository load on reload.
+        fingerprints = {n: f for n, f in every.items() if self.triton.models is None or n in self.triton.models}
+        self.models_left_out = set(every) - set(fingerprints)
         self.triton.start()
+        return fingerprints
+
+    def _await_triton(self, fingerprints: dict[str, str] | None, timeout: float = 180.0) -> None:
+        if self.triton is None:
+            return
         self.triton.wait_ready(timeout)
         self.model_fingerprints = fingerprints
         log.info("triton ready at %s", self.triton.url)

@@ -25,7 +25,8 @@ import urllib.error
 import urllib.request
 
 from sai.local.model_check import infer_zeros
-from sai.local.stack import build_context
+from sai.local.model_deps import needed_models
+from sai.local.stack import build_context, load_stack
 from sai.models.config import read_config
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,9 @@ def _reload_models(platform, report: dict) -> None:
         return
     now = model_fingerprints(platform.settings.model_repository)
     before = platform.model_fingerprints
+    wanted = _wanted_models(platform, now)
     for name in sorted(now):
-        if before.get(name) == now[name]:
+        if before.get(name) == now[name] or name not in wanted:
             continue
         error = _triton_call(triton, name, "load")
         if error is None and (error := _runs(triton, name)) is not None and name not in before:
@@ -108,6 +110,23 @@ def _reload_models(platform, report: dict) -> None:
             del before[name]
         else:
             report["models"]["failed"][name] = error
+    platform.models_left_out -= set(before)
+    if triton.models is not None:  # a restarted Triton loads what is loaded now
+        triton.models = sorted(before)
+
+
+def _wanted_models(platform, now: dict[str, str]) -> set[str]:
+    """Every model, except those `sai up --only` left out at start that no function after this
+    reload (running ones and those new to stack.yml) calls."""
+    if not platform.models_left_out:
+        return set(now)
+    try:
+        stack = load_stack(platform.settings.stack_file)
+    except (OSError, ValueError, KeyError):
+        return set(now) - platform.models_left_out
+    names = [n for n in stack.functions if n in platform.functions or n not in platform.stack.functions]
+    needed = needed_models([stack.functions[n] for n in names], platform.settings.model_repository)
+    return set(now) if needed is None else set(now) - (platform.models_left_out - set(needed))
 
 
 def _reload_functions(platform, report: dict, RunningFunction) -> None:  # noqa: N803 - the class platform.py passes

@@ -21,7 +21,7 @@ import site
 import subprocess
 import sys
 import sysconfig
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from common.settings import setting
 from sai.local.processes import die_with_parent, identity, listens_on, tail, terminate_group, wait_until
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 BACKENDS_SRC = pathlib.Path(__file__).parent / "triton_backends"
 STUB_PACKAGES = "triton-stub-packages"  # folder in the virtualenv, see the module docstring
 SAI_STUB_PACKAGES = setting("SAI_STUB_PACKAGES", str, None)  # None: <venv>/triton-stub-packages
+# Which configs/<name>.pbtxt each model loads: `local_gpu` is sai/bench/gpu.sh's CUDA variant.
+SAI_TRITON_CONFIG = setting("SAI_TRITON_CONFIG", str, "local")
 
 
 class TritonNotInstalled(RuntimeError):
@@ -119,14 +121,17 @@ class TritonServer:
     grpc_port: int = 8001
     metrics_port: int = 8002
     host: str = "127.0.0.1"
-    config_name: str = "local"
+    config_name: str = field(default_factory=SAI_TRITON_CONFIG)
     process: subprocess.Popen | None = None
     record: dict | None = None  # pid and start time, for the state file
     probe_timeout_s: float = 3.0  # /v2/health/live answers in ms; generous so that a busy Triton is not killed
-    # `sai reload`: explicit model control (every model still loads at start) with the
+    # `sai reload`: explicit model control (every model, or `models`, loads at start) with the
     # model-repository API behind a per-run key, as the chart does (header triton-admin-key).
     admin_key: str | None = None
     log_verbose: int = 0  # Triton prints request ids ("[request id: ...]") from 1 up
+    # The models to load (`sai up --only`: those its functions call, sai/local/model_deps.py);
+    # None loads every model in the repository.
+    models: list[str] | None = None
 
     @property
     def url(self) -> str:
@@ -150,9 +155,12 @@ class TritonServer:
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             *(
+                ["--model-control-mode=explicit", *(f"--load-model={m}" for m in self.models or ["*"])]
+                if self.admin_key or self.models is not None
+                else []
+            ),
+            *(
                 [
-                    "--model-control-mode=explicit",
-                    "--load-model=*",
                     f"--http-restricted-api=model-repository:triton-admin-key={self.admin_key}",
                     f"--grpc-restricted-protocol=model-repository:triton-admin-key={self.admin_key}",
                 ]
@@ -160,6 +168,9 @@ class TritonServer:
                 else []
             ),
             "--strict-readiness=true",
+            # Our configs are complete: without this the Python backend starts one extra stub per
+            # model just to ask model.py for a config (importing onnxruntime; ~1 s of the start).
+            "--disable-auto-complete-config",
             "--exit-timeout-secs=10",
             f"--log-verbose={self.log_verbose}",
         ]
@@ -174,7 +185,8 @@ class TritonServer:
         return env
 
     def start(self) -> None:
-        if missing := missing_models(self.model_repository):
+        missing = [m for m in missing_models(self.model_repository) if self.models is None or m.split("/")[0] in self.models]
+        if missing:
             raise TritonNotInstalled(f"models not built: run make models (missing: {', '.join(missing)})")
         dist = TritonDist.find()
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -220,7 +232,7 @@ class TritonServer:
                 f"see {self.log_path}:\n{tail(self.log_path)}"
             )
 
-        if not wait_until(self.is_ready, timeout, fail=exited):
+        if not wait_until(self.is_ready, timeout, interval=0.05, fail=exited):
             raise TimeoutError(f"tritonserver not ready after {timeout:.0f}s; see {self.log_path}")
 
     def kill(self) -> None:

@@ -18,6 +18,12 @@ write_timeout: {{ printf "%ss" $t | quote }}
 max_inflight: {{ $.Values.functions.maxInflight | int | toString | quote }}
 {{- if has $name (list "image-classify" "object-classify") }}
 MODEL_NAME: "image_classifier"
+{{- else if eq $name "text-sentiment" }}
+MODEL_NAME: "text_sentiment"
+{{- else if eq $name "text-entities" }}
+MODEL_NAME: "text_entities"
+{{- else if has $name (list "text-embed" "text-keywords") }}
+ENCODER_MODEL: "text_encoder"
 {{- end }}
 {{- if eq $name "object-classify" }}
 {{- $oc := $.Values.functions.objectClassify }}

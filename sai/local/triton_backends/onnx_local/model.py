@@ -19,6 +19,17 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 
+def providers(params, args):
+    """onnxruntime providers from the config's `execution_provider` (cpu, the default, or cuda:
+    the GPU variant sai/bench/gpu.sh writes, run with onnxruntime-gpu in the stub packages)."""
+    if params.get("execution_provider", "cpu") != "cuda":
+        return ["CPUExecutionProvider"]
+    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu >= 1.21: CUDA/cuDNN from the nvidia-* wheels
+        ort.preload_dlls()
+    device = int(args.get("model_instance_device_id", "0") or 0)
+    return [("CUDAExecutionProvider", {"device_id": device}), "CPUExecutionProvider"]
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
@@ -31,7 +42,7 @@ class TritonPythonModel:
         opts.inter_op_num_threads = 1
         # Spinning threads burn the cores that the functions and the gateway need.
         opts.add_session_config_entry("session.intra_op.allow_spinning", params.get("allow_spinning", "0"))
-        self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(path, opts, providers=providers(params, args))
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
         self.batched = int(config.get("max_batch_size", 0)) > 0

@@ -1,0 +1,43 @@
+"""Which Triton models the started functions need, so `sai up --only X` loads just those.
+
+A function names its model in its environment (stack.yml): `MODEL_NAME` (image-classify,
+object-classify, text-sentiment, text-entities) or `ENCODER_MODEL` (text-embed, text-keywords), as
+`sai new` writes them. An ensemble needs its steps too. A function that names no model could call
+any, so then every model is loaded (the behaviour before --only trimmed it).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from sai.models.config import read_config
+
+MODEL_SETTINGS = ("MODEL_NAME", "ENCODER_MODEL")
+
+
+def _config(repo: pathlib.Path, name: str, config_name: str) -> dict | None:
+    folder = repo / name
+    for path in (folder / "configs" / f"{config_name}.pbtxt", folder / "config.pbtxt"):
+        if path.is_file():
+            return read_config(path)
+    return None
+
+
+def needed_models(functions, repo: pathlib.Path, config_name: str = "local") -> list[str] | None:
+    """Sorted model names the functions (sai.local.stack.Function objects) call, ensemble steps
+    included; None when one of them names no model (then load them all)."""
+    todo = []
+    for spec in functions:
+        names = [spec.environment[k] for k in MODEL_SETTINGS if spec.environment.get(k)]
+        if not names:
+            return None
+        todo += names
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        config = _config(repo, name, config_name) or {}
+        todo += [step["model_name"] for step in config.get("ensemble_scheduling", {}).get("step", [])]
+    return sorted(seen)
