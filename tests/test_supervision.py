@@ -24,7 +24,7 @@ from helpers import ROOT, running_platform
 
 from sai.local import s3_server
 from sai.local.platform import Platform, Settings
-from sai.state import free_port, state_path
+from sai.state import auth_header, free_port, state_path
 
 pytestmark = pytest.mark.slow
 
@@ -158,3 +158,19 @@ def test_an_old_s3_server_on_the_port_is_not_ours(tmp_path):
             s3_server.start_s3(tmp_path / "new", port)
     finally:
         s3_server.stop_s3(old)
+
+
+def test_a_function_deployed_after_only_gets_its_models(tmp_path):
+    """`sai up --only image-classify`, then `faas-cli deploy` of text-embed (POST
+    /system/functions, faas-cli proxy/deploy.go's body): Triton loads text_encoder, which --only
+    left out, before the function starts, so its first call answers."""
+    with running_platform(tmp_path / "state", only=["image-classify"]) as platform:
+        assert "text_encoder" in platform.models_left_out
+        body = {"service": "text-embed", "image": "localhost:5001/text-embed:0.1.0", "namespace": "openfaas-fn"}
+        headers = auth_header(platform.settings.state_dir)
+        r = requests.post(f"{platform.gateway_url}/system/functions", json=body, headers=headers, timeout=120)
+        assert r.status_code in (200, 202), r.text
+        assert "text_encoder" not in platform.models_left_out
+        r = requests.post(f"{platform.gateway_url}/function/text-embed", json={"text": "hello"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["dim"] == 384 and len(r.json()["embeddings"][0]) == 384

@@ -32,7 +32,7 @@ from sai.local.gateway import Gateway
 from sai.local.http_server import JsonErrorsRunner
 from sai.local.model_deps import needed_models
 from sai.local.processes import Restarts, die_with_parent, identity, listens_on, tail, terminate_group, wait_until
-from sai.local.reload import model_fingerprints, reload
+from sai.local.reload import load_left_out, model_fingerprints, reload
 from sai.local.secrets_store import SecretStore
 from sai.local.stack import Function, Stack, build_context, load_stack
 from sai.local.triton_server import TritonServer
@@ -429,6 +429,8 @@ class Platform:
             if missing:
                 raise DeployError(400, "secret_not_found", f"no secret named {', '.join(missing)}; create it first")
             spec = resolve(self.stack, checked)
+            if failed := load_left_out(self, [spec]):  # models `sai up --only` left out at start
+                raise DeployError(500, "model_error", f"{name!r} needs models Triton could not load: {failed}")
             self.deployments.deploy(checked)
             self.stack.functions[name] = spec
             if (running := self.functions.get(name)) is not None:

@@ -115,6 +115,26 @@ def _reload_models(platform, report: dict) -> None:
         triton.models = sorted(before)
 
 
+def load_left_out(platform, specs) -> dict[str, str]:
+    """Load the models `specs` call that `sai up --only` left out (a function deployed through the
+    API after start); {model: why} for those that failed."""
+    triton = platform.triton
+    needed = needed_models(specs, platform.settings.model_repository)
+    missing = platform.models_left_out if needed is None else platform.models_left_out & set(needed)
+    if triton is None or not triton.admin_key or not missing:
+        return {}
+    now, failed = model_fingerprints(platform.settings.model_repository), {}
+    for name in sorted(missing):
+        if error := _triton_call(triton, name, "load") or _runs(triton, name):
+            failed[name] = error
+            continue
+        platform.model_fingerprints[name] = now.get(name, "")
+        platform.models_left_out.discard(name)
+    if triton.models is not None:  # a restarted Triton loads them too
+        triton.models = sorted(platform.model_fingerprints)
+    return failed
+
+
 def _wanted_models(platform, now: dict[str, str]) -> set[str]:
     """Every model, except those `sai up --only` left out at start that no function after this
     reload (running ones and those new to stack.yml) calls."""
