@@ -112,7 +112,7 @@ def test_gateway_restart_between_accept_and_completion(platform, receiver, coffe
         r = classify_async(gw.url, coffee_jpeg, receiver.url, f"?top_k=1&i={i}")
         ids.append(r.headers["X-Call-Id"])
     gw.stop()
-    invoked = gw.gateway.invocations.get("image-classify", 0)
+    invoked = gw.gateway.metrics.invocations("image-classify")
     assert sum(states(db).values()) == 2 * n and "running" not in states(db)
     # 3rd gateway: completes everything.
     gw = GatewayProcess(platform.functions, db, port, concurrency=2)
@@ -120,7 +120,7 @@ def test_gateway_restart_between_accept_and_completion(platform, receiver, coffe
         got = receiver.wait_for(ids, timeout=60)
         assert {i: len(got[i]) for i in ids} == {i: 1 for i in ids}  # none lost, none twice
         assert all(json.loads(got[i][0]["body"])["predictions"][0]["label"] == "espresso" for i in ids)
-        invoked += gw.gateway.invocations.get("image-classify", 0)
+        invoked += gw.gateway.metrics.invocations("image-classify")
         assert invoked == 2 * n  # each function call ran exactly once across the restarts
         wait_until(lambda: states(db) == {"done": 2 * n}, 5, interval=0.05)
         assert states(db) == {"done": 2 * n}

@@ -114,6 +114,8 @@ def test_scale_to_two_replicas_that_both_serve(faas, api):
     assert r.status_code == 202, r.text
     status = faas("GET", "/system/function/echo").json()
     assert (status["replicas"], status["availableReplicas"]) == (2, 2)
+    scrape = requests.get(f"{api.gateway_url}/metrics", timeout=10).text  # as OpenFaaS's exporter counts them
+    assert 'gateway_service_count{function_name="echo.openfaas-fn"} 2.0' in scrape
     recorded = read_state(api.settings.state_dir)["functions"]["echo"]  # what `sai status` shows
     assert (recorded["replicas"], recorded["available_replicas"]) == (2, 2) and recorded["url"].endswith(
         f":{api.functions['echo'].port}"

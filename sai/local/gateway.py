@@ -107,7 +107,6 @@ class Gateway:
         self.body_idle_timeout_s = body_idle_timeout_s
         self.credentials = credentials
         self.auth_functions = auth_functions
-        self.invocations: dict[str, int] = {}
         self._admission: dict[str, Admission] = {}
         self.metrics = metrics.GatewayMetrics(
             functions,
@@ -297,7 +296,6 @@ class Gateway:
         if fn is None:  # removed (faas-cli remove, sai reload) since the call was accepted
             return error_parts(404, "function_not_found", f"no function named {name!r}")
         url = fn.url  # the next replica's
-        self.invocations[name] = self.invocations.get(name, 0) + 1
         if not url:
             return error_parts(503, "function_unavailable", f"function {name!r} is not running", retry_after=2)
         admission = self.admission(name)

@@ -38,7 +38,7 @@ def label(name: str) -> str:
 
 
 class GatewayMetrics:
-    """`functions` is the gateway's name -> running function map (`.url` None when down);
+    """`functions` is the gateway's name -> running function map (`.wanted`: replicas);
     `inflight(name)`, `async_depth()`, `async_outcomes()` and `restarts()` are read at scrape time."""
 
     def __init__(
@@ -65,6 +65,18 @@ class GatewayMetrics:
         self.seconds.labels(*labels).observe(seconds)
         self.completed.labels(*labels).inc()
 
+    def invocations(self, name: str) -> int:
+        """Calls of `name`, every code: /system/functions' invocationCount, which OpenFaaS fills
+        from this same counter (faas 0.27.14 gateway/metrics/add_metrics.go)."""
+        return int(
+            sum(
+                sample.value
+                for family in self.completed.collect()
+                for sample in family.samples
+                if sample.name.endswith("_total") and sample.labels["function_name"] == label(name)
+            )
+        )
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -83,7 +95,9 @@ class _ScrapeTime:
         replicas = GaugeMetricFamily("gateway_service_count", "Current count of replicas for function", labels=["function_name"])
         inflight = GaugeMetricFamily("sai_function_inflight", "Calls a function runs now", labels=["function_name"])
         for name in sorted(m.functions):
-            replicas.add_metric([label(name)], 1 if m.functions[name].url else 0)
+            # the replicas wanted, as /system/functions lists them: OpenFaaS's exporter sets this
+            # gauge from that list's `replicas` (faas 0.27.14 gateway/metrics/exporter.go)
+            replicas.add_metric([label(name)], m.functions[name].wanted)
             inflight.add_metric([label(name)], m.inflight(name))
         depth = GaugeMetricFamily(
             "sai_async_queue_depth", "Async calls pending (queued or running) or delivering", labels=["state"]

@@ -171,7 +171,7 @@ class SystemAPI:
             "annotations": spec.annotations,
             "replicas": fn.wanted,
             "availableReplicas": fn.available(),
-            "invocationCount": self.gateway.invocations.get(name, 0),
+            "invocationCount": self.gateway.metrics.invocations(name),
         }
 
     async def list_functions(self, request: web.Request) -> web.Response:

@@ -136,7 +136,7 @@ def test_dashboard_function_panels_read_series_the_local_gateway_serves():
     wanted = {name for e in exprs for name in re.findall(r"\b((?:gateway|sai)_\w+)\{", e)}
     assert {"gateway_function_invocation_total", "gateway_functions_seconds_bucket", "gateway_service_count"} <= wanted
 
-    m = GatewayMetrics({"f": types.SimpleNamespace(url="http://x")}, inflight=lambda name: 0)
+    m = GatewayMetrics({"f": types.SimpleNamespace(url="http://x", wanted=1)}, inflight=lambda name: 0)
     m.finished("f", 200, 0.01)
     served = m.exposition().decode()
     for name in wanted:
