@@ -85,6 +85,15 @@ def _runs(triton, name: str) -> str | None:
     return None
 
 
+def _load_checked(triton, name: str, new: bool) -> str | None:
+    """Load (or reload) `name` and run it once; None when it serves, else why. A `new` model that
+    does not run is unloaded again, not left half-working in Triton."""
+    error = _triton_call(triton, name, "load")
+    if error is None and (error := _runs(triton, name)) is not None and new:
+        _triton_call(triton, name, "unload")
+    return error
+
+
 def _reload_models(platform, report: dict) -> None:
     triton = platform.triton
     if triton is None or not triton.admin_key:
@@ -96,9 +105,7 @@ def _reload_models(platform, report: dict) -> None:
     for name in sorted(now):
         if before.get(name) == now[name] or name not in wanted:
             continue
-        error = _triton_call(triton, name, "load")
-        if error is None and (error := _runs(triton, name)) is not None and name not in before:
-            _triton_call(triton, name, "unload")  # new and broken: not left half-working in Triton
+        error = _load_checked(triton, name, new=name not in before)
         if error is None:
             report["models"]["reloaded" if name in before else "loaded"].append(name)
             before[name] = now[name]
@@ -125,7 +132,7 @@ def load_left_out(platform, specs) -> dict[str, str]:
         return {}
     now, failed = model_fingerprints(platform.settings.model_repository), {}
     for name in sorted(missing):
-        if error := _triton_call(triton, name, "load") or _runs(triton, name):
+        if error := _load_checked(triton, name, new=True):
             failed[name] = error
             continue
         platform.model_fingerprints[name] = now.get(name, "")
