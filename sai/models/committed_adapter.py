@@ -48,3 +48,17 @@ def load_for_build(repo_dir: pathlib.Path, model: str, ensemble: str, train_comm
     if saved.get("adapter_sha256") != adapter_sha256(adapter):
         raise RuntimeError(f"{head_dir / ADAPTER} is not the adapter TRAINING_REPORT.json describes")
     return adapter, saved
+
+
+def export_committed(
+    repo_dir: pathlib.Path, model: str, ensemble: str, train_command: str, head, progress=None
+) -> tuple[float, dict]:
+    """`sai models build` for a committed head (`head`: the sentiment_head or entity_head module):
+    merge its adapter, export and check `<model>/1/model.onnx`, write the build report. Returns the
+    max abs difference against PyTorch and the saved TRAINING_REPORT.json."""
+    head_dir = pathlib.Path(repo_dir) / model
+    adapter, saved = load_for_build(repo_dir, model, ensemble, train_command)
+    text_encoder._step(progress, f"merging the committed adapter into MiniLM {head.FINE_TUNED}")
+    diff = head.export_onnx(head.make_head(adapter), head_dir / "1" / "model.onnx")
+    write_build_report(head_dir, model, adapter)
+    return diff, saved

@@ -526,11 +526,7 @@ def is_built(repo_dir: pathlib.Path) -> bool:
 
 
 def build(repo_dir: pathlib.Path, progress=None) -> dict:
-    head_dir = pathlib.Path(repo_dir) / MODEL_NAME
-    adapter, saved = committed_adapter.load_for_build(repo_dir, MODEL_NAME, ENSEMBLE, "train-entities")
-    _step(progress, f"merging the committed adapter into MiniLM {entity_head.FINE_TUNED}")
-    diff = entity_head.export_onnx(entity_head.make_head(adapter), head_dir / "1" / "model.onnx")
-    _write_build_report(head_dir, adapter)
+    diff, saved = committed_adapter.export_committed(repo_dir, MODEL_NAME, ENSEMBLE, "train-entities", entity_head, progress)
     f1 = saved["held_out_vs_teacher"]["PERSON+ORG+GPE"]["f1"]
     _step(progress, f"exported, max abs diff vs PyTorch {diff:.1e}; held-out PERSON+ORG+GPE F1 {f1}")
     return {"model": MODEL_NAME, "ensemble": ENSEMBLE, "max_abs_diff": diff, "f1_person_org_gpe": f1}

@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 
 from sai import paths
-from sai.models import committed_adapter, text_encoder
+from sai.models import committed_adapter, sentiment_head, text_encoder
 from sai.models.rated_sentences import (
     NEUTRAL_BAND,
     TEST_FRACTION,
@@ -341,11 +341,7 @@ def is_built(repo_dir: pathlib.Path) -> bool:
 
 
 def build(repo_dir: pathlib.Path, progress=None) -> dict:
-    head_dir = pathlib.Path(repo_dir) / MODEL_NAME
-    adapter, saved = committed_adapter.load_for_build(repo_dir, MODEL_NAME, ENSEMBLE, "train-sentiment")
-    _step(progress, f"merging the committed adapter into MiniLM {FINE_TUNED}")
-    diff = export_onnx(make_head(adapter), head_dir / "1" / "model.onnx")
-    _write_build_report(head_dir, adapter)
+    diff, saved = committed_adapter.export_committed(repo_dir, MODEL_NAME, ENSEMBLE, "train-sentiment", sentiment_head, progress)
     _step(
         progress, f"exported, max abs diff vs PyTorch {diff:.1e}; held-out accuracy {saved['accuracy']['all']['head_accuracy']}"
     )
