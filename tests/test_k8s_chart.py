@@ -461,7 +461,8 @@ def test_pod_monitors_follow_the_api():
     # the OpenFaaS gateway's own metrics port, what the dashboard's function panels read
     gateway = one(monitors, "PodMonitor", "openfaas-gateway")
     assert gateway["metadata"]["namespace"] == "openfaas" and gateway["spec"]["selector"] == {"matchLabels": {"app": "gateway"}}
-    assert gateway["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["replacement"] == "$1:8082"
+    # 8082, declared as gw-metrics by OpenFaaS chart 15.0.6 (faas-netes gateway-dep.yaml)
+    assert gateway["spec"]["podMetricsEndpoints"] == [{"port": "gw-metrics", "path": "/metrics", "interval": "15s"}]
 
 
 def test_pod_monitor_relabelling_applies():

@@ -1,11 +1,12 @@
 """The gateway's Prometheus metrics (`GET /metrics`, text format, prometheus_client).
 
-Names, labels and buckets are the OpenFaaS gateway's (openfaas/faas 0.27.14, gateway/metrics/
-metrics.go and exporter.go; labels as gateway/handlers/notifiers.go writes them: function_name is
-"<name>.<namespace>", code the HTTP status), so dashboards and alerts made for OpenFaaS work here:
+Names, labels and buckets are the OpenFaaS gateway's (openfaas/faas 0.27.13, the image OpenFaaS
+chart 15.0.6 deploys: gateway/metrics/metrics.go and exporter.go; labels as
+gateway/handlers/notifiers.go writes them: function_name is "<name>.<namespace>", code the HTTP
+status), so dashboards and alerts made for OpenFaaS work here:
   gateway_function_invocation_total{function_name, code}   counter, calls that completed
   gateway_functions_seconds{function_name, code}           histogram (client_golang's default buckets)
-  gateway_service_count{function_name}                     gauge, replicas (here 1 running, 0 down)
+  gateway_service_count{function_name}                     gauge, replicas wanted (/system/functions' replicas)
 Ours, prefixed sai_:
   sai_function_inflight{function_name}                     calls in a function now (admission slots)
   sai_async_queue_depth{state}                             async calls pending (queued or running) / delivering
@@ -67,7 +68,7 @@ class GatewayMetrics:
 
     def invocations(self, name: str) -> int:
         """Calls of `name`, every code: /system/functions' invocationCount, which OpenFaaS fills
-        from this same counter (faas 0.27.14 gateway/metrics/add_metrics.go)."""
+        from this same counter (faas 0.27.13 gateway/metrics/add_metrics.go)."""
         return int(
             sum(
                 sample.value
@@ -96,7 +97,7 @@ class _ScrapeTime:
         inflight = GaugeMetricFamily("sai_function_inflight", "Calls a function runs now", labels=["function_name"])
         for name in sorted(m.functions):
             # the replicas wanted, as /system/functions lists them: OpenFaaS's exporter sets this
-            # gauge from that list's `replicas` (faas 0.27.14 gateway/metrics/exporter.go)
+            # gauge from that list's `replicas` (faas 0.27.13 gateway/metrics/exporter.go)
             replicas.add_metric([label(name)], m.functions[name].wanted)
             inflight.add_metric([label(name)], m.inflight(name))
         depth = GaugeMetricFamily(
