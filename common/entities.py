@@ -141,7 +141,9 @@ def pieces(texts: list[str], path: str | None = None) -> list[Pieces]:
         word_ids = [-1 if w is None else w for w in enc.word_ids]
         offsets = [tuple(o) for o in enc.offsets]
         out.append(
-            Pieces(list(enc.ids), offsets, word_ids, case_features(text, offsets, word_ids), word_features(text, offsets, word_ids))
+            Pieces(
+                list(enc.ids), offsets, word_ids, case_features(text, offsets, word_ids), word_features(text, offsets, word_ids)
+            )
         )
     return out
 

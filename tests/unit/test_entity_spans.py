@@ -45,7 +45,11 @@ def test_case_features_read_the_original_text():
 def test_an_entity_does_not_begin_or_end_with_an_emoji():
     text = "🎉 Zoë Kravitz ❤️ met Ada. I paid $3 in the U.S."
     (p,) = ent.pieces([text])
-    spans = [(0, text.index(" met"), "PERSON"), (text.index("$"), text.index(" in"), "MONEY"), (text.index("the U"), len(text), "GPE")]
+    spans = [
+        (0, text.index(" met"), "PERSON"),
+        (text.index("$"), text.index(" in"), "MONEY"),
+        (text.index("the U"), len(text), "GPE"),
+    ]
     found = ent.decode(text, p, one_hot(piece_tags(p, spans)))
     assert [(e["text"], e["start"], e["label"]) for e in found] == [
         ("Zoë Kravitz", 2, "PERSON"),
