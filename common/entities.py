@@ -93,11 +93,10 @@ def _word_spans(offsets, word_ids) -> dict[int, tuple[int, int]]:
     return words
 
 
-def case_features(text: str, offsets, word_ids) -> np.ndarray:
+def case_features(text: str, offsets, word_ids, words: dict[int, tuple[int, int]]) -> np.ndarray:
     """Per piece: [starts upper-case, its word is all upper-case (2+ letters), has a digit, is not
-    the first piece of its word], from the original characters."""
+    the first piece of its word], from the original characters (`words`: _word_spans)."""
     out = np.zeros((len(offsets), CASE_FEATURES), np.float32)
-    words = _word_spans(offsets, word_ids)
     for i, ((s, e), w) in enumerate(zip(offsets, word_ids)):
         piece, word = text[s:e], text[slice(*words[w])]
         out[i, 0] = piece[:1].isupper()
@@ -125,10 +124,9 @@ def _word_ids(word: str) -> tuple[int, ...]:
     return tuple(zlib.crc32(f"{i}:{f}".encode("utf-8", "surrogatepass")) % n for i, (f, n) in enumerate(zip(forms, WORD_BUCKETS)))
 
 
-def word_features(text: str, offsets, word_ids) -> np.ndarray:
+def word_features(text: str, word_ids, words: dict[int, tuple[int, int]]) -> np.ndarray:
     """Per piece: the hashed WORD_BUCKETS ids of the whole word it belongs to, as written."""
-    words = _word_spans(offsets, word_ids)
-    out = np.zeros((len(offsets), len(WORD_BUCKETS)), np.int64)
+    out = np.zeros((len(word_ids), len(WORD_BUCKETS)), np.int64)
     for i, w in enumerate(word_ids):
         out[i] = _word_ids(text[slice(*words[w])])
     return out
@@ -140,11 +138,9 @@ def pieces(texts: list[str], path: str | None = None) -> list[Pieces]:
     for text, enc in zip(texts, tok.encode_batch(texts, add_special_tokens=False)):
         word_ids = [-1 if w is None else w for w in enc.word_ids]
         offsets = [tuple(o) for o in enc.offsets]
-        out.append(
-            Pieces(
-                list(enc.ids), offsets, word_ids, case_features(text, offsets, word_ids), word_features(text, offsets, word_ids)
-            )
-        )
+        words = _word_spans(offsets, word_ids)  # once, for both kinds of features
+        case, word = case_features(text, offsets, word_ids, words), word_features(text, word_ids, words)
+        out.append(Pieces(list(enc.ids), offsets, word_ids, case, word))
     return out
 
 
