@@ -7,21 +7,24 @@ text. Shared by the text-entities function and the model's training report
 The encoder is uncased (MiniLM lower-cases and strips accents), yet capitalisation is most of what
 tells "Apple" from "apple". So the function computes `case_features` from the original text at
 each piece's offsets and sends them with the token ids, as text-sentiment sends its lexicon score.
-It also sends `word_features`: hashed ids of each piece's whole word as written (lower-cased form,
-first letter, last three letters, shape), the classic NER word features, which the head embeds.
-They let it learn names word by word; with the encoder's states alone it could not even fit its
-training labels (PERSON+ORG+GPE F1 0.72 on its own training sentences, docs/entities.md).
+It also sends `word_features`: per piece, the rows of its whole word (as written) in the four
+hashed embedding tables of the teacher's own NER (spaCy's NORM, PREFIX, SUFFIX and SHAPE, four rows
+each: common/spacy_hash.py), which the head embeds. They let it learn names word by word; with the
+encoder's states alone it could not even fit its training labels (PERSON+ORG+GPE F1 0.72 on its own
+training sentences, docs/entities.md). Hashing into the teacher's rows, rather than rows of our
+own, lets the head learn the teacher's view of a word it never saw from the words that share its
+rows.
 """
 
 from __future__ import annotations
 
 import functools
 import unicodedata
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import spacy_hash
 from .settings import setting
 from .tokens import DEFAULT_TOKENIZER, max_tokens, tokenizer_path
 
@@ -51,9 +54,13 @@ LABELS = (
 TAGS = ("O",) + tuple(f"{p}-{label}" for label in LABELS for p in ("B", "I"))
 CASE_FEATURES = 4  # starts upper-case, word all upper-case, has a digit, continues a word
 CASE_INPUT = "case_features"
-# Hash buckets of the word features, in order: lower-cased word, first letter, last three letters,
-# shape ("Xxxxx", "dd.d"). The head has one embedding table per feature of this many rows.
-WORD_BUCKETS = (16384, 512, 4096, 512)
+# The word features: spaCy's HashEmbed tables of en_core_web_sm's NER (NORM, PREFIX, SUFFIX, SHAPE),
+# their rows and seeds (nlp.get_pipe("ner").model: hashembed attrs and E shapes); each word gets
+# WORD_HASHES rows per table, so `word_features` is INT64 [pieces, 4 * WORD_HASHES].
+WORD_ROWS = (5000, 1000, 2500, 2500)
+WORD_SEEDS = (8, 9, 10, 11)
+WORD_HASHES = 4
+WORD_FEATURES = len(WORD_ROWS) * WORD_HASHES
 WORD_INPUT = "word_features"
 
 # Pieces two neighbouring windows share: every piece is predicted from a window where it has at
@@ -81,7 +88,7 @@ class Pieces:
     offsets: list[tuple[int, int]]  # character offsets into the original text
     word_ids: list[int]
     case: np.ndarray  # FP32 [n, CASE_FEATURES]
-    words: np.ndarray  # INT64 [n, len(WORD_BUCKETS)]
+    words: np.ndarray  # INT64 [n, WORD_FEATURES]
 
 
 def _word_spans(offsets, word_ids) -> dict[int, tuple[int, int]]:
@@ -106,29 +113,17 @@ def case_features(text: str, offsets, word_ids, words: dict[int, tuple[int, int]
     return out
 
 
-def _shape(word: str) -> str:
-    """spaCy-style word shape: X, x, d per character, other characters as they are, a run of one
-    kind cut at four ("Xxxxx" for "London", "dddd" for "2024", "X.X." for "U.S.")."""
-    out: list[str] = []
-    for c in word:
-        k = "X" if c.isupper() else "x" if c.isalpha() else "d" if c.isdigit() else c
-        if len(out) < 4 or out[-4:] != [k] * 4:
-            out.append(k)
-    return "".join(out)
-
-
 @functools.lru_cache(maxsize=65536)
-def _word_ids(word: str) -> tuple[int, ...]:
-    # crc32, not hash(): the ids must be the same in every process (training, Triton clients).
-    forms = (word.lower(), word[:1], word[-3:], _shape(word))
-    return tuple(zlib.crc32(f"{i}:{f}".encode("utf-8", "surrogatepass")) % n for i, (f, n) in enumerate(zip(forms, WORD_BUCKETS)))
+def _word_rows(word: str) -> tuple[int, ...]:
+    ids = (spacy_hash.string_id(a) for a in spacy_hash.attributes(word))
+    return tuple(k % n for key, seed, n in zip(ids, WORD_SEEDS, WORD_ROWS) for k in spacy_hash.keys(key, seed))
 
 
 def word_features(text: str, word_ids, words: dict[int, tuple[int, int]]) -> np.ndarray:
-    """Per piece: the hashed WORD_BUCKETS ids of the whole word it belongs to, as written."""
-    out = np.zeros((len(word_ids), len(WORD_BUCKETS)), np.int64)
+    """Per piece: the WORD_FEATURES table rows of the whole word it belongs to, as written."""
+    out = np.zeros((len(word_ids), WORD_FEATURES), np.int64)
     for i, w in enumerate(word_ids):
-        out[i] = _word_ids(text[slice(*words[w])])
+        out[i] = _word_rows(text[slice(*words[w])])
     return out
 
 
@@ -170,7 +165,7 @@ def windows(all_pieces: list[Pieces], length: int | None = None, overlap: int | 
     ids = np.zeros((len(spans), longest), np.int64)
     mask = np.zeros_like(ids)
     case = np.zeros((len(spans), longest, CASE_FEATURES), np.float32)
-    word = np.zeros((len(spans), longest, len(WORD_BUCKETS)), np.int64)
+    word = np.zeros((len(spans), longest, WORD_FEATURES), np.int64)
     for row, (t, s, e) in enumerate(spans):
         n = e - s
         ids[row, : n + 2] = [cls_id] + all_pieces[t].ids[s:e] + [sep_id]

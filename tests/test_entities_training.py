@@ -25,6 +25,31 @@ def test_corpus_is_seeded_and_the_held_out_split_is_disjoint():
     assert 0.1 < len(test) / len(texts) < 0.2
 
 
+def test_word_features_are_the_teachers_own_hashed_rows():
+    """common/spacy_hash.py reimplements spaCy's string ids and thinc's HashEmbed keys (the
+    functions must not need spaCy): bit for bit on the corpus's words, symbols and odd cases."""
+    from spacy.attrs import NORM, PREFIX, SHAPE, SUFFIX
+    from thinc.api import NumpyOps
+
+    from common import spacy_hash
+
+    nlp = entities.load_teacher()
+    texts = entities.corpus(entities.DEFAULT_SEED)[:400] + ["Xavier _ X-ray I A.B. number ŞİŞLİ naïve 🎉 " + "a" * 120]
+    checked = 0
+    for doc in nlp.pipe(texts):
+        ids = doc.to_array([NORM, PREFIX, SUFFIX, SHAPE]).astype(np.uint64)
+        for tok, row in zip(doc, ids):
+            assert spacy_hash.attributes(tok.text)[1:] == (tok.prefix_, tok.suffix_, tok.shape_)
+            for a, (text, seed) in enumerate(zip((tok.norm_, tok.prefix_, tok.suffix_, tok.shape_), ent.WORD_SEEDS)):
+                assert spacy_hash.string_id(text) == int(row[a]), text
+                assert spacy_hash.keys(int(row[a]), seed) == tuple(int(k) for k in NumpyOps().hash(row[a : a + 1], seed)[0])
+                checked += 1
+    assert checked > 20000
+    # ...and the tables are the teacher's: its NER's hashed embeddings, in attribute order.
+    tables = [n for n in nlp.get_pipe("ner").model.walk() if n.name == "hashembed"]
+    assert [(n.attrs["seed"], n.get_param("E").shape[0]) for n in tables] == list(zip(ent.WORD_SEEDS, ent.WORD_ROWS))
+
+
 @pytest.mark.slow
 def test_train_on_a_subset_exports_a_working_head(tmp_path):
     steps = []

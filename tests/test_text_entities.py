@@ -59,13 +59,16 @@ def test_the_issue_curl_example(gateway):
 
 def test_offsets_are_into_the_original_text_after_normalisation(call):
     """The tokenizer lower-cases, strips accents and sees a decomposed é as e + a mark; the emoji is
-    one Python character but four UTF-8 bytes: offsets still index the text as sent."""
-    text = "🎉 Zoë Kravitz flew from São Paulo to Zürich with Jose\u0301 Mourinho."
+    one Python character but four UTF-8 bytes: offsets still index the text as sent. The places
+    come with their countries: alone ("flew from São Paulo to Zürich") the teacher itself tags both
+    PERSON, and the head, trained on the teacher's word rows, does not do better there."""
+    text = "🎉 Zoë Kravitz moved from São Paulo, Brazil, to Zürich, Switzerland, with Jose\u0301 Mourinho."
     body = call({"text": text}).json()
     assert_exact(text, body["entities"])
     labels = {e["text"]: e["label"] for e in body["entities"]}
     assert labels.get("Zoë Kravitz") == "PERSON"
     assert labels.get("São Paulo") == "GPE" and labels.get("Zürich") == "GPE"
+    assert labels.get("Jose\u0301 Mourinho") == "PERSON"  # the decomposed é: e + U+0301
 
 
 def test_batch_equals_single_calls_and_plain_text(call):

@@ -57,7 +57,7 @@ TEMPLATED = 5000
 # more templated sentences from another seed. Distillation learns from unlabelled text, and the
 # teacher labels it for free; with only the corpus the head fitted its training labels (10 epochs:
 # loss 0.21 -> 0.14) without generalising better (held-out F1 0.692 -> 0.698).
-EXTRA_TEMPLATED = 20000
+EXTRA_TEMPLATED = 50000
 EPOCHS = 4
 BATCH = 8  # packed texts of up to PACK_MOST sentences: about as many tokens per batch as 32 sentences
 PACK_MOST = 8
@@ -275,7 +275,7 @@ def _pad(samples):
     longest = max(len(s[0]) for s in samples)
     h = np.zeros((len(samples), longest, text_encoder.DIM), np.float32)
     case = np.zeros((len(samples), longest, ent.CASE_FEATURES), np.float32)
-    words = np.zeros((len(samples), longest, len(ent.WORD_BUCKETS)), np.int64)
+    words = np.zeros((len(samples), longest, ent.WORD_FEATURES), np.int64)
     y = np.full((len(samples), longest), -100, np.int64)
     mask = np.zeros((len(samples), longest), np.int64)
     for i, (st, cs, ws, yy) in enumerate(samples):

@@ -5,12 +5,13 @@ Like sentiment_head it continues the encoder's token states after layer 4 (`toke
 copies of MiniLM's layers 5 and 6 carrying LoRA factors. The encoder is uncased, so the head also
 takes, per token, computed by the function from the original text (common/entities.py):
 `case_features` (starts upper-case, all upper-case, digit, word continuation) and `word_features`
-(hashed ids of the word as written: lower-cased, first letter, last three letters, shape), which it
-embeds (WORD_DIM each). Both are projected into the states before layers 5-6 (so attention can use
+(the word's rows in the teacher's four hashed tables: NORM, PREFIX, SUFFIX, SHAPE, four rows each),
+which it embeds as the teacher does: one table per attribute, a word's vector the sum of its rows
+(WORD_DIM each). Both are projected into the states before layers 5-6 (so attention can use
 them) and given to the classifier again.
 
 The ONNX graph: inputs `token_states` FP32 [batch, length, 384], `attention_mask` INT64
-[batch, length], `case_features` FP32 [batch, length, 4], `word_features` INT64 [batch, length, 4];
+[batch, length], `case_features` FP32 [batch, length, 4], `word_features` INT64 [batch, length, 16];
 output `probabilities` FP32 [batch, length, len(TAGS)], softmax over BIO tags
 (common.entities.TAGS, labels.txt).
 Training and its reasons: sai/models/entities.py.
@@ -22,7 +23,7 @@ import pathlib
 
 import numpy as np
 
-from common.entities import CASE_FEATURES, CASE_INPUT, TAGS, WORD_BUCKETS, WORD_INPUT
+from common.entities import CASE_FEATURES, CASE_INPUT, TAGS, WORD_FEATURES, WORD_HASHES, WORD_INPUT, WORD_ROWS
 from sai.models import onnx_export, text_encoder
 from sai.models.sentiment_head import (
     LORA_RANK,
@@ -37,7 +38,7 @@ from sai.models.sentiment_head import (
 
 STATES, MASK, CASE, WORDS = text_encoder.STATES_OUTPUT, "attention_mask", CASE_INPUT, WORD_INPUT
 INPUTS = (STATES, MASK, CASE, WORDS)
-WORD_DIM = 32  # per word feature: the embeddings are most of the adapter (WORD_BUCKETS rows each)
+WORD_DIM = 64  # per word attribute: the embeddings are most of the adapter (WORD_ROWS rows each)
 OUTPUT = "probabilities"
 ADAPTER = "adapter.npz"
 FINE_TUNED = f"layers {text_encoder.STATES_LAYER + 1}-6"
@@ -56,10 +57,10 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
             super().__init__()
             self.layers = _base_layers().requires_grad_(False)
             _replace_targets(self.layers, lambda m: LoRALinear(m, rank))
-            self.words = torch.nn.ModuleList(torch.nn.Embedding(n, WORD_DIM) for n in WORD_BUCKETS)
+            self.words = torch.nn.ModuleList(torch.nn.Embedding(n, WORD_DIM) for n in WORD_ROWS)
             for emb in self.words:
                 torch.nn.init.normal_(emb.weight, std=0.1)
-            features = CASE_FEATURES + WORD_DIM * len(WORD_BUCKETS)
+            features = CASE_FEATURES + WORD_DIM * len(WORD_ROWS)
             self.features_in = torch.nn.Linear(features, text_encoder.DIM)
             torch.nn.init.normal_(self.features_in.weight, std=0.02)
             torch.nn.init.zeros_(self.features_in.bias)
@@ -68,7 +69,8 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
 
         def forward(self, h, mask, case, words):
             """Tag logits [n, length, len(TAGS)]."""
-            f = torch.cat([case] + [emb(words[..., i]) for i, emb in enumerate(self.words)], dim=-1)
+            rows = words.unflatten(-1, (len(WORD_ROWS), WORD_HASHES))  # [n, length, attribute, hash]
+            f = torch.cat([case] + [emb(rows[..., i, :]).sum(-2) for i, emb in enumerate(self.words)], dim=-1)
             h = h + self.features_in(f)
             add = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
             for layer in self.layers:
@@ -98,7 +100,7 @@ def export_onnx(head, path: pathlib.Path) -> float:
     h = rng.standard_normal((3, 7, text_encoder.DIM)).astype(np.float32)
     mask = np.array([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5], np.int64)
     case = (rng.random((3, 7, CASE_FEATURES)) > 0.5).astype(np.float32)
-    words = rng.integers(0, min(WORD_BUCKETS), (3, 7, len(WORD_BUCKETS))).astype(np.int64)
+    words = rng.integers(0, min(WORD_ROWS), (3, 7, WORD_FEATURES)).astype(np.int64)
     samples = [(h, mask, case, words), (h[:1, :5], mask[:1, :5], case[:1, :5], words[:1, :5])]
     axes = {name: {0: "batch", 1: "length"} for name in INPUTS}
     axes[OUTPUT] = {0: "batch", 1: "length"}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from common import entities as ent
+from common import spacy_hash
 from sai.models.entities import piece_tags
 
 TEXTS = [
@@ -60,20 +61,24 @@ def test_an_entity_does_not_begin_or_end_with_an_emoji():
     assert ent.decode("🎉 went", p, one_hot(piece_tags(p, [(0, 1, "PERSON")]))) == []  # nothing left of it
 
 
-def test_word_features_hash_the_whole_word_as_written():
+def test_word_features_are_the_whole_words_rows_in_the_teachers_tables():
     (p,) = ent.pieces(["Deluga met DELUGA and deluga in Hoceïma 2024"])
     w = p.words
-    assert w.shape == (len(p.ids), len(ent.WORD_BUCKETS)) and w.dtype == np.int64
-    assert all((w[:, i] >= 0).all() and (w[:, i] < n).all() for i, n in enumerate(ent.WORD_BUCKETS))
+    assert w.shape == (len(p.ids), ent.WORD_FEATURES) and w.dtype == np.int64
+    per_table = w.reshape(len(p.ids), len(ent.WORD_ROWS), ent.WORD_HASHES)
+    assert all((per_table[:, i] >= 0).all() and (per_table[:, i] < n).all() for i, n in enumerate(ent.WORD_ROWS))
     first = {p.word_ids[i]: i for i in range(len(p.ids) - 1, -1, -1)}  # word -> its first piece
     for i, wid in enumerate(p.word_ids):
-        assert (w[i] == w[first[wid]]).all()  # every piece of a word carries the word's ids
-    deluga, upper, lower = (w[first[k]] for k in (0, 2, 4))
-    assert deluga[0] == upper[0] == lower[0]  # one lower-cased form
-    assert deluga[1] != lower[1] and deluga[3] != upper[3] != lower[3]  # first letter, shape differ
-    # Stable across processes (crc32, not Python's salted hash()): the function and training agree.
-    assert ent._word_ids("London") == (334, 375, 3317, 283)
-    assert ent._shape("London") == "Xxxxx" and ent._shape("U.S.") == "X.X." and ent._shape("2024") == "dddd"
+        assert (w[i] == w[first[wid]]).all()  # every piece of a word carries the word's rows
+    deluga, upper, lower = (per_table[first[k]] for k in (0, 2, 4))
+    assert (deluga[0] == upper[0]).all() and (upper[0] == lower[0]).all()  # one NORM (lower-cased)
+    assert (deluga[1] != lower[1]).any() and (deluga[3] != upper[3]).any()  # first letter, shape differ
+    # Pure integer hashing (not Python's salted hash()): the same in every process. The exact
+    # values are spaCy's, checked against spaCy itself in tests/test_entities.py.
+    assert ent._word_rows("London")[:4] == ent._word_rows("london")[:4] == (4594, 1565, 539, 3495)  # spaCy's
+    assert spacy_hash.string_id("london") == 686896126224900680  # en_core_web_sm's nlp.vocab.strings["london"]
+    assert spacy_hash.shape("London") == "Xxxxx" and spacy_hash.shape("U.S.") == "X.X." and spacy_hash.shape("2024") == "dddd"
+    assert spacy_hash.string_id("") == 0 and spacy_hash.string_id("number") == 432  # spaCy's symbols
 
 
 def test_windows_overlap_and_merge_back_to_the_whole_text():
