@@ -8,7 +8,7 @@ spaCy symbol), and thinc hashes that id with the table's seed into four 32-bit k
 finaliser over one key), each taken modulo the table's rows; the word's vector is the sum of
 those four rows. The head uses the same rows, so words the teacher confuses by a shared row are
 confused the same way, and an unseen word lands on rows its training words taught.
-tests/test_entities.py checks these functions against spaCy and thinc on real text.
+tests/test_entities_training.py checks these functions against spaCy and thinc on real text.
 """
 
 from __future__ import annotations

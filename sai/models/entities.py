@@ -173,7 +173,7 @@ def training_extra(seed: int, corpus_texts: list[str], cache_dir: pathlib.Path |
     seen = set(corpus_texts)
     extra = [r[2] for domain, cap in RATED.items() if cap is not None for r in rated_sentences.load_domain(data, domain)]
     extra += templated_sentences(EXTRA_TEMPLATED, seed + 1)
-    out = list(dict.fromkeys(t.strip() for t in extra if t.strip() and t.strip() not in seen))
+    out = list(dict.fromkeys(t for t in (t.strip() for t in extra) if t and t not in seen))
     rng = np.random.default_rng([seed, 4])
     return [out[i] for i in rng.permutation(len(out))]
 
