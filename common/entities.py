@@ -9,11 +9,10 @@ tells "Apple" from "apple". So the function computes `case_features` from the or
 each piece's offsets and sends them with the token ids, as text-sentiment sends its lexicon score.
 It also sends `word_features`: per piece, the rows of its whole word (as written) in the four
 hashed embedding tables of the teacher's own NER (spaCy's NORM, PREFIX, SUFFIX and SHAPE, four rows
-each: common/spacy_hash.py), which the head embeds. They let it learn names word by word; with the
-encoder's states alone it could not even fit its training labels (PERSON+ORG+GPE F1 0.72 on its own
-training sentences, docs/entities.md). Hashing into the teacher's rows, rather than rows of our
-own, lets the head learn the teacher's view of a word it never saw from the words that share its
-rows.
+each: common/spacy_hash.py), which the head embeds with the teacher's own tables and window
+encoder (sai/models/entity_head.py). With the encoder's states alone it could not even fit its
+training labels (PERSON+ORG+GPE F1 0.72 on its own training sentences, docs/entities.md); reading
+each word through the teacher's rows gives it the teacher's view of words it never saw.
 """
 
 from __future__ import annotations

