@@ -44,8 +44,9 @@ INPUTS = (STATES, MASK, CASE, WORDS)
 # spacy.MultiHashEmbed.v2 width 96 + spacy.MaxoutWindowEncoder.v2 depth 4, window 1, 3 pieces).
 T2V_WIDTH, T2V_DEPTH, T2V_PIECES = 96, 4, 3
 T2V_PAD = T2V_DEPTH  # its receptive field: window 1 per block
-# Per piece the head sees the tok2vec vectors of its word and of the words either side (the
-# teacher's parser reads the current and previous word's vectors).
+# Per piece the head sees the tok2vec vectors of its word and of the words either side. (The
+# teacher's parser reads the current word, the open entity's first word and, inside an entity, the
+# previous word: spaCy 3.8 spacy/pipeline/_parser_internals/_state.pxd, set_context_tokens, n == 3.)
 FEATURES = CASE_FEATURES + 3 * T2V_WIDTH
 OUTPUT = "probabilities"
 ADAPTER = "adapter.npz"
