@@ -112,10 +112,14 @@ def case_features(text: str, offsets, word_ids, words: dict[int, tuple[int, int]
     return out
 
 
+def table_rows(ids) -> tuple[int, ...]:
+    """A word's WORD_FEATURES rows from the string ids of its NORM, PREFIX, SUFFIX and SHAPE."""
+    return tuple(k % n for key, seed, n in zip(ids, WORD_SEEDS, WORD_ROWS) for k in spacy_hash.keys(int(key), seed))
+
+
 @functools.lru_cache(maxsize=65536)
 def _word_rows(word: str) -> tuple[int, ...]:
-    ids = (spacy_hash.string_id(a) for a in spacy_hash.attributes(word))
-    return tuple(k % n for key, seed, n in zip(ids, WORD_SEEDS, WORD_ROWS) for k in spacy_hash.keys(key, seed))
+    return table_rows(spacy_hash.string_id(a) for a in spacy_hash.attributes(word))
 
 
 def word_features(text: str, word_ids, words: dict[int, tuple[int, int]]) -> np.ndarray:

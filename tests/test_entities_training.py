@@ -57,8 +57,6 @@ def test_the_heads_tok2vec_starts_as_the_teachers():
     import torch
     from spacy.attrs import NORM, PREFIX, SHAPE, SUFFIX
 
-    from common import spacy_hash
-
     nlp = entities.load_teacher()
     t2v = entity_head.tok2vec_class()()
     t2v.load_teacher(entities.teacher_tok2vec(nlp))
@@ -69,10 +67,7 @@ def test_the_heads_tok2vec_starts_as_the_teachers():
     mask = np.zeros((len(docs), longest), np.int64)
     for i, doc in enumerate(docs):
         keys = doc.to_array([NORM, PREFIX, SUFFIX, SHAPE]).astype(np.uint64)
-        words[i, 1 : len(doc) + 1] = [
-            [k % n for key, seed, n in zip(row, ent.WORD_SEEDS, ent.WORD_ROWS) for k in spacy_hash.keys(int(key), seed)]
-            for row in keys
-        ]
+        words[i, 1 : len(doc) + 1] = [ent.table_rows(row) for row in keys]
         mask[i, : len(doc) + 2] = 1
     case = torch.zeros(len(docs), longest, ent.CASE_FEATURES)
     A, _, valid = entity_head.word_map(torch.from_numpy(mask), case)

@@ -60,8 +60,8 @@ def test_the_issue_curl_example(gateway):
 def test_offsets_are_into_the_original_text_after_normalisation(call):
     """The tokenizer lower-cases, strips accents and sees a decomposed é as e + a mark; the emoji is
     one Python character but four UTF-8 bytes: offsets still index the text as sent. The places
-    come with their countries: alone ("flew from São Paulo to Zürich") the teacher itself tags both
-    PERSON, and the head, trained on the teacher's word rows, does not do better there."""
+    come with their countries: alone ("flew from São Paulo to Zürich") the teacher itself tags São
+    Paulo PERSON and misses Zürich, and the head, which learns from it, tags Zürich PERSON."""
     text = "🎉 Zoë Kravitz moved from São Paulo, Brazil, to Zürich, Switzerland, with Jose\u0301 Mourinho."
     body = call({"text": text}).json()
     assert_exact(text, body["entities"])

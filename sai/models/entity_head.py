@@ -63,6 +63,13 @@ def _shift(x, by: int):
     return torch.cat([zero, x[:, :-by]], 1) if by > 0 else torch.cat([x[:, -by:], zero], 1)
 
 
+def _window(x):
+    """Each word with its left and right neighbours, [n, words, 3 * d] (thinc expand_window(1))."""
+    import torch
+
+    return torch.cat([_shift(x, 1), x, _shift(x, -1)], -1)
+
+
 def word_map(mask, case):
     """Which piece starts which word: A [n, slots, pieces] picks each word's first piece, B
     [n, pieces, slots] gives every piece its word's slot (none for [CLS], [SEP], padding and a
@@ -120,12 +127,12 @@ def tok2vec_class():
             x = torch.cat([emb(rows[..., i, :]).sum(-2) for i, emb in enumerate(self.embed)], -1)
             x = self.mix(A @ x) * valid
             for block in self.blocks:
-                x = x + block(torch.cat([_shift(x, 1), x, _shift(x, -1)], -1))
+                x = x + block(_window(x))
             return x
 
         def load_teacher(self, weights: dict[str, np.ndarray]):
             """`weights`: sai.models.entities.teacher_tok2vec(nlp), named as this module's state."""
-            self.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in weights.items()})
+            self.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
 
     return Tok2Vec
 
@@ -154,7 +161,7 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
             """Tag logits [n, length, len(TAGS)]."""
             A, B, valid = word_map(mask, case)
             t = self.t2v(words, A, valid) * valid  # per word slot
-            f = torch.cat([case, B @ _shift(t, 1), B @ t, B @ _shift(t, -1)], dim=-1)  # per piece
+            f = torch.cat([case, B @ _window(t)], dim=-1)  # per piece
             h = h + self.features_in(f)
             add = (1.0 - mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
             for layer in self.layers:

@@ -74,7 +74,7 @@ def test_word_features_are_the_whole_words_rows_in_the_teachers_tables():
     assert (deluga[0] == upper[0]).all() and (upper[0] == lower[0]).all()  # one NORM (lower-cased)
     assert (deluga[1] != lower[1]).any() and (deluga[3] != upper[3]).any()  # first letter, shape differ
     # Pure integer hashing (not Python's salted hash()): the same in every process. The exact
-    # values are spaCy's, checked against spaCy itself in tests/test_entities.py.
+    # values are spaCy's, checked against spaCy itself in tests/test_entities_training.py.
     assert ent._word_rows("London")[:4] == ent._word_rows("london")[:4] == (4594, 1565, 539, 3495)  # spaCy's
     assert spacy_hash.string_id("london") == 686896126224900680  # en_core_web_sm's nlp.vocab.strings["london"]
     assert spacy_hash.shape("London") == "Xxxxx" and spacy_hash.shape("U.S.") == "X.X." and spacy_hash.shape("2024") == "dddd"
