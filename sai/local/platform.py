@@ -27,12 +27,13 @@ from sai import paths
 from sai.local import s3_events, s3_server
 from sai.local.async_calls import AsyncCalls
 from sai.local.callbacks import CallbackPolicy
-from sai.local.deployments import MAX_REPLICAS, MIN_REPLICAS, DeployError, Deployments, check_request, resolve, scale_bounds
+from sai.local.deployments import DeployError, Deployments, check_request, resolve
 from sai.local.gateway import Gateway
 from sai.local.http_server import JsonErrorsRunner
 from sai.local.model_deps import needed_models
 from sai.local.processes import Restarts, die_with_parent, identity, listens_on, tail, terminate_group, wait_until
 from sai.local.reload import load_left_out, model_fingerprints, reload
+from sai.local.scale_policy import MAX_REPLICAS, scale_policy
 from sai.local.secrets_store import SecretStore
 from sai.local.stack import Function, Stack, build_context, load_stack
 from sai.local.triton_server import TritonServer
@@ -148,7 +149,7 @@ class RunningFunction:
     ):
         self.spec, self.context, self.env, self.log_path = spec, context, env, log_path
         self.restarts = restarts
-        self.wanted = replicas if replicas is not None else scale_bounds(spec)[0]
+        self.wanted = replicas if replicas is not None else scale_policy(spec.labels).min
         self.replicas: list[Replica] = []  # replaced, never changed in place: the gateway thread reads it
         self._turn = 0
 
@@ -461,7 +462,7 @@ class Platform:
     def scale(self, name: str, replicas: int) -> int:
         """Run `replicas` processes of `name` (clamped to 1..5, as OpenFaaS CE's gateway does in
         gateway/scaling/ranges.go); returns the count now running."""
-        replicas = min(max(replicas, MIN_REPLICAS), MAX_REPLICAS)
+        replicas = min(max(replicas, 1), MAX_REPLICAS)
         with self._lock:
             if name not in self.functions:
                 raise DeployError(404, "function_not_found", f"no function named {name!r}")

@@ -32,12 +32,13 @@ import subprocess
 from aiohttp import web
 
 from sai import __version__, paths
-from sai.local.deployments import NAMESPACE, DeployError, scale_bounds
+from sai.local.deployments import NAMESPACE, DeployError
 from sai.local.responses import ErrorReply
 from sai.local.responses import error_response as error
+from sai.local.scale_policy import FACTOR, scale_policy
 from sai.local.secrets_store import SecretError
 
-SCALE_FACTOR_LABEL, SCALE_FACTOR = "com.openfaas.scale.factor", 10  # faas gateway/scaling/ranges.go
+SCALE_FACTOR = 10  # faas gateway/scaling/ranges.go DefaultScalingFactor
 FOLLOW_POLL_S = 0.25
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")  # function_runner's logging asctime
 
@@ -228,8 +229,9 @@ class SystemAPI:
             fn = self.gateway.functions.get(name)
             if fn is None:
                 continue
-            low, high = scale_bounds(fn.spec)
-            factor = fn.spec.labels.get(SCALE_FACTOR_LABEL, "")
+            policy = scale_policy(fn.spec.labels)
+            low, high = policy.min, policy.max
+            factor = fn.spec.labels.get(FACTOR, "")
             step = math.ceil(high / 100 * (int(factor) if factor.isdigit() else SCALE_FACTOR))
             wanted = min(fn.wanted + step, high) if alert.get("status") == "firing" and step > 0 else low
             if wanted != fn.wanted:

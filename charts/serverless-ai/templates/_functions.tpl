@@ -49,3 +49,51 @@ INPUT_PREFIX: {{ $oc.inputPrefix | quote }}
 {{- $ := index . 0 -}}
 {{- printf "%s/%s:%s" $.Values.functions.imageRegistry (index . 1) $.Values.functions.imageTag -}}
 {{- end -}}
+
+{{/* OpenFaaS scaling labels of one function, (list $ "function-name"): functions.labels, then
+     its items.<name>.labels. */}}
+{{- define "sai.function.labels" -}}
+{{- $ := index . 0 -}}
+{{- $item := index $.Values.functions.items (index . 1) -}}
+{{- toYaml (mergeOverwrite (deepCopy ($.Values.functions.labels | default dict)) ($item.labels | default dict)) -}}
+{{- end -}}
+
+{{/* Those labels as Knative autoscaling annotations, (list $ "function-name"). Absent labels take
+     OpenFaaS's defaults (min 1, max 20, rps, target 50, proportion 0.90, zero-duration 15m), so a
+     function means the same on OpenFaaS Pro, here and under `sai up` (docs/scaling.md). Names and
+     bounds: knative/serving knative-v1.23.0 pkg/apis/autoscaling/register.go and
+     annotation_validation.go (KPA takes the metrics concurrency and rps; activation-scale >= 2;
+     target-utilization-percentage 1..100; retention and scale-down-delay at most 1h). */}}
+{{- define "sai.function.knativeScale" -}}
+{{- $l := include "sai.function.labels" . | fromYaml -}}
+{{- $p := "com.openfaas.scale." -}}
+{{- $min := int (index $l (print $p "min") | default "1") -}}
+{{- $max := int (index $l (print $p "max") | default "20") -}}
+{{- if lt $max $min -}}
+{{- fail (printf "%smax=%d is below %smin=%d (function %s)" $p $max $p $min (index . 1)) -}}
+{{- end -}}
+{{- $zero := eq (index $l (print $p "zero") | default "false") "true" -}}
+{{- $metric := get (dict "rps" "rps" "capacity" "concurrency") (index $l (print $p "type") | default "rps") -}}
+{{- $percent := round (mulf (float64 (index $l (print $p "target-proportion") | default "0.90")) 100) 2 -}}
+{{- if or (lt $percent 1.0) (gt $percent 100.0) -}}
+{{- fail (printf "%starget-proportion must give 1..100 %% in Knative (function %s)" $p (index . 1)) -}}
+{{- end -}}
+autoscaling.knative.dev/class: kpa.autoscaling.knative.dev
+autoscaling.knative.dev/min-scale: {{ ternary 0 $min $zero | quote }}
+{{- if and $zero (gt $min 1) }}
+# what a wake starts: OpenFaaS scales a function at zero back to its min
+autoscaling.knative.dev/activation-scale: {{ $min | quote }}
+{{- end }}
+autoscaling.knative.dev/max-scale: {{ $max | quote }}
+autoscaling.knative.dev/metric: {{ $metric }}
+autoscaling.knative.dev/target: {{ index $l (print $p "target") | default "50" | quote }}
+autoscaling.knative.dev/target-utilization-percentage: {{ $percent | quote }}
+{{- if $zero }}
+# the last replica stays this long after Knative decides on zero (which takes its stable window, 60s)
+autoscaling.knative.dev/scale-to-zero-pod-retention-period: {{ index $l (print $p "zero-duration") | default "15m" | quote }}
+{{- end }}
+{{- with index $l (print $p "down.window") }}
+# Knative keeps the highest recommendation of this window, as OpenFaaS's down.window does
+autoscaling.knative.dev/scale-down-delay: {{ . | quote }}
+{{- end }}
+{{- end -}}
