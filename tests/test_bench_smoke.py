@@ -70,8 +70,11 @@ def test_bench_image_compare_serves_the_same_file_from_a_plain_server(gateway):
 def test_bench_startup_measures_ready_time_and_memory():
     out = bench("startup", "--repeats", "1", "--json")
     assert "ready s" in out and "RSS per process (MB)" in out
-    only, whole = last_json(out)
+    only, whole, kserve = last_json(out)
     assert only["platform"] == "image-classify" and whole["platform"] == "all"
+    # the baseline: a plain KServe ModelServer (one process) on the same file, and the ratio to it
+    assert kserve["platform"] == "kserve" and 0 < kserve["rss_total_mb"] < only["rss_total_mb"]
+    assert "--only image-classify / KServe ModelServer RSS:" in out
     assert 0 < only["ready_s"] < 120 and 0 < only["pss_total_mb"] <= only["rss_total_mb"]
     # --only image-classify runs one function and image_classifier's stubs; the whole platform more.
     assert [k for k in only["rss_mb"] if k.startswith("function")] == ["function image-classify"]
