@@ -1,12 +1,14 @@
-"""OpenFaaS's scaling labels as the local platform reads them (sai/local/scale_policy.py), and the
+"""OpenFaaS's scaling labels as the local platform reads them (sai/local/scale_policy.py), the
 autoscaler's decisions (sai/local/autoscale.py), with the worked examples of OpenFaaS's own
-documentation (openfaas/docs docs/architecture/autoscaling.md)."""
+documentation (openfaas/docs docs/architecture/autoscaling.md), and the models' memory budget's
+choices (sai/local/model_memory.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from sai.local.autoscale import Autoscaler, Load, LoadMeter
+from sai.local.model_memory import PER_FILE_MB, STUB_BASE_MB, estimate_mb, victims
 from sai.local.scale_policy import Defaults, LabelError, ScalePolicy, parse_duration, scale_policy
 
 P = "com.openfaas.scale."
@@ -149,3 +151,25 @@ def test_idle_is_zero_while_a_call_is_in_flight():
     assert meter.idle_s(100) == 0
     meter.ended(100)
     assert meter.idle_s(130) == 30
+
+
+# ---- the models' memory budget (sai/local/model_memory.py) -------------------------------------
+
+
+def test_victims_are_least_recently_used_and_never_pinned():
+    loaded = {"a": 100.0, "b": 100.0, "c": 100.0}
+    used = {"a": 30.0, "b": 10.0, "c": 20.0}
+    assert victims(50, loaded, used, pinned=set(), budget_mb=350) == []  # fits as it is
+    assert victims(50, loaded, used, pinned=set(), budget_mb=300) == ["b"]  # the oldest goes first
+    assert victims(150, loaded, used, pinned={"b"}, budget_mb=300) == ["c", "a"]
+    # all that may go does not make room: they go, and the caller loads over budget
+    assert victims(500, loaded, used, pinned={"a"}, budget_mb=300) == ["b", "c"]
+
+
+def test_estimate_before_the_first_measurement(tmp_path):
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "model.onnx").write_bytes(b"\0" * 8_000_000)
+    one = estimate_mb(tmp_path, "m", {"instance_group": [{"count": 1}]})
+    assert one == pytest.approx(STUB_BASE_MB + PER_FILE_MB * 8)
+    assert estimate_mb(tmp_path, "m", {"instance_group": [{"count": 2}]}) == pytest.approx(2 * one)
+    assert estimate_mb(tmp_path, "ens", {"platform": "ensemble"}) == 0
