@@ -39,7 +39,7 @@ class LoadMeter:
         self.inflight = 0
         self.completed = 0
         self._area = 0.0  # integral of `inflight` over time
-        self._changed = self._last_activity = now
+        self._changed = self.last_activity = now  # monotonic time of the last call's start or end
         self._marks: collections.deque[tuple[float, float, int]] = collections.deque([(now, 0.0, 0)])
 
     def _advance(self, now: float) -> None:
@@ -49,16 +49,16 @@ class LoadMeter:
     def started(self, now: float) -> None:
         self._advance(now)
         self.inflight += 1
-        self._last_activity = now
+        self.last_activity = now
 
     def ended(self, now: float) -> None:
         self._advance(now)
         self.inflight -= 1
         self.completed += 1
-        self._last_activity = now
+        self.last_activity = now
 
     def idle_s(self, now: float) -> float:
-        return 0.0 if self.inflight else now - self._last_activity
+        return 0.0 if self.inflight else now - self.last_activity
 
     def sample(self, now: float) -> Load:
         """The load over (about) the last window; call it every tick."""
