@@ -16,6 +16,7 @@ import http.client
 import json
 import statistics
 import time
+import urllib.parse
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -83,7 +84,8 @@ class Target:
     def call(self, name: str) -> tuple[float, float]:
         """(seconds to the first byte, seconds to the whole answer) of one request."""
         body, content_type = sample(name)
-        conn = http.client.HTTPConnection(*self.url.split("//")[1].split(":"), timeout=120)
+        parts = urllib.parse.urlsplit(self.url)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=120)
         start = time.perf_counter()
         conn.request("POST", f"/function/{name}", body=body, headers={"Content-Type": content_type, **self.auth})
         resp = conn.getresponse()

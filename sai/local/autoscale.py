@@ -76,7 +76,7 @@ class LoadMeter:
 class Autoscaler:
     """One function's decisions; it remembers only the down window's recommendations."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
 
     def decide(self, policy: ScalePolicy, replicas: int, load: Load, now: float) -> tuple[int, str]:

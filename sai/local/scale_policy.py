@@ -30,7 +30,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PREFIX = "com.openfaas.scale."
 MIN, MAX, ZERO, ZERO_DURATION = (PREFIX + k for k in ("min", "max", "zero", "zero-duration"))
@@ -107,7 +111,7 @@ class Defaults:
     down_window_s: float = 0.0
 
 
-def _number(labels, key, cast, noun):
+def _number(labels: Mapping[str, str], key: str, cast: Callable[[str], T], noun: str) -> tuple[T | None, str | None]:
     """(value, the label as written) or (None, None) when the label is absent."""
     raw = labels.get(key)
     if raw is None:
@@ -118,7 +122,7 @@ def _number(labels, key, cast, noun):
         raise LabelError(f"{key}={raw!r} is not {noun}") from None
 
 
-def _int(labels, key, default, low, high):
+def _int(labels: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
     value, raw = _number(labels, key, int, "a whole number")
     if value is None:
         return default
@@ -127,7 +131,7 @@ def _int(labels, key, default, low, high):
     return min(value, high)
 
 
-def _float(labels, key, default, low, high, low_open=False):
+def _float(labels: Mapping[str, str], key: str, default: float, low: float, high: float, low_open: bool = False) -> float:
     value, raw = _number(labels, key, float, "a number")
     if value is None:
         return default
@@ -136,7 +140,7 @@ def _float(labels, key, default, low, high, low_open=False):
     return value
 
 
-def _duration(labels, key, default, low_open, high=math.inf):
+def _duration(labels: Mapping[str, str], key: str, default: float, low_open: bool, high: float = math.inf) -> float:
     raw = labels.get(key)
     if raw is None:
         return default
@@ -150,7 +154,7 @@ def _duration(labels, key, default, low_open, high=math.inf):
     return value
 
 
-def _bool(labels, key, default):
+def _bool(labels: Mapping[str, str], key: str, default: bool) -> bool:
     raw = labels.get(key)
     if raw is None:
         return default
@@ -160,7 +164,7 @@ def _bool(labels, key, default):
     return value == "true"
 
 
-def scale_policy(labels: dict[str, str], defaults: Defaults = Defaults()) -> ScalePolicy:
+def scale_policy(labels: Mapping[str, str], defaults: Defaults = Defaults()) -> ScalePolicy:
     """The policy a function's labels ask for; LabelError names the first bad label."""
     low = _int(labels, MIN, 1, 1, MAX_REPLICAS)
     high = _int(labels, MAX, MAX_REPLICAS, 1, MAX_REPLICAS)

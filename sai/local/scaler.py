@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from sai.local.autoscale import Autoscaler, LoadMeter
 from sai.local.scale_policy import ScalePolicy
@@ -108,7 +108,7 @@ class Scaler:
     def ended(self, name: str) -> None:
         self.meter(name).ended(time.monotonic())
 
-    async def replica(self, name: str):
+    async def replica(self, name: str) -> tuple[Any, bool]:
         """(the replica a call goes to, whether this call started a wake): a Replica of the
         function's RunningFunction that listens, in turn; at zero, one the wake started. Raises
         Unavailable when none comes in time."""
