@@ -478,3 +478,22 @@ def test_prefix_and_suffix_filters(fn, env, client, s3):
     body = call(fn, {"Records": [aws_record(s3.bucket, "incoming/A.png", 10, "e")]})[1]
     assert body["records"][0]["error"]["code"] == "not_found"
     assert all_keys(client, s3) == before
+
+
+def test_refused_keys_are_logged_with_the_key(platform_s3):
+    """Issue 27 item 18: records refused for their key were answered 2xx with nothing logged. Each
+    refusal is now one line in the function's log, with the key as sent (repr: a tab stays \\t and
+    a newline cannot forge another line), and an over-long key cut with its length."""
+    platform, handle = platform_s3
+    keys = ["incoming/../../escape.jpg", "incoming/tab\there.jpg", "incoming/new\nline.jpg", "incoming/" + "k" * 1100]
+    event = {"Records": [minio_event(handle.bucket, key, 10, "etag")["Records"][0] for key in keys]}
+    r = requests.post(f"{platform.gateway_url}/function/object-classify", json=event, timeout=30)
+    assert r.status_code == 200 and [rec["error"]["code"] for rec in r.json()["records"]] == ["unsafe_key"] * 4
+    call_id = r.headers["X-Call-Id"]
+    log = platform.logs / "function-object-classify.log"
+    lines = [line for line in log.read_text().splitlines() if call_id in line and "not processed" in line]
+    assert len(lines) == 4, lines
+    for index, (key, line) in enumerate(zip(keys, lines, strict=True)):
+        assert f"record {index} not processed (unsafe_key)" in line and " WARNING " in line
+        assert repr(key)[:100] in line
+    assert "(1109 characters)" in lines[3]
