@@ -289,13 +289,17 @@ def test_dead_s3_endpoint_is_a_retryable_record_error(fn, env, s3, coffee_jpeg):
 def test_credentials_from_openfaas_secret_files(fn, env, client, s3, coffee_jpeg, tmp_path):
     secrets = tmp_path / "secrets"
     secrets.mkdir()
-    (secrets / "s3-access-key-id").write_text("from-file\n")
+    (secrets / "s3-access-key-id").write_text(f"{s3.access_key}\n")
     (secrets / "s3-secret-access-key").write_text("secret-from-file\n")
     env.setenv("SECRETS_DIR", str(secrets))
     env.delenv("S3_ACCESS_KEY_ID")
+    env.delenv("S3_SECRET_ACCESS_KEY")
     cfg = fn.Settings()
-    assert (cfg.access_key, cfg.secret_key) == ("from-file", "secret-from-file")
+    assert (cfg.access_key, cfg.secret_key) == (s3.access_key, "secret-from-file")
     rec = put(client, s3, "secrets/coffee.jpg", coffee_jpeg)
+    # the local S3 takes only its generated credentials (issue 27 item 14): a wrong secret is refused
+    assert call(fn, {"Records": [rec]})[1]["records"][0]["error"]["code"] == "access_denied"
+    (secrets / "s3-secret-access-key").write_text(f"{s3.secret_key}\n")
     assert call(fn, {"Records": [rec]})[1]["records"][0]["status"] == "classified"
 
 
