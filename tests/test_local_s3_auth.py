@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import stat
+import subprocess
 
 import boto3
 import psutil
@@ -100,3 +102,48 @@ def test_the_secret_key_is_generated_and_kept_private(s3, tmp_path):
         assert again.secret_key != s3.secret_key and len(again.secret_key) >= 32
     finally:
         s3_server.stop_s3(again)
+
+
+NOBODY = """
+import json, sys, urllib.error, urllib.request
+try:
+    open(sys.argv[1]).read()
+    print("read the credentials")
+except PermissionError:
+    print("credentials: permission denied")
+request = urllib.request.Request(sys.argv[2], data=b"forged", method="PUT")
+try:
+    urllib.request.urlopen(request, timeout=10)
+    print("write accepted")
+except urllib.error.HTTPError as exc:
+    print(f"write: {exc.code}")
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
+    reason="switching uid needs root, setpriv and a Python any user may run",
+)
+def test_another_local_user_can_neither_read_the_keys_nor_write(tmp_path):
+    """The probe's case, as another uid (setpriv, as CI runs as root): the state folder is the
+    platform's (0700, s3.json 0600), and without the keys a write is refused."""
+    from sai.state import make_private
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    tmp_path.chmod(0o755)  # reachable by others: the modes below are what protects the keys
+    shared.chmod(0o755)
+    state = shared / "state"
+    make_private(state)
+    handle = s3_server.start_s3(state, free_port())
+    try:
+        handle.client().put_object(Bucket=handle.bucket, Key=RESULT, Body=b"real")
+        run = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", NOBODY,
+             str(state / s3_server.STATE_FILE), f"{handle.endpoint}/{handle.bucket}/{RESULT}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert run.stdout.split("\n")[:2] == ["credentials: permission denied", "write: 403"], run.stdout + run.stderr
+        assert handle.client().get_object(Bucket=handle.bucket, Key=RESULT)["Body"].read() == b"real"
+    finally:
+        s3_server.stop_s3(handle)
