@@ -478,3 +478,23 @@ def test_portal_refuses_framing(api):
         assert r.headers["X-Frame-Options"] == "DENY"
         assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
         assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+
+def test_what_an_older_version_stored_is_checked_again_at_start(project, tmp_path, caplog):
+    """Items 2 and 10 across a restart: a deployment stored before the deny list (PYTHONPATH) is not
+    started, and the mounted secrets of a function that no longer exists are removed."""
+    stale = {"service": "old", "image": "echo", "secrets": [], "envVars": {"PYTHONPATH": "/tmp"}}
+    (tmp_path / "deployments.json").write_text(json.dumps({"deployed": {"old": stale}, "removed": [], "replicas": {}}))
+    ghost = tmp_path / "function-secrets" / "ghost"
+    ghost.mkdir(parents=True)
+    (ghost / "token").write_text("left behind")
+    with caplog.at_level("ERROR", logger="sai.local.deployments"):
+        platform = start_platform(project, tmp_path)
+    try:
+        assert "old" not in platform.functions and "echo" in platform.functions
+        assert any(
+            "deployed function old not started" in r.getMessage() and "PYTHONPATH" in r.getMessage() for r in caplog.records
+        )
+        assert not ghost.exists()
+    finally:
+        platform.stop()
