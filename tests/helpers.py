@@ -126,12 +126,16 @@ class Receiver:
 # -- a checkout with small functions, for the gateway's /system/* API (test_system_api.py, test_openfaas_contract.py)
 ECHO = textwrap.dedent("""
     import os
+    import sys
 
     def handle(event, context):
         query = event.query
         if query.get("secret"):  # read as OpenFaaS mounts secrets: /var/openfaas/secrets/<name>
             with open(os.path.join(os.environ.get("SECRETS_DIR", "/var/openfaas/secrets"), query["secret"])) as f:
                 return {"statusCode": 200, "body": f.read()}
+        if query.get("inside"):  # what the function got: headers, where it imports from, what ran at its start
+            return {"statusCode": 200, "body": {"headers": dict(event.headers), "sys_path": sys.path,
+                                                "sitecustomize": getattr(sys.modules.get("sitecustomize"), "__file__", None)}}
         print(f"served by {context.hostname} mark={query.get('mark', '')}", flush=True)
         return {"statusCode": 200, "body": {"hostname": context.hostname, "greeting": os.environ.get("GREETING", ""),
                                             "pid": os.getpid(), "code": "echo"}}

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 SAI_PORT = setting("SAI_PORT", int, 8080, low=1, high=65535)
 SAI_CALLBACK_ALLOW = setting("SAI_CALLBACK_ALLOW", str, "")  # comma-separated CIDR or host:port
 SAI_AUTH_FUNCTIONS = setting("SAI_AUTH_FUNCTIONS", int, 0, low=0, high=1)
+SAI_ALLOW_HOSTS = setting("SAI_ALLOW_HOSTS", str, "")  # comma-separated host names
 
 EXIT_NOT_RUNNING = 3  # like `systemctl status`: 3 = not running
 
@@ -50,6 +51,13 @@ def register(sub) -> None:
         help="address the gateway binds; Triton and functions stay on loopback (default: %(default)s)",
     )
     up.add_argument("--port", type=int, default=SAI_PORT(), help="gateway port (default: $SAI_PORT or 8080)")
+    up.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="a host name clients may reach the gateway by (repeatable; also $SAI_ALLOW_HOSTS, comma-separated); "
+        "IP addresses, localhost and this machine's name always work, other Host headers get 400 (DNS rebinding)",
+    )
     up.add_argument("--triton-http-port", type=int, default=8000)
     up.add_argument("--triton-grpc-port", type=int, default=8001)
     up.add_argument("--triton-metrics-port", type=int, default=8002)
@@ -107,8 +115,10 @@ def _settings(args) -> Settings:
         CallbackPolicy(allow=allow)
     except ValueError as exc:
         raise SaiError(str(exc), exit_code=2) from None
+    hosts = [h.strip() for h in SAI_ALLOW_HOSTS().split(",") if h.strip()] + (args.allow_host or [])
     return Settings(
         host=args.host,
+        allowed_hosts=hosts,
         port=args.port,
         triton_http_port=args.triton_http_port,
         triton_grpc_port=args.triton_grpc_port,
@@ -193,8 +203,10 @@ def _foreground_argv(args) -> list[str]:
     argv += ["--triton-log-verbose", str(args.triton_log_verbose)]
     argv += ["--triton-url", args.triton_url] if args.triton_url else []
     argv += ["--with-s3"] if args.with_s3 else []
-    for name in args.only or []:
-        argv += ["--only", name]
+    argv += ["--auth-functions"] if args.auth_functions else []
+    for flag, values in (("--only", args.only), ("--callback-allow", args.callback_allow), ("--allow-host", args.allow_host)):
+        for value in values or []:
+            argv += [flag, value]
     return argv
 
 

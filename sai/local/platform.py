@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Settings:
     host: str = "127.0.0.1"  # the gateway's address; Triton and the functions stay on loopback
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names it answers to besides localhost, this host's name and IPs
     port: int = 8080  # gateway
     triton_http_port: int = 8000
     triton_grpc_port: int = 8001
@@ -107,7 +108,12 @@ class Replica:
 
     def start(self, context: pathlib.Path, env: dict[str, str]) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "sai.local.function_runner", "--context", str(context), "--port", str(self.port)]
+        # -I: the interpreter's own start ignores PYTHON* variables, the user's site-packages and the
+        # working folder, so it imports only the build context (put on sys.path by the runner), the
+        # standard library and the virtual environment: code from the checkout (docs/reliability.md).
+        # -u: unbuffered, so the log has each line as it is written.
+        cmd = [sys.executable, "-I", "-u", "-m", "sai.local.function_runner", "--context", str(context)]
+        cmd += ["--port", str(self.port)]
         with open(self.log_path, "ab") as logfile:
             self.process = subprocess.Popen(
                 cmd,
@@ -264,6 +270,7 @@ class Platform:
             credentials=self.credentials,
             auth_functions=settings.auth_functions,
             control=self,  # the /system/* API deploys, scales and removes through this platform
+            allowed_hosts=[settings.host, *settings.allowed_hosts],
         )
         self.gateway.metrics.restarts = self.restart_counts
         self.s3: s3_server.S3Handle | None = None
@@ -392,7 +399,6 @@ class Platform:
         env = dict(os.environ)
         env.update(spec.environment)
         env["TRITON_URL"] = self.triton_url  # stack.yml's value is the in-cluster address
-        env["PYTHONUNBUFFERED"] = "1"
         if spec.secrets:  # where /var/openfaas/secrets is mounted in a pod (secrets_store.py)
             env["SECRETS_DIR"] = str(self.secret_store.mount(spec.name, spec.secrets))
         env.update(self.settings.function_env.get(spec.name, {}))
@@ -406,6 +412,7 @@ class Platform:
         return RunningFunction(spec, context, self._function_env(spec), log_path, self.settings.restarts(), replicas)
 
     def _start_functions(self) -> None:
+        self.secret_store.prune(self.stack.functions)  # copies of functions removed while it was down
         for name, spec in self.stack.functions.items():
             if self.settings.only and name not in self.settings.only:
                 continue
@@ -452,6 +459,7 @@ class Platform:
             if name not in self.functions:
                 raise DeployError(404, "function_not_found", f"no function named {name!r}")
             self.functions.pop(name).stop()
+            self.secret_store.unmount(name)
             self.gateway.forget(name)
             self.stack.functions.pop(name, None)
             self.deployments.remove(name, in_stack=name in load_stack(self.settings.stack_file).functions)

@@ -163,6 +163,7 @@ def _reload_functions(platform, report: dict, RunningFunction) -> None:  # noqa:
     wanted = {n: s for n, s in stack.functions.items() if n in platform.functions or n in new}
     for name in sorted(set(platform.functions) - set(stack.functions)):
         platform.functions.pop(name).stop()
+        platform.secret_store.unmount(name)
         report["functions"]["stopped"].append(name)
     platform.stack.functions.update({n: stack.functions[n] for n in new})
     platform.stack.copy = stack.copy
