@@ -138,6 +138,9 @@ runAsGroup: {{ $uid }}
 {{- fail "function timeout (tritonColdStartSeconds + marginSeconds) exceeds Knative's 600 s revision maximum" -}}
 {{- end -}}
 {{- end -}}
+{{- if ge (int .Values.triton.startup.maxSeconds) (include "sai.timeout.tritonRevision" . | int) -}}
+{{- fail (printf "triton.startup.maxSeconds (%d) must be below the revision's progress-deadline (%ss): Knative gives up on the revision first" (int .Values.triton.startup.maxSeconds) (include "sai.timeout.tritonRevision" .)) -}}
+{{- end -}}
 {{- if and (ne .Values.functions.mode "none") (not .Values.functions.imageRegistry) -}}
 {{- fail (printf "functions.imageRegistry is required with functions.mode=%s: the registry your cluster pulls the function images from (the REGISTRY you pushed them to with faas-cli)" .Values.functions.mode) -}}
 {{- end -}}
