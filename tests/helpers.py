@@ -7,6 +7,8 @@ import contextlib
 import importlib
 import io
 import json
+import os
+import re
 import shutil
 import sys
 import textwrap
@@ -20,6 +22,21 @@ from sai.local.processes import wait_until
 from sai.state import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def envsubst(text: str, env: dict[str, str] | None = None) -> str:
+    """faas-cli's substitution of ${VAR:-default} before it parses stack.yml (drone/envsubst, on by
+    default in faas-cli's stack loader): a variable in `env` replaces it, else its default."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: (env or {}).get(m.group(1), m.group(2)), text)
+
+
+def unavailable(message: str):
+    """A tool a test needs is missing: skip, except under CI=true (.ci/run installs it), fail."""
+    import pytest
+
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @contextlib.contextmanager
