@@ -49,6 +49,8 @@ debootstrap_base() {
 [ "$BASE" = "$MINBASE" ] && debootstrap_base
 
 # The build context: the Dockerfile, our backend and the wheels; nothing else of the repository.
+# Fixed modes (a caller's umask 077, e.g. `sai`'s, would otherwise change them and the layer cache).
+umask 022
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 mkdir -p "$CACHE_DIR/wheels" "$context/wheels"
