@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import io
 import json
+import os
 import shutil
 import sys
 import textwrap
@@ -20,6 +21,15 @@ from sai.local.processes import wait_until
 from sai.state import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def unavailable(message: str):
+    """A tool a test needs is missing: skip, except under CI=true (.ci/run installs it), fail."""
+    import pytest
+
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @contextlib.contextmanager

@@ -4,9 +4,9 @@ The chart's args (explicit model control, strict readiness, gRPC off, restricted
 rendered from the kind profile and handed to the tritonserver this machine has (PyPI
 nvidia-pytriton's 2.51 build; the chart pins 25.09 = 2.61, whose flags were read in
 triton-inference-server/server r25.09 src/command_line_parser.cc). Only what cannot apply here is
-swapped: ports, the repository path, and the config name (this build has no onnxruntime backend,
-so `local` replaces `cpu`, as `sai up` does). Kubernetes expands $(TRITON_ADMIN_KEY) from the
-container's env; here the test does it.
+swapped: ports, the repository path and the config name, which `sai up`'s launcher sets itself.
+Kubernetes expands $(TRITON_ADMIN_KEY) from the container's env; here the test does it.
+tests/test_triton_container.py runs the same args in the kind profile's container image.
 """
 
 from __future__ import annotations

@@ -8,11 +8,10 @@ when they are absent outside CI; with CI=true their absence fails the test."""
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, unavailable
 
 ARTEFACTS = ROOT / "test-artefacts"
 
@@ -30,9 +29,7 @@ def browser():
     if binary is None or driver_path is None:
         missing = "chromium" if binary is None else "chromedriver"
         message = f"{missing} is not installed (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(message)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
