@@ -51,7 +51,13 @@ def register(sub) -> None:
     )
     up.add_argument("--port", type=int, default=SAI_PORT(), help="gateway port (default: $SAI_PORT or 8080)")
     up.add_argument("--triton-http-port", type=int, default=8000)
-    up.add_argument("--triton-grpc-port", type=int, default=8001)
+    up.add_argument(
+        "--triton-grpc-port",
+        type=int,
+        default=8001,
+        help="names Triton's gRPC socket, <state>/triton/grpc.sock:PORT: the local Triton serves gRPC only there, "
+        "to this user (default: %(default)s)",
+    )
     up.add_argument("--triton-metrics-port", type=int, default=8002)
     up.add_argument(
         "--triton-log-verbose",

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import pathlib
-import secrets
 import subprocess
 import sys
 import threading
@@ -233,7 +232,7 @@ class Platform:
                 http_port=settings.triton_http_port,
                 grpc_port=settings.triton_grpc_port,
                 metrics_port=settings.triton_metrics_port,
-                admin_key=secrets.token_urlsafe(24),  # opens model load/unload to `sai reload` only
+                model_control=True,  # model load/unload for `sai reload`, on a private socket
                 log_verbose=settings.triton_log_verbose,
                 models=self._needed_models(),
             )

@@ -21,8 +21,6 @@ import json
 import logging
 import pathlib
 import shutil
-import urllib.error
-import urllib.request
 
 from sai.local.model_check import infer_zeros
 from sai.local.model_deps import needed_models
@@ -53,24 +51,20 @@ def tree_digest(path: pathlib.Path, env: dict[str, str]) -> str:
 
 
 def _triton_call(triton, model: str, action: str) -> str | None:
-    """POST /v2/repository/models/<model>/<action>; None when done, else Triton's message."""
-    req = urllib.request.Request(
-        f"http://{triton.url}/v2/repository/models/{model}/{action}",
-        data=b"{}",
-        method="POST",
-        headers={"triton-admin-key": triton.admin_key or "", "Content-Type": "application/json"},
-    )
+    """Load or unload `model` (action "load" or "unload") over Triton's private gRPC socket; None
+    when done, else Triton's message."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
     try:
-        with urllib.request.urlopen(req, timeout=300):
-            return None
-    except urllib.error.HTTPError as err:
-        body = err.read().decode(errors="replace")
-        try:
-            return str(json.loads(body).get("error", body)).strip()
-        except ValueError:
-            return body or str(err)
-    except OSError as exc:
-        return f"Triton unreachable: {exc}"
+        getattr(client, f"{action}_model")(model, client_timeout=300)
+        return None
+    except InferenceServerException as exc:
+        unreachable = exc.status() == "StatusCode.UNAVAILABLE"
+        return ("Triton unreachable: " if unreachable else "") + (exc.message() or str(exc)).strip()
+    finally:
+        client.close()
 
 
 def _runs(triton, name: str) -> str | None:
@@ -96,7 +90,7 @@ def _load_checked(triton, name: str, new: bool) -> str | None:
 
 def _reload_models(platform, report: dict) -> None:
     triton = platform.triton
-    if triton is None or not triton.admin_key:
+    if triton is None or not triton.model_control:
         report["models"]["skipped"] = "Triton is not started by this platform (--triton-url): reload it yourself"
         return
     now = model_fingerprints(platform.settings.model_repository)
@@ -128,7 +122,7 @@ def load_left_out(platform, specs) -> dict[str, str]:
     triton = platform.triton
     needed = needed_models(specs, platform.settings.model_repository)
     missing = platform.models_left_out if needed is None else platform.models_left_out & set(needed)
-    if triton is None or not triton.admin_key or not missing:
+    if triton is None or not triton.model_control or not missing:
         return {}
     now, failed = model_fingerprints(platform.settings.model_repository), {}
     for name in sorted(missing):
