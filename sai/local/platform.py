@@ -43,6 +43,7 @@ from sai.state import (
     port_open,
     read_pid,
     state_path,
+    take_lock,
     write_pid,
     write_state,
 )
@@ -272,6 +273,7 @@ class Platform:
         self._runner: JsonErrorsRunner | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._state_lock: int | None = None  # the state folder's lock (sai.state.take_lock), while started
 
     def restart_counts(self) -> dict[str, int]:
         """Restarts by the supervisor per component, for the gateway's metrics."""
@@ -309,7 +311,11 @@ class Platform:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        # Before anything touches the state folder: raises PlatformRunning if another platform has it.
+        ports = {name: port for port, name in self.own_ports().items()} | {"gateway": self.gateway_url}
+        self._state_lock = take_lock(self.settings.state_dir, {"ports": ports})
         if port_open(self.settings.host, self.settings.port):
+            self._release_state()
             raise RuntimeError(f"port {self.settings.port} is in use: is the platform already up? (`sai status`)")
         try:
             if self.settings.with_s3:
@@ -343,10 +349,18 @@ class Platform:
             self.triton.stop()
         if self.s3 is not None:
             s3_server.stop_s3(self.s3, self.settings.state_dir)
+        self._release_state()
+        log.info("platform stopped")
+
+    def _release_state(self) -> None:
+        """Remove this platform's state and pid files, then let the state folder go (never another's)."""
+        if self._state_lock is None:
+            return
         state_path(self.settings.state_dir).unlink(missing_ok=True)
         if read_pid(self.settings.state_dir) == os.getpid():
             pid_path(self.settings.state_dir).unlink(missing_ok=True)
-        log.info("platform stopped")
+        os.close(self._state_lock)
+        self._state_lock = None
 
     def start_triton(self, timeout: float = 180.0) -> None:
         self._await_triton(self._launch_triton(), timeout)
