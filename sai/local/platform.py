@@ -38,6 +38,7 @@ from sai.local.triton_server import TritonServer
 from sai.state import (
     ensure_credentials,
     free_port,
+    http_ok,
     make_private,
     pid_path,
     port_open,
@@ -87,10 +88,14 @@ class Settings:
     # Supervision: restarts after 1, 2, 4 ... s; FAILED after this many deaths in a row.
     restart_delay_s: float = 1.0
     restart_limit: int = 5
-    liveness_failures: int = 3  # failed Triton liveness probes in a row before it is killed and restarted
+    liveness_failures: int = 3  # failed liveness probes in a row (Triton, a function) before it is killed and restarted
 
     def restarts(self) -> Restarts:
         return Restarts(first_delay_s=self.restart_delay_s, limit=self.restart_limit)
+
+
+START_TIMEOUT_S = 30.0  # a function process must listen within this; its liveness probe waits as long
+PROBE_TIMEOUT_S = 3.0  # as Triton's (TritonServer.probe_timeout_s): a busy process still answers in time
 
 
 class Replica:
@@ -101,6 +106,8 @@ class Replica:
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.record: dict | None = None  # pid and start time, for the state file
+        self.started_at = 0.0
+        self.probe_failures = 0  # liveness probes failed in a row
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -119,6 +126,15 @@ class Replica:
                 preexec_fn=die_with_parent(),
             )
         self.record = identity(self.process.pid)
+        self.started_at, self.probe_failures = time.monotonic(), 0
+
+    def live(self) -> bool:
+        """The liveness probe: GET /_/health, the path the watchdog answers in a pod (function_runner).
+        A stopped or hung process does not answer in time; one still starting (not listening yet,
+        within START_TIMEOUT_S of its start) counts as live."""
+        if http_ok(f"http://127.0.0.1:{self.port}/_/health", timeout=PROBE_TIMEOUT_S):
+            return True
+        return time.monotonic() - self.started_at < START_TIMEOUT_S and not listens_on(self.process.pid, self.port)
 
     def wait_ready(self, timeout: float) -> None:
         def exited() -> str | None:
@@ -195,12 +211,12 @@ class RunningFunction:
                 r.start(self.context, self.env)
         self.replicas = replicas
 
-    def scale(self, replicas: int, timeout: float = 30.0) -> None:
+    def scale(self, replicas: int, timeout: float = START_TIMEOUT_S) -> None:
         self.wanted = replicas
         self.start()
         self.wait_ready(timeout)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         for r in self.replicas:
             r.wait_ready(timeout)
 
@@ -551,9 +567,24 @@ class Platform:
             if self.triton is not None and self.triton_wanted:
                 self._supervise_triton()
             for fn in self.functions.values():
+                if fn.alive():
+                    self._probe_function(fn)
                 if not fn.alive():
                     self._restart(fn.spec.name, fn.dead_process(), fn.restarts, fn.log_path, fn.start)
             self.write_state()
+
+    def _probe_function(self, fn: RunningFunction) -> None:
+        """Kill a replica that failed its liveness probe `liveness_failures` times in a row (a
+        SIGSTOPped or hung process): the next round restarts it as a death, with back-off."""
+        for r in fn.replicas:
+            if r.live():
+                r.probe_failures = 0
+                continue
+            r.probe_failures += 1
+            log.warning("function %s liveness probe failed (%d in a row)", r.name, r.probe_failures)
+            if r.probe_failures >= self.settings.liveness_failures:
+                log.error("function %s hangs: %d liveness probes failed in a row; killing it", r.name, r.probe_failures)
+                terminate_group(r.process, 0)  # a stopped process ignores SIGTERM
 
     def _supervise_triton(self) -> None:
         triton = self.triton
@@ -620,6 +651,7 @@ class Platform:
                         "pid": f.process.pid if f.process else None,
                         "replicas": f.wanted,
                         "available_replicas": f.available(),
+                        "liveness_failures": max((r.probe_failures for r in f.replicas), default=0),
                         "log": str(f.log_path),
                         **health(f.restarts, f.log_path),
                     }
