@@ -3,12 +3,14 @@ stopping anything else.
 
 - Models: each model folder is fingerprinted (every file's path, size and mtime) when Triton
   starts; a reload loads new and changed models and unloads removed ones through Triton's
-  model-control API (explicit mode, behind the per-run admin key, see triton_server.py), then runs
+  model-control API (explicit mode, over gRPC on the platform's private socket, see
+  triton_server.py), then runs
   each once on zeros (sai/local/model_check.py). A model Triton refuses or cannot run (a broken
   config) is reported with Triton's message, and a new one is unloaded again; the others keep serving.
 - Functions: stack.yml is read again; functions new to it are started, running functions whose
-  build context (handler files, `configuration.copy`, environment) changed are restarted, and
-  functions removed from it are stopped. The gateway routes by the same dict, so it sees them at once.
+  build context (handler files, `configuration.copy`, environment) changed are restarted, as are
+  those not running (FAILED: the supervisor gave up on them), and functions removed from it are
+  stopped. The gateway routes by the same dict, so it sees them at once.
 
 The supervisor runs `reload(platform)` on SIGHUP and writes the report to `<state>/reload.json`;
 `sai reload` sends the signal and prints the report.
@@ -74,8 +76,9 @@ def _runs(triton, name: str) -> str | None:
         infer_zeros(
             triton.url, name, read_config(config_file if config_file.is_file() else config_file.parents[1] / "config.pbtxt")
         )
-    except RuntimeError as exc:
-        return f"loaded, but {exc}"
+    except Exception as exc:  # noqa: BLE001 - whatever one model does (a config too big to check, one
+        # that cannot be read), it is reported as failed and the rest of the platform keeps serving
+        return f"loaded, but {exc}" if isinstance(exc, RuntimeError) else f"loaded, but its check failed: {exc!r}"
     return None
 
 
@@ -166,8 +169,12 @@ def _reload_functions(platform, report: dict, RunningFunction) -> None:  # noqa:
         staged = build_context(stack, spec, build / f"{name}.staged")
         running = platform.functions.get(name)
         # What the stack sets, not the whole environment (the supervisor's own may change meanwhile).
-        if running is not None and tree_digest(staged, spec.environment) == tree_digest(
-            running.context, running.spec.environment
+        # A function that is not running (FAILED: the supervisor gave up on it) is restarted even
+        # when nothing changed.
+        if (
+            running is not None
+            and running.alive()
+            and tree_digest(staged, spec.environment) == tree_digest(running.context, running.spec.environment)
         ):
             shutil.rmtree(staged)
             continue
@@ -178,7 +185,11 @@ def _reload_functions(platform, report: dict, RunningFunction) -> None:  # noqa:
         log_path, replicas = platform.logs / f"function-{name}.log", platform.deployments.replicas.get(name)
         fn = RunningFunction(spec, build / name, env, log_path, platform.settings.restarts(), replicas)
         platform.functions[name] = fn
-        fn.start()
+        try:
+            fn.start()
+        except OSError as exc:  # e.g. its log cannot be opened: this one failed, the others go on
+            report["functions"]["failed"][name] = f"could not start: {exc}"
+            continue
         started.append((fn, "restarted" if running is not None else "started"))
     for fn, kind in started:
         try:
@@ -194,7 +205,11 @@ def reload(platform, function_class) -> dict:
         "models": {"loaded": [], "reloaded": [], "unloaded": [], "failed": {}},
         "functions": {"started": [], "restarted": [], "stopped": [], "failed": {}},
     }
-    _reload_models(platform, report)
+    try:
+        _reload_models(platform, report)
+    except Exception as exc:  # noqa: BLE001 - a reload never stops the platform: it reports
+        log.exception("reload: models")
+        report["models"]["failed"]["model_repository"] = repr(exc)
     try:
         _reload_functions(platform, report, function_class)
     except (OSError, ValueError, KeyError) as exc:  # an unreadable stack.yml: nothing changed

@@ -19,10 +19,10 @@ import logging
 import pathlib
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 
 from sai.errors import SaiError
+from sai.local.processes import scratch_dir
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 FILTERS = ("bicubic", "bilinear")
@@ -365,12 +365,12 @@ def add_model(
     for kind, tensors in (("input", graph.inputs), ("output", graph.outputs)):
         for t in tensors:
             echo(f"  {kind:6} {t.name}: {t.dtype[5:]} {t.dims}")
-    with tempfile.TemporaryDirectory(prefix="sai-add-") as tmp:
-        staged = pathlib.Path(tmp) / "repo" / name
+    with scratch_dir("sai-add-") as tmp:  # removed even if this command is killed
+        staged = tmp / "repo" / name
         staged.mkdir(parents=True)
         write_model(staged, name, onnx_file, graph, image)
         echo(f"loading {name} into Triton (local config) and running it on zeros ...")
-        shapes = smoke_test(staged.parent, name, pathlib.Path(tmp) / "triton")
+        shapes = smoke_test(staged.parent, name, tmp / "triton")
         echo("  " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
         if (repo / name).exists():
             raise AddError(f"model {name!r} appeared in {repo} meanwhile; not overwriting it")
