@@ -190,11 +190,15 @@ print(json.dumps({
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to run a probe as another uid")
 def test_another_user_can_neither_read_a_key_nor_load_a_model(stack):
     """A local user (uid 65534 here) reads Triton's command line as `ps` does, tries every header
     it names against the model-repository, logging and trace APIs, and tries Triton's gRPC socket
-    and the platform's files: all refused."""
+    and the platform's files: all refused. Needs root (CI runs as root: there, not skipped)."""
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"):
+        message = "a probe as another uid needs root, setpriv (util-linux) and /usr/bin/python3"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
     triton = stack.state()["triton"]
     grpc_socket = next((stack.state_dir / "triton").glob("grpc.sock:*"), stack.state_dir / "triton" / "grpc.sock")
     probe = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-I", "-c", HOSTILE]
