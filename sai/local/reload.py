@@ -54,19 +54,37 @@ def tree_digest(path: pathlib.Path, env: dict[str, str]) -> str:
 
 def _triton_call(triton, model: str, action: str) -> str | None:
     """Load or unload `model` (action "load" or "unload") over Triton's private gRPC socket; None
-    when done, else Triton's message."""
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
+    when done, else Triton's message.
 
-    client = grpcclient.InferenceServerClient(triton.grpc_url)
-    try:
-        getattr(client, f"{action}_model")(model, client_timeout=300)
-        return None
-    except InferenceServerException as exc:
-        unreachable = exc.status() == "StatusCode.UNAVAILABLE"
-        return ("Triton unreachable: " if unreachable else "") + (exc.message() or str(exc)).strip()
-    finally:
-        client.close()
+    The request is encoded here rather than with tritonclient.grpc, whose import registers
+    Triton's protos in protobuf's default pool, where the kserve SDK (`sai cluster`) registers the
+    same names: protobuf then refuses the second in the process (see sai/models/config.py)."""
+    import grpc
+
+    method = f"/inference.GRPCInferenceService/RepositoryModel{action.capitalize()}"
+    with grpc.insecure_channel(triton.grpc_url) as channel:
+        try:
+            channel.unary_unary(method)(model_request(model), timeout=300)  # bytes in, bytes out
+            return None
+        except grpc.RpcError as exc:
+            unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE
+            return ("Triton unreachable: " if unreachable else "") + (exc.details() or str(exc.code()))
+
+
+def model_request(model: str) -> bytes:
+    """RepositoryModelLoadRequest or RepositoryModelUnloadRequest (the same fields) naming `model`:
+    field 2, model_name, a length-delimited string (Triton's grpc_service.proto)."""
+    name = model.encode()
+    return b"\x12" + _varint(len(name)) + name
+
+
+def _varint(n: int) -> bytes:
+    """Protobuf's base-128 varint."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
 
 
 def _runs(triton, name: str) -> str | None:
