@@ -45,6 +45,18 @@ def running_platform(state_dir, **settings):
         running.stop()
 
 
+def project_copy(root: Path, functions=("image-classify",), models=("image_classifier",)) -> Path:
+    """A project (SAI_REPO) in `root` with stack.yml, common/ and only these functions and built
+    models, which a test may change (add a model, break a function) without touching the checkout."""
+    shutil.copy2(ROOT / "stack.yml", root / "stack.yml")
+    shutil.copytree(ROOT / "common", root / "common", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in functions:
+        shutil.copytree(ROOT / "functions" / name, root / "functions" / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in models:
+        shutil.copytree(ROOT / "model_repository" / name, root / "model_repository" / name)
+    return root
+
+
 def encode(array_or_image, fmt: str = "JPEG", **save) -> bytes:
     """An image (PIL or numpy array) as file bytes."""
     from PIL import Image

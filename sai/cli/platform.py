@@ -21,13 +21,16 @@ from sai.local.callbacks import CallbackPolicy
 from sai.local.platform import Platform, Settings
 from sai.local.processes import listens_on, recorded_tree, stop_processes, tail, wait_until
 from sai.state import (
+    PlatformRunning,
     credentials_dir,
     http_ok,
+    lock_holder,
     make_private,
     pid_path,
     port_open,
     read_pid,
     read_state,
+    running_elsewhere,
     state_path,
     write_pid,
 )
@@ -59,7 +62,13 @@ def register(sub) -> None:
         "IP addresses, localhost and this machine's name always work, other Host headers get 400 (DNS rebinding)",
     )
     up.add_argument("--triton-http-port", type=int, default=8000)
-    up.add_argument("--triton-grpc-port", type=int, default=8001)
+    up.add_argument(
+        "--triton-grpc-port",
+        type=int,
+        default=8001,
+        help="names Triton's gRPC socket, <state>/triton/grpc.sock:PORT: the local Triton serves gRPC only there, "
+        "to this user (default: %(default)s)",
+    )
     up.add_argument("--triton-metrics-port", type=int, default=8002)
     up.add_argument(
         "--triton-log-verbose",
@@ -147,12 +156,18 @@ def cmd_up(args) -> int:
             )
         print(f"already running (pid {pid}), gateway {served}; `sai status` shows it, `sai down` stops it")
         return 0
+    if (holder := lock_holder(state_dir)) is not None:  # e.g. a `sai up --foreground` still starting
+        raise SaiError(running_elsewhere(state_dir, holder))
     _stop_leftovers(_state())
     if port_open(args.host, args.port):
         raise SaiError(f"port {args.port} is already in use; choose another with --port")
     logfile = state_dir / "logs" / "platform.log"
-    logfile.parent.mkdir(parents=True, exist_ok=True)
-    with open(logfile, "ab") as out:
+    try:
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        out = open(logfile, "ab")
+    except OSError as exc:
+        raise SaiError(f"cannot write the platform's log {logfile}: {exc.strerror}") from None
+    with out:
         proc = subprocess.Popen(
             _foreground_argv(args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
@@ -220,6 +235,8 @@ def _foreground(settings: Settings) -> int:
     signal.signal(signal.SIGHUP, lambda *_: reloads.append(True))  # `sai reload` (sai/cli/reload.py)
     try:
         platform.start()  # records this process in platform.pid once ready
+    except PlatformRunning as exc:
+        raise SaiError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - reported, with the exit code, to `sai up`
         log.error("start failed: %s", exc)
         return 1

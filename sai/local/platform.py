@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import pathlib
-import secrets
 import subprocess
 import sys
 import threading
@@ -39,11 +38,13 @@ from sai.local.triton_server import TritonServer
 from sai.state import (
     ensure_credentials,
     free_port,
+    http_ok,
     make_private,
     pid_path,
     port_open,
     read_pid,
     state_path,
+    take_lock,
     write_pid,
     write_state,
 )
@@ -88,10 +89,14 @@ class Settings:
     # Supervision: restarts after 1, 2, 4 ... s; FAILED after this many deaths in a row.
     restart_delay_s: float = 1.0
     restart_limit: int = 5
-    liveness_failures: int = 3  # failed Triton liveness probes in a row before it is killed and restarted
+    liveness_failures: int = 3  # failed liveness probes in a row (Triton, a function) before it is killed and restarted
 
     def restarts(self) -> Restarts:
         return Restarts(first_delay_s=self.restart_delay_s, limit=self.restart_limit)
+
+
+START_TIMEOUT_S = 30.0  # a function process must listen within this; its liveness probe waits as long
+PROBE_TIMEOUT_S = 3.0  # as Triton's (TritonServer.probe_timeout_s): a busy process still answers in time
 
 
 class Replica:
@@ -102,6 +107,8 @@ class Replica:
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.record: dict | None = None  # pid and start time, for the state file
+        self.started_at = 0.0
+        self.probe_failures = 0  # liveness probes failed in a row
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -125,6 +132,15 @@ class Replica:
                 preexec_fn=die_with_parent(),
             )
         self.record = identity(self.process.pid)
+        self.started_at, self.probe_failures = time.monotonic(), 0
+
+    def live(self) -> bool:
+        """The liveness probe: GET /_/health, the path the watchdog answers in a pod (function_runner).
+        A stopped or hung process does not answer in time; one still starting (not listening yet,
+        within START_TIMEOUT_S of its start) counts as live."""
+        if http_ok(f"http://127.0.0.1:{self.port}/_/health", timeout=PROBE_TIMEOUT_S):
+            return True
+        return time.monotonic() - self.started_at < START_TIMEOUT_S and not listens_on(self.process.pid, self.port)
 
     def wait_ready(self, timeout: float) -> None:
         def exited() -> str | None:
@@ -201,12 +217,12 @@ class RunningFunction:
                 r.start(self.context, self.env)
         self.replicas = replicas
 
-    def scale(self, replicas: int, timeout: float = 30.0) -> None:
+    def scale(self, replicas: int, timeout: float = START_TIMEOUT_S) -> None:
         self.wanted = replicas
         self.start()
         self.wait_ready(timeout)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         for r in self.replicas:
             r.wait_ready(timeout)
 
@@ -239,7 +255,7 @@ class Platform:
                 http_port=settings.triton_http_port,
                 grpc_port=settings.triton_grpc_port,
                 metrics_port=settings.triton_metrics_port,
-                admin_key=secrets.token_urlsafe(24),  # opens model load/unload to `sai reload` only
+                model_control=True,  # model load/unload for `sai reload`, on a private socket
                 log_verbose=settings.triton_log_verbose,
                 models=self._needed_models(),
             )
@@ -280,6 +296,7 @@ class Platform:
         self._runner: JsonErrorsRunner | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._state_lock: int | None = None  # the state folder's lock (sai.state.take_lock), while started
 
     def restart_counts(self) -> dict[str, int]:
         """Restarts by the supervisor per component, for the gateway's metrics."""
@@ -317,7 +334,11 @@ class Platform:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        # Before anything touches the state folder: raises PlatformRunning if another platform has it.
+        ports = {name: port for port, name in self.own_ports().items()} | {"gateway": self.gateway_url}
+        self._state_lock = take_lock(self.settings.state_dir, {"ports": ports})
         if port_open(self.settings.host, self.settings.port):
+            self._release_state()
             raise RuntimeError(f"port {self.settings.port} is in use: is the platform already up? (`sai status`)")
         try:
             if self.settings.with_s3:
@@ -351,10 +372,18 @@ class Platform:
             self.triton.stop()
         if self.s3 is not None:
             s3_server.stop_s3(self.s3, self.settings.state_dir)
+        self._release_state()
+        log.info("platform stopped")
+
+    def _release_state(self) -> None:
+        """Remove this platform's state and pid files, then let the state folder go (never another's)."""
+        if self._state_lock is None:
+            return
         state_path(self.settings.state_dir).unlink(missing_ok=True)
         if read_pid(self.settings.state_dir) == os.getpid():
             pid_path(self.settings.state_dir).unlink(missing_ok=True)
-        log.info("platform stopped")
+        os.close(self._state_lock)
+        self._state_lock = None
 
     def start_triton(self, timeout: float = 180.0) -> None:
         self._await_triton(self._launch_triton(), timeout)
@@ -546,9 +575,24 @@ class Platform:
             if self.triton is not None and self.triton_wanted:
                 self._supervise_triton()
             for fn in self.functions.values():
+                if fn.alive():
+                    self._probe_function(fn)
                 if not fn.alive():
                     self._restart(fn.spec.name, fn.dead_process(), fn.restarts, fn.log_path, fn.start)
             self.write_state()
+
+    def _probe_function(self, fn: RunningFunction) -> None:
+        """Kill a replica that failed its liveness probe `liveness_failures` times in a row (a
+        SIGSTOPped or hung process): the next round restarts it as a death, with back-off."""
+        for r in fn.replicas:
+            if r.live():
+                r.probe_failures = 0
+                continue
+            r.probe_failures += 1
+            log.warning("function %s liveness probe failed (%d in a row)", r.name, r.probe_failures)
+            if r.probe_failures >= self.settings.liveness_failures:
+                log.error("function %s hangs: %d liveness probes failed in a row; killing it", r.name, r.probe_failures)
+                terminate_group(r.process, 0)  # a stopped process ignores SIGTERM
 
     def _supervise_triton(self) -> None:
         triton = self.triton
@@ -615,6 +659,7 @@ class Platform:
                         "pid": f.process.pid if f.process else None,
                         "replicas": f.wanted,
                         "available_replicas": f.available(),
+                        "liveness_failures": max((r.probe_failures for r in f.replicas), default=0),
                         "log": str(f.log_path),
                         **health(f.restarts, f.log_path),
                     }

@@ -21,10 +21,10 @@ import pathlib
 import re
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 
 from sai.errors import SaiError
+from sai.local.processes import scratch_dir
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 FILTERS = ("bicubic", "bilinear")
@@ -462,12 +462,12 @@ def add_model(
             "busy instance: lower max_batch_size in configs/local.pbtxt, or give the machine the memory"
         )
     del model  # the staged copy is read from the file again
-    with tempfile.TemporaryDirectory(prefix="sai-add-") as tmp:
-        staged = pathlib.Path(tmp) / "repo" / name
+    with scratch_dir("sai-add-") as tmp:  # removed even if this command is killed
+        staged = tmp / "repo" / name
         staged.mkdir(parents=True)
         write_model(staged, name, onnx_file, graph, image)
         echo(f"loading {name} into Triton (local config) and running it on zeros ...")
-        shapes = smoke_test(staged.parent, name, pathlib.Path(tmp) / "triton")
+        shapes = smoke_test(staged.parent, name, tmp / "triton")
         echo("  " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
         if (repo / name).exists():
             raise AddError(f"model {name!r} appeared in {repo} meanwhile; not overwriting it")
