@@ -16,9 +16,14 @@ CERT_MANAGER_VERSION="v1.17.0"         # kserve v0.20.0 kserve-deps.env CERT_MAN
 KNATIVE_VERSION="knative-v1.23.0"      # serving and net-kourier share release tags
 KSERVE_VERSION="v0.20.0"
 OPENFAAS_CHART_VERSION="15.0.6"        # deploys faas-netes 0.18.17 (chart/openfaas/values.yaml)
-GPU_OPERATOR_VERSION="v25.3.0"         # https://helm.ngc.nvidia.com/nvidia
+GPU_OPERATOR_VERSION="v25.10.1"        # https://helm.ngc.nvidia.com/nvidia; its default driver
+                                       # (580.105.08) runs TRITON_IMAGE's CUDA 13.0: minimum driver
+                                       # 580 (tests/test_k8s_driver_pins.py has the sources)
 REGISTRY_IMAGE="registry:2.8.3"        # kind's local registry (kind docs: local-registry.md)
 TRITON_IMAGE="nvcr.io/nvidia/tritonserver:25.09-py3"   # = values.yaml triton.image (test-checked)
+# The kind profile's CPU Triton, built here from k8s/images/triton-cpu (= values-kind.yaml
+# triton.image, test-checked). TRITON_BASE_IMAGE overrides its base (default debian:bookworm-slim).
+KIND_TRITON_IMAGE="kind.local/serverless-ai/tritonserver-cpu:2.51.0"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CHART="$REPO/charts/serverless-ai"
@@ -28,6 +33,7 @@ PROFILE="kind"
 GPU_OPERATOR=0
 SKIP_PREREQS=0
 DRY_RUN=0
+USER_VALUES=()  # -f FILE pairs from --values, after the profile's values
 # kind's local registry: the host pushes to localhost:5001; inside the cluster the same registry is
 # kind-registry.local:5000 (a Docker network alias that pods resolve through kind's DNS set-up, and
 # a *.local name, so faas-netes' anonymous-pull check talks plain HTTP to it).
@@ -38,14 +44,19 @@ export PATH="$REPO/.venv/bin:$PATH"
 
 usage() {
   cat <<USAGE
-Usage: k8s/bootstrap.sh [--profile kind|gpu|knative] [--gpu-operator] [--skip-prereqs] [--dry-run]
+Usage: k8s/bootstrap.sh [--profile kind|gpu|knative] [--values FILE]... [--gpu-operator]
+                        [--skip-prereqs] [--dry-run]
 
   --profile P      values profile: charts/serverless-ai/values-P.yaml and k8s/overlays/...
                    kind: creates a kind cluster (CPU) with a local registry ($KIND_PUSH_REGISTRY),
                          random MinIO credentials and a MinIO user for the functions
                    gpu: an existing GPU cluster; the Secrets in docs/kubernetes.md must exist
                    knative: like gpu, without KServe (Triton as a plain Knative Service)
+  --values, -f FILE  your values file (repeatable), given to helm after the profile's, so yours
+                   win: e.g. modelRepository.s3.uri, your bucket. The chart's timeouts in it also
+                   set the OpenFaaS gateway's.
   --gpu-operator   also install the NVIDIA GPU operator $GPU_OPERATOR_VERSION
+                   (default driver 580.105.08; Triton's CUDA 13.0 needs a driver >= 580)
   --skip-prereqs   only (re)install the serverless-ai chart and cluster settings
   --dry-run        print the commands instead of running them (works without a cluster)
   -h, --help       this help
@@ -59,6 +70,9 @@ USAGE
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE="${2:?--profile needs a value}"; shift 2 ;;
+    --values|-f)
+      [ -f "${2:-}" ] || { echo "--values: no such file: ${2:-}" >&2; exit 2; }
+      USER_VALUES+=(-f "$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"); shift 2 ;;
     --gpu-operator) GPU_OPERATOR=1; shift ;;
     --skip-prereqs) SKIP_PREREQS=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
@@ -73,13 +87,17 @@ OVERLAY="$REPO/k8s/overlays/$([ "$PROFILE" = kind ] && echo kind || echo gpu)"
 run() {  # echo in dry-run mode, execute otherwise
   if [ "$DRY_RUN" = 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi
 }
+apply_stdin() {  # manifest command...: the command reads the manifest on stdin (dry run: shown)
+  local manifest="$1"; shift
+  if [ "$DRY_RUN" = 1 ]; then printf '+ %s <<< %s\n' "$*" "$manifest"; else printf '%s' "$manifest" | "$@"; fi
+}
 log() { printf '\n==> %s\n' "$*" >&2; }
 random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 # The timeouts come from the chart (one source of truth): render its timeouts ConfigMap for this
 # profile and read the numbers, so the gateway always waits longer than the functions.
 chart_timeout() {
-  helm template "$RELEASE" "$CHART" -n "$NAMESPACE" -f "$VALUES" \
+  helm template "$RELEASE" "$CHART" -n "$NAMESPACE" -f "$VALUES" ${USER_VALUES[@]+"${USER_VALUES[@]}"} \
     --show-only templates/timeouts-configmap.yaml |
     sed -n "s/^  $1: \"\([0-9]*\)\"$/\1/p"
 }
@@ -117,9 +135,12 @@ create_kind_cluster() {
   if [ "$DRY_RUN" = 1 ] || [ "$(docker inspect -f '{{json .NetworkSettings.Networks.kind}}' kind-registry)" = null ]; then
     run docker network connect --alias "${KIND_CLUSTER_REGISTRY%:*}" kind kind-registry
   fi
-  # 5. Pre-load Triton (~10 GB): a pull racing Knative's progress deadline is the classic first failure.
-  run docker pull "$TRITON_IMAGE"
-  run kind load docker-image "$TRITON_IMAGE" --name serverless-ai
+  # 5. The CPU Triton image (~0.5 GB), built here and loaded into the node (pullPolicy Never). The
+  #    GPU profile's NGC image is ~15 GB unpacked, and `kind load` keeps several copies of an image
+  #    at once (kind v0.30.0: a `docker save` tar, then `ctr images import` into the node), more
+  #    than a hosted runner's disk (docs/kubernetes.md, "The kind job's budget").
+  run "$REPO/k8s/images/triton-cpu.sh" --tag "$KIND_TRITON_IMAGE" ${TRITON_BASE_IMAGE:+--base "$TRITON_BASE_IMAGE"}
+  run kind load docker-image "$KIND_TRITON_IMAGE" --name serverless-ai
 }
 
 install_cert_manager() {
@@ -133,6 +154,13 @@ install_knative() {
   run kubectl apply -f "https://github.com/knative/serving/releases/download/$KNATIVE_VERSION/serving-crds.yaml"
   run kubectl apply -f "https://github.com/knative/serving/releases/download/$KNATIVE_VERSION/serving-core.yaml"
   run kubectl apply -f "https://github.com/knative-extensions/net-kourier/releases/download/$KNATIVE_VERSION/kourier.yaml"
+  if [ "$PROFILE" = kind ]; then
+    # Kourier's gateway and controller request 200m each (net-kourier knative-v1.23.0
+    # config/300-gateway.yaml, 300-controller.yaml); the kind node cannot spare that
+    # (tests/test_kind_budget.py). Client-side `kubectl apply` keeps these on a re-run.
+    run kubectl -n kourier-system set resources deployment/3scale-kourier-gateway -c kourier-gateway --requests=cpu=100m
+    run kubectl -n knative-serving set resources deployment/net-kourier-controller -c controller --requests=cpu=50m
+  fi
   run kubectl -n knative-serving wait --for=condition=Available deployment --all --timeout=300s
   run kubectl -n kourier-system wait --for=condition=Available deployment --all --timeout=300s
 }
@@ -140,27 +168,37 @@ install_knative() {
 install_kserve() {
   log "KServe $KSERVE_VERSION (Serverless mode)"
   local base="https://github.com/kserve/kserve/releases/download/$KSERVE_VERSION"
-  run kubectl apply --server-side -f "$base/kserve.yaml"
+  # --force-conflicts: on a re-run, inferenceservice-config's .data.ingress belongs to the
+  # serverless-ai field manager (below), and a server-side apply that changes another manager's
+  # field is refused without it. kserve.yaml takes the field back (upstream value), and the next
+  # step sets ours again, so every run ends in the same state.
+  run kubectl apply --server-side --force-conflicts -f "$base/kserve.yaml"
   run kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s
   run kubectl apply --server-side -f "$base/kserve-cluster-resources.yaml"
   # With Kourier instead of Istio, KServe must not create Istio VirtualServices
-  # (config/configmap/inferenceservice.yaml at v0.20.0: ingress.disableIstioVirtualHost).
-  if [ "$DRY_RUN" = 1 ]; then
-    echo "+ kubectl -n kserve patch configmap inferenceservice-config (ingress.disableIstioVirtualHost=true)"
-  else
-    local ingress
-    ingress="$(kubectl -n kserve get configmap inferenceservice-config -o jsonpath='{.data.ingress}' |
-      jq -c '.disableIstioVirtualHost = true')"
-    kubectl -n kserve patch configmap inferenceservice-config --type merge \
-      -p "$(jq -n --arg v "$ingress" '{data: {ingress: $v}}')"
+  # (config/configmap/inferenceservice.yaml at v0.20.0: ingress.disableIstioVirtualHost). A
+  # server-side apply of that one key, owned by the serverless-ai manager like k8s/overlays.
+  local meta='"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"inferenceservice-config","namespace":"kserve"}'
+  local manifest="{$meta,\"data\":{\"ingress\":\"<current value, disableIstioVirtualHost=true>\"}}"  # dry run
+  if [ "$DRY_RUN" = 0 ]; then
+    manifest="$(kubectl -n kserve get configmap inferenceservice-config -o jsonpath='{.data.ingress}' |
+      jq -c --argjson base "{$meta}" '$base + {data: {ingress: (.disableIstioVirtualHost = true | tojson)}}')"
   fi
+  apply_stdin "$manifest" \
+    kubectl apply --server-side --field-manager=serverless-ai --force-conflicts -f -
 }
 
 install_openfaas() {
   # The gateway is ClusterIP everywhere but kind, where its NodePort is published on the host's
   # loopback only (k8s/kind/cluster.yaml). Expose it through an ingress with auth (docs/kubernetes.md).
-  local service_type=ClusterIP
-  [ "$PROFILE" = kind ] && service_type=NodePort
+  local service_type=ClusterIP requests=()
+  if [ "$PROFILE" = kind ]; then
+    service_type=NodePort
+    # Smaller CPU requests on the kind node (the chart's defaults: 500m; tests/test_kind_budget.py).
+    requests=(--set gateway.resources.requests.cpu=50m --set faasnetes.resources.requests.cpu=50m
+      --set queueWorker.resources.requests.cpu=25m --set nats.resources.requests.cpu=25m
+      --set prometheus.resources.requests.cpu=25m --set alertmanager.resources.requests.cpu=25m)
+  fi
   log "OpenFaaS CE chart $OPENFAAS_CHART_VERSION (gateway upstream timeout ${GATEWAY_TIMEOUT}s, $service_type)"
   # Value names: faas-netes chart/openfaas/values.yaml at chart 15.0.6 (tests/test_k8s_stack.py
   # keeps this list to values that chart has). Function images are always pulled in CE
@@ -175,6 +213,7 @@ install_openfaas() {
     --set gateway.readTimeout="${GATEWAY_SERVER_TIMEOUT}s" \
     --set gateway.writeTimeout="${GATEWAY_SERVER_TIMEOUT}s" \
     --set queueWorker.ackWait="${GATEWAY_SERVER_TIMEOUT}s" \
+    ${requests[@]+"${requests[@]}"} \
     --wait --timeout 10m
 }
 
@@ -211,14 +250,12 @@ kind_secrets() {
 }
 
 check_secrets() {
-  log "checking the Secrets the $PROFILE profile expects"
-  if [ "$DRY_RUN" = 1 ]; then
-    echo "+ kubectl get secret serverless-ai-models-s3 s3-access-key-id s3-secret-access-key"; return
-  fi
-  local missing=0
-  kubectl -n "$NAMESPACE" get secret serverless-ai-models-s3 >/dev/null || missing=1
-  kubectl -n openfaas-fn get secret s3-access-key-id s3-secret-access-key >/dev/null || missing=1
-  [ "$missing" = 0 ] || { echo "create the Secrets listed in docs/kubernetes.md first" >&2; exit 1; }
+  # The model store's Secret (or workload-identity ServiceAccount) is checked by the chart itself at
+  # install time, with the fix in its message; object-classify's keys are faas-cli's business.
+  log "checking the Secrets object-classify expects (namespace openfaas-fn)"
+  if [ "$DRY_RUN" = 1 ]; then echo "+ kubectl -n openfaas-fn get secret s3-access-key-id s3-secret-access-key"; return; fi
+  kubectl -n openfaas-fn get secret s3-access-key-id s3-secret-access-key >/dev/null ||
+    { echo "create the Secrets listed in docs/kubernetes.md first" >&2; exit 1; }
 }
 
 install_chart() {
@@ -226,7 +263,8 @@ install_chart() {
   run kubectl apply --server-side --field-manager=serverless-ai --force-conflicts -k "$OVERLAY"
   if [ "$PROFILE" = kind ]; then kind_secrets; else check_secrets; fi
   # The chart itself refuses to install when Knative's config-features lacks a flag it needs.
-  run helm upgrade --install "$RELEASE" "$CHART" --namespace "$NAMESPACE" -f "$VALUES" --wait --timeout 10m
+  run helm upgrade --install "$RELEASE" "$CHART" --namespace "$NAMESPACE" -f "$VALUES" ${USER_VALUES[@]+"${USER_VALUES[@]}"} \
+    --wait --timeout 10m
   if [ "$PROFILE" = knative ]; then
     run kubectl -n "$NAMESPACE" wait --for=condition=Ready ksvc --all --timeout=15m
   else
@@ -248,5 +286,5 @@ install_chart
 if [ "$PROFILE" = kind ]; then
   log "done. Functions: k8s/e2e-kind.sh (builds, pushes to $KIND_PUSH_REGISTRY, deploys as $KIND_CLUSTER_REGISTRY); gateway http://127.0.0.1:8080"
 else
-  log "done. Functions (OpenFaaS CE): REGISTRY=<your registry> faas-cli up -f stack.yml; gateway: kubectl -n openfaas port-forward svc/gateway 8080:8080"
+  log "done. Functions (OpenFaaS CE): port-forward the gateway, faas-cli login, then REGISTRY=<your registry> faas-cli up -f stack.yml (docs/kubernetes.md, step 4)"
 fi
