@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from sai.local.stack import Function, Stack
+from sai.local.triggers.annotations import AnnotationError, check_annotations
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,10 @@ def check_request(request) -> dict:
     for key in ("envVars", "labels", "annotations"):
         if (value := _string_map(request, key)) is not None:
             checked[key] = value
+    try:  # trigger annotations (topic, schedule) that no connector could use
+        check_annotations(checked.get("annotations", {}))
+    except AnnotationError as exc:
+        raise DeployError(400, "invalid_annotation", str(exc)) from None
     return checked
 
 
