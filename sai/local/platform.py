@@ -27,7 +27,16 @@ from sai import paths
 from sai.local import s3_events, s3_server
 from sai.local.async_calls import AsyncCalls
 from sai.local.callbacks import CallbackPolicy
-from sai.local.deployments import MAX_REPLICAS, MIN_REPLICAS, DeployError, Deployments, check_request, resolve, scale_bounds
+from sai.local.deployments import (
+    MAX_REPLICAS,
+    MIN_REPLICAS,
+    DeployError,
+    Deployments,
+    check_request,
+    image_base,
+    resolve,
+    scale_bounds,
+)
 from sai.local.gateway import Gateway
 from sai.local.http_server import JsonErrorsRunner
 from sai.local.model_deps import needed_models
@@ -409,7 +418,8 @@ class Platform:
         env["PYTHONUNBUFFERED"] = "1"
         if spec.secrets:  # where /var/openfaas/secrets is mounted in a pod (secrets_store.py)
             env["SECRETS_DIR"] = str(self.secret_store.mount(spec.name, spec.secrets))
-        env.update(self.settings.function_env.get(spec.name, {}))
+        for key in dict.fromkeys((image_base(spec.image), spec.name)):  # its code's (--with-s3), then its own
+            env.update(self.settings.function_env.get(key, {}))
         return env
 
     def _new_function(self, spec: Function) -> RunningFunction:
