@@ -9,6 +9,7 @@
   s3_server.py        the local S3 server (moto) for object-classify
   s3_events.py        S3 bucket notifications as MinIO sends them
   processes.py        process groups and identities, restart back-off, log tails, waiting
+  triggers/           schedules, message topics (NATS JetStream), PostgreSQL changes, as OpenFaaS's connectors
 
 Nothing here imports sai.cli: the CLI drives the runtime, never the other way round.
 """
