@@ -63,7 +63,8 @@ def test_nightly_reclassification_runs_on_its_schedule(platform, env, coffee_jpe
     try:
         doc = wait_until(lambda: result(platform, key), 60)
         assert doc and doc["predictions"][0]["label"] == "espresso"
-        assert platform.gateway.metrics.invocations("uploads-nightly") >= 1
+        # the result is written before the answer, which the gateway counts once it is sent
+        assert wait_until(lambda: platform.gateway.metrics.invocations("uploads-nightly") >= 1, 10)
     finally:
         requests.delete(url, json={"functionName": "uploads-nightly"}, auth=platform.credentials, timeout=60)
 

@@ -161,22 +161,21 @@ class Triggers:
 
     # -- state, for `sai status` --------------------------------------------------------------------
     def status(self) -> dict:
+        """Read by the supervisor's thread while the triggers' loop changes things: each container
+        is copied first (list()/dict() of a dict run without a thread switch), then read."""
+        entries, runs, relays = list(self.scheduler.entries.values()), dict(self.cron_runs), list(self.relays.items())
         return {
             "nats": self.nats_url,
             "nats_error": self.nats_error,
             "nats_token": str(topics.NatsServer.token_path(self.server.work_dir)) if self.server else None,
             "messages": self.topics.status() if self.topics else None,
             "cron": {
-                e.function: {
-                    "schedule": e.spec,
-                    "next": e.next.isoformat() if e.next else None,
-                    **self.cron_runs.get(e.function, {}),
-                }
-                for e in self.scheduler.entries.values()
+                e.function: {"schedule": e.spec, "next": e.next.isoformat() if e.next else None, **runs.get(e.function, {})}
+                for e in entries
             },
             "db_watches": [
                 {"topic": t, "relayed": relay.relayed, "last_error": relay.last_error}
-                for (_, ts), (relay, _) in self.relays.items()
+                for (_, ts), (relay, _) in relays
                 for t in sorted(ts)
             ],
         }
