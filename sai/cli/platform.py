@@ -23,13 +23,16 @@ from sai.local.platform import Platform, Settings
 from sai.local.processes import listens_on, recorded_tree, stop_processes, tail, wait_until
 from sai.local.triggers.runtime import TriggerSettings, trigger_lines
 from sai.state import (
+    PlatformRunning,
     credentials_dir,
     http_ok,
+    lock_holder,
     make_private,
     pid_path,
     port_open,
     read_pid,
     read_state,
+    running_elsewhere,
     state_path,
     write_pid,
 )
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 SAI_PORT = setting("SAI_PORT", int, 8080, low=1, high=65535)
 SAI_CALLBACK_ALLOW = setting("SAI_CALLBACK_ALLOW", str, "")  # comma-separated CIDR or host:port
 SAI_AUTH_FUNCTIONS = setting("SAI_AUTH_FUNCTIONS", int, 0, low=0, high=1)
+SAI_ALLOW_HOSTS = setting("SAI_ALLOW_HOSTS", str, "")  # comma-separated host names
 
 EXIT_NOT_RUNNING = 3  # like `systemctl status`: 3 = not running
 
@@ -52,8 +56,21 @@ def register(sub) -> None:
         help="address the gateway binds; Triton and functions stay on loopback (default: %(default)s)",
     )
     up.add_argument("--port", type=int, default=SAI_PORT(), help="gateway port (default: $SAI_PORT or 8080)")
+    up.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        help="a host name clients may reach the gateway by (repeatable; also $SAI_ALLOW_HOSTS, comma-separated); "
+        "IP addresses, localhost and this machine's name always work, other Host headers get 400 (DNS rebinding)",
+    )
     up.add_argument("--triton-http-port", type=int, default=8000)
-    up.add_argument("--triton-grpc-port", type=int, default=8001)
+    up.add_argument(
+        "--triton-grpc-port",
+        type=int,
+        default=8001,
+        help="names Triton's gRPC socket, <state>/triton/grpc.sock:PORT: the local Triton serves gRPC only there, "
+        "to this user (default: %(default)s)",
+    )
     up.add_argument("--triton-metrics-port", type=int, default=8002)
     up.add_argument(
         "--triton-log-verbose",
@@ -113,8 +130,10 @@ def _settings(args) -> Settings:
         CallbackPolicy(allow=allow)
     except ValueError as exc:
         raise SaiError(str(exc), exit_code=2) from None
+    hosts = [h.strip() for h in SAI_ALLOW_HOSTS().split(",") if h.strip()] + (args.allow_host or [])
     return Settings(
         host=args.host,
+        allowed_hosts=hosts,
         port=args.port,
         triton_http_port=args.triton_http_port,
         triton_grpc_port=args.triton_grpc_port,
@@ -144,12 +163,18 @@ def cmd_up(args) -> int:
             )
         print(f"already running (pid {pid}), gateway {served}; `sai status` shows it, `sai down` stops it")
         return 0
+    if (holder := lock_holder(state_dir)) is not None:  # e.g. a `sai up --foreground` still starting
+        raise SaiError(running_elsewhere(state_dir, holder))
     _stop_leftovers(_state())
     if port_open(args.host, args.port):
         raise SaiError(f"port {args.port} is already in use; choose another with --port")
     logfile = state_dir / "logs" / "platform.log"
-    logfile.parent.mkdir(parents=True, exist_ok=True)
-    with open(logfile, "ab") as out:
+    try:
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        out = open(logfile, "ab")
+    except OSError as exc:
+        raise SaiError(f"cannot write the platform's log {logfile}: {exc.strerror}") from None
+    with out:
         proc = subprocess.Popen(
             _foreground_argv(args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
         )
@@ -200,9 +225,11 @@ def _foreground_argv(args) -> list[str]:
     argv += ["--triton-log-verbose", str(args.triton_log_verbose)]
     argv += ["--triton-url", args.triton_url] if args.triton_url else []
     argv += ["--with-s3"] if args.with_s3 else []
+    argv += ["--auth-functions"] if args.auth_functions else []
     argv += ["--nats-port", str(args.nats_port)] + (["--nats-url", args.nats_url] if args.nats_url else [])
-    for name in args.only or []:
-        argv += ["--only", name]
+    for flag, values in (("--only", args.only), ("--callback-allow", args.callback_allow), ("--allow-host", args.allow_host)):
+        for value in values or []:
+            argv += [flag, value]
     return argv
 
 
@@ -216,6 +243,8 @@ def _foreground(settings: Settings) -> int:
     signal.signal(signal.SIGHUP, lambda *_: reloads.append(True))  # `sai reload` (sai/cli/reload.py)
     try:
         platform.start()  # records this process in platform.pid once ready
+    except PlatformRunning as exc:
+        raise SaiError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - reported, with the exit code, to `sai up`
         log.error("start failed: %s", exc)
         return 1

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hmac
+import ipaddress
 import logging
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -97,6 +98,7 @@ class Gateway:
         credentials: tuple[str, str] | None = None,
         auth_functions: bool = False,
         control=None,
+        allowed_hosts: list[str] | tuple[str, ...] = (),
     ):
         self.functions = functions
         self.async_calls = async_calls
@@ -107,6 +109,9 @@ class Gateway:
         self.body_idle_timeout_s = body_idle_timeout_s
         self.credentials = credentials
         self.auth_functions = auth_functions
+        # Host names the gateway answers to (IP literals always): DNS rebinding (a page of
+        # attacker.example whose name then resolves to 127.0.0.1) sends its own name as Host.
+        self.allowed_hosts = {"localhost", socket.gethostname().lower(), *(h.lower().rstrip(".") for h in allowed_hosts)}
         self._admission: dict[str, Admission] = {}
         self.metrics = metrics.GatewayMetrics(
             functions,
@@ -119,7 +124,7 @@ class Gateway:
         self.app = self._make_app()
 
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[json_errors, self._auth])
+        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[json_errors, self._host_check, self._auth])
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.prometheus)
         portal.add_routes(app)
@@ -134,6 +139,26 @@ class Gateway:
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
+
+    @web.middleware
+    async def _host_check(self, request: web.Request, handler):
+        if self.host_allowed(request.headers.get("Host", "")):
+            return await handler(request)
+        return error(
+            400, "host_not_allowed", "the Host header names no host this gateway serves (sai up --allow-host NAME adds one)"
+        )
+
+    def host_allowed(self, host: str) -> bool:
+        """An IP literal, a configured name, or no Host at all (HTTP/1.0: no browser sends that)."""
+        if not host:
+            return True
+        name = host[1 : host.find("]")] if host.startswith("[") else host.rpartition(":")[0] if ":" in host else host
+        name = name.lower().rstrip(".")
+        try:
+            ipaddress.ip_address(name)
+            return True  # a browser's origin is then that address: nothing to rebind
+        except ValueError:
+            return name in self.allowed_hosts
 
     @web.middleware
     async def _auth(self, request: web.Request, handler):
@@ -151,12 +176,26 @@ class Gateway:
         if scheme.lower() != "basic":
             return False
         try:
-            user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+            user, sep, password = base64.b64decode(value, validate=True).partition(b":")
+        except ValueError:  # binascii.Error, or a header that is not ASCII
             return False
-        want_user, want_password = self.credentials
-        # both compared, in constant time, so a timing never tells which part was wrong
+        want_user, want_password = (part.encode() for part in self.credentials)
+        # Bytes, never str: compare_digest raises TypeError on non-ASCII str (a 500 per request).
+        # Both compared, in constant time, so a timing never tells which part was wrong.
         return bool(sep) & hmac.compare_digest(user, want_user) & hmac.compare_digest(password, want_password)
+
+    def upstream_headers(self, request: web.Request) -> dict[str, str]:
+        """The caller's headers as a function gets them (and an async call stores them): not the
+        hop-by-hop ones (Proxy-Authorization among them), not Authorization when it carries the
+        gateway's own credentials (the portal sends them on every call; with --auth-functions
+        every call does), and no Cookie: the gateway sets none, and browsers send it every
+        other 127.0.0.1 web app's cookies, as cookies are not kept apart by port (RFC 6265 8.5).
+        An Authorization the gateway does not own (a function's own token) passes."""
+        headers = forwardable(request.headers)
+        for key in [k for k in headers if k.lower() in ("authorization", "cookie")]:
+            if key.lower() == "cookie" or (self.credentials is not None and self._authorized(headers[key])):
+                del headers[key]
+        return headers
 
     def body_cap(self, name: str) -> int:
         """The function's own MAX_BODY_BYTES, or the gateway's cap when it sets none."""
@@ -252,7 +291,7 @@ class Gateway:
         if too_large := self._too_large(name, request):
             return too_large
         start = time.perf_counter()
-        headers = forwardable(request.headers)
+        headers = self.upstream_headers(request)
         call_id = headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         headers["X-Forwarded-For"] = request.remote or ""
         body = None
@@ -350,4 +389,6 @@ class Gateway:
             return error(501, "async_disabled", "asynchronous invocations are not enabled on this gateway")
         if too_large := self._too_large(name, request):
             return too_large
-        return await self.async_calls.accept(request, name, lambda: self.read_body(request, name))
+        return await self.async_calls.accept(
+            request, name, lambda: self.read_body(request, name), headers=self.upstream_headers(request)
+        )

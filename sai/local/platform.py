@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import pathlib
-import secrets
 import subprocess
 import sys
 import threading
@@ -49,11 +48,13 @@ from sai.local.triton_server import TritonServer
 from sai.state import (
     ensure_credentials,
     free_port,
+    http_ok,
     make_private,
     pid_path,
     port_open,
     read_pid,
     state_path,
+    take_lock,
     write_pid,
     write_state,
 )
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Settings:
     host: str = "127.0.0.1"  # the gateway's address; Triton and the functions stay on loopback
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names it answers to besides localhost, this host's name and IPs
     port: int = 8080  # gateway
     triton_http_port: int = 8000
     triton_grpc_port: int = 8001
@@ -97,11 +99,15 @@ class Settings:
     # Supervision: restarts after 1, 2, 4 ... s; FAILED after this many deaths in a row.
     restart_delay_s: float = 1.0
     restart_limit: int = 5
-    liveness_failures: int = 3  # failed Triton liveness probes in a row before it is killed and restarted
+    liveness_failures: int = 3  # failed liveness probes in a row (Triton, a function) before it is killed and restarted
     triggers: TriggerSettings = field(default_factory=TriggerSettings)  # schedules, topics, database changes
 
     def restarts(self) -> Restarts:
         return Restarts(first_delay_s=self.restart_delay_s, limit=self.restart_limit)
+
+
+START_TIMEOUT_S = 30.0  # a function process must listen within this; its liveness probe waits as long
+PROBE_TIMEOUT_S = 3.0  # as Triton's (TritonServer.probe_timeout_s): a busy process still answers in time
 
 
 class Replica:
@@ -112,13 +118,20 @@ class Replica:
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.record: dict | None = None  # pid and start time, for the state file
+        self.started_at = 0.0
+        self.probe_failures = 0  # liveness probes failed in a row
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def start(self, context: pathlib.Path, env: dict[str, str]) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "sai.local.function_runner", "--context", str(context), "--port", str(self.port)]
+        # -I: the interpreter's own start ignores PYTHON* variables, the user's site-packages and the
+        # working folder, so it imports only the build context (put on sys.path by the runner), the
+        # standard library and the virtual environment: code from the checkout (docs/reliability.md).
+        # -u: unbuffered, so the log has each line as it is written.
+        cmd = [sys.executable, "-I", "-u", "-m", "sai.local.function_runner", "--context", str(context)]
+        cmd += ["--port", str(self.port)]
         with open(self.log_path, "ab") as logfile:
             self.process = subprocess.Popen(
                 cmd,
@@ -130,6 +143,15 @@ class Replica:
                 preexec_fn=die_with_parent(),
             )
         self.record = identity(self.process.pid)
+        self.started_at, self.probe_failures = time.monotonic(), 0
+
+    def live(self) -> bool:
+        """The liveness probe: GET /_/health, the path the watchdog answers in a pod (function_runner).
+        A stopped or hung process does not answer in time; one still starting (not listening yet,
+        within START_TIMEOUT_S of its start) counts as live."""
+        if http_ok(f"http://127.0.0.1:{self.port}/_/health", timeout=PROBE_TIMEOUT_S):
+            return True
+        return time.monotonic() - self.started_at < START_TIMEOUT_S and not listens_on(self.process.pid, self.port)
 
     def wait_ready(self, timeout: float) -> None:
         def exited() -> str | None:
@@ -206,12 +228,12 @@ class RunningFunction:
                 r.start(self.context, self.env)
         self.replicas = replicas
 
-    def scale(self, replicas: int, timeout: float = 30.0) -> None:
+    def scale(self, replicas: int, timeout: float = START_TIMEOUT_S) -> None:
         self.wanted = replicas
         self.start()
         self.wait_ready(timeout)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         for r in self.replicas:
             r.wait_ready(timeout)
 
@@ -244,7 +266,7 @@ class Platform:
                 http_port=settings.triton_http_port,
                 grpc_port=settings.triton_grpc_port,
                 metrics_port=settings.triton_metrics_port,
-                admin_key=secrets.token_urlsafe(24),  # opens model load/unload to `sai reload` only
+                model_control=True,  # model load/unload for `sai reload`, on a private socket
                 log_verbose=settings.triton_log_verbose,
                 models=self._needed_models(),
             )
@@ -275,6 +297,7 @@ class Platform:
             credentials=self.credentials,
             auth_functions=settings.auth_functions,
             control=self,  # the /system/* API deploys, scales and removes through this platform
+            allowed_hosts=[settings.host, *settings.allowed_hosts],
         )
         self.gateway.metrics.restarts = self.restart_counts
         self.s3: s3_server.S3Handle | None = None
@@ -294,6 +317,7 @@ class Platform:
         self._runner: JsonErrorsRunner | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._state_lock: int | None = None  # the state folder's lock (sai.state.take_lock), while started
 
     def restart_counts(self) -> dict[str, int]:
         """Restarts by the supervisor per component, for the gateway's metrics."""
@@ -331,7 +355,11 @@ class Platform:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        # Before anything touches the state folder: raises PlatformRunning if another platform has it.
+        ports = {name: port for port, name in self.own_ports().items()} | {"gateway": self.gateway_url}
+        self._state_lock = take_lock(self.settings.state_dir, {"ports": ports})
         if port_open(self.settings.host, self.settings.port):
+            self._release_state()
             raise RuntimeError(f"port {self.settings.port} is in use: is the platform already up? (`sai status`)")
         try:
             if self.settings.with_s3:
@@ -367,10 +395,18 @@ class Platform:
             self.triton.stop()
         if self.s3 is not None:
             s3_server.stop_s3(self.s3, self.settings.state_dir)
+        self._release_state()
+        log.info("platform stopped")
+
+    def _release_state(self) -> None:
+        """Remove this platform's state and pid files, then let the state folder go (never another's)."""
+        if self._state_lock is None:
+            return
         state_path(self.settings.state_dir).unlink(missing_ok=True)
         if read_pid(self.settings.state_dir) == os.getpid():
             pid_path(self.settings.state_dir).unlink(missing_ok=True)
-        log.info("platform stopped")
+        os.close(self._state_lock)
+        self._state_lock = None
 
     def start_triton(self, timeout: float = 180.0) -> None:
         self._await_triton(self._launch_triton(), timeout)
@@ -415,7 +451,6 @@ class Platform:
         env = dict(os.environ)
         env.update(spec.environment)
         env["TRITON_URL"] = self.triton_url  # stack.yml's value is the in-cluster address
-        env["PYTHONUNBUFFERED"] = "1"
         if spec.secrets:  # where /var/openfaas/secrets is mounted in a pod (secrets_store.py)
             env["SECRETS_DIR"] = str(self.secret_store.mount(spec.name, spec.secrets))
         for key in dict.fromkeys((image_base(spec.image), spec.name)):  # its code's (--with-s3), then its own
@@ -430,6 +465,7 @@ class Platform:
         return RunningFunction(spec, context, self._function_env(spec), log_path, self.settings.restarts(), replicas)
 
     def _start_functions(self) -> None:
+        self.secret_store.prune(self.stack.functions)  # copies of functions removed while it was down
         for name, spec in self.stack.functions.items():
             if self.settings.only and name not in self.settings.only:
                 continue
@@ -476,6 +512,7 @@ class Platform:
             if name not in self.functions:
                 raise DeployError(404, "function_not_found", f"no function named {name!r}")
             self.functions.pop(name).stop()
+            self.secret_store.unmount(name)
             self.gateway.forget(name)
             self.stack.functions.pop(name, None)
             self.deployments.remove(name, in_stack=name in load_stack(self.settings.stack_file).functions)
@@ -562,10 +599,25 @@ class Platform:
             if self.triton is not None and self.triton_wanted:
                 self._supervise_triton()
             for fn in self.functions.values():
+                if fn.alive():
+                    self._probe_function(fn)
                 if not fn.alive():
                     self._restart(fn.spec.name, fn.dead_process(), fn.restarts, fn.log_path, fn.start)
             self.triggers.supervise()  # triggers hook: their broker
             self.write_state()
+
+    def _probe_function(self, fn: RunningFunction) -> None:
+        """Kill a replica that failed its liveness probe `liveness_failures` times in a row (a
+        SIGSTOPped or hung process): the next round restarts it as a death, with back-off."""
+        for r in fn.replicas:
+            if r.live():
+                r.probe_failures = 0
+                continue
+            r.probe_failures += 1
+            log.warning("function %s liveness probe failed (%d in a row)", r.name, r.probe_failures)
+            if r.probe_failures >= self.settings.liveness_failures:
+                log.error("function %s hangs: %d liveness probes failed in a row; killing it", r.name, r.probe_failures)
+                terminate_group(r.process, 0)  # a stopped process ignores SIGTERM
 
     def _supervise_triton(self) -> None:
         triton = self.triton
@@ -632,6 +684,7 @@ class Platform:
                         "pid": f.process.pid if f.process else None,
                         "replicas": f.wanted,
                         "available_replicas": f.available(),
+                        "liveness_failures": max((r.probe_failures for r in f.replicas), default=0),
                         "log": str(f.log_path),
                         **health(f.restarts, f.log_path),
                     }

@@ -3,12 +3,14 @@ stopping anything else.
 
 - Models: each model folder is fingerprinted (every file's path, size and mtime) when Triton
   starts; a reload loads new and changed models and unloads removed ones through Triton's
-  model-control API (explicit mode, behind the per-run admin key, see triton_server.py), then runs
+  model-control API (explicit mode, over gRPC on the platform's private socket, see
+  triton_server.py), then runs
   each once on zeros (sai/local/model_check.py). A model Triton refuses or cannot run (a broken
   config) is reported with Triton's message, and a new one is unloaded again; the others keep serving.
 - Functions: stack.yml is read again; functions new to it are started, running functions whose
-  build context (handler files, `configuration.copy`, environment) changed are restarted, and
-  functions removed from it are stopped. The gateway routes by the same dict, so it sees them at once.
+  build context (handler files, `configuration.copy`, environment) changed are restarted, as are
+  those not running (FAILED: the supervisor gave up on them), and functions removed from it are
+  stopped. The gateway routes by the same dict, so it sees them at once.
 
 The supervisor runs `reload(platform)` on SIGHUP and writes the report to `<state>/reload.json`;
 `sai reload` sends the signal and prints the report.
@@ -21,8 +23,6 @@ import json
 import logging
 import pathlib
 import shutil
-import urllib.error
-import urllib.request
 
 from sai.local.model_check import infer_zeros
 from sai.local.model_deps import needed_models
@@ -53,24 +53,38 @@ def tree_digest(path: pathlib.Path, env: dict[str, str]) -> str:
 
 
 def _triton_call(triton, model: str, action: str) -> str | None:
-    """POST /v2/repository/models/<model>/<action>; None when done, else Triton's message."""
-    req = urllib.request.Request(
-        f"http://{triton.url}/v2/repository/models/{model}/{action}",
-        data=b"{}",
-        method="POST",
-        headers={"triton-admin-key": triton.admin_key or "", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=300):
-            return None
-    except urllib.error.HTTPError as err:
-        body = err.read().decode(errors="replace")
+    """Load or unload `model` (action "load" or "unload") over Triton's private gRPC socket; None
+    when done, else Triton's message.
+
+    The request is encoded here rather than with tritonclient.grpc, whose import registers
+    Triton's protos in protobuf's default pool, where the kserve SDK (`sai cluster`) registers the
+    same names: protobuf then refuses the second in the process (see sai/models/config.py)."""
+    import grpc
+
+    method = f"/inference.GRPCInferenceService/RepositoryModel{action.capitalize()}"
+    with grpc.insecure_channel(triton.grpc_url) as channel:
         try:
-            return str(json.loads(body).get("error", body)).strip()
-        except ValueError:
-            return body or str(err)
-    except OSError as exc:
-        return f"Triton unreachable: {exc}"
+            channel.unary_unary(method)(model_request(model), timeout=300)  # bytes in, bytes out
+            return None
+        except grpc.RpcError as exc:
+            unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE
+            return ("Triton unreachable: " if unreachable else "") + (exc.details() or str(exc.code()))
+
+
+def model_request(model: str) -> bytes:
+    """RepositoryModelLoadRequest or RepositoryModelUnloadRequest (the same fields) naming `model`:
+    field 2, model_name, a length-delimited string (Triton's grpc_service.proto)."""
+    name = model.encode()
+    return b"\x12" + _varint(len(name)) + name
+
+
+def _varint(n: int) -> bytes:
+    """Protobuf's base-128 varint."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
 
 
 def _runs(triton, name: str) -> str | None:
@@ -80,8 +94,9 @@ def _runs(triton, name: str) -> str | None:
         infer_zeros(
             triton.url, name, read_config(config_file if config_file.is_file() else config_file.parents[1] / "config.pbtxt")
         )
-    except RuntimeError as exc:
-        return f"loaded, but {exc}"
+    except Exception as exc:  # noqa: BLE001 - whatever one model does (a config too big to check, one
+        # that cannot be read), it is reported as failed and the rest of the platform keeps serving
+        return f"loaded, but {exc}" if isinstance(exc, RuntimeError) else f"loaded, but its check failed: {exc!r}"
     return None
 
 
@@ -96,7 +111,7 @@ def _load_checked(triton, name: str, new: bool) -> str | None:
 
 def _reload_models(platform, report: dict) -> None:
     triton = platform.triton
-    if triton is None or not triton.admin_key:
+    if triton is None or not triton.model_control:
         report["models"]["skipped"] = "Triton is not started by this platform (--triton-url): reload it yourself"
         return
     now = model_fingerprints(platform.settings.model_repository)
@@ -128,7 +143,7 @@ def load_left_out(platform, specs) -> dict[str, str]:
     triton = platform.triton
     needed = needed_models(specs, platform.settings.model_repository)
     missing = platform.models_left_out if needed is None else platform.models_left_out & set(needed)
-    if triton is None or not triton.admin_key or not missing:
+    if triton is None or not triton.model_control or not missing:
         return {}
     now, failed = model_fingerprints(platform.settings.model_repository), {}
     for name in sorted(missing):
@@ -163,6 +178,7 @@ def _reload_functions(platform, report: dict, RunningFunction) -> None:  # noqa:
     wanted = {n: s for n, s in stack.functions.items() if n in platform.functions or n in new}
     for name in sorted(set(platform.functions) - set(stack.functions)):
         platform.functions.pop(name).stop()
+        platform.secret_store.unmount(name)
         report["functions"]["stopped"].append(name)
     platform.stack.functions.update({n: stack.functions[n] for n in new})
     platform.stack.copy = stack.copy
@@ -172,8 +188,12 @@ def _reload_functions(platform, report: dict, RunningFunction) -> None:  # noqa:
         staged = build_context(stack, spec, build / f"{name}.staged")
         running = platform.functions.get(name)
         # What the stack sets, not the whole environment (the supervisor's own may change meanwhile).
-        if running is not None and tree_digest(staged, spec.environment) == tree_digest(
-            running.context, running.spec.environment
+        # A function that is not running (FAILED: the supervisor gave up on it) is restarted even
+        # when nothing changed.
+        if (
+            running is not None
+            and running.alive()
+            and tree_digest(staged, spec.environment) == tree_digest(running.context, running.spec.environment)
         ):
             shutil.rmtree(staged)
             continue
@@ -184,7 +204,11 @@ def _reload_functions(platform, report: dict, RunningFunction) -> None:  # noqa:
         log_path, replicas = platform.logs / f"function-{name}.log", platform.deployments.replicas.get(name)
         fn = RunningFunction(spec, build / name, env, log_path, platform.settings.restarts(), replicas)
         platform.functions[name] = fn
-        fn.start()
+        try:
+            fn.start()
+        except OSError as exc:  # e.g. its log cannot be opened: this one failed, the others go on
+            report["functions"]["failed"][name] = f"could not start: {exc}"
+            continue
         started.append((fn, "restarted" if running is not None else "started"))
     for fn, kind in started:
         try:
@@ -200,7 +224,11 @@ def reload(platform, function_class) -> dict:
         "models": {"loaded": [], "reloaded": [], "unloaded": [], "failed": {}},
         "functions": {"started": [], "restarted": [], "stopped": [], "failed": {}},
     }
-    _reload_models(platform, report)
+    try:
+        _reload_models(platform, report)
+    except Exception as exc:  # noqa: BLE001 - a reload never stops the platform: it reports
+        log.exception("reload: models")
+        report["models"]["failed"]["model_repository"] = repr(exc)
     try:
         _reload_functions(platform, report, function_class)
     except (OSError, ValueError, KeyError) as exc:  # an unreadable stack.yml: nothing changed

@@ -35,9 +35,11 @@ from sai import __version__, paths
 from sai.local.deployments import NAMESPACE, DeployError, scale_bounds
 from sai.local.responses import ErrorReply
 from sai.local.responses import error_response as error
-from sai.local.secrets_store import SecretError
+from sai.local.secrets_store import MAX_VALUE_BYTES, SecretError
 
 SCALE_FACTOR_LABEL, SCALE_FACTOR = "com.openfaas.scale.factor", 10  # faas gateway/scaling/ranges.go
+# A secret's request: a value of at most 1 MiB (secrets_store.MAX_VALUE_BYTES) as base64 or JSON text.
+SECRET_BODY_BYTES = 2 * MAX_VALUE_BYTES
 FOLLOW_POLL_S = 0.25
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")  # function_runner's logging asctime
 
@@ -59,10 +61,27 @@ def check_namespace(namespace, status: int = 404) -> None:
         raise ErrorReply(status, "namespace_not_found", f"namespace {namespace!r} not found; this platform has {NAMESPACE!r}")
 
 
-async def json_body(request: web.Request, optional: bool = False) -> dict:
-    """The JSON object a route takes; `optional`: the spec makes the body optional, none is {}."""
+async def read_capped(request: web.Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it passes `limit` bytes: never held whole when larger."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ErrorReply(
+            413, "body_too_large", f"request body of {request.content_length} bytes; this route takes {limit}", close=True
+        )
+    chunks, seen = [], 0
+    async for chunk in request.content.iter_any():
+        seen += len(chunk)
+        if seen > limit:
+            raise ErrorReply(413, "body_too_large", f"request body larger than {limit} bytes", close=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: web.Request, optional: bool = False, limit: int | None = None) -> dict:
+    """The JSON object a route takes; `optional`: the spec makes the body optional, none is {};
+    `limit`: at most this many bytes (else the gateway's cap)."""
     try:
-        body = json.loads(await request.read() or (b"{}" if optional else b"null"))
+        raw = await (read_capped(request, limit) if limit is not None else request.read())
+        body = json.loads(raw or (b"{}" if optional else b"null"))
     except (ValueError, UnicodeDecodeError):
         raise ErrorReply(400, "invalid_json", "the body must be JSON") from None
     if not isinstance(body, dict):
@@ -243,7 +262,7 @@ class SystemAPI:
         return web.json_response([{"name": n, "namespace": NAMESPACE} for n in store.names()])
 
     async def put_secret(self, request: web.Request, create: bool) -> web.Response:
-        body = await json_body(request)  # faas-provider types.Secret: value, or rawValue (base64, Go's []byte)
+        body = await json_body(request, limit=SECRET_BODY_BYTES)  # faas-provider types.Secret: value, or rawValue (base64)
         check_namespace(body.get("namespace"), 400 if create else 404)
         value, raw = body.get("value"), body.get("rawValue")
         try:
