@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from sai.local.scale_policy import LabelError, scale_policy
 from sai.local.stack import Function, Stack
+from sai.local.triggers.annotations import AnnotationError, check_annotations
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,10 @@ def check_request(request) -> dict:
     except LabelError as exc:
         raise DeployError(400, "invalid_label", str(exc)) from None
     check_environment(checked.get("envVars", {}))
+    try:  # trigger annotations (topic, schedule) that no connector could use
+        check_annotations(checked.get("annotations", {}))
+    except AnnotationError as exc:
+        raise DeployError(400, "invalid_annotation", str(exc)) from None
     return checked
 
 
