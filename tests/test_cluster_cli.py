@@ -138,7 +138,10 @@ def test_install_stops_before_helm_when_prerequisites_are_missing(tmp_path, caps
     err = capsys.readouterr().err
     assert "prerequisite(s) missing for the gpu profile" in err
     assert "KServe: CRD inferenceservices.serving.kserve.io (v1beta1) is not installed" in err
-    assert "fix: kubectl apply --server-side -f https://github.com/kserve/kserve/releases/download/v0.20.0/kserve.yaml" in err
+    assert (
+        "fix: kubectl apply --server-side --force-conflicts -f https://github.com/kserve/kserve/releases/download/v0.20.0/kserve-crds.yaml"
+        in err
+    )
     assert "Knative Serving: CRD services.serving.knative.dev (v1) is not installed" in err
     assert "k8s/bootstrap.sh --profile gpu" in err
     assert "helm upgrade" not in err
