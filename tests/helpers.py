@@ -21,6 +21,8 @@ from sai.local.processes import wait_until
 from sai.state import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+# A values file naming a models bucket, as every user's must for the S3 profiles (the chart has none).
+MODELS_BUCKET = ROOT / "tests/data/values-models-bucket.yaml"
 
 
 def unavailable(message: str):

@@ -15,6 +15,7 @@ import sys
 
 import pytest
 import yaml
+from helpers import MODELS_BUCKET
 
 from sai.k8s.tools import REPO_ROOT, load_yaml_stream, run_tool
 
@@ -124,7 +125,9 @@ def crd_order_problems(out: str) -> list[str]:
 
 
 def dry_run(*args: str) -> str:
-    return subprocess.run(["bash", str(BOOTSTRAP), "--dry-run", *args], capture_output=True, text=True, check=True).stdout
+    """The dry run's commands; with MODELS_BUCKET as the user's values file unless args name one."""
+    mine = [] if {"--values", "-f"} & set(args) else ["--values", str(MODELS_BUCKET)]
+    return subprocess.run(["bash", str(BOOTSTRAP), "--dry-run", *mine, *args], capture_output=True, text=True, check=True).stdout
 
 
 class Conflict(Exception):
@@ -346,3 +349,12 @@ def test_values_files_reach_helm_and_the_gateway_timeouts(tmp_path):
     )
     assert missing.returncode == 2 and "no such file" in missing.stderr
     assert "--values" in subprocess.run(["bash", str(BOOTSTRAP), "--help"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("profile", ["gpu", "knative"])
+def test_no_bucket_stops_before_the_first_command(profile):
+    """The chart has no default models bucket: without the user's values file the bootstrap stops
+    at once (reading the chart's timeouts renders it), with the value to set, before any change."""
+    proc = subprocess.run(["bash", str(BOOTSTRAP), "--dry-run", "--profile", profile], capture_output=True, text=True)
+    assert proc.returncode != 0 and "modelRepository.s3.uri is empty" in proc.stderr
+    assert "+ " not in proc.stdout and "==>" not in proc.stderr

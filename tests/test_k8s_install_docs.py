@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 import yaml
+from helpers import MODELS_BUCKET
 
 from sai.cli import build_parser
 from sai.k8s.tools import CHART_DIR, REPO_ROOT, render_chart
@@ -160,7 +161,7 @@ def test_the_progress_deadline_covers_the_documented_wake():
     text = DOC.read_text()
     steps, total = wake_budget(text)
     assert len(steps) >= 4 and sum(steps) == total
-    objs = render_chart([CHART_DIR / "values-gpu.yaml"])
+    objs = render_chart([CHART_DIR / "values-gpu.yaml", MODELS_BUCKET])
     isvc = next(o for o in objs if o["kind"] == "InferenceService")
     deadline = int(isvc["metadata"]["annotations"]["serving.knative.dev/progress-deadline"].rstrip("s"))
     assert deadline >= total, f"progress deadline {deadline}s < the documented wake {total}s"

@@ -12,6 +12,7 @@ import time
 
 import pytest
 import yaml
+from helpers import MODELS_BUCKET
 
 from sai.cli import tools as k8s_tools
 from sai.k8s.tools import (
@@ -56,7 +57,9 @@ def stack():
 def chart_functions():
     """The chart's Function resources for release serverless-ai, with its MinIO (the kind setup),
     pulling from the registry stack.yml pushes to by default."""
-    objs = render_chart(sets=["minio.enabled=true", "functions.mode=openfaas", "functions.imageRegistry=localhost:5001"])
+    objs = render_chart(
+        [MODELS_BUCKET], sets=["minio.enabled=true", "functions.mode=openfaas", "functions.imageRegistry=localhost:5001"]
+    )
     return {o["metadata"]["name"]: o["spec"] for o in objs if o["kind"] == "Function"}, objs
 
 
@@ -67,7 +70,7 @@ def validator():
 
 @pytest.fixture(scope="module")
 def chart_timeouts():
-    objs = render_chart()  # chart defaults: what stack.yml is written for
+    objs = render_chart([MODELS_BUCKET])  # chart defaults: what stack.yml is written for
     data = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-timeouts"))["data"]
     return {k: int(v) for k, v in data.items() if k.endswith("Seconds")}
 
@@ -262,7 +265,10 @@ def test_bootstrap_dry_run_pins_versions():
     assert "--profile" in help_text
     for profile in ("kind", "gpu", "knative"):
         out = subprocess.run(
-            ["bash", str(script), "--dry-run", "--profile", profile], capture_output=True, text=True, check=True
+            ["bash", str(script), "--dry-run", "--profile", profile, "--values", str(MODELS_BUCKET)],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         urls = re.findall(r"https://\S+", out)
         assert urls, profile
