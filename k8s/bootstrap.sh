@@ -84,6 +84,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$PROFILE" in kind|gpu|knative) ;; *) echo "unknown profile: $PROFILE" >&2; exit 2 ;; esac
+if [ "$SKIP_PREREQS" = 0 ] && [ "$PROFILE" != knative ] && [ ! -x "$PYTHON" ]; then
+  echo "no $PYTHON: run \`make setup\` first (the KServe step edits KServe's manifest with it)" >&2; exit 1
+fi
 VALUES="$CHART/values-$PROFILE.yaml"
 OVERLAY="$REPO/k8s/overlays/$([ "$PROFILE" = kind ] && echo kind || echo gpu)"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -358,3 +359,12 @@ def test_no_bucket_stops_before_the_first_command(profile):
     proc = subprocess.run(["bash", str(BOOTSTRAP), "--dry-run", "--profile", profile], capture_output=True, text=True)
     assert proc.returncode != 0 and "modelRepository.s3.uri is empty" in proc.stderr
     assert "+ " not in proc.stdout and "==>" not in proc.stderr
+
+
+def test_without_the_venv_it_stops_before_any_step(tmp_path):
+    """The KServe step edits the manifest with the repository's Python: a checkout without
+    `make setup` is told so at once, not after cert-manager and Knative are installed."""
+    (tmp_path / "k8s").mkdir()
+    shutil.copy(BOOTSTRAP, tmp_path / "k8s/bootstrap.sh")
+    proc = subprocess.run(["bash", str(tmp_path / "k8s/bootstrap.sh"), "--profile", "gpu"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "run `make setup` first" in proc.stderr and not proc.stdout
