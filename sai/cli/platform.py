@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import psutil
 
@@ -20,6 +21,7 @@ from sai.local import logs, s3_server
 from sai.local.callbacks import CallbackPolicy
 from sai.local.platform import Platform, Settings
 from sai.local.processes import listens_on, recorded_tree, stop_processes, tail, wait_until
+from sai.local.triggers.runtime import TriggerSettings, trigger_lines
 from sai.state import (
     PlatformRunning,
     credentials_dir,
@@ -98,6 +100,10 @@ def register(sub) -> None:
         default=bool(SAI_AUTH_FUNCTIONS()),
         help="basic auth on /function/* and /async-function/* too, not only /system/* ($SAI_AUTH_FUNCTIONS=1)",
     )
+    up.add_argument("--nats-url", help="use this NATS server (with JetStream) for message topics instead of starting one")
+    up.add_argument(
+        "--nats-port", type=int, default=4222, help="port of the NATS server started for topics (default: %(default)s)"
+    )
     up.add_argument("--timeout", type=float, default=300, help="seconds to wait for readiness (default: %(default)s)")
     up.set_defaults(func=cmd_up)
 
@@ -139,6 +145,7 @@ def _settings(args) -> Settings:
         s3_port=args.s3_port,
         callback_allow=allow,
         auth_functions=args.auth_functions,
+        triggers=TriggerSettings(nats_url=args.nats_url, nats_port=args.nats_port),
     )
 
 
@@ -219,6 +226,7 @@ def _foreground_argv(args) -> list[str]:
     argv += ["--triton-url", args.triton_url] if args.triton_url else []
     argv += ["--with-s3"] if args.with_s3 else []
     argv += ["--auth-functions"] if args.auth_functions else []
+    argv += ["--nats-port", str(args.nats_port)] + (["--nats-url", args.nats_url] if args.nats_url else [])
     for flag, values in (("--only", args.only), ("--callback-allow", args.callback_allow), ("--allow-host", args.allow_host)):
         for value in values or []:
             argv += [flag, value]
@@ -320,10 +328,15 @@ def cmd_status(args) -> int:
         rows.append(_row(f"function/{name}", fn["url"] or "-", fn, bool(port) and listens_on(fn["pid"], int(port))))
     if state.get("s3"):
         rows.append(_row("s3 (moto)", state["s3"], {}, http_ok(state["s3"] + "/")))
+    triggers = state.get("triggers") or {}
+    if triggers.get("nats"):
+        broker = urllib.parse.urlsplit(triggers["nats"])
+        rows.append(_row("nats (topics)", triggers["nats"], {}, port_open(broker.hostname, broker.port or 4222)))
     ready = all(r["ready"] for r in rows)
     events = state.get("s3_events")  # bucket events waiting for object-classify (a 2xx)
     if args.json:
-        print(json.dumps({"running": True, "ready": ready, "pid": pid, "components": rows, "s3_events": events}, indent=2))
+        doc = {"running": True, "ready": ready, "pid": pid, "components": rows, "s3_events": events, "triggers": triggers}
+        print(json.dumps(doc, indent=2))
     else:
         print(f"platform supervisor pid {pid}; logs in {state['logs']}")
         for row in rows:
@@ -337,6 +350,8 @@ def cmd_status(args) -> int:
                 print("           last log lines:\n" + "\n".join("             " + line for line in row["last_log"].splitlines()))
         if events and events["queued"]:
             print(f"  {events['queued']} S3 event(s) queued for object-classify; last delivery: {events['last_error']}")
+        for line in trigger_lines(triggers):
+            print(f"  {line}")
     return 0 if ready else 1
 
 

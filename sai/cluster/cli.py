@@ -403,13 +403,13 @@ def register(sub) -> None:
         "push",
         help="upload the built model_repository/ to the chart's S3 model store",
         description="Upload config.pbtxt, configs/, label files and 1/model.onnx of every model to "
-        "s3://BUCKET/PREFIX (default: the profile's modelRepository.s3.uri), deleting stale "
+        "s3://BUCKET/PREFIX (default: modelRepository.s3.uri from your -f values files; the chart has none), deleting stale "
         "objects under the pushed models. Refuses models that are not built. Talks to S3 only "
         "(no kubeconfig): credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile; "
         "for the chart's MinIO: kubectl -n serverless-ai port-forward svc/serverless-ai-minio 9000 "
         "and --endpoint http://127.0.0.1:9000.",
     )
-    p.add_argument("--bucket", help="bucket (default: from the profile's modelRepository.s3.uri)")
+    p.add_argument("--bucket", help="bucket (default: from modelRepository.s3.uri in your -f values files)")
     p.add_argument("--prefix", help="key prefix (default: from the URI, or serverless-ai with --bucket)")
     p.add_argument("--profile", choices=helm_mod.PROFILES, default="gpu", help="profile whose URI to use (default: %(default)s)")
     p.add_argument(

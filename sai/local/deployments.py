@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from sai.local.stack import Function, Stack
+from sai.local.triggers.annotations import AnnotationError, check_annotations
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,10 @@ def check_request(request) -> dict:
         if (value := _string_map(request, key)) is not None:
             checked[key] = value
     check_environment(checked.get("envVars", {}))
+    try:  # trigger annotations (topic, schedule) that no connector could use
+        check_annotations(checked.get("annotations", {}))
+    except AnnotationError as exc:
+        raise DeployError(400, "invalid_annotation", str(exc)) from None
     return checked
 
 

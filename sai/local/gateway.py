@@ -350,8 +350,15 @@ class Gateway:
     async def _forward(self, url, name, method, path_qs, headers, body) -> tuple[int, dict, bytes]:
         start = time.perf_counter()
         try:
+            # No Content-Type of our own: the function sees what the client sent, or none, as
+            # behind OpenFaaS's gateway (aiohttp would label a bare body application/octet-stream).
             async with self.session.request(
-                method, url + path_qs, headers=headers, data=body, timeout=self.upstream_timeout
+                method,
+                url + path_qs,
+                headers=headers,
+                data=body,
+                timeout=self.upstream_timeout,
+                skip_auto_headers=("Content-Type",),
             ) as resp:
                 data = await resp.read()
                 out = forwardable(resp.headers)

@@ -26,7 +26,16 @@ from sai import paths
 from sai.local import s3_events, s3_server
 from sai.local.async_calls import AsyncCalls
 from sai.local.callbacks import CallbackPolicy
-from sai.local.deployments import MAX_REPLICAS, MIN_REPLICAS, DeployError, Deployments, check_request, resolve, scale_bounds
+from sai.local.deployments import (
+    MAX_REPLICAS,
+    MIN_REPLICAS,
+    DeployError,
+    Deployments,
+    check_request,
+    image_base,
+    resolve,
+    scale_bounds,
+)
 from sai.local.gateway import Gateway
 from sai.local.http_server import JsonErrorsRunner
 from sai.local.model_deps import needed_models
@@ -34,6 +43,7 @@ from sai.local.processes import Restarts, die_with_parent, identity, listens_on,
 from sai.local.reload import load_left_out, model_fingerprints, reload
 from sai.local.secrets_store import SecretStore
 from sai.local.stack import Function, Stack, build_context, load_stack
+from sai.local.triggers.runtime import Triggers, TriggerSettings
 from sai.local.triton_server import TritonServer
 from sai.state import (
     ensure_credentials,
@@ -90,6 +100,7 @@ class Settings:
     restart_delay_s: float = 1.0
     restart_limit: int = 5
     liveness_failures: int = 3  # failed liveness probes in a row (Triton, a function) before it is killed and restarted
+    triggers: TriggerSettings = field(default_factory=TriggerSettings)  # schedules, topics, database changes
 
     def restarts(self) -> Restarts:
         return Restarts(first_delay_s=self.restart_delay_s, limit=self.restart_limit)
@@ -292,6 +303,16 @@ class Platform:
         self.s3: s3_server.S3Handle | None = None
         self.s3_notifier: s3_events.Notifier | None = None
         self.s3_watcher: s3_events.Watcher | None = None
+        # Triggers (sai/local/triggers): cron schedules, message topics, database changes; they
+        # reach functions through the gateway, like OpenFaaS's connectors.
+        self.triggers = Triggers(
+            settings.triggers,
+            settings.state_dir,
+            self.gateway_url,
+            self.credentials,
+            settings.auth_functions,
+            settings.upstream_timeout_s,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: JsonErrorsRunner | None = None
         self._thread: threading.Thread | None = None
@@ -353,6 +374,7 @@ class Platform:
             self._start_gateway()
             if self.s3 is not None and "object-classify" in self.functions:
                 self._start_s3_events(self.functions["object-classify"].spec.environment)
+            self.triggers.start({name: fn.spec.annotations for name, fn in self.functions.items()})  # triggers hook
         except BaseException:
             self.stop()
             raise
@@ -361,6 +383,7 @@ class Platform:
         log.info("platform ready: gateway %s, triton %s", self.gateway_url, self.triton_url)
 
     def stop(self) -> None:
+        self.triggers.stop()  # triggers hook: before the gateway they call
         for part in (self.s3_watcher, self.s3_notifier):
             if part is not None:
                 part.stop()  # undelivered events stay queued on disk
@@ -430,7 +453,8 @@ class Platform:
         env["TRITON_URL"] = self.triton_url  # stack.yml's value is the in-cluster address
         if spec.secrets:  # where /var/openfaas/secrets is mounted in a pod (secrets_store.py)
             env["SECRETS_DIR"] = str(self.secret_store.mount(spec.name, spec.secrets))
-        env.update(self.settings.function_env.get(spec.name, {}))
+        for key in dict.fromkeys((image_base(spec.image), spec.name)):  # its code's (--with-s3), then its own
+            env.update(self.settings.function_env.get(key, {}))
         return env
 
     def _new_function(self, spec: Function) -> RunningFunction:
@@ -579,6 +603,7 @@ class Platform:
                     self._probe_function(fn)
                 if not fn.alive():
                     self._restart(fn.spec.name, fn.dead_process(), fn.restarts, fn.log_path, fn.start)
+            self.triggers.supervise()  # triggers hook: their broker
             self.write_state()
 
     def _probe_function(self, fn: RunningFunction) -> None:
@@ -667,6 +692,7 @@ class Platform:
                 },
                 "s3": s3.endpoint if s3 else None,
                 "s3_events": self.s3_notifier.status() if self.s3_notifier else None,
+                "triggers": self.triggers.status(),
                 "logs": str(self.logs),
                 # Every process of ours with its start time: `sai up` and `sai down` stop these (and
                 # what they started) after a hard kill, and never a process that reused a pid.
@@ -675,6 +701,7 @@ class Platform:
                     triton.record if triton else None,
                     *(record for f in self.functions.values() for record in f.records()),
                     identity(s3.pid) if s3 else None,
+                    *self.triggers.records(),
                 ],
             },
         )
