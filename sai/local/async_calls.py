@@ -30,7 +30,7 @@ import aiohttp
 from aiohttp import web
 
 from sai.local.callbacks import CallbackPolicy, CallbackRefused, PinnedResolver
-from sai.local.responses import HOP_BY_HOP, ErrorReply, error_parts, error_response
+from sai.local.responses import HOP_BY_HOP, GatewayError, error_parts, error_response
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +311,7 @@ class AsyncCalls:
             )
         except Exception as exc:
             self._pending -= 1
-            if isinstance(exc, web.HTTPException | ErrorReply):
+            if isinstance(exc, web.HTTPException | GatewayError):
                 raise
             log.exception("async call not stored")
             return error_response(500, "not_stored", "the call could not be stored")

@@ -19,6 +19,7 @@ import pathlib
 import re
 from dataclasses import dataclass, field, replace
 
+from sai.local.responses import GatewayError
 from sai.local.stack import Function, Stack
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,8 @@ def scale_bounds(spec: Function) -> tuple[int, int]:
     return min(label(SCALE_MIN_LABEL, MIN_REPLICAS), high), high
 
 
-class DeployError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class DeployError(GatewayError):
+    """A deploy, update, scale or removal refused (the /system/functions API answers it)."""
 
 
 def image_base(image: str) -> str:

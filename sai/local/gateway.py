@@ -32,11 +32,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from common.errors import ServiceError
 from sai.local import metrics, portal
 from sai.local.admission import Admission, Busy, ByteBudget
 from sai.local.async_calls import AsyncCalls
 from sai.local.function_runner import GATEWAY_POOL
-from sai.local.responses import ErrorReply, error_parts, forwardable
+from sai.local.responses import GatewayError, error_parts, forwardable, parts, reply
 from sai.local.responses import error_response as error
 from sai.local.system_api import SystemAPI, check_namespace
 
@@ -61,8 +62,8 @@ async def json_errors(request: web.Request, handler):
     """aiohttp's own errors (unknown route, body too large, bad method) as JSON, never HTML."""
     try:
         return await handler(request)
-    except ErrorReply as exc:
-        return exc.response()
+    except ServiceError as exc:  # GatewayError and its subclasses (common/errors.py has the tree)
+        return reply(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -202,7 +203,7 @@ class Gateway:
             check_namespace(namespace)
             name = base
         if name not in self.functions:
-            raise ErrorReply(404, "function_not_found", f"no function named {name!r}")
+            raise GatewayError(404, "function_not_found", f"no function named {name!r}")
         return name
 
     @staticmethod
@@ -239,7 +240,7 @@ class Gateway:
         cap = self.body_cap(name)
         reserve = min(request.content_length if request.content_length is not None else cap, cap)
         if not self.buffered.take(reserve):
-            raise ErrorReply(503, "gateway_busy", "the gateway holds as many request bodies as it may", retry_after=2)
+            raise GatewayError(503, "gateway_busy", "the gateway holds as many request bodies as it may", retry_after=2)
         try:
             return b"".join([chunk async for chunk in self._chunks(request, cap)])
         except (BodyTooLarge, BodyTimeout) as exc:
@@ -302,7 +303,7 @@ class Gateway:
         try:
             await admission.enter(queue)
         except Busy as busy:
-            return error_parts(busy.status, busy.code, busy.message, retry_after=1)
+            return parts(busy)
         try:
             return await self._forward(url, name, method, path_qs, headers, body)
         finally:
@@ -319,7 +320,7 @@ class Gateway:
                 out["X-Duration-Seconds"] = f"{time.perf_counter() - start:.6f}"
                 return resp.status, out, data
         except (BodyTooLarge, BodyTimeout) as exc:
-            return self._body_error(exc, name).parts()
+            return parts(self._body_error(exc, name))
         except asyncio.TimeoutError:
             return error_parts(
                 504, "function_timeout", f"function {name!r} did not answer within {self.upstream_timeout.total:.0f}s"
@@ -327,15 +328,15 @@ class Gateway:
         except aiohttp.ClientError as exc:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, BodyTooLarge | BodyTimeout):  # raised while aiohttp sent the body
-                return self._body_error(cause, name).parts()
+                return parts(self._body_error(cause, name))
             log.warning("function %s unreachable: %s", name, exc)
             return error_parts(503, "function_unavailable", f"function {name!r} is unreachable; retry shortly", retry_after=2)
 
-    def _body_error(self, cause: Exception, name: str) -> ErrorReply:
+    def _body_error(self, cause: Exception, name: str) -> GatewayError:
         """What a body that went over the cap or stalled gets (the connection is closed after)."""
         if isinstance(cause, BodyTooLarge):
-            return ErrorReply(413, "body_too_large", f"request body larger than {self.body_cap(name)} bytes", close=True)
-        return ErrorReply(408, "body_timeout", f"no request body data for {self.body_idle_timeout_s:g}s", close=True)
+            return GatewayError(413, "body_too_large", f"request body larger than {self.body_cap(name)} bytes", close=True)
+        return GatewayError(408, "body_timeout", f"no request body data for {self.body_idle_timeout_s:g}s", close=True)
 
     async def call_async(self, request: web.Request) -> web.Response:
         name = self._function(request)

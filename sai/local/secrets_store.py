@@ -15,15 +15,15 @@ import pathlib
 import re
 import shutil
 
+from sai.local.responses import GatewayError
+
 # A Kubernetes Secret's name (DNS-1123 subdomain), what faas-netes accepts; it also keeps a name
 # from leaving the store's folder.
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
-class SecretError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class SecretError(GatewayError):
+    """A secret request refused (the /system/secrets API answers it)."""
 
 
 def _private_dir(path: pathlib.Path) -> pathlib.Path:

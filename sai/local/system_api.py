@@ -32,10 +32,9 @@ import subprocess
 from aiohttp import web
 
 from sai import __version__, paths
-from sai.local.deployments import NAMESPACE, DeployError, scale_bounds
-from sai.local.responses import ErrorReply
+from sai.local.deployments import NAMESPACE, scale_bounds
+from sai.local.responses import GatewayError
 from sai.local.responses import error_response as error
-from sai.local.secrets_store import SecretError
 
 SCALE_FACTOR_LABEL, SCALE_FACTOR = "com.openfaas.scale.factor", 10  # faas gateway/scaling/ranges.go
 FOLLOW_POLL_S = 0.25
@@ -56,7 +55,7 @@ def version_info() -> dict:
 
 def check_namespace(namespace, status: int = 404) -> None:
     if namespace not in (None, "", NAMESPACE):
-        raise ErrorReply(status, "namespace_not_found", f"namespace {namespace!r} not found; this platform has {NAMESPACE!r}")
+        raise GatewayError(status, "namespace_not_found", f"namespace {namespace!r} not found; this platform has {NAMESPACE!r}")
 
 
 async def json_body(request: web.Request, optional: bool = False) -> dict:
@@ -64,9 +63,9 @@ async def json_body(request: web.Request, optional: bool = False) -> dict:
     try:
         body = json.loads(await request.read() or (b"{}" if optional else b"null"))
     except (ValueError, UnicodeDecodeError):
-        raise ErrorReply(400, "invalid_json", "the body must be JSON") from None
+        raise GatewayError(400, "invalid_json", "the body must be JSON") from None
     if not isinstance(body, dict):
-        raise ErrorReply(400, "invalid_json", "the body must be a JSON object")
+        raise GatewayError(400, "invalid_json", "the body must be a JSON object")
     return body
 
 
@@ -74,16 +73,16 @@ def parse_logs_query(query) -> dict:
     """faas-cli's logs query (proxy/logs.go reqAsQueryValues): name, namespace, instance, follow,
     since (RFC 3339), tail (<= 0: all)."""
     if not query.get("name"):  # 404 as for any name of no function (the spec documents no 400 here)
-        raise ErrorReply(404, "function_not_found", "name is required: the function whose logs to read")
+        raise GatewayError(404, "function_not_found", "name is required: the function whose logs to read")
     check_namespace(query.get("namespace"))
     follow = query.get("follow", "false").lower()
     if follow not in ("true", "false", "1", "0", ""):
-        raise ErrorReply(400, "invalid_parameter", "follow must be true or false")
+        raise GatewayError(400, "invalid_parameter", "follow must be true or false")
     try:
         tail = int(query.get("tail") or 0)
         since = dt.datetime.fromisoformat(query["since"].replace("Z", "+00:00")) if query.get("since") else None
     except ValueError:
-        raise ErrorReply(400, "invalid_parameter", "tail must be an integer and since an RFC 3339 time") from None
+        raise GatewayError(400, "invalid_parameter", "tail must be an integer and since an RFC 3339 time") from None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=dt.timezone.utc)
     return {
@@ -142,11 +141,9 @@ class SystemAPI:
         self.closing = True  # ends `follow` streams, which would otherwise hold the shutdown
 
     async def _run(self, fn, *args):
-        """A platform change (it starts and stops processes) off the event loop; its errors as JSON."""
-        try:
-            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-        except (DeployError, SecretError) as exc:
-            raise ErrorReply(exc.status, exc.code, exc.message) from None
+        """A platform change (it starts and stops processes) off the event loop; its DeployError
+        or SecretError reaches the gateway's middleware, which answers it."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     # -- info and functions -----------------------------------------------------------------------
     async def info(self, request: web.Request) -> web.Response:
