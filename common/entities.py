@@ -2,7 +2,7 @@
 text (no truncation), overlapping windows that fit the encoder, the capitalisation features the
 head takes beside the token states, and decoding BIO tags back to character spans of the original
 text. Shared by the text-entities function and the model's training report
-(sai/models/entities.py), so the report measures exactly what the function serves.
+(sai/models/entity_training.py), so the report measures exactly what the function serves.
 
 The encoder is uncased (MiniLM lower-cases and strips accents), yet capitalisation is most of what
 tells "Apple" from "apple". So the function computes `case_features` from the original text at

@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from common import tokens
-from sai.models import entities
+from sai.models import entity_training
 from sai.paths import model_repository
 
-pytestmark = pytest.mark.skipif(not entities.is_built(model_repository()), reason="run `sai models build` first")
+pytestmark = pytest.mark.skipif(not entity_training.is_built(model_repository()), reason="run `sai models build` first")
 
 MERKEL = "Angela Merkel met Emmanuel Macron in Paris."
 

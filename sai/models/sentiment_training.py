@@ -2,7 +2,8 @@
 next to VADER on exactly the same sentences (`sai models sentiment-report`), and build it from the
 committed adapter (`sai models build`).
 
-The network is in sentiment_head.py, the data and its split in rated_sentences.py. Training:
+The network is in sentiment_head.py (its LoRA layers in lora.py), the data and its split in
+rated_sentences.py; `sai models train-sentiment` and `sentiment-report` are in sai/cli/models.py. Training:
 - Fine-tune the LoRA factors and both linear heads (sentiment, domain) on 80 % of each domain's
   training sentences.
 - Fit the logistic stack on the other 20 % (a calibration split the layers never saw),
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 import time
 import warnings
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from sai import paths
 from sai.models import committed_adapter, sentiment_head, text_encoder
+from sai.models.lora import ADAPTER, FINE_TUNED, LORA_ALPHA, LORA_RANK, adapter_sha256, batches
 from sai.models.rated_sentences import (
     NEUTRAL_BAND,
     TEST_FRACTION,
@@ -45,14 +46,8 @@ from sai.models.rated_sentences import (
     make_splits,
 )
 from sai.models.sentiment_head import (
-    ADAPTER,
-    FINE_TUNED,
     LABELS,
-    LORA_ALPHA,
-    LORA_RANK,
     Encoder,
-    adapter_sha256,
-    batches,
     export_onnx,
     head_predict,
     lexicon_scores,
@@ -346,37 +341,3 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
         progress, f"exported, max abs diff vs PyTorch {diff:.1e}; held-out accuracy {saved['accuracy']['all']['head_accuracy']}"
     )
     return {"model": MODEL_NAME, "ensemble": ENSEMBLE, "max_abs_diff": diff, "accuracy": saved["accuracy"]["all"]}
-
-
-# ---------------------------------------------------------------- CLI (`sai models ...`)
-
-
-def cmd_train(args) -> int:
-    from tqdm import tqdm
-
-    out_dir = pathlib.Path(args.repo) / MODEL_NAME
-    with tqdm(total=5, desc="train-sentiment", unit="step") as bar:
-        rep = train(
-            out_dir,
-            seed=args.seed,
-            subset=args.subset,
-            progress=bar,
-            encoder_path=text_encoder.model_path(args.repo),
-            epochs=args.epochs,
-        )
-    print(format_table(rep["accuracy"]))
-    print(f"wrote {out_dir / ADAPTER}, {out_dir / 'TRAINING_REPORT.json'} and {out_dir / '1' / 'model.onnx'}")
-    return 0
-
-
-def cmd_report(args) -> int:
-    rep = report(pathlib.Path(args.repo), progress=True)
-    if args.json:
-        print(json.dumps(rep, indent=2))
-    else:
-        print(format_table(rep["accuracy"]))
-    worst = max(abs(rep["accuracy"][d]["head_accuracy"] - rep["saved_accuracy"][d]["head_accuracy"]) for d in rep["accuracy"])
-    if worst > 0.005:
-        print(f"warning: differs from TRAINING_REPORT.json by up to {worst:.3f}", file=sys.stderr)
-        return 1 if args.check else 0
-    return 0
