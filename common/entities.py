@@ -28,7 +28,7 @@ from .settings import setting
 from .tokens import DEFAULT_TOKENIZER, max_tokens, tokenizer_path
 
 # spaCy's OntoNotes labels: all 18 are kept. The head costs the same per label (two more outputs
-# of one linear layer), the fifteen are among them, and dropping WORK_OF_ART, LAW or
+# of one linear layer), the fifteen the function was asked for are among them, and dropping WORK_OF_ART, LAW or
 # LANGUAGE would only turn the teacher's spans into misleading "O" training targets.
 LABELS = (
     "PERSON",

@@ -18,7 +18,7 @@ import shutil
 
 import yaml
 
-from sai.errors import SaiError
+from sai.sai_error import SaiError
 
 TEMPLATES = ("image-classify", "text-embed", "blank")
 # OpenFaaS function names are Kubernetes DNS-1123 labels (faas-netes validates them so).

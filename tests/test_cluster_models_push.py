@@ -9,7 +9,7 @@ import pytest
 
 from sai import paths
 from sai.cli import main
-from sai.cluster import models
+from sai.cluster import model_push
 from sai.cluster.project import free_port, start_s3, stop_s3
 
 BUCKET = "models"
@@ -124,15 +124,15 @@ def test_builders_decide_for_the_models_they_know(tmp_path):
         (repo / m / "1").mkdir(exist_ok=True)
         (repo / m / "1" / "model.onnx").write_bytes(b"placeholder")
     (repo / "image_classifier" / "labels.txt").write_text("cat\n")
-    assert models.problems(repo, check_builders=False) == []
-    assert any("text_encoder: not built" in p for p in models.problems(repo))
+    assert model_push.problems(repo, check_builders=False) == []
+    assert any("text_encoder: not built" in p for p in model_push.problems(repo))
 
 
 def test_bucket_and_prefix_default_to_the_chart(s3, tmp_path, capsys):
-    assert models.chart_uri("gpu") == "s3://models/serverless-ai"
-    assert models.chart_uri("knative") == "s3://models/serverless-ai"
-    assert models.chart_uri("kind") is None  # the kind profile mounts model_repository/ (pvc)
-    assert models.split_uri("s3://models/serverless-ai/") == ("models", "serverless-ai")
+    assert model_push.chart_uri("gpu") == "s3://models/serverless-ai"
+    assert model_push.chart_uri("knative") == "s3://models/serverless-ai"
+    assert model_push.chart_uri("kind") is None  # the kind profile mounts model_repository/ (pvc)
+    assert model_push.split_uri("s3://models/serverless-ai/") == ("models", "serverless-ai")
     assert main(["cluster", "models", "push", "--profile", "kind"]) == 2
     assert "reads models from a volume" in capsys.readouterr().err
     repo = tiny_repo(tmp_path / "repo")

@@ -16,8 +16,8 @@ import sys
 import pytest
 import yaml
 
-from sai.errors import SaiError
-from sai.k8s.tools import CHART_DIR, REPO_ROOT, ManifestValidator, load_yaml_stream, render_chart, run_tool
+from sai.k8s.helm_kubectl import CHART_DIR, REPO_ROOT, ManifestValidator, load_yaml_stream, render_chart, run_tool
+from sai.sai_error import SaiError
 
 PROFILES = {
     "default": [],

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sai.cli import tools as k8s_tools
-from sai.k8s.tools import (
+from sai.k8s.helm_kubectl import (
     CHART_DIR,
     KUBE_VERSION,
     REPO_ROOT,

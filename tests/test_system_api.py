@@ -1,4 +1,4 @@
-"""The OpenFaaS /system/* API on the local platform (issue 17), over HTTP against a real platform
+"""The OpenFaaS /system/* API on the local platform, over HTTP against a real platform
 (gateway + function processes; no Triton needed by these functions), with the exact requests
 faas-cli sends (openfaas/faas-cli proxy/: deploy.go, delete.go, scale.go, secret.go, logs.go,
 version.go, namespaces.go) and faas-provider's types as bodies."""

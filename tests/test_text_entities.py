@@ -38,7 +38,7 @@ def assert_exact(text: str, found) -> None:
         assert 0 < e["score"] <= 1
 
 
-def test_the_issue_curl_example(gateway):
+def test_the_readme_curl_example(gateway):
     """`curl -d '{"text": ...}'` (form-encoded Content-Type, as curl sends it) finds both people and
     the place with exact offsets."""
     out = subprocess.run(

@@ -75,7 +75,7 @@ def test_committed_head_report_is_reproducible_and_beats_vader_on_every_domain()
         assert figures["n_test"] == saved["accuracy"][domain]["n_test"]
         assert figures["head_accuracy"] == pytest.approx(saved["accuracy"][domain]["head_accuracy"], abs=0.005)
         assert figures["vader_accuracy"] == pytest.approx(saved["accuracy"][domain]["vader_accuracy"], abs=1e-9)
-    # The target, on its split. On tweets the margin is narrow and other seeds can lose
-    # (README, "How robust it is"); retraining the committed adapter must not go unnoticed.
+    # The target: the head beats VADER in every domain of its split. On tweets the margin is narrow
+    # and other seeds can lose (docs/sentiment.md); retraining the adapter must not go unnoticed.
     for domain in ("movie", "tweets", "amazon", "nyt", "all"):
         assert rep["accuracy"][domain]["head_accuracy"] > rep["accuracy"][domain]["vader_accuracy"], domain

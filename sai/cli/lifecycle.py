@@ -15,11 +15,11 @@ import psutil
 from common.settings import setting
 from sai import paths
 from sai.cli.reload import write_reload_report
-from sai.errors import SaiError
 from sai.local import logs, s3_server
 from sai.local.callbacks import CallbackPolicy
 from sai.local.platform import Platform, Settings
 from sai.local.processes import listens_on, recorded_tree, stop_processes, tail, wait_until
+from sai.sai_error import SaiError
 from sai.state import (
     credentials_dir,
     http_ok,

@@ -8,7 +8,7 @@ import pathlib
 import sys
 
 from sai import paths
-from sai.errors import SaiError
+from sai.sai_error import SaiError
 
 
 def register(sub) -> None:

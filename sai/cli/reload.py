@@ -9,9 +9,9 @@ import pathlib
 import signal
 
 from sai import paths
-from sai.errors import SaiError
 from sai.local.processes import wait_until
 from sai.local.reload import REPORT, describe
+from sai.sai_error import SaiError
 from sai.state import read_pid
 
 

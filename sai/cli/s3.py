@@ -10,11 +10,11 @@ import pathlib
 import sys
 
 from sai import paths
-from sai.errors import SaiError
 from sai.local import s3_events
 from sai.local.processes import wait_until
 from sai.local.s3_server import RESULTS_PREFIX, S3Handle, is_running, load_handle, result_key
 from sai.local.stack import load_stack
+from sai.sai_error import SaiError
 
 FUNCTION = "object-classify"
 

@@ -5,7 +5,7 @@ Routes, as the OpenFaaS gateway has them (<name> may be <name>.openfaas-fn):
   POST /async-function/<name>[/<path>]     queued (202 + X-Call-Id), result POSTed to X-Callback-Url
   /system/*                                the OpenFaaS API: deploy, scale, secrets, logs... (system_api.py)
   GET  /healthz                            200 once the gateway serves (never behind auth)
-  GET  /metrics                            Prometheus metrics, OpenFaaS's names (metrics.py; not behind auth)
+  GET  /metrics                            Prometheus metrics, OpenFaaS's names (gateway_metrics.py; not behind auth)
   GET  /ui/                                the portal page (portal/; its API calls carry the credentials)
 Errors are JSON `{"error": {"code", "message"}}` (malformed HTTP too: http_server.py); an unreachable function gives 503 + Retry-After,
 a slow one 504 after the upstream timeout.
@@ -33,7 +33,7 @@ import aiohttp
 from aiohttp import web
 
 from common.errors import ServiceError
-from sai.local import metrics, portal
+from sai.local import gateway_metrics, portal
 from sai.local.admission import Admission, Busy, ByteBudget
 from sai.local.async_calls import AsyncCalls
 from sai.local.function_runner import GATEWAY_POOL
@@ -109,7 +109,7 @@ class Gateway:
         self.credentials = credentials
         self.auth_functions = auth_functions
         self._admission: dict[str, Admission] = {}
-        self.metrics = metrics.GatewayMetrics(
+        self.metrics = gateway_metrics.GatewayMetrics(
             functions,
             lambda name: self.admission(name).inflight,
             async_calls.depth if async_calls else dict,
@@ -193,7 +193,7 @@ class Gateway:
     async def prometheus(self, request: web.Request) -> web.Response:
         # Not behind auth: OpenFaaS serves it on a port of its own with none (gateway/main.go,
         # runMetricsServer); it carries names and counts, never bodies.
-        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": gateway_metrics.CONTENT_TYPE})
 
     def _function(self, request: web.Request) -> str:
         """The function a route names: `name`, or `name.namespace` with this platform's namespace."""
@@ -281,7 +281,7 @@ class Gateway:
         503 when there is no slot); otherwise (async workers) the call waits for a slot. Every call
         is counted in the metrics and logged with its X-Call-Id (OpenFaaS's LoggingNotifier logs
         "Forwarded [...]" likewise)."""
-        start, status = time.perf_counter(), metrics.CLIENT_GONE
+        start, status = time.perf_counter(), gateway_metrics.CLIENT_GONE
         try:
             result = await self._invoke(name, method, path_qs, headers, body, queue)
             status = result[0]

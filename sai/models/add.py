@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 
-from sai.errors import SaiError
+from sai.sai_error import SaiError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 FILTERS = ("bicubic", "bilinear")
