@@ -71,6 +71,7 @@ ERROR_CODES = {
     # the model server
     "model_server_unavailable": "Triton is down, waking from zero or not ready (retryable)",
     "model_error": "Triton rejected the inference request",
+    "unsupported_model": "the model's Triton config does not fit the function (inputs, layout, dtype, sizes, parameters)",
     # the gateway
     "function_not_found": "no function of that name",
     "function_unavailable": "the function is not running (retryable)",

@@ -238,8 +238,10 @@ def class_output(graph: Graph) -> Tensor | None:
     return next((o for o in graph.outputs if o.dtype in ("TYPE_FP32", "TYPE_FP16") and len(o.dims) == 1 and o.dims[0] > 0), None)
 
 
-def _tensor_line(t: Tensor, label: bool = False) -> str:
+def _tensor_line(t: Tensor, label: bool = False, image: bool = False) -> str:
     extra = ', label_filename: "labels.txt"' if label else ""
+    if image:  # the layout, written out so that the function never has to guess it (common/imaging.py)
+        extra += f", format: {'FORMAT_NCHW' if t.dims[0] == 3 else 'FORMAT_NHWC'}"
     return f'  {{ name: "{t.name}", data_type: {t.dtype}, dims: [ {", ".join(map(str, t.dims))} ]{extra} }}'
 
 
@@ -256,7 +258,7 @@ def render(name: str, graph: Graph, params: dict[str, str], labelled: str | None
     batch = (1 if graph.fixed_batch_1 else BATCH[kind]) if graph.batched else 0
     lines.append(f"max_batch_size: {batch}")
     lines += ["input ["]
-    lines += [",\n".join(_tensor_line(t) for t in graph.inputs), "]", "output ["]
+    lines += [",\n".join(_tensor_line(t, image=t is image_input(graph)) for t in graph.inputs), "]", "output ["]
     lines += [",\n".join(_tensor_line(t, t.name == labelled) for t in graph.outputs), "]"]
     lines.append(
         f"instance_group [ {{ kind: {'KIND_GPU' if kind == 'gpu' else 'KIND_CPU'}, count: {2 if kind == 'local' else 1} }} ]"
