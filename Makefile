@@ -17,7 +17,7 @@ NOWARN := $(if $(V),,--no-warn-conflicts)
 # Upstream CRDs the chart tests validate custom resources against (see k8s/fetch-crds.sh).
 CRDS   ?= $(or $(SAI_CRDS_DIR),$(abspath $(CURDIR)/../shared/crds))
 
-.PHONY: up down status test lint format crds setup models bench clean help
+.PHONY: up down status test lint typecheck format crds setup models bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,12 +31,15 @@ down:  ## stop the local platform
 status:  ## show what runs and is ready
 	$(SAI) status
 
-test: models crds lint  ## set up, build models, lint, run the tests
+test: models crds lint typecheck  ## set up, build models, lint, type-check, run the tests
 	SAI_CRDS_DIR="$(CRDS)" $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff: lint and formatting check (configured in pyproject.toml)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)  ## mypy on common/ and sai/local/ (configured in pyproject.toml)
+	$(PY) -m mypy
 
 format: $(STAMP)  ## ruff: fix what it can and reformat
 	$(PY) -m ruff check --fix .

@@ -29,6 +29,7 @@ import time
 import traceback
 
 from . import settings
+from .contract import Context, Event, Handler, Response
 
 log = logging.getLogger(__name__)
 
@@ -153,20 +154,20 @@ def error_response(exc: ServiceError) -> dict:
 current_call_id: contextvars.ContextVar[str] = contextvars.ContextVar("current_call_id", default="")
 
 
-def call_id(event) -> str:
+def call_id(event: Event) -> str:
     """The gateway's X-Call-Id of this request ("-" when called without the gateway)."""
     headers = getattr(event, "headers", None) or {}
     return headers.get("X-Call-Id") or "-"
 
 
-def handler_errors(handle):
+def handler_errors(handle: Handler) -> Handler:
     """Wrap `handle(event, context)`: check the settings now (start-up), then on every call log
     the outcome with the X-Call-Id; expected errors -> their status, anything else -> 500 JSON
     (traceback to the function's log only). The process keeps serving either way."""
     settings.check()
 
     @functools.wraps(handle)
-    def wrapper(event, context):
+    def wrapper(event: Event, context: Context) -> Response:
         cid, start = call_id(event), time.perf_counter()
         token = current_call_id.set(cid if cid != "-" else "")
         try:

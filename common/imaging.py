@@ -19,7 +19,12 @@ from .settings import setting
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes cameras' multi-picture (MPO) files
 Image.init()  # register every format plugin now, not lazily on the first request
 
-FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "nearest": Image.NEAREST}
+FILTERS = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "lanczos": Image.Resampling.LANCZOS,
+    "nearest": Image.Resampling.NEAREST,
+}
 
 
 # Decompression-bomb guards: images with more pixels are refused before they are decoded. JPEGs
@@ -39,7 +44,7 @@ def decode(data: bytes, min_short_side: int = 0) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=FORMATS)
+            img: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
             if img.format != "JPEG":
                 limit = min(limit, max_full_decode_pixels())
             if img.width * img.height > limit:
@@ -148,10 +153,10 @@ class ImageSpec:
         if min(self.height, self.width) < 1:
             problems.append(f"input {self.input!r} has a variable height or width ({dims}): fix them in the config")
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        self.short_side = _number(params, "resize_short_side", int, max(self.height, self.width), problems)
+        self.short_side = _positive_int(params, "resize_short_side", max(self.height, self.width), problems)
         if self.short_side < max(self.height, self.width):
             problems.append(f"resize_short_side {self.short_side} is smaller than the {self.height}x{self.width} crop")
-        self.resample = FILTERS.get(params.get("resize_filter", "bicubic"), Image.BICUBIC)
+        self.resample = FILTERS.get(params.get("resize_filter", "bicubic")) or Image.Resampling.BICUBIC
         if params.get("resize_filter", "bicubic") not in FILTERS:
             problems.append(f"resize_filter {params['resize_filter']!r} is not one of {', '.join(FILTERS)}")
         # Only float inputs are normalised here; uint8 models normalise inside the graph.
@@ -175,11 +180,11 @@ def unsupported_model(model: str, problems: list[str]) -> FunctionError:
     return FunctionError(500, "unsupported_model", f"model {model!r} does not fit this function: {'; '.join(problems)}")
 
 
-def _number(params: dict, key: str, cast: type, default, problems: list[str]):
+def _positive_int(params: dict, key: str, default: int, problems: list[str]) -> int:
     try:
-        value = cast(params[key]) if key in params else default
+        value = int(params[key]) if key in params else default
     except ValueError:
-        problems.append(f"{key} {params[key]!r} is not {'an integer' if cast is int else 'a number'}")
+        problems.append(f"{key} {params[key]!r} is not an integer")
         return default
     if value < 1:
         problems.append(f"{key} {value} must be at least 1")
