@@ -19,7 +19,7 @@ from helpers import ROOT, encode, running_platform
 from PIL import Image
 
 from sai.cli import main
-from sai.local.reload import describe
+from sai.cli.reload import describe
 from sai.models.fp32_example import MEAN, STD, float_nchw_logits
 
 pytestmark = pytest.mark.slow

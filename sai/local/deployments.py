@@ -66,7 +66,7 @@ def _string_map(request: dict, key: str) -> dict[str, str] | None:
     return value
 
 
-def check_request(request) -> dict:
+def check_request(request: object) -> dict:
     """The FunctionDeployment's fields this platform uses, validated (400 otherwise)."""
     if not isinstance(request, dict):
         raise DeployError(400, "invalid_deployment", "the body must be a FunctionDeployment JSON object")
@@ -78,7 +78,7 @@ def check_request(request) -> dict:
     secrets = request.get("secrets") or []
     if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
         raise DeployError(400, "invalid_deployment", "secrets must be a list of secret names")
-    checked = {"service": service, "image": image, "secrets": secrets}
+    checked: dict[str, object] = {"service": service, "image": image, "secrets": secrets}
     for key in ("envVars", "labels", "annotations"):
         if (value := _string_map(request, key)) is not None:
             checked[key] = value

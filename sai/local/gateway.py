@@ -27,7 +27,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -37,14 +37,19 @@ from sai.local import gateway_metrics, portal
 from sai.local.admission import Admission, Busy, ByteBudget
 from sai.local.async_calls import AsyncCalls
 from sai.local.function_runner import GATEWAY_POOL
+from sai.local.platform_settings import Settings
 from sai.local.responses import GatewayError, error_parts, forwardable, parts, reply
 from sai.local.responses import error_response as error
-from sai.local.system_api import SystemAPI, check_namespace
+from sai.local.system_api import Control, SystemAPI, check_namespace
 
 log = logging.getLogger(__name__)
 
 # What the python3-http-debian template's Flask route accepts (HEAD comes with GET); anything
 # else (TRACE, OPTIONS, CONNECT...) is answered here with a JSON 405, not Flask's HTML.
+# A request body as the gateway passes it on: whole (async calls), streamed, or none.
+Body = bytes | AsyncIterator[bytes] | None
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 FUNCTION_METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
 CHUNK = 64 * 1024
 
@@ -58,7 +63,7 @@ class BodyTimeout(Exception):
 
 
 @web.middleware
-async def json_errors(request: web.Request, handler):
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """aiohttp's own errors (unknown route, body too large, bad method) as JSON, never HTML."""
     try:
         return await handler(request)
@@ -79,35 +84,31 @@ async def json_errors(request: web.Request, handler):
 
 class Gateway:
     """`functions` maps name -> an object with `.url` (base URL or None when down) and `.spec`
-    (sai.local.stack.Function); the platform owns and supervises the function processes.
+    (sai.local.stack.Function); the function fleet owns and supervises the function processes.
     `async_calls` queues /async-function calls (None: they answer 501); the gateway starts it
     with its own `invoke`, so async calls reach functions exactly as synchronous ones do.
-    `credentials` (user, password) turn on basic auth for /system/*, and for the function
-    routes too when `auth_functions`. `control` (the platform) serves the /system/* API."""
+    `settings` gives the limits and timeouts. `credentials` (user, password) turn on basic auth
+    for /system/*, and for the function routes too when `settings.auth_functions`. `control` (the
+    platform) serves the /system/* API."""
 
     def __init__(
         self,
         functions: dict,
         async_calls: AsyncCalls | None = None,
-        upstream_timeout_s: float = 60.0,
-        max_body_bytes: int = 32 * 1024 * 1024,
-        max_queued: int = 16,
-        queue_wait_s: float = 10.0,
-        max_buffered_bytes: int = 128 * 1024 * 1024,
-        body_idle_timeout_s: float = 10.0,
+        settings: Settings | None = None,
         credentials: tuple[str, str] | None = None,
-        auth_functions: bool = False,
-        control=None,
+        control: Control | None = None,
     ):
+        settings = settings or Settings()
         self.functions = functions
         self.async_calls = async_calls
-        self.upstream_timeout = aiohttp.ClientTimeout(total=upstream_timeout_s, sock_connect=2)
-        self.max_body_bytes = max_body_bytes
-        self.max_queued, self.queue_wait_s = max_queued, queue_wait_s
-        self.buffered = ByteBudget(max_buffered_bytes)
-        self.body_idle_timeout_s = body_idle_timeout_s
+        self.upstream_timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_s, sock_connect=2)
+        self.max_body_bytes = settings.max_body_bytes
+        self.max_queued, self.queue_wait_s = settings.max_queued, settings.queue_wait_s
+        self.buffered = ByteBudget(settings.max_buffered_bytes)
+        self.body_idle_timeout_s = settings.body_idle_timeout_s
         self.credentials = credentials
-        self.auth_functions = auth_functions
+        self.auth_functions = settings.auth_functions
         self._admission: dict[str, Admission] = {}
         self.metrics = gateway_metrics.GatewayMetrics(
             functions,
@@ -116,7 +117,9 @@ class Gateway:
             (lambda: dict(async_calls.outcomes)) if async_calls else dict,
         )
         self.session: aiohttp.ClientSession | None = None
-        self.system_api = SystemAPI(self, control) if control is not None else None
+        self.system_api = (
+            SystemAPI(functions, self.metrics, settings.upstream_timeout_s, control) if control is not None else None
+        )
         self.app = self._make_app()
 
     def _make_app(self) -> web.Application:
@@ -137,7 +140,7 @@ class Gateway:
         return app
 
     @web.middleware
-    async def _auth(self, request: web.Request, handler):
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         guarded = request.path.startswith("/system/") or (
             self.auth_functions and request.path.startswith(("/function/", "/async-function/"))
         )
@@ -154,6 +157,8 @@ class Gateway:
         try:
             user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
+            return False
+        if self.credentials is None:
             return False
         want_user, want_password = self.credentials
         # both compared, in constant time, so a timing never tells which part was wrong
@@ -175,13 +180,13 @@ class Gateway:
         """Drop what was derived from a function's spec (its max_inflight): it was updated or removed."""
         self._admission.pop(name, None)
 
-    async def _startup(self, app) -> None:
+    async def _startup(self, app: web.Application) -> None:
         connector = aiohttp.TCPConnector(limit=GATEWAY_POOL, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         if self.async_calls is not None:
             await self.async_calls.start(self.invoke)
 
-    async def _cleanup(self, app) -> None:
+    async def _cleanup(self, app: web.Application) -> None:
         if self.async_calls is not None:
             await self.async_calls.stop()
         if self.session is not None:
@@ -274,7 +279,7 @@ class Gateway:
         return resp
 
     async def invoke(
-        self, name: str, method: str, path_qs: str, headers: dict, body, queue: bool = False
+        self, name: str, method: str, path_qs: str, headers: dict, body: Body, queue: bool = False
     ) -> tuple[int, dict, bytes]:
         """Call a function once; errors come back as JSON responses, never exceptions. `body` is
         bytes or an async iterator of chunks. `queue`: a client waits in the bounded queue (429 or
@@ -292,7 +297,9 @@ class Gateway:
             where = f"/function/{name}" + (path_qs if path_qs != "/" else "")
             log.info("call %s: %s %s -> %d in %.1f ms", headers.get("X-Call-Id", "-"), method, where, status, seconds * 1e3)
 
-    async def _invoke(self, name, method, path_qs, headers, body, queue) -> tuple[int, dict, bytes]:
+    async def _invoke(
+        self, name: str, method: str, path_qs: str, headers: dict, body: Body, queue: bool
+    ) -> tuple[int, dict, bytes]:
         fn = self.functions.get(name)
         if fn is None:  # removed (faas-cli remove, sai reload) since the call was accepted
             return error_parts(404, "function_not_found", f"no function named {name!r}")
@@ -309,8 +316,11 @@ class Gateway:
         finally:
             admission.leave()
 
-    async def _forward(self, url, name, method, path_qs, headers, body) -> tuple[int, dict, bytes]:
+    async def _forward(
+        self, url: str, name: str, method: str, path_qs: str, headers: dict, body: Body
+    ) -> tuple[int, dict, bytes]:
         start = time.perf_counter()
+        assert self.session is not None  # made at the app's startup, before any request
         try:
             async with self.session.request(
                 method, url + path_qs, headers=headers, data=body, timeout=self.upstream_timeout

@@ -35,7 +35,9 @@ def check_aiohttp() -> None:
 class _JsonErrorHandler(web.RequestHandler):
     __slots__ = ()
 
-    def handle_error(self, request, status: int = 500, exc: BaseException | None = None, message: str | None = None):
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs; raises once a response has begun
         if status >= 500:
             code, detail = "internal_error", "gateway error; see the platform log"  # never a traceback

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import pathlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 from sai.state import read_state
 
@@ -45,7 +46,7 @@ def last_lines(state_dir: pathlib.Path, component: str, lines: int = 50) -> list
         return _tail(f, lines)
 
 
-def _tail(f, lines: int) -> list[str]:
+def _tail(f: BinaryIO, lines: int) -> list[str]:
     """The last lines of an open binary file, read from its end (logs grow large)."""
     end = f.seek(0, 2)
     block, data = 64 * 1024, b""
@@ -57,7 +58,7 @@ def _tail(f, lines: int) -> list[str]:
     return [line.decode(errors="replace") for line in data.splitlines()[-lines:]] if lines > 0 else []
 
 
-def follow(path: pathlib.Path, poll_s: float = 0.25, stop=lambda: False) -> Iterator[str]:
+def follow(path: pathlib.Path, poll_s: float = 0.25, stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
     """Lines appended to `path` from now on (`tail -f`); reopens the file when it is replaced
     or truncated. Ends when `stop()` says so."""
     f = open(path, "rb")

@@ -5,6 +5,7 @@ reads one format whichever side failed."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -29,7 +30,7 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def forwardable(headers) -> dict[str, str]:
+def forwardable(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
 
 

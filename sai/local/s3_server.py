@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from sai.local.processes import die_with_parent, listens_on, running_with, wait_until
 
@@ -36,7 +37,7 @@ class S3Handle:
     pid: int
     log_path: str
 
-    def client(self):
+    def client(self) -> Any:  # a boto3 S3 client
         import boto3
         from botocore.config import Config
 

@@ -25,9 +25,12 @@ import datetime as dt
 import functools
 import json
 import math
+import pathlib
 import platform as host
 import re
 import subprocess
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -35,6 +38,13 @@ from sai import __version__, paths
 from sai.local.deployments import NAMESPACE, scale_bounds
 from sai.local.responses import GatewayError
 from sai.local.responses import error_response as error
+from sai.local.secrets_store import SecretStore
+
+if TYPE_CHECKING:
+    from sai.local.function_replicas import RunningFunction
+    from sai.local.gateway_metrics import GatewayMetrics
+
+T = TypeVar("T")
 
 SCALE_FACTOR_LABEL, SCALE_FACTOR = "com.openfaas.scale.factor", 10  # faas gateway/scaling/ranges.go
 FOLLOW_POLL_S = 0.25
@@ -53,7 +63,7 @@ def version_info() -> dict:
     return {"sha": sha, "release": __version__}
 
 
-def check_namespace(namespace, status: int = 404) -> None:
+def check_namespace(namespace: object, status: int = 404) -> None:
     if namespace not in (None, "", NAMESPACE):
         raise GatewayError(status, "namespace_not_found", f"namespace {namespace!r} not found; this platform has {NAMESPACE!r}")
 
@@ -69,7 +79,7 @@ async def json_body(request: web.Request, optional: bool = False) -> dict:
     return body
 
 
-def parse_logs_query(query) -> dict:
+def parse_logs_query(query: Mapping[str, str]) -> dict:
     """faas-cli's logs query (proxy/logs.go reqAsQueryValues): name, namespace, instance, follow,
     since (RFC 3339), tail (<= 0: all)."""
     if not query.get("name"):  # 404 as for any name of no function (the spec documents no 400 here)
@@ -94,7 +104,7 @@ def parse_logs_query(query) -> dict:
     }
 
 
-def read_log(path, last: dt.datetime, offset: int = 0) -> tuple[list[tuple[dt.datetime, str]], int, dt.datetime]:
+def read_log(path: pathlib.Path, last: dt.datetime, offset: int = 0) -> tuple[list[tuple[dt.datetime, str]], int, dt.datetime]:
     """The complete lines of `path` from byte `offset`: (timestamp, text) each, with the byte
     offset reached and the last timestamp seen. A line takes the time its logging prefix gives,
     else the one before it. Kept small and alone so the shared log reader can replace it."""
@@ -114,9 +124,29 @@ def read_log(path, last: dt.datetime, offset: int = 0) -> tuple[list[tuple[dt.da
     return lines, offset + end, last
 
 
+class Control(Protocol):
+    """What the API changes the platform through (sai/local/platform.py's Platform)."""
+
+    @property
+    def secret_store(self) -> SecretStore: ...
+
+    @property
+    def logs(self) -> pathlib.Path: ...
+
+    def deploy(self, request: object, update: bool) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def scale(self, name: str, replicas: int) -> int: ...
+
+
 class SystemAPI:
-    def __init__(self, gateway, control):
-        self.gateway, self.control = gateway, control  # control: sai.local.platform.Platform
+    """The routes; `functions` is what runs (the fleet's dict, read only here), `metrics` counts
+    the calls, `follow_s` bounds a followed log stream (the gateway's upstream timeout) and
+    `control` makes the changes."""
+
+    def __init__(self, functions: Mapping[str, RunningFunction], metrics: GatewayMetrics, follow_s: float, control: Control):
+        self.functions, self.metrics, self.follow_s, self.control = functions, metrics, follow_s, control
         self.closing = False
 
     def add_routes(self, app: web.Application) -> None:
@@ -137,10 +167,10 @@ class SystemAPI:
         r.add_post("/system/alert", self.alert)
         app.on_shutdown.append(self._on_shutdown)
 
-    async def _on_shutdown(self, app) -> None:
+    async def _on_shutdown(self, app: web.Application) -> None:
         self.closing = True  # ends `follow` streams, which would otherwise hold the shutdown
 
-    async def _run(self, fn, *args):
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """A platform change (it starts and stops processes) off the event loop; its DeployError
         or SecretError reaches the gateway's middleware, which answers it."""
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
@@ -154,7 +184,7 @@ class SystemAPI:
     async def namespaces(self, request: web.Request) -> web.Response:
         return web.json_response([NAMESPACE])
 
-    def describe(self, name: str, fn) -> dict:
+    def describe(self, name: str, fn: RunningFunction) -> dict:
         """faas-provider types.FunctionStatus, with the replicas that run and answer."""
         spec = fn.spec
         return {
@@ -168,18 +198,18 @@ class SystemAPI:
             "annotations": spec.annotations,
             "replicas": fn.wanted,
             "availableReplicas": fn.available(),
-            "invocationCount": self.gateway.metrics.invocations(name),
+            "invocationCount": self.metrics.invocations(name),
         }
 
     async def list_functions(self, request: web.Request) -> web.Response:
         check_namespace(request.query.get("namespace"))
-        functions = dict(self.gateway.functions)  # a deploy or remove may change it meanwhile
+        functions = dict(self.functions)  # a deploy or remove may change it meanwhile
         return web.json_response([self.describe(n, functions[n]) for n in sorted(functions)])
 
     async def get_function(self, request: web.Request) -> web.Response:
         check_namespace(request.query.get("namespace"))
         name = request.match_info["name"]
-        if (fn := self.gateway.functions.get(name)) is None:
+        if (fn := self.functions.get(name)) is None:
             return error(404, "function_not_found", f"no function named {name!r}")
         return web.json_response(self.describe(name, fn))
 
@@ -222,7 +252,7 @@ class SystemAPI:
                 continue
             base, dot, namespace = name.rpartition(".")
             name = base if dot and namespace == NAMESPACE else name
-            fn = self.gateway.functions.get(name)
+            fn = self.functions.get(name)
             if fn is None:
                 continue
             low, high = scale_bounds(fn.spec)
@@ -272,7 +302,7 @@ class SystemAPI:
         """faas-provider logs.Message per line, application/x-ndjson (logs/handler.go)."""
         q = parse_logs_query(request.query)
         name = q["name"]
-        if name not in self.gateway.functions:
+        if name not in self.functions:
             return error(404, "function_not_found", f"no function named {name!r}")
         files = {i: p for i, p in self._log_files(name).items() if q["instance"] in (None, i)}
         if not files:
@@ -288,15 +318,15 @@ class SystemAPI:
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
 
-        def message(stamp, instance, text) -> bytes:
+        def message(stamp: dt.datetime, instance: str, text: str) -> bytes:
             doc = {"name": name, "namespace": NAMESPACE, "instance": instance, "timestamp": stamp.isoformat(), "text": text}
             return (json.dumps(doc) + "\n").encode()
 
         try:
             await resp.write(b"".join(message(*line) for line in lines))
             # the spec: follow "will stream logs until the request timeout", the gateway's upstream one
-            until = asyncio.get_running_loop().time() + self.gateway.upstream_timeout.total
-            while q["follow"] and not self.closing and name in self.gateway.functions:
+            until = asyncio.get_running_loop().time() + self.follow_s
+            while q["follow"] and not self.closing and name in self.functions:
                 if asyncio.get_running_loop().time() >= until:
                     break
                 await asyncio.sleep(FOLLOW_POLL_S)
