@@ -16,7 +16,9 @@ CERT_MANAGER_VERSION="v1.17.0"         # kserve v0.20.0 kserve-deps.env CERT_MAN
 KNATIVE_VERSION="knative-v1.23.0"      # serving and net-kourier share release tags
 KSERVE_VERSION="v0.20.0"
 OPENFAAS_CHART_VERSION="15.0.6"        # deploys faas-netes 0.18.17 (chart/openfaas/values.yaml)
-GPU_OPERATOR_VERSION="v25.3.0"         # https://helm.ngc.nvidia.com/nvidia
+GPU_OPERATOR_VERSION="v25.10.1"        # https://helm.ngc.nvidia.com/nvidia; its default driver
+                                       # (580.105.08) runs TRITON_IMAGE's CUDA 13.0: minimum driver
+                                       # 580 (tests/test_k8s_driver_pins.py has the sources)
 REGISTRY_IMAGE="registry:2.8.3"        # kind's local registry (kind docs: local-registry.md)
 TRITON_IMAGE="nvcr.io/nvidia/tritonserver:25.09-py3"   # = values.yaml triton.image (test-checked)
 
@@ -28,6 +30,7 @@ PROFILE="kind"
 GPU_OPERATOR=0
 SKIP_PREREQS=0
 DRY_RUN=0
+USER_VALUES=()  # -f FILE pairs from --values, after the profile's values
 # kind's local registry: the host pushes to localhost:5001; inside the cluster the same registry is
 # kind-registry.local:5000 (a Docker network alias that pods resolve through kind's DNS set-up, and
 # a *.local name, so faas-netes' anonymous-pull check talks plain HTTP to it).
@@ -38,14 +41,19 @@ export PATH="$REPO/.venv/bin:$PATH"
 
 usage() {
   cat <<USAGE
-Usage: k8s/bootstrap.sh [--profile kind|gpu|knative] [--gpu-operator] [--skip-prereqs] [--dry-run]
+Usage: k8s/bootstrap.sh [--profile kind|gpu|knative] [--values FILE]... [--gpu-operator]
+                        [--skip-prereqs] [--dry-run]
 
   --profile P      values profile: charts/serverless-ai/values-P.yaml and k8s/overlays/...
                    kind: creates a kind cluster (CPU) with a local registry ($KIND_PUSH_REGISTRY),
                          random MinIO credentials and a MinIO user for the functions
                    gpu: an existing GPU cluster; the Secrets in docs/kubernetes.md must exist
                    knative: like gpu, without KServe (Triton as a plain Knative Service)
+  --values, -f FILE  your values file (repeatable), given to helm after the profile's, so yours
+                   win: e.g. modelRepository.s3.uri, your bucket. The chart's timeouts in it also
+                   set the OpenFaaS gateway's.
   --gpu-operator   also install the NVIDIA GPU operator $GPU_OPERATOR_VERSION
+                   (default driver 580.105.08; Triton's CUDA 13.0 needs a driver >= 580)
   --skip-prereqs   only (re)install the serverless-ai chart and cluster settings
   --dry-run        print the commands instead of running them (works without a cluster)
   -h, --help       this help
@@ -59,6 +67,9 @@ USAGE
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) PROFILE="${2:?--profile needs a value}"; shift 2 ;;
+    --values|-f)
+      [ -f "${2:-}" ] || { echo "--values: no such file: ${2:-}" >&2; exit 2; }
+      USER_VALUES+=(-f "$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"); shift 2 ;;
     --gpu-operator) GPU_OPERATOR=1; shift ;;
     --skip-prereqs) SKIP_PREREQS=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
@@ -73,13 +84,17 @@ OVERLAY="$REPO/k8s/overlays/$([ "$PROFILE" = kind ] && echo kind || echo gpu)"
 run() {  # echo in dry-run mode, execute otherwise
   if [ "$DRY_RUN" = 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi
 }
+apply_stdin() {  # manifest command...: the command reads the manifest on stdin (dry run: shown)
+  local manifest="$1"; shift
+  if [ "$DRY_RUN" = 1 ]; then printf '+ %s <<< %s\n' "$*" "$manifest"; else printf '%s' "$manifest" | "$@"; fi
+}
 log() { printf '\n==> %s\n' "$*" >&2; }
 random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 # The timeouts come from the chart (one source of truth): render its timeouts ConfigMap for this
 # profile and read the numbers, so the gateway always waits longer than the functions.
 chart_timeout() {
-  helm template "$RELEASE" "$CHART" -n "$NAMESPACE" -f "$VALUES" \
+  helm template "$RELEASE" "$CHART" -n "$NAMESPACE" -f "$VALUES" ${USER_VALUES[@]+"${USER_VALUES[@]}"} \
     --show-only templates/timeouts-configmap.yaml |
     sed -n "s/^  $1: \"\([0-9]*\)\"$/\1/p"
 }
@@ -140,20 +155,24 @@ install_knative() {
 install_kserve() {
   log "KServe $KSERVE_VERSION (Serverless mode)"
   local base="https://github.com/kserve/kserve/releases/download/$KSERVE_VERSION"
-  run kubectl apply --server-side -f "$base/kserve.yaml"
+  # --force-conflicts: on a re-run, inferenceservice-config's .data.ingress belongs to the
+  # serverless-ai field manager (below), and a server-side apply that changes another manager's
+  # field is refused without it. kserve.yaml takes the field back (upstream value), and the next
+  # step sets ours again, so every run ends in the same state.
+  run kubectl apply --server-side --force-conflicts -f "$base/kserve.yaml"
   run kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s
   run kubectl apply --server-side -f "$base/kserve-cluster-resources.yaml"
   # With Kourier instead of Istio, KServe must not create Istio VirtualServices
-  # (config/configmap/inferenceservice.yaml at v0.20.0: ingress.disableIstioVirtualHost).
-  if [ "$DRY_RUN" = 1 ]; then
-    echo "+ kubectl -n kserve patch configmap inferenceservice-config (ingress.disableIstioVirtualHost=true)"
-  else
-    local ingress
-    ingress="$(kubectl -n kserve get configmap inferenceservice-config -o jsonpath='{.data.ingress}' |
-      jq -c '.disableIstioVirtualHost = true')"
-    kubectl -n kserve patch configmap inferenceservice-config --type merge \
-      -p "$(jq -n --arg v "$ingress" '{data: {ingress: $v}}')"
+  # (config/configmap/inferenceservice.yaml at v0.20.0: ingress.disableIstioVirtualHost). A
+  # server-side apply of that one key, owned by the serverless-ai manager like k8s/overlays.
+  local meta='"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"inferenceservice-config","namespace":"kserve"}'
+  local manifest="{$meta,\"data\":{\"ingress\":\"<current value, disableIstioVirtualHost=true>\"}}"  # dry run
+  if [ "$DRY_RUN" = 0 ]; then
+    manifest="$(kubectl -n kserve get configmap inferenceservice-config -o jsonpath='{.data.ingress}' |
+      jq -c --argjson base "{$meta}" '$base + {data: {ingress: (.disableIstioVirtualHost = true | tojson)}}')"
   fi
+  apply_stdin "$manifest" \
+    kubectl apply --server-side --field-manager=serverless-ai --force-conflicts -f -
 }
 
 install_openfaas() {
@@ -211,14 +230,12 @@ kind_secrets() {
 }
 
 check_secrets() {
-  log "checking the Secrets the $PROFILE profile expects"
-  if [ "$DRY_RUN" = 1 ]; then
-    echo "+ kubectl get secret serverless-ai-models-s3 s3-access-key-id s3-secret-access-key"; return
-  fi
-  local missing=0
-  kubectl -n "$NAMESPACE" get secret serverless-ai-models-s3 >/dev/null || missing=1
-  kubectl -n openfaas-fn get secret s3-access-key-id s3-secret-access-key >/dev/null || missing=1
-  [ "$missing" = 0 ] || { echo "create the Secrets listed in docs/kubernetes.md first" >&2; exit 1; }
+  # The model store's Secret (or workload-identity ServiceAccount) is checked by the chart itself at
+  # install time, with the fix in its message; object-classify's keys are faas-cli's business.
+  log "checking the Secrets object-classify expects (namespace openfaas-fn)"
+  if [ "$DRY_RUN" = 1 ]; then echo "+ kubectl -n openfaas-fn get secret s3-access-key-id s3-secret-access-key"; return; fi
+  kubectl -n openfaas-fn get secret s3-access-key-id s3-secret-access-key >/dev/null ||
+    { echo "create the Secrets listed in docs/kubernetes.md first" >&2; exit 1; }
 }
 
 install_chart() {
@@ -226,7 +243,8 @@ install_chart() {
   run kubectl apply --server-side --field-manager=serverless-ai --force-conflicts -k "$OVERLAY"
   if [ "$PROFILE" = kind ]; then kind_secrets; else check_secrets; fi
   # The chart itself refuses to install when Knative's config-features lacks a flag it needs.
-  run helm upgrade --install "$RELEASE" "$CHART" --namespace "$NAMESPACE" -f "$VALUES" --wait --timeout 10m
+  run helm upgrade --install "$RELEASE" "$CHART" --namespace "$NAMESPACE" -f "$VALUES" ${USER_VALUES[@]+"${USER_VALUES[@]}"} \
+    --wait --timeout 10m
   if [ "$PROFILE" = knative ]; then
     run kubectl -n "$NAMESPACE" wait --for=condition=Ready ksvc --all --timeout=15m
   else
@@ -248,5 +266,5 @@ install_chart
 if [ "$PROFILE" = kind ]; then
   log "done. Functions: k8s/e2e-kind.sh (builds, pushes to $KIND_PUSH_REGISTRY, deploys as $KIND_CLUSTER_REGISTRY); gateway http://127.0.0.1:8080"
 else
-  log "done. Functions (OpenFaaS CE): REGISTRY=<your registry> faas-cli up -f stack.yml; gateway: kubectl -n openfaas port-forward svc/gateway 8080:8080"
+  log "done. Functions (OpenFaaS CE): port-forward the gateway, faas-cli login, then REGISTRY=<your registry> faas-cli up -f stack.yml (docs/kubernetes.md, step 4)"
 fi

@@ -147,3 +147,18 @@ def test_s3_errors_are_one_line(s3, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "s3://no-such-bucket/serverless-ai" in err and "HeadBucket" in err and "404" in err
     assert "Traceback" not in err and "upload" not in out  # nothing sent before the bucket was known
+
+
+def test_bucket_and_prefix_from_your_values_file(s3, tmp_path, capsys):
+    """The URI is one value: the -f file given to `sai cluster install` (and k8s/bootstrap.sh
+    --values) tells the push where to upload, over the chart's placeholder."""
+    mine = tmp_path / "my-values.yaml"
+    mine.write_text("modelRepository:\n  s3:\n    uri: s3://models/team-a/serving\n")
+    assert model_push.chart_uri("gpu", [mine]) == "s3://models/team-a/serving"
+    repo = tiny_repo(tmp_path / "repo")
+    argv = ["cluster", "models", "push", "--repo", str(repo), "--endpoint", s3.endpoint, "--profile", "gpu", "-f", str(mine)]
+    assert main(argv) == 0
+    assert "storageUri: s3://models/team-a/serving" in capsys.readouterr().out
+    assert "team-a/serving/tiny_classifier/config.pbtxt" in keys(s3, "team-a/")
+    assert main(["cluster", "models", "push", "--profile", "gpu", "-f", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such values file" in capsys.readouterr().err

@@ -33,6 +33,7 @@ ALL_ON = [
     "minio.enabled=true",
     "monitoring.podMonitors=true",
     "modelRepository.localModelCache.enabled=true",
+    "triton.prePull.enabled=true",
 ]
 MONITORING_API = ["monitoring.coreos.com/v1"]
 # MinIO's webhook target waits this long for response headers
@@ -103,7 +104,7 @@ def test_all_optional_components_validate(triton_mode, functions_mode, validator
         sets.remove("modelRepository.localModelCache.enabled=true")  # KServe-only feature
     objs = render_chart(sets=sets)
     kinds = {o["kind"] for o in objs}
-    assert {"PodMonitor", "Deployment", "Job", "NetworkPolicy"} <= kinds
+    assert {"PodMonitor", "Deployment", "Job", "NetworkPolicy", "DaemonSet"} <= kinds
     if triton_mode == "kserve":
         assert {"LocalModelCache", "LocalModelNodeGroup", "InferenceService", "ServingRuntime"} <= kinds
     problems = [e for o in objs for e in validator.errors(o)]
@@ -171,6 +172,13 @@ def test_knative_function_timeout_cap():
         )
 
 
+def test_progress_deadline_below_the_revision_timeout_is_refused():
+    """Knative would cancel the wake (deadline + 30 s) while a request still waits for it."""
+    with pytest.raises(SaiError, match="tritonProgressDeadlineSeconds"):
+        render_chart(sets=["timeouts.tritonProgressDeadlineSeconds=300"])
+    assert render_chart(sets=["timeouts.tritonProgressDeadlineSeconds=555"])
+
+
 @pytest.mark.parametrize("mode", ["openfaas", "knative"])
 def test_function_images_need_a_registry(mode):
     """No default registry users cannot push to: modes that render function pods demand one."""
@@ -236,7 +244,7 @@ def pod_specs(objs):
     """(name, pod spec, run by Knative) of every pod template the chart renders, Triton included."""
     for o in objs:
         name = f"{o['kind']}/{o['metadata']['name']}"
-        if o["kind"] in ("Deployment", "Job"):
+        if o["kind"] in ("Deployment", "Job", "DaemonSet"):
             yield name, o["spec"]["template"]["spec"], False
         elif o["kind"] == "Service" and o["apiVersion"].startswith("serving.knative.dev"):
             yield name, o["spec"]["template"]["spec"], True
@@ -255,7 +263,7 @@ def pod_containers(obj):
 @pytest.mark.parametrize("functions_mode", ["openfaas", "knative"])
 @pytest.mark.parametrize("profile", PROFILES)
 def test_security_and_resources_everywhere(profile, functions_mode):
-    objs = render_chart(PROFILES[profile], ALL_ON[:2] + [f"functions.mode={functions_mode}"])
+    objs = render_chart(PROFILES[profile], ALL_ON[:2] + [f"functions.mode={functions_mode}", "triton.prePull.enabled=true"])
     specs = list(pod_specs(objs))
     assert len(specs) >= 3
     for name, spec, knative in specs:
@@ -385,7 +393,10 @@ def test_timeouts_ordered(profile, rendered):
     # The client gives up strictly before Knative cuts the request (KServe's predictor.timeout also
     # sets responseStartTimeoutSeconds: ksvc_reconciler.go).
     assert fn >= revision > cold
-    assert ann["serving.knative.dev/progress-deadline"] == f"{revision}s"
+    # Knative cancels a wake 30 s after the progress deadline: never while a request still waits.
+    deadline = ann["serving.knative.dev/progress-deadline"]
+    assert re.fullmatch(r"[1-9]\d*s", deadline), "a positive Go duration in whole seconds (revision_validation.go)"
+    assert int(deadline[:-1]) == t["tritonProgressDeadlineSeconds"] >= revision
     envs = [o["spec"]["environment"] for o in objs if o["kind"] == "Function"]
     for ks in (o for o in objs if o["kind"] == "Service" and o["metadata"]["namespace"] == "openfaas-fn"):
         assert ks["spec"]["template"]["spec"]["timeoutSeconds"] == fn
@@ -475,6 +486,42 @@ def test_pod_monitor_relabelling_applies():
         assert match and rule["replacement"].replace("$1", match.group(1)) == f"10.244.1.17:{port}"
 
 
+# OpenTelemetry instruments Knative Serving knative-v1.23.0 registers: name -> (unit, kind, file).
+KNATIVE_INSTRUMENTS = {
+    "kn.revision.pods.desired": ("{item}", "gauge", "pkg/autoscaler/scaling/metrics.go"),  # autoscaler
+    "kn.revision.pods.count": ("{item}", "gauge", "pkg/reconciler/autoscaling/kpa/metrics.go"),  # autoscaler
+    "kn.revision.request.queued": ("{request}", "updowncounter", "pkg/activator/handler/metrics.go"),
+    "kn.revision.request.active": ("{request}", "updowncounter", "pkg/activator/handler/metrics.go"),
+    "kn.serving.invocation.duration": ("s", "histogram", "pkg/queue/request_metric.go"),  # queue-proxy
+    "kn.serving.queue.depth": ("{request}", "gauge", "pkg/queue/request_metric.go"),  # queue-proxy
+}
+# Their attributes (pkg/metrics/key.go; request_metric.go adds the status code), as Prometheus
+# labels, plus the target labels a PodMonitor adds (the scraped pod's namespace and name).
+KNATIVE_LABELS = {
+    "k8s_namespace_name",
+    "kn_service_name",
+    "kn_configuration_name",
+    "kn_revision_name",
+    "http_response_status_code",
+    "namespace",
+    "pod",
+    "le",
+}
+
+
+def prometheus_names(name: str, unit: str, kind: str) -> set[str]:
+    """The exported series: knative.dev/pkg serves OpenTelemetry metrics through the Prometheus
+    exporter with otlptranslator's UnderscoreEscapingWithSuffixes (observability/metrics/
+    prometheus_enabled.go): dots become underscores, a unit is a suffix unless it is an annotation
+    in braces ("s" -> seconds), monotonic counters end in _total, histograms are _bucket/_sum/_count."""
+    base = name.replace(".", "_")
+    if unit and "{" not in unit:
+        base += "_" + {"s": "seconds"}[unit]
+    if kind == "counter":
+        base += "_total"
+    return {f"{base}_{part}" for part in ("bucket", "sum", "count")} if kind == "histogram" else {base}
+
+
 def test_grafana_dashboard(rendered):
     cm = one(rendered["default"], "ConfigMap", "dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -488,12 +535,55 @@ def test_grafana_dashboard(rendered):
         "nv_inference_queue_duration_us",
         "nv_gpu_utilization",
         "kube_deployment_status_replicas_available",
-        "activator_request_count",
+        "kn_revision_pods_desired",  # Knative's autoscaler
+        "kn_revision_request_queued",  # requests the activator holds while Triton wakes
+        "kn_serving_invocation_duration_seconds_count",  # Triton's queue-proxy
         "gateway_function_invocation_total",  # OpenFaaS's gateway names, as the local gateway serves them
         "gateway_functions_seconds_bucket",
     ):
         assert metric in exprs, metric
     assert 'pod=~"serverless-ai-triton-predictor-.*"' in exprs
+
+
+def test_dashboard_reads_the_metric_names_knative_emits(rendered):
+    """Knative 1.23 emits OpenTelemetry instruments, not the OpenCensus names of earlier releases
+    (autoscaler_desired_pods, activator_request_count): every Knative series and label the dashboard
+    queries is one the pinned source produces."""
+    dash = json.loads(one(rendered["default"], "ConfigMap", "dashboard")["data"]["serverless-ai.json"])
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    emitted = set().union(*(prometheus_names(n, *spec[:2]) for n, spec in KNATIVE_INSTRUMENTS.items()))
+    used = {m for e in exprs for m in re.findall(r"\b(?:kn|autoscaler|activator|revision)_\w+", e)}
+    used -= KNATIVE_LABELS
+    assert used and used <= emitted, used - emitted
+    for e in exprs:
+        for metric, selector in re.findall(r"\b(kn_\w+)\{([^}]*)\}", e):
+            labels = set(re.findall(r"(\w+)\s*=~?", selector))
+            assert labels <= KNATIVE_LABELS, (metric, labels - KNATIVE_LABELS)
+        for grouping in re.findall(r"by \(([^)]*)\)", e):
+            if "kn_" in e:
+                assert {g.strip() for g in grouping.split(",")} <= KNATIVE_LABELS, e
+
+
+def test_knative_metrics_are_exported_and_scraped():
+    """Both of Knative's metrics protocols default to "none" (knative-v1.23.0
+    config/core/configmaps/observability.yaml; knative.dev/pkg observability/metrics/config.go): the
+    cluster settings turn on Prometheus, and a PodMonitor scrapes the activator and autoscaler on
+    their declared `metrics` port (config/core/deployments/{activator,autoscaler}.yaml: 9090)."""
+    for overlay in ("gpu", "kind"):
+        objs = load_yaml_stream(run_tool("kubectl", "kustomize", str(REPO_ROOT / "k8s/overlays" / overlay)).stdout)
+        cm = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "config-observability")
+        assert cm["metadata"]["namespace"] == "knative-serving"
+        assert cm["data"] == {"metrics-protocol": "prometheus", "request-metrics-protocol": "prometheus"}
+    monitors = [o for o in render_chart(api_versions=MONITORING_API) if o["kind"] == "PodMonitor"]
+    knative = one(monitors, "PodMonitor", "knative")
+    assert knative["metadata"]["namespace"] == "knative-serving"
+    assert knative["spec"]["selector"] == {
+        "matchExpressions": [{"key": "app", "operator": "In", "values": ["activator", "autoscaler"]}]
+    }
+    assert knative["spec"]["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+    # queue-proxy serves request metrics on http-usermetric (9091: pkg/queue/sharedmain/otel.go)
+    triton = one(monitors, "PodMonitor", "triton")
+    assert {"port": "http-usermetric", "path": "/metrics", "interval": "15s"} in triton["spec"]["podMetricsEndpoints"]
 
 
 def test_minio_webhook_targets_object_classify():
@@ -563,6 +653,68 @@ def test_cluster_scoped_names_carry_the_release():
     accounts = {o["metadata"]["namespace"]: o for o in objs if o["kind"] == "ServiceAccount"}
     assert set(accounts) == {"serverless-ai", "kserve-localmodel-jobs"}
     assert accounts["kserve-localmodel-jobs"]["metadata"]["name"] == cache["spec"]["serviceAccountName"]
+
+
+def test_image_prepull_daemonset():
+    """Off by default. On: the Triton image on every node Triton may use (same selector,
+    tolerations, pull secrets), sleeping, with no GPU and no NVIDIA runtime devices."""
+    assert not [o for o in render_chart([CHART_DIR / "values-gpu.yaml"]) if o["kind"] == "DaemonSet"]
+    objs = render_chart([CHART_DIR / "values-gpu.yaml"], ["triton.prePull.enabled=true", "triton.imagePullSecrets[0]=ngc"])
+    ds = one(objs, "DaemonSet", "prepull")
+    pod = ds["spec"]["template"]["spec"]
+    triton_pod, triton, _ = triton_workload(objs)
+    for key in ("nodeSelector", "tolerations", "imagePullSecrets"):
+        assert pod[key] == triton_pod[key], key
+    assert "runtimeClassName" not in pod, "no NVIDIA runtime for a container that only sleeps"
+    (c,) = pod["containers"]
+    runtime = one(objs, "ServingRuntime")["spec"]["containers"][0]
+    assert c["image"] == runtime["image"] and c["imagePullPolicy"] == runtime["imagePullPolicy"]
+    assert c["command"] == ["sleep", "infinity"]
+    # The NGC image sets NVIDIA_VISIBLE_DEVICES=all; "void" makes the NVIDIA runtime (the GPU
+    # operator's containerd default) treat it as a plain container.
+    assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in c["env"]
+    assert "nvidia.com/gpu" not in json.dumps(c["resources"])
+    assert ds["spec"]["selector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+    assert "triton-prepull" in json.dumps(ds["spec"]["selector"]), "never selected by Triton's NetworkPolicy or monitors"
+
+
+def test_models_bucket_is_one_value():
+    """modelRepository.s3.uri is set in values.yaml only; profiles, docs and the MinIO set-up Job
+    take it from there (AWS bucket names are global: users set their own, once)."""
+    for profile in ("gpu", "kind", "knative"):
+        repo = profile_values(profile).get("modelRepository") or {}
+        assert "uri" not in (repo.get("s3") or {}), f"values-{profile}.yaml repeats modelRepository.s3.uri"
+    assert "s3://models/" not in (REPO_ROOT / "docs/kubernetes.md").read_text()
+    uri = ["modelRepository.s3.uri=s3://team-a-models/serverless-ai"]
+    objs = render_chart(sets=[*uri, "minio.enabled=true"])
+    script = one(objs, "Job", "minio-setup")["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert 'mc mb --ignore-existing "sai/team-a-models"' in script
+    assert one(objs, "InferenceService")["spec"]["predictor"]["model"]["storageUri"] == "s3://team-a-models/serverless-ai"
+    # Another store than this MinIO: the Job creates no models bucket in MinIO.
+    objs = render_chart(sets=[*uri, "minio.enabled=true", "modelRepository.s3.endpoint=s3.example.com"])
+    script = one(objs, "Job", "minio-setup")["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert "team-a-models" not in script
+
+
+@pytest.mark.parametrize("mode", ["kserve", "knative"])
+def test_workload_identity_for_the_model_store(mode, validator):
+    """An existing ServiceAccount with an IAM role instead of keys: Triton's pod runs as it, the
+    chart renders no ServiceAccount of its own and passes no key to Triton."""
+    objs = render_chart(
+        sets=[f"triton.mode={mode}", "modelRepository.s3.serviceAccountName=models-reader"], api_versions=MONITORING_API
+    )
+    assert not [e for o in objs for e in validator.errors(o)]
+    assert not [o for o in objs if o["kind"] == "ServiceAccount"]
+    pod, container, _ = triton_workload(objs)
+    assert pod["serviceAccountName"] == "models-reader"
+    assert "serverless-ai-models-s3" not in json.dumps(objs), "no reference to the key Secret"
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & {e["name"] for e in container.get("env", [])}
+    if mode == "kserve":
+        cache = render_chart(
+            sets=["modelRepository.s3.serviceAccountName=models-reader", "modelRepository.localModelCache.enabled=true"]
+        )
+        assert one(cache, "LocalModelCache")["spec"]["serviceAccountName"] == "models-reader"
+        assert not [o for o in cache if o["kind"] == "ServiceAccount"]
 
 
 # ---- install-time checks against the live cluster ------------------------------------------------
@@ -706,6 +858,36 @@ def test_check_models_secret(tmp_path):
     assert "needs the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in run_check(
         tmp_path / "f", "sai.check.modelsSecret", no_keys, minio
     )
+
+
+def test_check_models_service_account(tmp_path):
+    """With workload identity the ServiceAccount must exist; with an EKS role ARN on it, KServe reads
+    the S3 settings from its annotations (kserve v0.20.0 service_account_credentials.go
+    AwsIrsaAnnotationKey -> s3.BuildServiceAccountEnvs), so they are checked as on a Secret."""
+    wi = {"modelRepository": {"s3": {"serviceAccountName": "models-reader"}}}
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "models-reader", "namespace": "serverless-ai"}}
+    err = run_check(tmp_path / "a", "sai.check.modelsServiceAccount", None, wi)
+    assert "ServiceAccount models-reader not found in namespace serverless-ai" in err
+    # EKS Pod Identity: no annotation, KServe sets nothing from it; nothing to check.
+    assert run_check(tmp_path / "b", "sai.check.modelsServiceAccount", sa, wi) == ""
+    role = {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/models-reader"}
+    irsa = {**sa, "metadata": {**sa["metadata"], "annotations": role}}
+    err = run_check(tmp_path / "c", "sai.check.modelsServiceAccount", irsa, wi)
+    assert (
+        "kubectl -n serverless-ai annotate --overwrite serviceaccount models-reader "
+        "serving.kserve.io/s3-region=us-east-1 serving.kserve.io/s3-usehttps=1"
+    ) in err
+    ok = {
+        **sa,
+        "metadata": {
+            **sa["metadata"],
+            "annotations": {**role, "serving.kserve.io/s3-region": "us-east-1", "serving.kserve.io/s3-usehttps": "1"},
+        },
+    }
+    assert run_check(tmp_path / "d", "sai.check.modelsServiceAccount", ok, wi) == ""
+    # Without KServe (knative mode) Triton reads S3 itself: only existence matters.
+    knative = {**wi, "triton": {"mode": "knative"}}
+    assert run_check(tmp_path / "e", "sai.check.modelsServiceAccount", irsa, knative) == ""
 
 
 def test_cluster_checks_skip_without_a_cluster():

@@ -23,6 +23,7 @@ from sai.k8s.helm_kubectl import (
     render_chart,
     run_tool,
 )
+from sai.local.stack import envsubst
 
 FUNCTIONS = ["image-classify", "text-sentiment", "text-embed", "text-keywords", "text-entities", "object-classify"]
 # Values the OpenFaaS chart 15.0.6 defines that the bootstrap sets (openfaas/faas-netes 662ce9ce,
@@ -42,15 +43,10 @@ WATCHDOG = {"exec_timeout", "read_timeout", "write_timeout"}
 WATCHDOG_READS = WATCHDOG | {"max_inflight"}  # of-watchdog's own settings (config/config.go)
 
 
-def envsubst(text: str) -> str:
-    """faas-cli's substitution of ${VAR:-default} before it parses stack.yml (drone/envsubst, on by
-    default in faas-cli's stack loader), with no variable set: defaults apply."""
-    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: m.group(2), text)
-
-
 @pytest.fixture(scope="module")
 def stack():
-    return yaml.safe_load(envsubst((REPO_ROOT / "stack.yml").read_text()))
+    """stack.yml as faas-cli parses it with no variable set: the defaults apply."""
+    return yaml.safe_load(envsubst((REPO_ROOT / "stack.yml").read_text(), env={}))
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +131,24 @@ def test_stack_images_come_from_a_registry_variable():
     for name, f in raw["functions"].items():
         assert f["image"] == "${REGISTRY:-localhost:5001}/" + name + ":0.1.0", name
     assert "REGISTRY=" in (REPO_ROOT / "docs/kubernetes.md").read_text()
+
+
+def test_object_classify_store_comes_from_the_environment():
+    """object-classify writes results to the chart's MinIO unless S3_ENDPOINT/S3_REGION say
+    otherwise when faas-cli runs (the GPU profile has no MinIO), as the registry comes from REGISTRY."""
+    raw = yaml.safe_load((REPO_ROOT / "stack.yml").read_text())["functions"]["object-classify"]["environment"]
+    assert raw["S3_ENDPOINT"] == "${S3_ENDPOINT:-http://serverless-ai-minio.serverless-ai.svc.cluster.local:9000}"
+    assert raw["S3_REGION"] == "${S3_REGION:-us-east-1}"
+    text = (REPO_ROOT / "stack.yml").read_text()
+    env = {"S3_ENDPOINT": "https://s3.eu-west-1.amazonaws.com", "S3_REGION": "eu-west-1", "REGISTRY": "r.example.com/t"}
+    fn = yaml.safe_load(envsubst(text, env))["functions"]["object-classify"]
+    assert fn["environment"]["S3_ENDPOINT"] == "https://s3.eu-west-1.amazonaws.com"
+    assert fn["environment"]["S3_REGION"] == "eu-west-1"
+    assert fn["image"] == "r.example.com/t/object-classify:0.1.0"
+    # drone/envsubst: an empty variable takes the default too
+    assert yaml.safe_load(envsubst(text, {"S3_ENDPOINT": ""}))["functions"]["object-classify"]["environment"][
+        "S3_ENDPOINT"
+    ].startswith("http://serverless-ai-minio.")
 
 
 def test_stack_env_is_read_by_the_code(stack):
@@ -265,6 +279,15 @@ def crd_sources() -> dict[str, tuple[str, str, str]]:
     script = (REPO_ROOT / "k8s/fetch-crds.sh").read_text()
     rows = re.findall(r"^([\w.-]+\.yaml)\|([\w/-]+)\|([\w.-]+)\|[\w./-]+\|([0-9a-f]{64})$", script, re.MULTILINE)
     return {name: (repo, ref, digest) for name, repo, ref, digest in rows}
+
+
+def test_fetch_crds_refs_are_tags_or_full_commits():
+    """A short SHA can become ambiguous as a repository grows (GitHub then answers 404 or another
+    object): every ref is a release tag or a full 40-digit commit."""
+    refs = {ref for _, ref, _ in crd_sources().values()}
+    assert len(crd_sources()) == 11
+    for ref in refs:
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+|knative-v\d+\.\d+\.\d+|[0-9a-f]{40}", ref), ref
 
 
 def test_fetch_crds_matches_the_crds_in_use():

@@ -80,6 +80,12 @@ def function_names() -> list[str]:
     return list(load_stack(paths.repo_root() / "stack.yml").functions)
 
 
+def check_values_files(values: list[str]) -> None:
+    for v in values:
+        if not Path(v).is_file():
+            raise _error(f"{v}: no such values file", 2)
+
+
 def _run_helm(args_list: list[str]) -> int:
     import subprocess
 
@@ -93,9 +99,7 @@ def _run_helm(args_list: list[str]) -> int:
 def cmd_install(args) -> int:
     from sai.cluster.project import run_tool
 
-    for v in args.values:
-        if not Path(v).is_file():
-            raise _error(f"{v}: no such values file", 2)
+    check_values_files(args.values)
     kc = kubeconfig_of(args)
     install = helm_mod.install_args(kc, args.profile, args.values, args.namespace, args.release, wait=args.wait)
     if args.dry_run:
@@ -253,7 +257,8 @@ def cmd_models_push(args) -> int:
     if args.bucket:
         bucket, prefix = args.bucket, (args.prefix if args.prefix is not None else "serverless-ai").strip("/")
     else:
-        uri = model_push.chart_uri(args.profile)
+        check_values_files(args.values)
+        uri = model_push.chart_uri(args.profile, args.values)
         if uri is None:
             raise _error(
                 f"the {args.profile} profile reads models from a volume, not S3 (modelRepository.source=pvc); "
@@ -391,6 +396,14 @@ def register(sub) -> None:
     p.add_argument("--bucket", help="bucket (default: from the profile's modelRepository.s3.uri)")
     p.add_argument("--prefix", help="key prefix (default: from the URI, or serverless-ai with --bucket)")
     p.add_argument("--profile", choices=helm_mod.PROFILES, default="gpu", help="profile whose URI to use (default: %(default)s)")
+    p.add_argument(
+        "--values",
+        "-f",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="your values files, as for `sai cluster install -f`: modelRepository.s3.uri is read from them (repeatable)",
+    )
     p.add_argument("--endpoint", help="S3 endpoint URL (default: $AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--region", help="region (default: boto3's, e.g. $AWS_DEFAULT_REGION)")
     p.add_argument("--repo", help="model repository folder (default: the checkout's model_repository/)")

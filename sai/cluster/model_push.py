@@ -10,7 +10,7 @@ It refuses to push when a model is not built: every model folder must have its v
 the models `sai models build` knows must pass its own up-to-date check (`is_built`).
 Credentials and endpoint: boto3's usual sources (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
 AWS_ENDPOINT_URL, a profile), or --endpoint; bucket and prefix default to the chart's
-modelRepository.s3.uri for the profile.
+modelRepository.s3.uri for the profile and your values files (-f), as `sai cluster install -f` uses it.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ class Upload:
     key: str
 
 
-def chart_uri(profile: str, chart: Path = CHART_DIR) -> str | None:
-    """modelRepository.s3.uri for a profile (profile values over values.yaml); None if not S3."""
+def chart_uri(profile: str, values: list[str | Path] = (), chart: Path = CHART_DIR) -> str | None:
+    """modelRepository.s3.uri as helm would see it (values.yaml, the profile's, then the user's
+    values files, later wins); None if the model repository is not on S3."""
     import yaml
 
     merged: dict = {}
-    for f in (chart / "values.yaml", chart / f"values-{profile}.yaml"):
+    for f in (chart / "values.yaml", chart / f"values-{profile}.yaml", *map(Path, values)):
         repo = (yaml.safe_load(f.read_text()) or {}).get("modelRepository") or {}
         merged["source"] = repo.get("source", merged.get("source"))
         if (repo.get("s3") or {}).get("uri"):

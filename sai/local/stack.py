@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 from dataclasses import dataclass, field
 
 import yaml
 
 SKIPPED = {"build", "template", "__pycache__"}  # faas-cli skips build/ and template/
+ENV_REF = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
 @dataclass
@@ -39,8 +41,15 @@ class Stack:
         return self.path.parent
 
 
+def envsubst(text: str, env: dict[str, str] | None = None) -> str:
+    """faas-cli's substitution before it parses stack.yml (drone/envsubst, on by default):
+    ${VAR} and ${VAR:-default} (the default when VAR is unset or empty), from `env` (os.environ)."""
+    env = os.environ if env is None else env
+    return ENV_REF.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
+
+
 def load_stack(path: pathlib.Path) -> Stack:
-    doc = yaml.safe_load(path.read_text()) or {}
+    doc = yaml.safe_load(envsubst(path.read_text())) or {}
     functions = {}
     for name, spec in (doc.get("functions") or {}).items():
         functions[name] = Function(

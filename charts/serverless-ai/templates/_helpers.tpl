@@ -54,6 +54,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{/* Knative's revision timeout (and response-start timeout, progress deadline) for Triton: above
      the functions' TRITON_TIMEOUT_S, so the client gives up first with its own clear error. */}}
 {{- define "sai.timeout.tritonRevision" -}}{{ include "sai.timeout.function" . }}{{- end -}}
+{{- define "sai.timeout.progressDeadline" -}}{{ int .Values.timeouts.tritonProgressDeadlineSeconds }}{{- end -}}
 {{- define "sai.timeout.gateway" -}}
 {{- add (include "sai.timeout.function" . | int) (int .Values.timeouts.marginSeconds) -}}
 {{- end -}}
@@ -103,6 +104,11 @@ runAsGroup: {{ $uid }}
 {{- end -}}
 {{- end -}}
 
+{{/* The bucket of modelRepository.s3.uri (s3://BUCKET/prefix). */}}
+{{- define "sai.modelsBucket" -}}
+{{- trimPrefix "s3://" .Values.modelRepository.s3.uri | splitList "/" | first -}}
+{{- end -}}
+
 {{- define "sai.functionsS3Endpoint" -}}
 {{- if .Values.functions.objectClassify.s3Endpoint -}}{{ .Values.functions.objectClassify.s3Endpoint }}
 {{- else if .Values.minio.enabled -}}http://{{ include "sai.minioEndpoint" . }}
@@ -138,6 +144,9 @@ runAsGroup: {{ $uid }}
 {{- fail "function timeout (tritonColdStartSeconds + marginSeconds) exceeds Knative's 600 s revision maximum" -}}
 {{- end -}}
 {{- end -}}
+{{- if lt (include "sai.timeout.progressDeadline" . | int) (include "sai.timeout.tritonRevision" . | int) -}}
+{{- fail (printf "timeouts.tritonProgressDeadlineSeconds (%s) must be at least Triton's revision timeout (%s s): Knative would cancel a wake while requests still wait for it" (include "sai.timeout.progressDeadline" .) (include "sai.timeout.tritonRevision" .)) -}}
+{{- end -}}
 {{- if and (ne .Values.functions.mode "none") (not .Values.functions.imageRegistry) -}}
 {{- fail (printf "functions.imageRegistry is required with functions.mode=%s: the registry your cluster pulls the function images from (the REGISTRY you pushed them to with faas-cli)" .Values.functions.mode) -}}
 {{- end -}}
@@ -152,11 +161,18 @@ runAsGroup: {{ $uid }}
 {{- if lookup "v1" "Namespace" "" "kube-system" -}}
 {{- include "sai.check.knativeFeatures" (list . (lookup "v1" "ConfigMap" "knative-serving" "config-features")) -}}
 {{- include "sai.check.tritonOwner" (list . (lookup "serving.knative.dev/v1" "Service" .Release.Namespace (include "sai.tritonServiceName" .))) -}}
-{{- if and (eq .Values.triton.mode "kserve") (eq .Values.modelRepository.source "s3") -}}
-{{- include "sai.check.modelsSecret" (list . (lookup "v1" "Secret" .Release.Namespace .Values.modelRepository.s3.existingSecret) .Release.Namespace) -}}
-{{- if .Values.modelRepository.localModelCache.enabled -}}
-{{- $ns := .Values.modelRepository.localModelCache.jobNamespace -}}
-{{- include "sai.check.modelsSecret" (list . (lookup "v1" "Secret" $ns .Values.modelRepository.s3.existingSecret) $ns) -}}
+{{- if eq .Values.modelRepository.source "s3" -}}
+{{- $namespaces := list .Release.Namespace -}}
+{{- if and .Values.modelRepository.localModelCache.enabled (eq .Values.triton.mode "kserve") -}}
+{{- $namespaces = append $namespaces .Values.modelRepository.localModelCache.jobNamespace -}}
+{{- end -}}
+{{- $sa := .Values.modelRepository.s3.serviceAccountName -}}
+{{- range $ns := $namespaces -}}
+{{- if $sa -}}
+{{- include "sai.check.modelsServiceAccount" (list $ (lookup "v1" "ServiceAccount" $ns $sa) $ns) -}}
+{{- else if eq $.Values.triton.mode "kserve" -}}
+{{- include "sai.check.modelsSecret" (list $ (lookup "v1" "Secret" $ns $.Values.modelRepository.s3.existingSecret) $ns) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -226,13 +242,45 @@ runAsGroup: {{ $uid }}
 {{- $ns := index . 2 -}}
 {{- $s3 := $.Values.modelRepository.s3 -}}
 {{- if not $secret -}}
-{{- fail (printf "Secret %s not found in namespace %s: create it with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (docs/kubernetes.md, First install)" $s3.existingSecret $ns) -}}
+{{- fail (printf "Secret %s not found in namespace %s: create it with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (docs/kubernetes.md, First install), or use workload identity (modelRepository.s3.serviceAccountName)" $s3.existingSecret $ns) -}}
 {{- end -}}
 {{- $data := default dict $secret.data -}}
 {{- if not (and (hasKey $data "AWS_ACCESS_KEY_ID") (hasKey $data "AWS_SECRET_ACCESS_KEY")) -}}
 {{- fail (printf "Secret %s/%s needs the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (KServe's inferenceservice-config credentials.s3 names)" $ns $s3.existingSecret) -}}
 {{- end -}}
-{{- $ann := default dict $secret.metadata.annotations -}}
+{{- with include "sai.s3SettingsWrong" (list $ (default dict $secret.metadata.annotations) $data) -}}
+{{- fail (printf "Secret %s/%s does not carry the S3 settings KServe's storage initializer reads from it. Fix: kubectl -n %s annotate --overwrite secret %s %s" $ns $s3.existingSecret $ns $s3.existingSecret .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Workload identity: the user's ServiceAccount must exist. With an EKS role ARN on it, KServe
+     reads endpoint/HTTPS/region from its serving.kserve.io/s3-* annotations
+     (service_account_credentials.go: AwsIrsaAnnotationKey, s3_service_account.go), so they are
+     checked as on a Secret. Without one (EKS Pod Identity), KServe sets no S3 settings from it and
+     inferenceservice-config's credentials.s3 defaults apply. (list $ serviceAccountOrEmpty namespace) */}}
+{{- define "sai.check.modelsServiceAccount" -}}
+{{- $ := index . 0 -}}
+{{- $sa := index . 1 -}}
+{{- $ns := index . 2 -}}
+{{- $name := $.Values.modelRepository.s3.serviceAccountName -}}
+{{- if not $sa -}}
+{{- fail (printf "ServiceAccount %s not found in namespace %s (modelRepository.s3.serviceAccountName): create it with your IAM role's annotation (docs/kubernetes.md, Workload identity)" $name $ns) -}}
+{{- end -}}
+{{- $ann := default dict $sa.metadata.annotations -}}
+{{- if and (hasKey $ann "eks.amazonaws.com/role-arn") (eq $.Values.triton.mode "kserve") -}}
+{{- with include "sai.s3SettingsWrong" (list $ $ann dict) -}}
+{{- fail (printf "ServiceAccount %s/%s has an IAM role, so KServe's storage initializer reads the S3 settings from its annotations, and they do not match the values. Fix: kubectl -n %s annotate --overwrite serviceaccount %s %s" $ns $name $ns $name .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The S3 settings KServe would read from (annotations, data) that differ from the values:
+     "key=value ..." to annotate, "" when all agree. (list $ annotations data) */}}
+{{- define "sai.s3SettingsWrong" -}}
+{{- $ := index . 0 -}}
+{{- $ann := index . 1 -}}
+{{- $data := index . 2 -}}
+{{- $s3 := $.Values.modelRepository.s3 -}}
 {{- $want := dict "serving.kserve.io/s3-usehttps" (list "S3_USE_HTTPS" (include "sai.modelsS3UseHttps" $)) "serving.kserve.io/s3-region" (list "AWS_DEFAULT_REGION" $s3.region) -}}
 {{- with include "sai.modelsS3Endpoint" $ }}{{ $_ := set $want "serving.kserve.io/s3-endpoint" (list "S3_ENDPOINT" .) }}{{ end -}}
 {{- $wrong := list -}}
@@ -240,9 +288,7 @@ runAsGroup: {{ $uid }}
 {{- $have := get $ann $key | default (get $data (index $v 0) | b64dec) -}}
 {{- if ne $have (index $v 1) }}{{ $wrong = append $wrong (printf "%s=%s" $key (index $v 1)) }}{{ end -}}
 {{- end -}}
-{{- if $wrong -}}
-{{- fail (printf "Secret %s/%s does not carry the S3 settings KServe's storage initializer reads from it. Fix: kubectl -n %s annotate --overwrite secret %s %s" $ns $s3.existingSecret $ns $s3.existingSecret (join " " (sortAlpha $wrong))) -}}
-{{- end -}}
+{{- join " " (sortAlpha $wrong) -}}
 {{- end -}}
 
 {{/* MinIO policy of object-classify's user (IAM JSON; mc admin policy create). */}}

@@ -83,8 +83,9 @@ livenessProbe:
   failureThreshold: 6
 {{- end -}}
 
-{{/* Knative revision annotations: scale to zero (KPA) and the cold-start budget. KServe passes
-     every ISVC annotation except min/max-scale through to the revision (kserve v0.20.0
+{{/* Knative revision annotations: scale to zero (KPA) and how long a wake may take (the progress
+     deadline: node provisioning + image pull + model load, see values.yaml). KServe passes every
+     ISVC annotation except min/max-scale through to the revision (kserve v0.20.0
      pkg/controller/v1beta1/inferenceservice/reconcilers/knative/ksvc_reconciler.go). */}}
 {{- define "sai.triton.knativeAnnotations" -}}
 autoscaling.knative.dev/class: kpa.autoscaling.knative.dev
@@ -92,10 +93,11 @@ autoscaling.knative.dev/metric: concurrency
 autoscaling.knative.dev/target: {{ .Values.triton.containerConcurrencyTarget | quote }}
 autoscaling.knative.dev/initial-scale: {{ .Values.triton.initialScale | quote }}
 autoscaling.knative.dev/scale-to-zero-pod-retention-period: {{ .Values.triton.scaleToZeroRetention | quote }}
-serving.knative.dev/progress-deadline: {{ printf "%ss" (include "sai.timeout.tritonRevision" .) | quote }}
+serving.knative.dev/progress-deadline: {{ printf "%ss" (include "sai.timeout.progressDeadline" .) | quote }}
 {{- end -}}
 
-{{- define "sai.triton.podSpecExtras" -}}
+{{/* Where Triton pods may run and how their image is pulled; also the pre-pull DaemonSet's. */}}
+{{- define "sai.triton.placement" -}}
 {{- with .Values.triton.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -108,9 +110,6 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.triton.runtimeClassName }}
-runtimeClassName: {{ . }}
-{{- end }}
 {{- with .Values.triton.imagePullSecrets }}
 imagePullSecrets:
   {{- range . }}
@@ -118,6 +117,15 @@ imagePullSecrets:
   {{- end }}
 {{- end }}
 {{- end -}}
+
+{{- define "sai.triton.podSpecExtras" -}}
+{{- include "sai.triton.placement" . }}
+{{- with .Values.triton.runtimeClassName }}
+runtimeClassName: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{- define "sai.triton.image" -}}{{ .Values.triton.image.repository }}:{{ .Values.triton.image.tag }}{{- end -}}
 
 {{/* Triton's container securityContext (non-root uid of the NGC image, set per container: see
      sai.knativeContainerSecurityContext). */}}
@@ -134,4 +142,10 @@ imagePullSecrets:
     secretKeyRef:
       name: {{ include "sai.triton.adminSecretName" . }}
       key: triton-admin-key
+{{- end -}}
+
+{{/* The ServiceAccount Triton's pod runs as with an S3 model store: the user's own (workload
+     identity, no keys) or the chart's, which lists the credentials Secret. */}}
+{{- define "sai.triton.modelsServiceAccount" -}}
+{{- .Values.modelRepository.s3.serviceAccountName | default (printf "%s-models" (include "sai.tritonName" .)) -}}
 {{- end -}}

@@ -1,0 +1,186 @@
+"""docs/kubernetes.md as a user follows it: its commands in the order they appear, its values
+snippets fed to the real chart and bootstrap, and its numbers against the chart's."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from sai.cli import build_parser
+from sai.k8s.tools import CHART_DIR, REPO_ROOT, render_chart
+
+DOC = REPO_ROOT / "docs/kubernetes.md"
+# faas-cli subcommands that call the gateway, and those of them that need `faas-cli login`
+# (everything under /system/; /function/ is open in CE).
+GATEWAY_VERBS = set("up deploy list ls remove rm describe invoke secret logs scale login version".split())
+OPEN_VERBS = {"invoke", "login", "version"}
+
+
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced block, in document order, list indentation removed."""
+    blocks = []
+    for m in re.finditer(r"^( *)```(\w*)\n(.*?)^\1```", text, re.MULTILINE | re.DOTALL):
+        indent = len(m.group(1))
+        body = "\n".join(line[indent:] for line in m.group(3).splitlines())
+        blocks.append((m.group(2), body))
+    return blocks
+
+
+def shell_commands(text: str) -> list[str]:
+    """The commands of the shell blocks, continuation lines joined, comments dropped."""
+    commands = []
+    for lang, body in code_blocks(text):
+        if lang not in ("bash", "sh", "console"):
+            continue
+        joined = re.sub(r"(\\|\|)\n\s*", lambda m: " " if m.group(1) == "\\" else "| ", body)
+        for line in joined.splitlines():
+            line = re.sub(r"(^|\s)#.*$", "", line).strip()
+            if line:
+                commands.append(line)
+    return commands
+
+
+def gateway_order_problems(commands: list[str]) -> tuple[list[str], int]:
+    """Commands that talk to the OpenFaaS gateway before it is port-forwarded, or that need a
+    login before `faas-cli login`; and how many gateway commands there were."""
+    forwarded = logged_in = False
+    problems, seen = [], 0
+    for cmd in commands:
+        if re.search(r"kubectl .*port-forward .*svc/gateway", cmd):
+            forwarded = True
+            continue
+        verbs = re.findall(r"faas-cli (?:store )?(\w+)", cmd)
+        calls = [v for v in verbs if v in GATEWAY_VERBS and not (v == "up" and "--skip-deploy" in cmd)]
+        curls = re.findall(r"curl .*?https?://(?:127\.0\.0\.1|localhost):8080(/\S*)", cmd)
+        if not calls and not curls:
+            continue
+        seen += 1
+        if not forwarded:
+            problems.append(f"before the port-forward: {cmd}")
+        needs_login = any(v not in OPEN_VERBS for v in calls) or any(p.startswith("/system/") for p in curls)
+        if needs_login and not logged_in:
+            problems.append(f"before faas-cli login: {cmd}")
+        if "login" in calls:
+            logged_in = True
+    return problems, seen
+
+
+def test_gateway_commands_follow_the_port_forward_and_the_login():
+    """The bootstrap leaves the gateway cluster-internal with generated basic auth, so a deploy
+    before the port-forward gets connection refused, and before the login 401."""
+    problems, seen = gateway_order_problems(shell_commands(DOC.read_text()))
+    assert seen >= 3, "the install deploys and calls functions through the gateway"
+    assert not problems, problems
+    text = DOC.read_text()
+    # The password the OpenFaaS chart generates (faas-netes chart 15.0.6 templates/secret.yaml:
+    # Secret basic-auth, key basic-auth-password, user admin).
+    assert "get secret basic-auth -o jsonpath='{.data.basic-auth-password}'" in text
+    assert "faas-cli login --username admin --password-stdin" in text
+
+
+def test_the_order_check_can_fail():
+    wrong = "```bash\nfaas-cli up -f stack.yml\nkubectl -n openfaas port-forward svc/gateway 8080:8080 &\n```\n"
+    problems, _ = gateway_order_problems(shell_commands(wrong))
+    assert any("before the port-forward" in p for p in problems)
+    assert any("before faas-cli login" in p for p in problems)
+    unauth = (
+        "```bash\nkubectl -n openfaas port-forward svc/gateway 8080:8080 &\n"
+        "curl http://127.0.0.1:8080/function/x\ncurl -u admin:x http://127.0.0.1:8080/system/functions\n```\n"
+    )
+    problems, seen = gateway_order_problems(shell_commands(unauth))
+    assert seen == 2 and problems == ["before faas-cli login: curl -u admin:x http://127.0.0.1:8080/system/functions"]
+
+
+def docs_values_file(text: str) -> str:
+    """The values file the GPU install writes (`cat > my-values.yaml <<'EOF' ... EOF`)."""
+    for _, body in code_blocks(text):
+        if m := re.search(r"cat > my-values\.yaml <<'EOF'\n(.*?)\nEOF", body, re.DOTALL):
+            return m.group(1)
+    raise AssertionError("docs/kubernetes.md no longer writes my-values.yaml")
+
+
+def test_the_bucket_is_one_value_from_your_values_file(tmp_path):
+    """The install writes the bucket once, in my-values.yaml, and every step reads that file: the
+    model upload, the bootstrap (which gives it to helm) and `sai cluster install -f`."""
+    text = DOC.read_text()
+    mine = tmp_path / "my-values.yaml"
+    mine.write_text(docs_values_file(text))
+    uri = yaml.safe_load(mine.read_text())["modelRepository"]["s3"]["uri"]
+    assert uri.startswith("s3://") and "s3://models/" not in text
+    isvc = next(o for o in render_chart([CHART_DIR / "values-gpu.yaml", mine]) if o["kind"] == "InferenceService")
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == uri
+    commands = shell_commands(text)
+    assert "k8s/bootstrap.sh --profile gpu --values my-values.yaml [--gpu-operator]" in commands
+    push = next(c for c in commands if "sai cluster models push" in c)
+    assert "-f my-values.yaml" in push
+    assert "sai cluster install --profile gpu -f my-values.yaml --wait" in text
+    parser = build_parser()
+    for argv in (
+        ["cluster", "install", "--profile", "gpu", "-f", str(mine), "--wait"],
+        ["cluster", "models", "push", "--profile", "gpu", "-f", str(mine)],
+    ):
+        assert parser.parse_args(argv).values == [str(mine)]
+    out = subprocess.run(
+        ["bash", str(REPO_ROOT / "k8s/bootstrap.sh"), "--dry-run", "--profile", "gpu", "--values", str(mine)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"-f {mine}" in out
+    # object-classify's results store on the GPU profile (no MinIO there): stack.yml reads it.
+    assert "export S3_ENDPOINT=" in text and "${S3_ENDPOINT" in (REPO_ROOT / "stack.yml").read_text()
+
+
+def test_workload_identity_snippet_renders(tmp_path):
+    """The documented values for an IAM-role ServiceAccount give a chart that runs Triton as it."""
+    text = DOC.read_text()
+    snippet = next(body for lang, body in code_blocks(text) if lang == "yaml" and "serviceAccountName" in body)
+    values = tmp_path / "wi.yaml"
+    values.write_text(snippet)
+    objs = render_chart([CHART_DIR / "values-gpu.yaml", values])
+    isvc = next(o for o in objs if o["kind"] == "InferenceService")
+    name = yaml.safe_load(snippet)["modelRepository"]["s3"]["serviceAccountName"]
+    assert isvc["spec"]["predictor"]["serviceAccountName"] == name
+    assert f"create serviceaccount {name}" in text and "eks.amazonaws.com/role-arn=" in text
+
+
+def wake_budget(text: str) -> tuple[list[int], int]:
+    section = text.split("### A wake from a GPU node pool scaled to zero", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| ([^|]+) \| \**(\d+) s\** \|$", section, re.MULTILINE)
+    steps = [int(s) for name, s in rows if "total" not in name]
+    (total,) = [int(s) for name, s in rows if "total" in name]
+    return steps, total
+
+
+def test_the_progress_deadline_covers_the_documented_wake():
+    """The GPU profile's progress deadline is at least the wake the docs estimate, step by step."""
+    text = DOC.read_text()
+    steps, total = wake_budget(text)
+    assert len(steps) >= 4 and sum(steps) == total
+    objs = render_chart([CHART_DIR / "values-gpu.yaml"])
+    isvc = next(o for o in objs if o["kind"] == "InferenceService")
+    deadline = int(isvc["metadata"]["annotations"]["serving.knative.dev/progress-deadline"].rstrip("s"))
+    assert deadline >= total, f"progress deadline {deadline}s < the documented wake {total}s"
+    assert f"`timeouts.tritonProgressDeadlineSeconds`, {deadline} s" in text
+    cold = yaml.safe_load((CHART_DIR / "values-gpu.yaml").read_text())["timeouts"]["tritonColdStartSeconds"]
+    assert f"up to {cold} s" in text and "503 with\n`Retry-After: 5`" in text
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        "`MaxReplicas = 5`",  # faas-netes pkg/handlers/replica_reader.go
+        "`--store memory`",  # faas-netes chart 15.0.6 templates/nats-dep.yaml (CE)
+        "`functions.mode=knative`",
+    ],
+)
+def test_what_ce_cannot_do_is_stated(claim):
+    section = DOC.read_text().split("## What OpenFaaS CE cannot do", 1)[1].split("\n## ", 1)[0]
+    assert claim in section
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["functions"]
+    assert values["maxReplicas"] <= 5 and values["mode"] == "none"
+    knative = yaml.safe_load((CHART_DIR / "values-knative.yaml").read_text())["functions"]
+    assert knative["mode"] == "knative" and knative["minReplicas"] == 0, "the documented way to scale functions to zero"
