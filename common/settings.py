@@ -12,7 +12,7 @@ is always validated the same way: unset (or blank, for numbers) gives the defaul
 must parse and lie within the bounds, or `SettingError` says what is wrong, e.g.
 "MAX_IMAGE_PIXELS='abc' is not an integer". `check()` validates every declared setting at once:
 each function runs it at start-up (common.errors.handler_errors), so a bad value stops the process
-with that message instead of failing requests later. The README's configuration table lists them.
+with that message instead of failing requests later. docs/configuration.md lists them all.
 """
 
 from __future__ import annotations

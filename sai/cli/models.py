@@ -131,7 +131,7 @@ def _register_entities(models_subparsers) -> None:
         "training-only sentences, fine-tune "
         f"MiniLM {FINE_TUNED} with LoRA and a BIO tag layer on the shared text_encoder's token states, write "
         "adapter.npz and TRAINING_REPORT.json, export 1/model.onnx and report F1 against the teacher and on "
-        "the hand-labelled set. About 64 minutes on 2 quiet cores (README). Needs the built text_encoder.",
+        "the hand-labelled set. About 64 minutes on 2 quiet cores (docs/entities.md). Needs the built text_encoder.",
     )
     p.add_argument("--repo", default=default_repo, help="model repository (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="split and training seed (default: %(default)s)")

@@ -9,7 +9,7 @@ rated_sentences.py; `sai models train-sentiment` and `sentiment-report` are in s
 - Fit the logistic stack on the other 20 % (a calibration split the layers never saw),
   regularised by 5-fold cross-validation within that split.
 
-Why this shape (all measured on the split below; figures in the README):
+Why this shape (all measured on the split below; figures in docs/sentiment.md):
 - a classifier on the frozen sentence embedding: 0.81 overall, 0.914 on tweets;
 - the fine-tuned layers 5-6: about 0.86 overall, but still about 0.94 on tweets;
 - VADER: 0.71 overall and 0.972 on tweets. Its lexicon and rules were tuned on this kind of
@@ -17,7 +17,7 @@ Why this shape (all measured on the split below; figures in the README):
   right 98-99 % of the time; on reviews it is right 75-92 % of the time. The stack learns how far
   to trust the lexicon from how tweet-like a text is.
 - The tweets margin is narrow. Other seeds, and fine-tuning layers 4-6, landed within about a point
-  of VADER either way (README); elsewhere the head leads by 10-25 points in every run.
+  of VADER either way (docs/sentiment.md); elsewhere the head leads by 10-25 points in every run.
 
 Artefacts:
 - Committed: `adapter.npz` (LoRA factors, linear heads, stack; under 1 MB) and TRAINING_REPORT.json.
@@ -166,7 +166,7 @@ def evaluate(
     splits: list[Split], test_states: dict, test_lexicon: dict, head_path: pathlib.Path, head_only: dict | None = None
 ) -> dict:
     """Held-out accuracy per domain: the head vs VADER on exactly the same sentences (and, when
-    given, the fine-tuned layers' own logit before the stack, for the README's ablation)."""
+    given, the fine-tuned layers' own logit before the stack, for the ablation in docs/sentiment.md)."""
     per, sums = {}, {"head": [0, 0], "vader": [0, 0], "layers": [0, 0]}
     for sp in splits:
         probs = head_predict(head_path, test_states[sp.domain], test_lexicon[sp.domain])
