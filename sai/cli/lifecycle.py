@@ -53,9 +53,18 @@ def register(sub) -> None:
         help="address the gateway binds; Triton and functions stay on loopback (default: %(default)s)",
     )
     up.add_argument("--port", type=int, default=d.port, help=f"gateway port (default: $SAI_PORT or {SAI_PORT.default})")
-    up.add_argument("--triton-http-port", type=int, default=d.triton_http_port, help="(default: %(default)s)")
-    up.add_argument("--triton-grpc-port", type=int, default=d.triton_grpc_port, help="(default: %(default)s)")
-    up.add_argument("--triton-metrics-port", type=int, default=d.triton_metrics_port, help="(default: %(default)s)")
+    up.add_argument(
+        "--triton-http-port", type=int, default=d.triton_http_port, help="Triton's HTTP port, on loopback (default: %(default)s)"
+    )
+    up.add_argument(
+        "--triton-grpc-port", type=int, default=d.triton_grpc_port, help="Triton's gRPC port, on loopback (default: %(default)s)"
+    )
+    up.add_argument(
+        "--triton-metrics-port",
+        type=int,
+        default=d.triton_metrics_port,
+        help="Triton's metrics port, on loopback (default: %(default)s)",
+    )
     up.add_argument(
         "--triton-log-verbose",
         type=int,
