@@ -89,6 +89,7 @@ ERROR_CODES = {
     "gateway_busy": "the gateway holds its limit of request-body bytes (retryable)",
     "body_timeout": "the request body stopped arriving (read timeout)",
     "unauthorized": "missing or wrong credentials (basic auth)",
+    "host_not_allowed": "the Host header names no host the gateway serves (DNS rebinding; sai up --allow-host)",
     "not_stored": "an asynchronous call could not be stored",
     "shutting_down": "the gateway is stopping (retryable)",
     "bad_request": "malformed HTTP: the request line, a header or the body framing",
@@ -101,7 +102,9 @@ ERROR_CODES = {
     "function_not_started": "a deployed function's process did not start (see its log)",
     "secret_not_found": "no secret of that name",
     "secret_exists": "a secret of that name exists already (update it with PUT)",
-    "invalid_secret_name": "a secret name that is not a DNS-1123 subdomain",
+    "invalid_secret_name": "a secret name that is not a DNS-1123 subdomain, or ends like code (.py, .pth, .so)",
+    "secret_too_large": "a secret value over 1 MiB (Kubernetes' limit)",
+    "env_not_allowed": "a deployment's envVars set a variable that changes how the interpreter or loader starts",
     # anything else
     "internal_error": "an unexpected failure; see the logs",
 }

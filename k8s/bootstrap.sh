@@ -21,6 +21,9 @@ GPU_OPERATOR_VERSION="v25.10.1"        # https://helm.ngc.nvidia.com/nvidia; its
                                        # 580 (tests/test_k8s_driver_pins.py has the sources)
 REGISTRY_IMAGE="registry:2.8.3"        # kind's local registry (kind docs: local-registry.md)
 TRITON_IMAGE="nvcr.io/nvidia/tritonserver:25.09-py3"   # = values.yaml triton.image (test-checked)
+# The kind profile's CPU Triton, built here from k8s/images/triton-cpu (= values-kind.yaml
+# triton.image, test-checked). TRITON_BASE_IMAGE overrides its base (default debian:bookworm-slim).
+KIND_TRITON_IMAGE="kind.local/serverless-ai/tritonserver-cpu:2.51.0"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CHART="$REPO/charts/serverless-ai"
@@ -132,9 +135,12 @@ create_kind_cluster() {
   if [ "$DRY_RUN" = 1 ] || [ "$(docker inspect -f '{{json .NetworkSettings.Networks.kind}}' kind-registry)" = null ]; then
     run docker network connect --alias "${KIND_CLUSTER_REGISTRY%:*}" kind kind-registry
   fi
-  # 5. Pre-load Triton (~10 GB): a pull racing Knative's progress deadline is the classic first failure.
-  run docker pull "$TRITON_IMAGE"
-  run kind load docker-image "$TRITON_IMAGE" --name serverless-ai
+  # 5. The CPU Triton image (~0.5 GB), built here and loaded into the node (pullPolicy Never). The
+  #    GPU profile's NGC image is ~15 GB unpacked, and `kind load` keeps several copies of an image
+  #    at once (kind v0.30.0: a `docker save` tar, then `ctr images import` into the node), more
+  #    than a hosted runner's disk (docs/kubernetes.md, "The kind job's budget").
+  run "$REPO/k8s/images/triton-cpu.sh" --tag "$KIND_TRITON_IMAGE" ${TRITON_BASE_IMAGE:+--base "$TRITON_BASE_IMAGE"}
+  run kind load docker-image "$KIND_TRITON_IMAGE" --name serverless-ai
 }
 
 install_cert_manager() {
@@ -148,6 +154,13 @@ install_knative() {
   run kubectl apply -f "https://github.com/knative/serving/releases/download/$KNATIVE_VERSION/serving-crds.yaml"
   run kubectl apply -f "https://github.com/knative/serving/releases/download/$KNATIVE_VERSION/serving-core.yaml"
   run kubectl apply -f "https://github.com/knative-extensions/net-kourier/releases/download/$KNATIVE_VERSION/kourier.yaml"
+  if [ "$PROFILE" = kind ]; then
+    # Kourier's gateway and controller request 200m each (net-kourier knative-v1.23.0
+    # config/300-gateway.yaml, 300-controller.yaml); the kind node cannot spare that
+    # (tests/test_kind_budget.py). Client-side `kubectl apply` keeps these on a re-run.
+    run kubectl -n kourier-system set resources deployment/3scale-kourier-gateway -c kourier-gateway --requests=cpu=100m
+    run kubectl -n knative-serving set resources deployment/net-kourier-controller -c controller --requests=cpu=50m
+  fi
   run kubectl -n knative-serving wait --for=condition=Available deployment --all --timeout=300s
   run kubectl -n kourier-system wait --for=condition=Available deployment --all --timeout=300s
 }
@@ -178,8 +191,14 @@ install_kserve() {
 install_openfaas() {
   # The gateway is ClusterIP everywhere but kind, where its NodePort is published on the host's
   # loopback only (k8s/kind/cluster.yaml). Expose it through an ingress with auth (docs/kubernetes.md).
-  local service_type=ClusterIP
-  [ "$PROFILE" = kind ] && service_type=NodePort
+  local service_type=ClusterIP requests=()
+  if [ "$PROFILE" = kind ]; then
+    service_type=NodePort
+    # Smaller CPU requests on the kind node (the chart's defaults: 500m; tests/test_kind_budget.py).
+    requests=(--set gateway.resources.requests.cpu=50m --set faasnetes.resources.requests.cpu=50m
+      --set queueWorker.resources.requests.cpu=25m --set nats.resources.requests.cpu=25m
+      --set prometheus.resources.requests.cpu=25m --set alertmanager.resources.requests.cpu=25m)
+  fi
   log "OpenFaaS CE chart $OPENFAAS_CHART_VERSION (gateway upstream timeout ${GATEWAY_TIMEOUT}s, $service_type)"
   # Value names: faas-netes chart/openfaas/values.yaml at chart 15.0.6 (tests/test_k8s_stack.py
   # keeps this list to values that chart has). Function images are always pulled in CE
@@ -194,6 +213,7 @@ install_openfaas() {
     --set gateway.readTimeout="${GATEWAY_SERVER_TIMEOUT}s" \
     --set gateway.writeTimeout="${GATEWAY_SERVER_TIMEOUT}s" \
     --set queueWorker.ackWait="${GATEWAY_SERVER_TIMEOUT}s" \
+    ${requests[@]+"${requests[@]}"} \
     --wait --timeout 10m
 }
 

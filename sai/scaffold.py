@@ -18,6 +18,7 @@ import shutil
 
 import yaml
 
+from sai.models.add import NAME_RE as MODEL_NAME_RE
 from sai.sai_error import SaiError
 
 TEMPLATES = ("image-classify", "text-embed", "blank")
@@ -119,6 +120,8 @@ def new_function(root: pathlib.Path, name: str, template: str, model: str | None
             raise NewError("--model does not apply to --from blank")
     else:
         model = model or DEFAULT_MODEL[template]
+        if not MODEL_NAME_RE.match(model):  # a name, never a path: it is written into stack.yml as is
+            raise NewError(f"invalid model name {model!r}: lowercase letters, digits, '_' and '-' (as `sai models add` takes)")
         if not (root / "model_repository" / model / "config.pbtxt").is_file():
             known = sorted(p.parent.name for p in (root / "model_repository").glob("*/config.pbtxt"))
             raise NewError(f"unknown model {model!r}: model_repository/ has {', '.join(known)} (add one with `sai models add`)")

@@ -5,6 +5,7 @@ and the ports it listens on. Written by the supervisor (sai.local.platform), rea
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import pathlib
@@ -72,6 +73,54 @@ def read_pid(state_dir: pathlib.Path) -> int | None:
         return record if running_with(record, "--foreground") else None
     proc = verified(record)
     return proc.pid if proc is not None else None
+
+
+# -- one platform per state folder ----------------------------------------------------------------
+class PlatformRunning(RuntimeError):
+    """Another platform runs from this state folder (the message names it)."""
+
+
+def lock_path(state_dir: pathlib.Path) -> pathlib.Path:
+    return state_dir / "run" / "platform.lock"
+
+
+def take_lock(state_dir: pathlib.Path, record: dict) -> int:
+    """Hold `<state>/run/platform.lock` for as long as the returned descriptor stays open (the
+    supervisor's life; the kernel drops an flock when its holder dies, even by kill -9), and write
+    `record` (pid, ports) into it for `lock_holder`. Two platforms sharing a state folder would
+    share its pid and state files and its S3 event queue: the second one raises PlatformRunning.
+    A lock, not a pid check: two starts at the same moment cannot both win."""
+    path = lock_path(state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise PlatformRunning(running_elsewhere(state_dir, lock_holder(state_dir))) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({**identity(os.getpid()), **record}).encode(), 0)
+    return fd
+
+
+def lock_holder(state_dir: pathlib.Path) -> dict | None:
+    """What the platform holding the lock wrote there; None when none runs (its process is gone)."""
+    try:
+        record = json.loads(lock_path(state_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if verified(record) is not None else None
+
+
+def running_elsewhere(state_dir: pathlib.Path, holder: dict | None) -> str:
+    """The refusal to start a second platform on `state_dir`, naming the one that runs."""
+    holder = holder or {}
+    ports = ", ".join(f"{k} {v}" for k, v in (holder.get("ports") or {}).items())
+    return (
+        f"a platform already runs from {state_dir} (pid {holder.get('pid', '?')}"
+        + (f"; {ports}" if ports else "")
+        + "): stop it with `sai down` first, or give this one its own state folder (SAI_STATE_DIR)"
+    )
 
 
 def free_port() -> int:

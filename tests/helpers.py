@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import io
 import json
+import os
 import shutil
 import sys
 import textwrap
@@ -22,6 +23,15 @@ from sai.state import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def unavailable(message: str):
+    """A tool a test needs is missing: skip, except under CI=true (.ci/run installs it), fail."""
+    import pytest
+
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @contextlib.contextmanager
 def running_platform(state_dir, **settings):
     """A platform on free ports, stopped on exit: every model on a real tritonserver, the
@@ -33,6 +43,18 @@ def running_platform(state_dir, **settings):
         yield running
     finally:
         running.stop()
+
+
+def project_copy(root: Path, functions=("image-classify",), models=("image_classifier",)) -> Path:
+    """A project (SAI_REPO) in `root` with stack.yml, common/ and only these functions and built
+    models, which a test may change (add a model, break a function) without touching the checkout."""
+    shutil.copy2(ROOT / "stack.yml", root / "stack.yml")
+    shutil.copytree(ROOT / "common", root / "common", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in functions:
+        shutil.copytree(ROOT / "functions" / name, root / "functions" / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in models:
+        shutil.copytree(ROOT / "model_repository" / name, root / "model_repository" / name)
+    return root
 
 
 def encode(array_or_image, fmt: str = "JPEG", **save) -> bytes:
@@ -126,12 +148,16 @@ class Receiver:
 # -- a checkout with small functions, for the gateway's /system/* API (test_system_api.py, test_openfaas_contract.py)
 ECHO = textwrap.dedent("""
     import os
+    import sys
 
     def handle(event, context):
         query = event.query
         if query.get("secret"):  # read as OpenFaaS mounts secrets: /var/openfaas/secrets/<name>
             with open(os.path.join(os.environ.get("SECRETS_DIR", "/var/openfaas/secrets"), query["secret"])) as f:
                 return {"statusCode": 200, "body": f.read()}
+        if query.get("inside"):  # what the function got: headers, where it imports from, what ran at its start
+            return {"statusCode": 200, "body": {"headers": dict(event.headers), "sys_path": sys.path,
+                                                "sitecustomize": getattr(sys.modules.get("sitecustomize"), "__file__", None)}}
         print(f"served by {context.hostname} mark={query.get('mark', '')}", flush=True)
         return {"statusCode": 200, "body": {"hostname": context.hostname, "greeting": os.environ.get("GREETING", ""),
                                             "pid": os.getpid(), "code": "echo"}}

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 import requests
-from helpers import ROOT, encode, running_platform
+from helpers import ROOT, encode, project_copy, running_platform
 from PIL import Image
 
 from sai.cli import main
@@ -31,11 +31,7 @@ PHOTOS = ("chelsea", "coffee", "astronaut")
 def project(tmp_path_factory):
     """A copy of the project with image-classify and image_classifier only, where the CLI adds the
     model and scaffolds the function (SAI_REPO points `sai new` there)."""
-    root = tmp_path_factory.mktemp("byo-project")
-    shutil.copy2(ROOT / "stack.yml", root / "stack.yml")
-    shutil.copytree(ROOT / "common", root / "common", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "functions" / "image-classify", root / "functions" / "image-classify")
-    shutil.copytree(ROOT / "model_repository" / "image_classifier", root / "model_repository" / "image_classifier")
+    root = project_copy(tmp_path_factory.mktemp("byo-project"))
     (root / "tests").mkdir()
     return root
 
@@ -194,13 +190,20 @@ def test_reload_restarts_a_changed_function_and_reports_nothing_else(added, plat
     assert r.status_code == 200 and r.json()["model"] == MODEL
 
 
-# A config Triton refuses, and one it loads (the Python backend does not check input names at
-# load time) but that cannot run: both are reported, neither is left loaded, the rest serves.
+# A config Triton refuses, one it loads (the Python backend does not check input names at load
+# time) but that cannot run, and one too big to check: each is reported, none is left loaded, the
+# rest serves.
 BROKEN = {
     "refused": 'name: "refused"\nbackend: "onnx_local"\ninput [ { name: "x" } ]\n',
     "wrong_input": (
         'name: "wrong_input"\nbackend: "onnx_local"\nmax_batch_size: 16\n'
         'input [ { name: "nope", data_type: TYPE_FP32, dims: [ 3, 224, 224 ] } ]\n'
+        'output [ { name: "scores", data_type: TYPE_FP32, dims: [ 1000 ] } ]\n'
+    ),
+    # Loads, but its check on zeros would need 112 GiB: refused before allocating (not a MemoryError).
+    "too_big": (
+        'name: "too_big"\nbackend: "onnx_local"\nmax_batch_size: 16\n'
+        'input [ { name: "pixel_values", data_type: TYPE_FP32, dims: [ 3, 100000, 100000 ] } ]\n'
         'output [ { name: "scores", data_type: TYPE_FP32, dims: [ 1000 ] } ]\n'
     ),
 }

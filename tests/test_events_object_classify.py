@@ -289,13 +289,17 @@ def test_dead_s3_endpoint_is_a_retryable_record_error(fn, env, s3, coffee_jpeg):
 def test_credentials_from_openfaas_secret_files(fn, env, client, s3, coffee_jpeg, tmp_path):
     secrets = tmp_path / "secrets"
     secrets.mkdir()
-    (secrets / "s3-access-key-id").write_text("from-file\n")
+    (secrets / "s3-access-key-id").write_text(f"{s3.access_key}\n")
     (secrets / "s3-secret-access-key").write_text("secret-from-file\n")
     env.setenv("SECRETS_DIR", str(secrets))
     env.delenv("S3_ACCESS_KEY_ID")
+    env.delenv("S3_SECRET_ACCESS_KEY")
     cfg = fn.Settings()
-    assert (cfg.access_key, cfg.secret_key) == ("from-file", "secret-from-file")
+    assert (cfg.access_key, cfg.secret_key) == (s3.access_key, "secret-from-file")
     rec = put(client, s3, "secrets/coffee.jpg", coffee_jpeg)
+    # the local S3 takes only its generated credentials (docs/reliability.md, 14): a wrong secret is refused
+    assert call(fn, {"Records": [rec]})[1]["records"][0]["error"]["code"] == "access_denied"
+    (secrets / "s3-secret-access-key").write_text(f"{s3.secret_key}\n")
     assert call(fn, {"Records": [rec]})[1]["records"][0]["status"] == "classified"
 
 
@@ -478,3 +482,22 @@ def test_prefix_and_suffix_filters(fn, env, client, s3):
     body = call(fn, {"Records": [aws_record(s3.bucket, "incoming/A.png", 10, "e")]})[1]
     assert body["records"][0]["error"]["code"] == "not_found"
     assert all_keys(client, s3) == before
+
+
+def test_refused_keys_are_logged_with_the_key(platform_s3):
+    """Records refused for their key were answered 2xx with nothing logged. Each
+    refusal is now one line in the function's log, with the key as sent (repr: a tab stays \\t and
+    a newline cannot forge another line), and an over-long key cut with its length."""
+    platform, handle = platform_s3
+    keys = ["incoming/../../escape.jpg", "incoming/tab\there.jpg", "incoming/new\nline.jpg", "incoming/" + "k" * 1100]
+    event = {"Records": [minio_event(handle.bucket, key, 10, "etag")["Records"][0] for key in keys]}
+    r = requests.post(f"{platform.gateway_url}/function/object-classify", json=event, timeout=30)
+    assert r.status_code == 200 and [rec["error"]["code"] for rec in r.json()["records"]] == ["unsafe_key"] * 4
+    call_id = r.headers["X-Call-Id"]
+    log = platform.logs / "function-object-classify.log"
+    lines = [line for line in log.read_text().splitlines() if call_id in line and "not processed" in line]
+    assert len(lines) == 4, lines
+    for index, (key, line) in enumerate(zip(keys, lines, strict=True)):
+        assert f"record {index} not processed (unsafe_key)" in line and " WARNING " in line
+        assert repr(key)[:100] in line
+    assert "(1109 characters)" in lines[3]

@@ -148,10 +148,10 @@ def test_slowloris_connections_are_closed(limited):
     timeout (2 s here) or answered 408 after the body idle timeout, not held for minutes."""
     port = limited.settings.port
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.send(b"POST /function/slow HTTP/1.1\r\nHost: x\r\n")
+        sock.send(b"POST /function/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         assert _closed_within(sock, 8, trickle=b"X-Slow: " + b"a" * 40) is not None
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.send(b"POST /function/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        sock.send(b"POST /function/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n0123456789")
         sock.settimeout(8)
         started = time.monotonic()
         answer = sock.recv(4096)
@@ -208,9 +208,9 @@ def _raw(port: int, request: bytes) -> tuple[bytes, bytes]:
     "request_bytes",
     [
         b"GARBAGE\r\n\r\n",
-        b"GET /function/slow HTTP/1.1\r\nHost: x\r\nNo colon in this header\r\n\r\n",
-        b"GET /function/slow HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
-        b"POST /function/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        b"GET /function/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nNo colon in this header\r\n\r\n",
+        b"GET /function/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+        b"POST /function/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
     ],
     ids=["request-line", "header-line", "header-too-long", "two-lengths"],
 )

@@ -368,12 +368,59 @@ def test_triton_args_and_probes(profile, rendered):
     assert [p["containerPort"] for p in container["ports"]] == [8080]  # Knative: one port
     assert sorted(a.split("=", 1)[1] for a in args if a.startswith("--load-model=")) == sorted(MODELS)
     config = [a for a in args if a.startswith("--model-config-name")]
-    assert config == (["--model-config-name=cpu"] if profile == "kind" else [])
+    # kind: the CPU image built from k8s/images/triton-cpu (PyPI tritonserver + onnx_local, run
+    # as a container by tests/test_triton_container.py) with configs/local.pbtxt; else NGC's.
+    assert config == (["--model-config-name=local"] if profile == "kind" else [])
     image = container.get("image") or one(rendered[profile], "ServingRuntime")["spec"]["containers"][0]["image"]
-    assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", image)
-    ready = container["readinessProbe"]["httpGet"]
-    assert ready == {"path": "/v2/health/ready", "port": 8080}
-    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    if profile == "kind":
+        assert image.startswith("kind.local/"), "a registry Knative does not resolve tags against"
+    else:
+        assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", image)
+
+
+# Fields Knative lets a serving container's probes carry (serving knative-v1.23.0
+# pkg/apis/serving/fieldmask.go ProbeMask + HandlerMask/HTTPGetActionMask; ContainerMask keeps
+# startupProbe, and pkg/reconciler/revision/resources/deploy.go passes it to the kubelet as is).
+KNATIVE_PROBE_FIELDS = {
+    "httpGet",
+    "initialDelaySeconds",
+    "timeoutSeconds",
+    "periodSeconds",
+    "successThreshold",
+    "failureThreshold",
+    "terminationGracePeriodSeconds",
+}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_triton_probes(profile, rendered):
+    """Triton opens HTTP only after loading its models: a startupProbe covers that (KServe and
+    plain Knative alike), within the revision's progress-deadline; liveness/readiness come after."""
+    _, container, ann = triton_workload(rendered[profile])
+    startup, ready, live = container["startupProbe"], container["readinessProbe"], container["livenessProbe"]
+    assert startup["httpGet"] == live["httpGet"] == {"path": "/v2/health/live", "port": 8080}
+    assert ready["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
+    for probe in (startup, ready, live):
+        assert set(probe) <= KNATIVE_PROBE_FIELDS, set(probe) - KNATIVE_PROBE_FIELDS
+        assert "initialDelaySeconds" not in probe, "the startup probe waits, not a fixed delay"
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["triton"]["startup"]
+    if profile != "default":
+        values |= yaml.safe_load(PROFILES[profile][0].read_text())["triton"].get("startup") or {}
+    budget = startup["periodSeconds"] * startup["failureThreshold"]
+    assert values["maxSeconds"] <= budget < values["maxSeconds"] + startup["periodSeconds"]
+    deadline = int(ann["serving.knative.dev/progress-deadline"].rstrip("s"))
+    assert budget < deadline, "a start Knative has given up on cannot be waited for"
+    # A busy Triton answers health checks late: more than the kubelet's 1 s default, and a hung
+    # one is restarted after a minute.
+    assert live["timeoutSeconds"] >= 3 and ready["timeoutSeconds"] >= 2
+    assert 30 <= live["periodSeconds"] * live["failureThreshold"] <= 120
+    if profile == "kind":  # measured: all six models load in ~4-7 s (tests/test_triton_container.py)
+        assert startup["periodSeconds"] == 1 and budget >= 30
+
+
+def test_startup_budget_must_fit_the_progress_deadline():
+    with pytest.raises(SaiError, match="triton.startup.maxSeconds .* progress-deadline"):
+        render_chart(sets=["triton.startup.maxSeconds=1200"])
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -440,8 +487,9 @@ def test_models_match_model_repository(rendered):
     loaded = sorted(a.split("=", 1)[1] for a in container["args"] if a.startswith("--load-model="))
     on_disk = sorted(p.parent.name for p in (REPO_ROOT / "model_repository").glob("*/config.pbtxt"))
     assert loaded == on_disk == sorted(MODELS)
-    for m in MODELS:  # the kind profile loads configs/cpu.pbtxt
-        assert (REPO_ROOT / "model_repository" / m / "configs" / "cpu.pbtxt").is_file(), m
+    for m in MODELS:  # CPU nodes with the NGC image load configs/cpu.pbtxt; kind, configs/local.pbtxt
+        for name in ("cpu", "local"):
+            assert (REPO_ROOT / "model_repository" / m / "configs" / f"{name}.pbtxt").is_file(), (m, name)
 
 
 def test_pod_monitors_follow_the_api():

@@ -4,15 +4,16 @@ The chart's args (explicit model control, strict readiness, gRPC off, restricted
 rendered from the kind profile and handed to the tritonserver this machine has (PyPI
 nvidia-pytriton's 2.51 build; the chart pins 25.09 = 2.61, whose flags were read in
 triton-inference-server/server r25.09 src/command_line_parser.cc). Only what cannot apply here is
-swapped: ports, the repository path, and the config name (this build has no onnxruntime backend,
-so `local` replaces `cpu`, as `sai up` does). Kubernetes expands $(TRITON_ADMIN_KEY) from the
-container's env; here the test does it.
+swapped: ports, the repository path and the config name, which `sai up`'s launcher sets itself.
+Kubernetes expands $(TRITON_ADMIN_KEY) from the container's env; here the test does it.
+tests/test_triton_container.py runs the same args in the kind profile's container image.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import pathlib
 import socket
 import urllib.error
 import urllib.request
@@ -43,7 +44,9 @@ class ChartTriton(TritonServer):
     chart_args: tuple[str, ...] = ()
 
     def command(self, dist, backends):
-        return [*super().command(dist, backends), *self.chart_args]
+        # The chart's restrictions replace the local ones (Triton takes each API in one group only).
+        local = [a for a in super().command(dist, backends) if not a.startswith("--http-restricted-api=")]
+        return [*local, *self.chart_args]
 
 
 @pytest.fixture(scope="module")
@@ -116,5 +119,6 @@ def test_what_functions_use_stays_open(triton):
 @pytest.mark.slow
 def test_grpc_is_off(triton):
     """--allow-grpc=false: gRPC's own model-control RPCs are not reachable either."""
+    assert not pathlib.Path(triton.grpc_url.removeprefix("unix:")).exists()  # where the local one serves gRPC
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", triton.grpc_port), timeout=2).close()

@@ -48,20 +48,26 @@ def test_up_status_down_leaves_nothing_running(tmp_path, coffee_jpeg):
 
     assert sai("status", env=env).returncode == 3  # not running yet
 
-    up = sai("up", *ports, env=env)
+    # options that only the supervisor reads must reach it through the background start
+    up = sai("up", *ports, "--auth-functions", "--allow-host", "sai.test", env=env)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"http://127.0.0.1:{port}" in up.stdout
 
-        r = requests.post(f"http://127.0.0.1:{port}/function/image-classify", data=coffee_jpeg, timeout=30)
-        assert r.json()["predictions"][0]["label"] == "espresso"
+        url = f"http://127.0.0.1:{port}/function/image-classify"
+        assert requests.post(url, data=coffee_jpeg, timeout=30).status_code == 401  # --auth-functions
+        auth = tuple((tmp_path / "secrets" / f"basic-auth-{part}").read_text().strip() for part in ("user", "password"))
+        r = requests.post(url, data=coffee_jpeg, auth=auth, headers={"Host": f"sai.test:{port}"}, timeout=30)
+        assert r.json()["predictions"][0]["label"] == "espresso"  # --allow-host
+        r = requests.post(url, data=coffee_jpeg, auth=auth, headers={"Host": f"other.test:{port}"}, timeout=30)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "host_not_allowed"
 
         status = sai("status", "--json", env=env)
         assert status.returncode == 0, status.stdout
         report = json.loads(status.stdout)
         assert report["ready"] and {c["name"] for c in report["components"]} == {"gateway", "triton", "function/image-classify"}
 
-        again = sai("up", *ports, env=env)
+        again = sai("up", *ports, "--auth-functions", env=env)
         assert again.returncode == 0 and "already running" in again.stdout
 
         other = sai("up", "--port", str(free_port()), env=env)  # not what is served: say so, and fail

@@ -5,10 +5,17 @@ version.go, namespaces.go) and faas-provider's types as bodies."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import http.client
 import json
 import os
+import re
+import socket
+import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 import time
 
@@ -292,5 +299,202 @@ def test_deployments_survive_a_restart(project, tmp_path):
         assert set(functions) == {"echo", "kept"}
         assert functions["kept"]["availableReplicas"] == 2
         assert requests.post(f"{platform.gateway_url}/function/kept", timeout=10).json()["greeting"] == "again"
+    finally:
+        platform.stop()
+
+
+# -- what a second hostile probe of the API found (docs/reliability.md) --------------------------------
+
+
+def inside(url, **kw) -> dict:
+    """What the echo function saw of a call: its headers, its sys.path, any sitecustomize that ran."""
+    r = requests.post(f"{url}/function/echo?inside=1", timeout=10, **kw)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_deploy_cannot_make_a_secret_into_code(faas, api):
+    """A secret named sitecustomize.py and a deploy with PYTHONPATH on the secrets
+    folder ran the secret as Python at the function's start. Each step is refused now."""
+    code = "open('/tmp/pwned-by-secret', 'w').write('x')\n"
+    for name in ("sitecustomize.py", "evil.pth", "libx.so", "libx.so.1", "mod.pyc"):
+        r = faas("POST", "/system/secrets", {"name": name, "value": code})
+        assert_error(r, 400, "invalid_secret_name")
+    assert faas("POST", "/system/secrets", {"name": "sitecustomize", "value": code}).status_code == 201
+    mounts = str(api.settings.state_dir / "function-secrets" / "vault2")
+    for env in (
+        {"PYTHONPATH": mounts},
+        {"PYTHONSTARTUP": mounts + "/sitecustomize"},
+        {"PYTHONHOME": mounts},
+        {"PYTHONUSERBASE": mounts},
+        {"PYTHONWARNINGS": "ignore::sitecustomize.X"},
+        {"LD_PRELOAD": mounts + "/libx.so"},
+        {"LD_LIBRARY_PATH": mounts},
+        {"LD_AUDIT": mounts + "/libx.so"},
+        {"GCONV_PATH": mounts},
+        {"GLIBC_TUNABLES": "glibc.malloc.check=3"},
+        {"MALLOC_TRACE": "/tmp/x"},
+        {"OPENSSL_CONF": mounts + "/sitecustomize"},
+        {"BAD=NAME": "x"},
+    ):
+        r = faas("POST", "/system/functions", deployment("vault2", "echo", secrets=["sitecustomize"], envVars=env))
+        assert r.status_code == 400, (env, r.text)
+    # every variable CPython documents (`python --help-env`) is refused, not only the ones tried above
+    from sai.local.deployments import denied_env
+
+    documented = subprocess.run([sys.executable, "--help-env"], capture_output=True, text=True, check=True).stdout
+    names = sorted(set(re.findall(r"^(PYTHON[A-Z_]+)", documented, re.M)))
+    assert len(names) > 20
+    assert [n for n in names if not denied_env(n)] == []
+    assert faas("GET", "/system/function/vault2").status_code == 404  # nothing was deployed
+    # allowed: ordinary variables; the function imports from the checkout's build context only
+    r = faas("POST", "/system/functions", deployment("vault2", "echo", secrets=["sitecustomize"], envVars={"TMPDIR": "/tmp"}))
+    assert r.status_code == 202, r.text
+    seen = requests.post(f"{api.gateway_url}/function/vault2?inside=1", timeout=10).json()
+    assert not any(p.startswith(str(api.settings.state_dir / "function-secrets")) for p in seen["sys_path"])
+    assert seen["sys_path"][0] == str(api.settings.state_dir / "build" / "vault2")
+    assert "" not in seen["sys_path"] and os.getcwd() not in seen["sys_path"]  # -I: no working folder either
+    faas("DELETE", "/system/functions", {"functionName": "vault2"})
+    faas("DELETE", "/system/secrets", {"name": "sitecustomize"})
+
+
+def test_the_interpreter_ignores_python_variables_from_anywhere(project, tmp_path):
+    """Item 2, in depth: even a PYTHONPATH the API cannot set (the supervisor's own environment, a
+    stack.yml entry) does not make a function import from a folder outside the checkout."""
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    (planted / "sitecustomize.py").write_text("import os\nos.environ['PLANTED'] = '1'\n")
+    env = {"PYTHONPATH": str(planted), "PYTHONSTARTUP": str(planted / "sitecustomize.py")}
+    platform = start_platform(project, tmp_path / "state", function_env={"echo": env})
+    try:
+        seen = inside(platform.gateway_url)
+        assert str(planted) not in seen["sys_path"]
+        assert seen["sitecustomize"] is None or not seen["sitecustomize"].startswith(str(planted))
+    finally:
+        platform.stop()
+
+
+def test_secret_size_and_mounted_copies(faas, api):
+    """Items 13 and 10: a secret is at most 1 MiB (Kubernetes' limit), refused before its body is
+    read whole; deleting a secret, or the function, removes the copies mounted for it."""
+    big = base64.b64encode(b"x" * (1024 * 1024 + 1)).decode()
+    assert_error(faas("POST", "/system/secrets", {"name": "big", "rawValue": big}), 413, "secret_too_large")
+    assert_error(faas("POST", "/system/secrets", {"name": "big", "value": "y" * (3 * 1024 * 1024)}), 413, "body_too_large")
+    # a 31 MB body is answered from its Content-Length, without being read
+    start = time.monotonic()
+    r = requests.post(f"{api.gateway_url}/system/secrets", data=b"{" + b" " * 31_000_000 + b"}", auth=api.credentials, timeout=30)
+    assert_error(r, 413, "body_too_large")
+    assert time.monotonic() - start < 10
+
+    def chunked():  # no Content-Length: refused once it passes the cap
+        for _ in range(64):
+            yield b" " * 65536
+
+    assert_error(requests.put(f"{api.gateway_url}/system/secrets", data=chunked(), auth=api.credentials, timeout=30), 413)
+    assert "big" not in [s["name"] for s in faas("GET", "/system/secrets").json()]
+    exact = base64.b64encode(b"z" * 1024 * 1024).decode()
+    assert faas("POST", "/system/secrets", {"name": "max", "rawValue": exact}).status_code == 201
+
+    assert faas("POST", "/system/secrets", {"name": "token", "value": "t0ken"}).status_code == 201
+    assert faas("POST", "/system/functions", deployment("holder", "echo", secrets=["token", "max"])).status_code == 202
+    mount = api.settings.state_dir / "function-secrets" / "holder"
+    assert (mount / "token").read_text() == "t0ken" and (mount / "max").stat().st_size == 1024 * 1024
+    assert faas("DELETE", "/system/secrets", {"name": "token"}).status_code == 204
+    assert not (mount / "token").exists() and (mount / "max").exists()
+    assert faas("DELETE", "/system/functions", {"functionName": "holder"}).status_code == 200
+    assert not mount.exists()
+    faas("DELETE", "/system/secrets", {"name": "max"})
+
+
+def test_non_ascii_credentials_are_refused_not_a_500(api):
+    """Item 7: compare_digest raised TypeError on non-ASCII str: a 500 and a traceback per request."""
+    token = base64.b64encode("ädmin:pässwörd".encode()).decode()
+    for header in (f"Basic {token}", "Basic " + base64.b64encode("admin:\u00e9".encode()).decode()):
+        r = requests.get(f"{api.gateway_url}/system/functions", headers={"Authorization": header}, timeout=10)
+        assert_error(r, 401, "unauthorized")
+    # raw non-ASCII bytes in the header itself
+    host, port = api.gateway_url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("GET", "/system/functions")
+    conn.putheader("Authorization", b"Basic " + "äö:ü".encode())
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 401 and json.loads(resp.read())["error"]["code"] == "unauthorized"
+    conn.close()
+
+
+def test_functions_never_see_the_gateways_credentials(api):
+    """Item 5, auth off for functions: the portal still sends the admin's basic auth on every call;
+    it is stripped, as are cookies (browsers send every 127.0.0.1 app's) and Proxy-Authorization.
+    An Authorization that is not the gateway's (the function's own token) passes."""
+    headers = {"Cookie": "jupyter-token=abc", "Proxy-Authorization": "Basic eDp5", "X-Kept": "yes"}
+    seen = inside(api.gateway_url, auth=api.credentials, headers=headers)["headers"]
+    assert {k.lower() for k in seen}.isdisjoint({"authorization", "cookie", "proxy-authorization"}), seen
+    assert seen["X-Kept"] == "yes"
+    seen = inside(api.gateway_url, headers={"Authorization": "Bearer function-own-token"})["headers"]
+    assert seen["Authorization"] == "Bearer function-own-token"
+
+
+def test_auth_functions_strips_credentials_before_forwarding_and_storing(project, tmp_path, receiver):
+    """Item 5 with --auth-functions: neither the function nor the async store gets the admin's
+    credentials."""
+    platform = start_platform(project, tmp_path, auth_functions=True)
+    url, (user, password) = platform.gateway_url, platform.credentials
+    try:
+        assert_error(requests.post(f"{url}/function/echo", timeout=10), 401)
+        seen = inside(url, auth=platform.credentials, headers={"Cookie": "a=b"})["headers"]
+        assert {k.lower() for k in seen}.isdisjoint({"authorization", "cookie"}), seen
+        r = requests.post(
+            f"{url}/async-function/echo?inside=1", auth=platform.credentials, headers={"X-Callback-Url": receiver.url}, timeout=10
+        )
+        assert r.status_code == 202, r.text
+        call = receiver.wait_for([r.headers["X-Call-Id"]])[r.headers["X-Call-Id"]][0]
+        assert "authorization" not in {k.lower() for k in json.loads(call["body"])["headers"]}
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        with sqlite3.connect(tmp_path / "async-calls.sqlite") as db:
+            stored = " ".join(row[0] for row in db.execute("SELECT headers FROM calls"))
+        assert "X-Call-Id" in stored and token not in stored and password not in stored
+    finally:
+        platform.stop()
+
+
+def test_only_known_host_names_are_served(api):
+    """Item 16: a page of attacker.example whose name then resolves to 127.0.0.1 (DNS rebinding)
+    sends its own name as Host: refused. IP literals, localhost and this machine's name are served
+    (configured names: `sai up --allow-host`, tests/test_platform_cli.py)."""
+    url, port = api.gateway_url, api.gateway_url.rsplit(":", 1)[1]
+    for host in ("127.0.0.1", f"localhost:{port}", f"[::1]:{port}", "LOCALHOST.", f"{socket.gethostname()}:{port}"):
+        assert requests.get(f"{url}/healthz", headers={"Host": host}, timeout=10).status_code == 200, host
+    for method, path in (("POST", "/function/echo"), ("GET", "/system/functions"), ("GET", "/ui/"), ("GET", "/healthz")):
+        r = requests.request(method, url + path, headers={"Host": f"rebind.attacker.example:{port}"}, auth=api.credentials)
+        assert_error(r, 400, "host_not_allowed")
+
+
+def test_portal_refuses_framing(api):
+    """Item 16: /ui/ may not be framed (clickjacking its try-it panel) and loads only its own files."""
+    for path in ("/ui/", "/ui/static/portal.js"):
+        r = requests.get(api.gateway_url + path, timeout=10)
+        assert r.status_code == 200
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+
+def test_what_an_older_version_stored_is_checked_again_at_start(project, tmp_path, caplog):
+    """Items 2 and 10 across a restart: a deployment stored before the deny list (PYTHONPATH) is not
+    started, and the mounted secrets of a function that no longer exists are removed."""
+    stale = {"service": "old", "image": "echo", "secrets": [], "envVars": {"PYTHONPATH": "/tmp"}}
+    (tmp_path / "deployments.json").write_text(json.dumps({"deployed": {"old": stale}, "removed": [], "replicas": {}}))
+    ghost = tmp_path / "function-secrets" / "ghost"
+    ghost.mkdir(parents=True)
+    (ghost / "token").write_text("left behind")
+    with caplog.at_level("ERROR", logger="sai.local.deployments"):
+        platform = start_platform(project, tmp_path)
+    try:
+        assert "old" not in platform.functions and "echo" in platform.functions
+        assert any(
+            "deployed function old not started" in r.getMessage() and "PYTHONPATH" in r.getMessage() for r in caplog.records
+        )
+        assert not ghost.exists()
     finally:
         platform.stop()

@@ -37,6 +37,7 @@ def _values() -> dict[str, tuple[list[str], object]]:
     port = free_port()
     return {
         "host": (["--host", "localhost"], "localhost"),
+        "allowed_hosts": (["--allow-host", "sai.example"], ["sai.example"]),
         "port": (["--port", str(port)], port),
         **{
             k: ([f"--{k.replace('_', '-')}", str(p)], p)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timezone
+from urllib.parse import unquote_plus
 
 from .common.classify import classify_image
 from .common.errors import FunctionError, call_id, error_document, handler_errors, json_response
@@ -126,6 +127,23 @@ def classify_and_store(ev: ObjectEvent, cfg: Settings, client, data: bytes, out_
     return {"status": "classified", "top1": top, "model_version": doc["model_version"]}
 
 
+def raw_key(rec) -> object:
+    """The key a record carries, URL-decoded as far as it decodes (for the log, when the record
+    was refused before it parsed)."""
+    try:
+        key = rec["s3"]["object"]["key"]
+    except (KeyError, TypeError):
+        return None
+    return unquote_plus(key, errors="replace") if isinstance(key, str) else key
+
+
+def shown(value, limit: int = 200) -> str:
+    """A key or bucket for a log line: repr (tabs, newlines and escapes stay visible, and cannot
+    forge another line), cut to `limit` characters with the full length said."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value))} characters)"
+
+
 @handler_errors
 def handle(event, context):
     require_method(event, "POST")
@@ -153,6 +171,16 @@ def handle(event, context):
         except RecordError as exc:
             entry.update(status="error", **error_document(exc.code, exc.message))
             retry = retry or exc.retryable
+            bucket, key = entry.get("bucket"), entry.get("key", raw_key(rec))
+            log.warning(
+                "call %s: record %d not processed (%s): bucket %s key %s: %s",
+                call_id(event),
+                i,
+                exc.code,
+                shown(bucket),
+                shown(key),
+                exc.message,
+            )
         except Exception:  # one broken record must not fail the others, nor leak a traceback
             log.exception("call %s: record %d failed", call_id(event), i)
             entry.update(status="error", **error_document("internal_error", "internal error"))

@@ -3,8 +3,10 @@ the input in system shared memory (`tritonclient.utils.shared_memory`), and gRPC
 image_classifier's uint8 224x224x3 input and asking for the top 5, as image-classify does.
 Prints calls/s, p50 latency and this process's CPU per call; each mode runs twice, alternating.
 
-Run against a running platform (`sai status` shows Triton's ports):
-  python -m sai.bench.transport 127.0.0.1:HTTP_PORT 127.0.0.1:GRPC_PORT [calls] [concurrency]
+Run, as the platform's user, against a running platform (`sai status` shows Triton's HTTP port;
+the local Triton serves gRPC only on its private socket, sai/local/triton_server.py):
+  python -m sai.bench.transport 127.0.0.1:HTTP_PORT unix:.sai/triton/grpc.sock:8001 [calls] [concurrency]
+The shared-memory API is closed over HTTP locally, so its region is registered over gRPC.
 """
 
 from __future__ import annotations
@@ -34,14 +36,15 @@ def over_http(url: str):
     return call
 
 
-def over_http_shm(url: str):
+def over_http_shm(url: str, grpc_url: str):
+    import tritonclient.grpc as grpc
     import tritonclient.http as http
     import tritonclient.utils.shared_memory as shm
 
-    client = http.InferenceServerClient(url)
+    client, control = http.InferenceServerClient(url), grpc.InferenceServerClient(grpc_url)
     name = f"sai_transport_{os.getpid()}_{threading.get_ident()}"
     region = shm.create_shared_memory_region(name, "/" + name, IMAGE.nbytes)
-    client.register_system_shared_memory(name, "/" + name, IMAGE.nbytes)
+    control.register_system_shared_memory(name, "/" + name, IMAGE.nbytes)
 
     def call():
         shm.set_shared_memory_region(region, [IMAGE])
@@ -50,7 +53,7 @@ def over_http_shm(url: str):
         out = http.InferRequestedOutput(OUTPUT, binary_data=True, class_count=5)
         client.infer(MODEL, [tensor], outputs=[out]).as_numpy(OUTPUT)
 
-    call.cleanup = lambda: (client.unregister_system_shared_memory(name), shm.destroy_shared_memory_region(region))
+    call.cleanup = lambda: (control.unregister_system_shared_memory(name), shm.destroy_shared_memory_region(region))
     return call
 
 
@@ -102,7 +105,7 @@ def main(argv: list[str]) -> int:
     concurrency = int(argv[3]) if len(argv) > 3 else 1
     modes = [
         ("http", lambda: over_http(http_url)),
-        ("http+shm", lambda: over_http_shm(http_url)),
+        ("http+shm", lambda: over_http_shm(http_url, grpc_url)),
         ("grpc", lambda: over_grpc(grpc_url)),
     ]
     for name, make in modes * 2:

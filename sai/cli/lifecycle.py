@@ -24,13 +24,16 @@ from sai.local.platform_settings import SAI_PORT, Settings, settings_path
 from sai.local.processes import listens_on, recorded_tree, stop_processes, tail, wait_until
 from sai.sai_error import SaiError
 from sai.state import (
+    PlatformRunning,
     credentials_dir,
     http_ok,
+    lock_holder,
     make_private,
     pid_path,
     port_open,
     read_pid,
     read_state,
+    running_elsewhere,
     state_path,
     write_pid,
 )
@@ -54,10 +57,23 @@ def register(sub) -> None:
     )
     up.add_argument("--port", type=int, default=d.port, help=f"gateway port (default: $SAI_PORT or {SAI_PORT.default})")
     up.add_argument(
+        "--allow-host",
+        dest="allowed_hosts",
+        action="append",
+        default=d.allowed_hosts,  # $SAI_ALLOW_HOSTS's names; each option adds one
+        metavar="NAME",
+        help="a host name clients may reach the gateway by (repeatable; also $SAI_ALLOW_HOSTS, comma-separated); "
+        "IP addresses, localhost and this machine's name always work, other Host headers get 400 (DNS rebinding)",
+    )
+    up.add_argument(
         "--triton-http-port", type=int, default=d.triton_http_port, help="Triton's HTTP port, on loopback (default: %(default)s)"
     )
     up.add_argument(
-        "--triton-grpc-port", type=int, default=d.triton_grpc_port, help="Triton's gRPC port, on loopback (default: %(default)s)"
+        "--triton-grpc-port",
+        type=int,
+        default=d.triton_grpc_port,
+        help="names Triton's gRPC socket, <state>/triton/grpc.sock:PORT: the local Triton serves gRPC only there, "
+        "to this user (default: %(default)s)",
     )
     up.add_argument(
         "--triton-metrics-port",
@@ -142,17 +158,27 @@ def cmd_up(args) -> int:
             )
         print(f"already running (pid {pid}), gateway {served}; `sai status` shows it, `sai down` stops it")
         return 0
+    if (holder := lock_holder(state_dir)) is not None:  # e.g. a `sai up --foreground` still starting
+        raise SaiError(running_elsewhere(state_dir, holder))
     _stop_leftovers(_state())
     if port_open(settings.host, settings.port):
         raise SaiError(f"port {settings.port} is already in use; choose another with --port")
     logfile = state_dir / "logs" / "platform.log"
-    logfile.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        out = open(logfile, "ab")
+    except OSError as exc:
+        raise SaiError(f"cannot write the platform's log {logfile}: {exc.strerror}") from None
     settings_file = settings_path(state_dir)
-    settings_file.parent.mkdir(parents=True, exist_ok=True)
-    settings.save(settings_file)
+    try:
+        settings_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.save(settings_file)
+    except OSError as exc:
+        out.close()
+        raise SaiError(f"cannot write the platform's settings {settings_file}: {exc.strerror}") from None
     # global options such as -v come before the command; the settings travel whole in the file
     argv = [sys.executable, "-m", "sai", *(["-v"] if args.verbose else []), "up", "--settings-file", str(settings_file)]
-    with open(logfile, "ab") as out:
+    with out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     write_pid(state_dir, proc.pid)
     print(f"starting the platform (pid {proc.pid}, log {logfile}) ...", flush=True)
@@ -201,6 +227,8 @@ def _foreground(settings: Settings) -> int:
     signal.signal(signal.SIGHUP, lambda *_: reloads.append(True))  # `sai reload` (sai/cli/reload.py)
     try:
         platform.start()  # records this process in platform.pid once ready
+    except PlatformRunning as exc:
+        raise SaiError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - reported, with the exit code, to `sai up`
         log.error("start failed: %s", exc)
         return 1

@@ -52,7 +52,16 @@ def cmd_reload(args) -> int:
     path = state_dir / REPORT
     seq = _read(path).get("seq", 0)
     os.kill(pid, signal.SIGHUP)
-    report = wait_until(lambda: (r := _read(path)).get("seq", 0) > seq and r, args.timeout, 0.2)
+
+    def stopped() -> str | None:  # e.g. killed meanwhile: no report will come
+        return (
+            None if read_pid(state_dir) == pid else f"the platform (pid {pid}) stopped during the reload; see `sai logs platform`"
+        )
+
+    try:
+        report = wait_until(lambda: (r := _read(path)).get("seq", 0) > seq and r, args.timeout, 0.2, fail=stopped)
+    except RuntimeError as exc:
+        raise SaiError(str(exc), exit_code=3) from None
     if not report:
         raise SaiError(f"no reload report after {args.timeout:.0f}s; see `sai logs platform`")
     for line in describe(report):

@@ -7,8 +7,9 @@
   stack.py            stack.yml's functions and their faas-cli-style build contexts
   triton_server.py    the tritonserver binary from the nvidia-pytriton wheel, on CPU
   s3_server.py        the local S3 server (moto) for object-classify
+  s3_auth.py          ... which answers only requests signed with its generated credentials
   s3_events.py        S3 bucket notifications as MinIO sends them
-  processes.py        process groups and identities, restart back-off, log tails, waiting
+  processes.py        process groups and identities, scratch folders, restart back-off, log tails, waiting
 
 Nothing here imports sai.cli: the CLI drives the runtime, never the other way round.
 """

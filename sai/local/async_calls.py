@@ -28,7 +28,7 @@ from aiohttp import web
 from sai.local.call_store import CallStore
 from sai.local.callbacks import CallbackPolicy, CallbackRefused, CallbackSender, host_key
 from sai.local.platform_settings import Settings
-from sai.local.responses import HOP_BY_HOP, GatewayError, error_parts, error_response
+from sai.local.responses import GatewayError, error_parts, error_response, forwardable
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +158,16 @@ class AsyncCalls:
             self._per_host.pop(key, None)
 
     async def accept(
-        self, request: web.Request, name: str, read_body: Callable[[], Awaitable[bytes]] | None = None
+        self,
+        request: web.Request,
+        name: str,
+        read_body: Callable[[], Awaitable[bytes]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> web.Response:
         """Store the call and answer 202. `read_body` reads the body (the gateway's, with its cap
-        and byte budget), only once the callback and the queue's room are checked."""
+        and byte budget), only once the callback and the queue's room are checked. `headers`: what
+        the function will get (the gateway's `upstream_headers`, without its credentials); by
+        default the request's forwardable ones."""
         if not self._started or self._closing.is_set():
             return error_response(503, "shutting_down", "the gateway is not accepting async calls", retry_after=5)
         callback, host = request.headers.get("X-Callback-Url"), ""
@@ -193,7 +199,7 @@ class AsyncCalls:
             path = request.rel_url.path
             sub = path[len(prefix) :] if path.startswith(prefix) else ""
             path_qs = (sub or "/") + (f"?{request.rel_url.raw_query_string}" if request.rel_url.raw_query_string else "")
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+            headers = dict(forwardable(request.headers) if headers is None else headers)
             headers["X-Call-Id"] = call_id
             await self.store.insert(
                 {

@@ -57,6 +57,56 @@ def image_base(image: str) -> str:
     return last.split(":", 1)[0]
 
 
+# Environment variables a deployment may not set: they change how the interpreter or the dynamic
+# loader starts, so with them a deploy would run code from outside the checkout (a secret file on
+# PYTHONPATH, a library in LD_PRELOAD). Checked against:
+# - CPython 3.11 Doc/using/cmdline.rst "Environment variables" (`python --help-env`): every one is
+#   PYTHON*, and several load code (PYTHONPATH, PYTHONHOME, PYTHONSTARTUP, PYTHONUSERBASE,
+#   PYTHONBREAKPOINT, PYTHONWARNINGS imports warning categories, PYTHONPYCACHEPREFIX picks .pyc files);
+# - glibc's ld.so(8) "Environment variables" (glibc 2.36, Debian 12): every one is LD_*; and the
+#   variables glibc itself drops for set-user-ID programs (sysdeps/generic/unsecvars.h
+#   UNSECURE_ENVVARS, plus GLIBC_TUNABLES and the MALLOC_* tunable aliases): GCONV_PATH and
+#   NLSPATH/LOCPATH load modules and catalogues, MALLOC_TRACE writes a file anywhere, the
+#   resolver ones redirect name lookups; TMPDIR, also listed there, only says where temporary
+#   files go, and stays allowed;
+# - OpenSSL 3 openssl-env(7): OPENSSL_CONF can load a provider or engine (a shared library) when
+#   Python's ssl or hashlib starts OpenSSL; OPENSSL_MODULES and OPENSSL_ENGINES say where from.
+DENIED_ENV_PREFIXES = ("PYTHON", "LD_", "MALLOC_", "OPENSSL_")
+DENIED_ENV = frozenset(
+    {
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "GLIBC_TUNABLES",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TZDIR",
+    }
+)
+
+
+def denied_env(name: str) -> bool:
+    return name.upper().startswith(DENIED_ENV_PREFIXES) or name.upper() in DENIED_ENV
+
+
+def check_environment(env: dict[str, str]) -> None:
+    """A deployment's envVars: names a process can be given, none that changes how it starts."""
+    for name, value in env.items():
+        if not name or "=" in name or not name.isprintable() or not name.isascii() or "\0" in value:
+            raise DeployError(400, "invalid_deployment", f"envVars: {name!r} is not a usable variable (name or value)")
+        if denied_env(name):
+            raise DeployError(
+                400,
+                "env_not_allowed",
+                f"envVars: {name} changes how the interpreter or the loader starts; the local platform runs "
+                "code from the checkout only (docs/reliability.md lists what is refused)",
+            )
+
+
 def _string_map(request: dict, key: str) -> dict[str, str] | None:
     value = request.get(key)
     if value is None:
@@ -82,6 +132,7 @@ def check_request(request: object) -> dict:
     for key in ("envVars", "labels", "annotations"):
         if (value := _string_map(request, key)) is not None:
             checked[key] = value
+    check_environment(_string_map(request, "envVars") or {})
     return checked
 
 
@@ -137,8 +188,8 @@ class Deployments:
         """`stack` with this overlay: removed functions out, deployed ones in (its functions replaced)."""
         functions = {n: s for n, s in stack.functions.items() if n not in self.removed}
         for name, request in self.deployed.items():
-            try:
-                functions[name] = resolve(stack, request)
+            try:  # checked again: a request stored by an older version may not pass today's checks
+                functions[name] = resolve(stack, check_request(request))
             except DeployError as exc:  # its folder went away since: not started, said why
                 log.error("deployed function %s not started: %s", name, exc.message)
         stack.functions = functions

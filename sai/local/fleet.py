@@ -59,7 +59,6 @@ class FunctionFleet:
         env = dict(os.environ)
         env.update(spec.environment)
         env["TRITON_URL"] = self.triton_url  # stack.yml's value is the in-cluster address
-        env["PYTHONUNBUFFERED"] = "1"
         if spec.secrets:  # where /var/openfaas/secrets is mounted in a pod (secrets_store.py)
             env["SECRETS_DIR"] = str(self.secret_store.mount(spec.name, spec.secrets))
         env.update(self.extra_env.get(spec.name, {}))
@@ -80,6 +79,7 @@ class FunctionFleet:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        self.secret_store.prune(self.stack.functions)  # copies of functions removed while it was down
         for spec in self.specs():
             fn = self.functions[spec.name] = self._new(spec)
             fn.start()
@@ -92,10 +92,26 @@ class FunctionFleet:
             fn.stop()
 
     def supervise(self) -> None:
-        """Restart the replicas that died, with back-off (each function counts its own)."""
+        """Kill the replicas that hang, restart those that died, with back-off (each function
+        counts its own)."""
         for fn in self.functions.values():
+            if fn.alive():
+                self._probe(fn)
             if not fn.alive():
                 restart_when_due(fn.spec.name, fn.dead_process(), fn.restarts, fn.log_path, fn.start)
+
+    def _probe(self, fn: RunningFunction) -> None:
+        """Kill a replica that failed its liveness probe `liveness_failures` times in a row (a
+        SIGSTOPped or hung process): the next round restarts it as a death, with back-off."""
+        for r in fn.replicas:
+            if r.live():
+                r.probe_failures = 0
+                continue
+            r.probe_failures += 1
+            log.warning("function %s liveness probe failed (%d in a row)", r.name, r.probe_failures)
+            if r.probe_failures >= self.settings.liveness_failures:
+                log.error("function %s hangs: %d liveness probes failed in a row; killing it", r.name, r.probe_failures)
+                r.kill()  # a stopped process ignores SIGTERM
 
     # -- the API's deploy, remove and scale (system_api.py, through the platform) ---------------
     def check_deploy(self, request: object, update: bool) -> tuple[dict, Function]:
@@ -128,6 +144,7 @@ class FunctionFleet:
         if name not in self.functions:
             raise DeployError(404, "function_not_found", f"no function named {name!r}")
         self.functions.pop(name).stop()
+        self.secret_store.unmount(name)
         self.stack.functions.pop(name, None)
         self.deployments.remove(name, in_stack=name in load_stack(self.settings.stack_file).functions)
 
@@ -156,8 +173,8 @@ class FunctionFleet:
 
     def reload(self) -> dict:
         """stack.yml read again: functions new to it are started, those whose build context
-        (handler files, `configuration.copy`, environment) changed are restarted, those removed
-        from it stopped. The report's part: started, restarted, stopped, failed {name: why}."""
+        (handler files, `configuration.copy`, environment) changed are restarted, as are those not
+        running (FAILED: the supervisor gave up on them), those removed from it stopped. The report's part: started, restarted, stopped, failed {name: why}."""
         report: dict = {"started": [], "restarted": [], "stopped": [], "failed": {}}
         try:
             self._reload(report)
@@ -171,6 +188,7 @@ class FunctionFleet:
         wanted = {n: s for n, s in stack.functions.items() if n in self.functions or n in new}
         for name in sorted(set(self.functions) - set(stack.functions)):
             self.functions.pop(name).stop()
+            self.secret_store.unmount(name)
             report["stopped"].append(name)
         self.stack.functions.update({n: stack.functions[n] for n in new})
         self.stack.copy = stack.copy
@@ -180,8 +198,12 @@ class FunctionFleet:
             staged = build_context(stack, spec, self.build / f"{name}.staged")
             running = self.functions.get(name)
             # What the stack sets, not the whole environment (the supervisor's own may change meanwhile).
-            if running is not None and tree_digest(staged, spec.environment) == tree_digest(
-                running.context, running.spec.environment
+            # A function that is not running (FAILED: the supervisor gave up on it) is restarted even
+            # when nothing changed.
+            if (
+                running is not None
+                and running.alive()
+                and tree_digest(staged, spec.environment) == tree_digest(running.context, running.spec.environment)
             ):
                 shutil.rmtree(staged)
                 continue
@@ -190,7 +212,11 @@ class FunctionFleet:
             shutil.rmtree(self.build / name, ignore_errors=True)
             staged.rename(self.build / name)
             fn = self.functions[name] = self._new(spec, self.build / name, env)
-            fn.start()
+            try:
+                fn.start()
+            except OSError as exc:  # e.g. its log cannot be opened: this one failed, the others go on
+                report["failed"][name] = f"could not start: {exc}"
+                continue
             started.append((fn, "restarted" if running is not None else "started"))
         for fn, kind in started:
             try:
@@ -207,6 +233,7 @@ class FunctionFleet:
                 "pid": f.process.pid if f.process else None,
                 "replicas": f.wanted,
                 "available_replicas": f.available(),
+                "liveness_failures": max((r.probe_failures for r in f.replicas), default=0),
                 "log": str(f.log_path),
                 **f.restarts.health(f.log_path),
             }

@@ -13,11 +13,15 @@ from __future__ import annotations
 import pathlib
 import subprocess
 import sys
+import time
 
 from sai.local.deployments import scale_bounds
 from sai.local.processes import Restarts, die_with_parent, identity, listens_on, tail, terminate_group, wait_until
 from sai.local.stack import Function
-from sai.state import free_port
+from sai.state import free_port, http_ok
+
+START_TIMEOUT_S = 30.0  # a function process must listen within this; its liveness probe waits as long
+PROBE_TIMEOUT_S = 3.0  # as Triton's (TritonServer.probe_timeout_s): a busy process still answers in time
 
 
 class Replica:
@@ -28,13 +32,20 @@ class Replica:
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.record: dict | None = None  # pid and start time, for the state file
+        self.started_at = 0.0
+        self.probe_failures = 0  # liveness probes failed in a row (the fleet's supervise counts them)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def start(self, context: pathlib.Path, env: dict[str, str]) -> None:
         self.port = free_port()
-        cmd = [sys.executable, "-m", "sai.local.function_runner", "--context", str(context), "--port", str(self.port)]
+        # -I: the interpreter's own start ignores PYTHON* variables, the user's site-packages and the
+        # working folder, so it imports only the build context (put on sys.path by the runner), the
+        # standard library and the virtual environment: code from the checkout (docs/reliability.md).
+        # -u: unbuffered, so the log has each line as it is written.
+        cmd = [sys.executable, "-I", "-u", "-m", "sai.local.function_runner", "--context", str(context)]
+        cmd += ["--port", str(self.port)]
         with open(self.log_path, "ab") as logfile:
             self.process = subprocess.Popen(
                 cmd,
@@ -46,6 +57,16 @@ class Replica:
                 preexec_fn=die_with_parent(),
             )
         self.record = identity(self.process.pid)
+        self.started_at, self.probe_failures = time.monotonic(), 0
+
+    def live(self) -> bool:
+        """The liveness probe: GET /_/health, the path the watchdog answers in a pod (function_runner).
+        A stopped or hung process does not answer in time; one still starting (not listening yet,
+        within START_TIMEOUT_S of its start) counts as live."""
+        if http_ok(f"http://127.0.0.1:{self.port}/_/health", timeout=PROBE_TIMEOUT_S):
+            return True
+        starting = time.monotonic() - self.started_at < START_TIMEOUT_S
+        return starting and self.process is not None and not listens_on(self.process.pid, self.port)
 
     def wait_ready(self, timeout: float) -> None:
         def exited() -> str | None:
@@ -59,6 +80,11 @@ class Replica:
     def stop(self) -> None:
         if self.process is not None:
             terminate_group(self.process, timeout=5)
+
+    def kill(self) -> None:
+        """SIGKILL its group at once: a stopped or hung process ignores SIGTERM."""
+        if self.process is not None:
+            terminate_group(self.process, 0)
 
 
 class RunningFunction:
@@ -124,12 +150,12 @@ class RunningFunction:
                 r.start(self.context, self.env)
         self.replicas = replicas
 
-    def scale(self, replicas: int, timeout: float = 30.0) -> None:
+    def scale(self, replicas: int, timeout: float = START_TIMEOUT_S) -> None:
         self.wanted = replicas
         self.start()
         self.wait_ready(timeout)
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         for r in self.replicas:
             r.wait_ready(timeout)
 

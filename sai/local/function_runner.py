@@ -13,6 +13,7 @@ Its semantics, reproduced function by function below (names as in index.py):
   when absent, jsonify(body) for a dict, str(body) otherwise;
 - headers: a dict becomes a list of pairs, anything else is passed through;
 - an exception in the handler is Flask's HTML 500; the process keeps serving.
+GET /_/health is answered here, as of-watchdog answers it in front of index.py (create_app).
 It is served by waitress, one process per function. Our handlers' own error handling is in
 common/errors.py (handler_errors); this module must not add any.
 
@@ -124,6 +125,14 @@ class StampedLines(io.TextIOBase):
 
 def create_app(handler: ModuleType) -> Flask:
     app = Flask(__name__)
+
+    # In a pod, of-watchdog answers GET /_/health itself ("OK"; openfaas/of-watchdog 0.9.9 main.go
+    # makeHealthHandler) and faas-netes points the liveness probe there (0.18.17 pkg/k8s/probes.go).
+    # Here this process is the watchdog too, so it answers the path, and the supervisor probes it
+    # (sai/local/fleet.py): a stopped or hung process does not answer. The handler never sees it.
+    @app.route("/_/health", methods=["GET"])
+    def health() -> str:
+        return "OK"
 
     @app.route("/", defaults={"path": ""}, methods=["GET", "PUT", "POST", "PATCH", "DELETE"])
     @app.route("/<path:path>", methods=["GET", "PUT", "POST", "PATCH", "DELETE"])

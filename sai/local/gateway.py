@@ -13,27 +13,24 @@ a slow one 504 after the upstream timeout.
 Bodies are streamed to functions, never held whole: each function's MAX_BODY_BYTES (stack.yml) is
 applied here before reading (413 from Content-Length, or as soon as a chunked body passes it).
 Async calls must be stored, so their bodies are read, within a budget of bytes held at once.
-Admission (max_inflight, a bounded wait queue) is in admission.py; basic auth as the OpenFaaS
-gateway has it (faas-provider auth/v1/basic_auth.go: `WWW-Authenticate: Basic realm="Restricted"`,
-401) guards /system/* and, when asked, /function/* and /async-function/*.
+Admission (max_inflight, a bounded wait queue) is in admission.py; who may call, and which of
+the caller's headers reach a function, in access.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
 from common.errors import ServiceError
 from sai.local import gateway_metrics, portal
+from sai.local.access import Access, Handler
 from sai.local.admission import Admission, Busy, ByteBudget
 from sai.local.async_calls import AsyncCalls
 from sai.local.function_runner import GATEWAY_POOL
@@ -48,7 +45,6 @@ log = logging.getLogger(__name__)
 # else (TRACE, OPTIONS, CONNECT...) is answered here with a JSON 405, not Flask's HTML.
 # A request body as the gateway passes it on: whole (async calls), streamed, or none.
 Body = bytes | AsyncIterator[bytes] | None
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 FUNCTION_METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
 CHUNK = 64 * 1024
@@ -107,8 +103,7 @@ class Gateway:
         self.max_queued, self.queue_wait_s = settings.max_queued, settings.queue_wait_s
         self.buffered = ByteBudget(settings.max_buffered_bytes)
         self.body_idle_timeout_s = settings.body_idle_timeout_s
-        self.credentials = credentials
-        self.auth_functions = settings.auth_functions
+        self.access = Access(credentials, settings.auth_functions, [settings.host, *settings.allowed_hosts])
         self._admission: dict[str, Admission] = {}
         self.metrics = gateway_metrics.GatewayMetrics(
             functions,
@@ -123,7 +118,9 @@ class Gateway:
         self.app = self._make_app()
 
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[json_errors, self._auth])
+        app = web.Application(
+            client_max_size=self.max_body_bytes, middlewares=[json_errors, self.access.host_check, self.access.auth]
+        )
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.prometheus)
         portal.add_routes(app)
@@ -138,31 +135,6 @@ class Gateway:
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
-
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        guarded = request.path.startswith("/system/") or (
-            self.auth_functions and request.path.startswith(("/function/", "/async-function/"))
-        )
-        if self.credentials is None or not guarded or self._authorized(request.headers.get("Authorization", "")):
-            return await handler(request)
-        resp = error(401, "unauthorized", "invalid credentials (basic auth; `sai up` wrote them to the state folder)")
-        resp.headers["WWW-Authenticate"] = 'Basic realm="Restricted"'
-        return resp
-
-    def _authorized(self, header: str) -> bool:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        if self.credentials is None:
-            return False
-        want_user, want_password = self.credentials
-        # both compared, in constant time, so a timing never tells which part was wrong
-        return bool(sep) & hmac.compare_digest(user, want_user) & hmac.compare_digest(password, want_password)
 
     def body_cap(self, name: str) -> int:
         """The function's own MAX_BODY_BYTES, or the gateway's cap when it sets none."""
@@ -258,7 +230,7 @@ class Gateway:
         if too_large := self._too_large(name, request):
             return too_large
         start = time.perf_counter()
-        headers = forwardable(request.headers)
+        headers = self.access.upstream_headers(request)
         call_id = headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         headers["X-Forwarded-For"] = request.remote or ""
         body = None
@@ -354,4 +326,6 @@ class Gateway:
             return error(501, "async_disabled", "asynchronous invocations are not enabled on this gateway")
         if too_large := self._too_large(name, request):
             return too_large
-        return await self.async_calls.accept(request, name, lambda: self.read_body(request, name))
+        return await self.async_calls.accept(
+            request, name, lambda: self.read_body(request, name), headers=self.access.upstream_headers(request)
+        )

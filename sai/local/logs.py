@@ -9,8 +9,10 @@ or more (`[request id: <id>]`); `sai up --triton-log-verbose 1` turns that on.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import pathlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
@@ -100,3 +102,26 @@ def find_call(state_dir: pathlib.Path, call_id: str) -> dict[str, list[str]]:
             found[component] = hits
     order = ["platform", *sorted(k for k in found if k not in ("platform", "triton")), "triton"]
     return {k: found[k] for k in order if k in found}
+
+
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")  # function_runner's logging asctime
+
+
+def read_log(path: pathlib.Path, last: dt.datetime, offset: int = 0) -> tuple[list[tuple[dt.datetime, str]], int, dt.datetime]:
+    """The complete lines of `path` from byte `offset`: (timestamp, text) each, with the byte
+    offset reached and the last timestamp seen. A line takes the time its logging prefix gives,
+    else the one before it. (/system/logs reads the replicas' logs with it.)"""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset, last
+    end = data.rfind(b"\n") + 1
+    lines = []
+    for raw in data[:end].decode(errors="replace").splitlines():
+        if m := LOG_TIME.match(raw):
+            stamp = dt.datetime.fromisoformat(f"{m[1]}.{m[2]}").astimezone(dt.timezone.utc)
+            last = stamp
+        lines.append((last, raw))
+    return lines, offset + end, last

@@ -3,17 +3,14 @@ run a freshly loaded model once on zeros (sai/local/model_check.py), since the P
 accepts a config whose input names do not match the graph and fails only on the first request.
 
 Each model folder is fingerprinted (every file's path, size and mtime), so a reload can tell new
-and changed models from the rest. Triton runs in explicit model-control mode with the
-model-repository API behind a per-run admin key (triton_server.py).
+and changed models from the rest. Triton runs in explicit model-control mode, and load and unload
+go over gRPC on the platform's private Unix socket (triton_server.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import pathlib
-import urllib.error
-import urllib.request
 
 from sai.local.model_check import infer_zeros
 from sai.local.triton_server import TritonServer
@@ -33,24 +30,38 @@ def model_fingerprints(repo: pathlib.Path) -> dict[str, str]:
 
 
 def call(triton: TritonServer, model: str, action: str) -> str | None:
-    """POST /v2/repository/models/<model>/<action>; None when done, else Triton's message."""
-    req = urllib.request.Request(
-        f"http://{triton.url}/v2/repository/models/{model}/{action}",
-        data=b"{}",
-        method="POST",
-        headers={"triton-admin-key": triton.admin_key or "", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=300):
-            return None
-    except urllib.error.HTTPError as err:
-        body = err.read().decode(errors="replace")
+    """Load or unload `model` (action "load" or "unload") over Triton's private gRPC socket; None
+    when done, else Triton's message.
+
+    The request is encoded here rather than with tritonclient.grpc, whose import registers
+    Triton's protos in protobuf's default pool, where the kserve SDK (`sai cluster`) registers the
+    same names: protobuf then refuses the second in the process (see sai/models/config.py)."""
+    import grpc
+
+    method = f"/inference.GRPCInferenceService/RepositoryModel{action.capitalize()}"
+    with grpc.insecure_channel(triton.grpc_url) as channel:
         try:
-            return str(json.loads(body).get("error", body)).strip()
-        except ValueError:
-            return body or str(err)
-    except OSError as exc:
-        return f"Triton unreachable: {exc}"
+            channel.unary_unary(method)(model_request(model), timeout=300)  # bytes in, bytes out
+            return None
+        except grpc.RpcError as exc:
+            unreachable = exc.code() == grpc.StatusCode.UNAVAILABLE
+            return ("Triton unreachable: " if unreachable else "") + (exc.details() or str(exc.code()))
+
+
+def model_request(model: str) -> bytes:
+    """RepositoryModelLoadRequest or RepositoryModelUnloadRequest (the same fields) naming `model`:
+    field 2, model_name, a length-delimited string (Triton's grpc_service.proto)."""
+    name = model.encode()
+    return b"\x12" + _varint(len(name)) + name
+
+
+def _varint(n: int) -> bytes:
+    """Protobuf's base-128 varint."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
 
 
 def _runs(triton: TritonServer, name: str) -> str | None:
@@ -60,8 +71,9 @@ def _runs(triton: TritonServer, name: str) -> str | None:
         infer_zeros(
             triton.url, name, read_config(config_file if config_file.is_file() else config_file.parents[1] / "config.pbtxt")
         )
-    except RuntimeError as exc:
-        return f"loaded, but {exc}"
+    except Exception as exc:  # noqa: BLE001 - whatever one model does (a config too big to check, one
+        # that cannot be read), it is reported as failed and the rest of the platform keeps serving
+        return f"loaded, but {exc}" if isinstance(exc, RuntimeError) else f"loaded, but its check failed: {exc!r}"
     return None
 
 

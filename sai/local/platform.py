@@ -49,7 +49,17 @@ from sai.local.platform_settings import Settings
 from sai.local.processes import identity
 from sai.local.secrets_store import SecretStore
 from sai.local.triton_supervisor import TritonSupervisor
-from sai.state import ensure_credentials, make_private, pid_path, port_open, read_pid, state_path, write_pid, write_state
+from sai.state import (
+    ensure_credentials,
+    make_private,
+    pid_path,
+    port_open,
+    read_pid,
+    state_path,
+    take_lock,
+    write_pid,
+    write_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +90,7 @@ class Platform:
         self.gateway = Gateway(self.fleet.functions, async_calls, settings, self.credentials, control=self)
         self.gateway.metrics.restarts = self.restart_counts
         self.gateway_thread = GatewayThread(self.gateway.app, settings.host, settings.port, settings.header_timeout_s)
+        self._state_lock: int | None = None  # the state folder's lock (sai.state.take_lock), while started
         self.s3: s3_server.S3Handle | None = None
         self.s3_notifier: s3_events.Notifier | None = None
         self.s3_watcher: s3_events.Watcher | None = None
@@ -125,7 +136,11 @@ class Platform:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        # Before anything touches the state folder: raises PlatformRunning if another platform has it.
+        ports = {name: port for port, name in self.own_ports().items()} | {"gateway": self.gateway_url}
+        self._state_lock = take_lock(self.settings.state_dir, {"ports": ports})
         if port_open(self.settings.host, self.settings.port):
+            self._release_state()
             raise RuntimeError(f"port {self.settings.port} is in use: is the platform already up? (`sai status`)")
         try:
             if self.settings.with_s3:
@@ -155,10 +170,18 @@ class Platform:
         self.triton.stop()
         if self.s3 is not None:
             s3_server.stop_s3(self.s3, self.settings.state_dir)
+        self._release_state()
+        log.info("platform stopped")
+
+    def _release_state(self) -> None:
+        """Remove this platform's state and pid files, then let the state folder go (never another's)."""
+        if self._state_lock is None:
+            return
         state_path(self.settings.state_dir).unlink(missing_ok=True)
         if read_pid(self.settings.state_dir) == os.getpid():
             pid_path(self.settings.state_dir).unlink(missing_ok=True)
-        log.info("platform stopped")
+        os.close(self._state_lock)
+        self._state_lock = None
 
     def _start_s3_events(self, env: dict[str, str]) -> None:
         """Bucket notifications as MinIO sends them: the watcher queues an event for each new

@@ -27,6 +27,7 @@ from sai.local.processes import Restarts
 SAI_PORT = setting("SAI_PORT", int, 8080, low=1, high=65535)
 SAI_CALLBACK_ALLOW = setting("SAI_CALLBACK_ALLOW", str, "")  # comma-separated CIDR or host:port
 SAI_AUTH_FUNCTIONS = setting("SAI_AUTH_FUNCTIONS", int, 0, low=0, high=1)
+SAI_ALLOW_HOSTS = setting("SAI_ALLOW_HOSTS", str, "")  # comma-separated host names
 
 
 def _csv(value: str) -> list[str]:
@@ -36,6 +37,8 @@ def _csv(value: str) -> list[str]:
 @dataclass
 class Settings:
     host: str = "127.0.0.1"  # the gateway's address; Triton and the functions stay on loopback
+    # Host names the gateway answers to besides localhost, this host's name and IPs (DNS rebinding)
+    allowed_hosts: list[str] = field(default_factory=lambda: _csv(SAI_ALLOW_HOSTS()))
     port: int = field(default_factory=SAI_PORT)  # gateway
     triton_http_port: int = 8000
     triton_grpc_port: int = 8001
@@ -70,7 +73,7 @@ class Settings:
     # Supervision: restarts after 1, 2, 4 ... s; FAILED after this many deaths in a row.
     restart_delay_s: float = 1.0
     restart_limit: int = 5
-    liveness_failures: int = 3  # failed Triton liveness probes in a row before it is killed and restarted
+    liveness_failures: int = 3  # failed liveness probes in a row (Triton, a function) before it is killed and restarted
 
     def restarts(self) -> Restarts:
         return Restarts(first_delay_s=self.restart_delay_s, limit=self.restart_limit)

@@ -1,17 +1,22 @@
 """Process plumbing shared by the local runtime: stopping process groups and recorded process
 trees, telling a process of ours from one that reuses its pid, tying children to the supervisor's
-life, restart back-off and restarting, reading log tails, waiting for a condition with a deadline."""
+life, scratch folders that do not outlive us, restart back-off and restarting, reading log tails,
+waiting for a condition with a deadline."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -96,6 +101,37 @@ def die_with_parent() -> Callable[[], None]:
             os._exit(1)
 
     return preexec
+
+
+# A janitor waits for EOF on its stdin, then removes the folder (retrying while a dying child of
+# ours, such as a Triton killed with us, may still be writing into it).
+_JANITOR = """import os, shutil, sys, time
+sys.stdin.buffer.read()
+for _ in range(50):
+    shutil.rmtree(sys.argv[1], ignore_errors=True)
+    if not os.path.exists(sys.argv[1]):
+        break
+    time.sleep(0.1)
+"""
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[pathlib.Path]:
+    """A temporary folder, removed when the block ends, and also when this process dies without
+    running its `finally` (kill -9): a janitor process in a session of its own holds the read end
+    of a pipe whose write end only we hold, and the kernel closes that however we end."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    read, write = os.pipe()  # not inherited by our other children (PEP 446), so only we hold `write`
+    try:
+        janitor = subprocess.Popen([sys.executable, "-I", "-c", _JANITOR, str(path)], stdin=read, start_new_session=True)
+    finally:
+        os.close(read)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(write)
+        janitor.wait(10)
 
 
 # -- identity of recorded processes ----------------------------------------------------------------

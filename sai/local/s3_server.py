@@ -1,15 +1,21 @@
-"""Local S3-compatible object storage for the embedded platform: the moto server on loopback.
+"""Local S3-compatible object storage for the embedded platform: moto's S3 on loopback, behind a
+check that every request is signed with credentials generated at each start (s3_auth.py).
 
 `sai up --with-s3` calls `start_s3()` (the platform owns the lifecycle; `stop_s3()` on `sai down`).
-moto cannot send bucket notifications: `sai s3 upload` (sai/cli/s3.py) sends them instead, built by
-s3_events.py. moto keeps objects in memory: they live as long as the platform runs.
+The server is this module run as a process (`main`); its secret key arrives on its stdin, never on
+its command line. The credentials are recorded, 0600, in `<state>/s3.json` for `sai s3` and passed
+to object-classify. moto cannot send bucket notifications: the platform's watcher (s3_events.py)
+sends them instead. moto keeps objects in memory: they live as long as the platform runs.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
 import pathlib
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,10 +26,9 @@ from sai.local.processes import die_with_parent, listens_on, running_with, wait_
 
 BUCKET = "uploads"
 REGION = "us-east-1"
-# moto accepts any credentials; fixed ones keep the function's configuration explicit.
-ACCESS_KEY = "sai-local"
-SECRET_KEY = "sai-local-secret"
+ACCESS_KEY = "sai-local"  # an id, not a secret; the secret key is generated at each start
 STATE_FILE = "s3.json"
+MODULE = "sai.local.s3_server"  # the server process's command line names it (see _is_ours)
 RESULTS_PREFIX = "results/"
 
 
@@ -81,21 +86,25 @@ def start_s3(
     state = pathlib.Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     log_path = state / "s3.log"
+    secret_key = secrets.token_urlsafe(30)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+            [sys.executable, "-m", MODULE, "--host", host, "--port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             start_new_session=True,
             preexec_fn=die_with_parent(),  # gone with the supervisor, even after kill -9
         )
+    assert proc.stdin is not None  # stdin=PIPE
+    proc.stdin.write(f"{secret_key}\n".encode())
+    proc.stdin.close()
     handle = S3Handle(
         endpoint=f"http://{host}:{port}",
         bucket=bucket,
         region=REGION,
         access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY,
+        secret_key=secret_key,
         pid=proc.pid,
         log_path=str(log_path),
     )
@@ -123,7 +132,9 @@ def start_s3(
     if not wait_until(bucket_ready, timeout, fail=exited):
         _terminate(proc.pid)
         raise RuntimeError(f"the S3 server did not start in {timeout:.0f} s; see {log_path}")
-    (state / STATE_FILE).write_text(json.dumps(asdict(handle), indent=2))
+    fd = os.open(state / STATE_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the secret key
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(asdict(handle), indent=2))
     return handle
 
 
@@ -143,16 +154,16 @@ def stop_s3(handle: S3Handle | None, state_dir: str | os.PathLike | None = None,
 
 
 def is_running(handle: S3Handle) -> bool:
-    return _is_moto(handle.pid)
+    return _is_ours(handle.pid)
 
 
-def _is_moto(pid: int) -> bool:
-    """Guard against signalling a recycled pid: only a moto server of ours is ever signalled."""
-    return running_with(pid, "moto.server")
+def _is_ours(pid: int) -> bool:
+    """Guard against signalling a recycled pid: only an S3 server of ours is ever signalled."""
+    return running_with(pid, MODULE)
 
 
 def _terminate(pid: int, timeout: float = 10.0) -> None:
-    if not _is_moto(pid):
+    if not _is_ours(pid):
         return
     os.kill(pid, signal.SIGTERM)
 
@@ -163,7 +174,7 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
                 return True
         except ChildProcessError:
             pass
-        return not _is_moto(pid)
+        return not _is_ours(pid)
 
     if wait_until(gone, timeout, interval=0.1):
         return
@@ -172,3 +183,28 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The server process: moto's S3 application behind s3_auth.SignedOnly, threaded like moto's own."""
+    parser = argparse.ArgumentParser(description="The local S3 server: moto, signed requests only (secret key on stdin).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    secret_key = sys.stdin.readline().strip()
+    if not secret_key:
+        parser.error("no secret key on stdin")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import run_simple
+
+    from sai.local.s3_auth import SignedOnly
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    app = SignedOnly(DomainDispatcherApplication(create_backend_app), ACCESS_KEY, secret_key, logging.getLogger("sai.s3"))
+    run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

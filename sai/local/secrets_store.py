@@ -6,6 +6,12 @@ platform copies the function's secrets into `<state>/function-secrets/<function>
 function's SECRETS_DIR there, so code that opens `os.path.join(SECRETS_DIR, name)` (default
 /var/openfaas/secrets) reads the same relative path in both places. Values are never logged and
 never listed.
+
+No secret can become code (docs/reliability.md, item 2): names that Python or the loader would
+pick up from a folder (`*.py`, `*.pth`, `*.so`, hidden files) are refused, the mounts are outside
+every folder a function's interpreter imports from (it runs with `-I`, and deployments may not
+set PYTHONPATH and the like: sai/local/deployments.py), and a value is at most 1 MiB, the limit
+Kubernetes puts on a Secret. Deleting a secret or a function removes its mounted copies.
 """
 
 from __future__ import annotations
@@ -14,12 +20,18 @@ import os
 import pathlib
 import re
 import shutil
+from collections.abc import Iterable
 
 from sai.local.responses import GatewayError
 
 # A Kubernetes Secret's name (DNS-1123 subdomain), what faas-netes accepts; it also keeps a name
-# from leaving the store's folder.
+# from leaving the store's folder, and from being hidden (a leading dot).
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+# Names an interpreter or loader would take as code: Python sources and bytecode, .pth files
+# (site.py runs their `import` lines), shared libraries (also versioned, libx.so.1).
+CODE_NAME = re.compile(r"\.(py[cwo]?|pth|so)(\.[0-9.]+)?$")
+# Kubernetes' limit on a Secret's data (k8s.io/kubernetes pkg/apis/core/validation MaxSecretSize).
+MAX_VALUE_BYTES = 1024 * 1024
 
 
 class SecretError(GatewayError):
@@ -46,7 +58,20 @@ class SecretStore:
     def _path(self, name: str) -> pathlib.Path:
         if not isinstance(name, str) or not NAME.match(name) or ".." in name:
             raise SecretError(400, "invalid_secret_name", f"secret name {name!r} must be lower-case letters, digits, '-' or '.'")
+        if CODE_NAME.search(name):
+            raise SecretError(
+                400, "invalid_secret_name", f"secret name {name!r} ends like code (.py, .pth, .so ...): choose another"
+            )
         return self.folder / name
+
+    @staticmethod
+    def _check_value(name: str, value: bytes) -> None:
+        if len(value) > MAX_VALUE_BYTES:
+            raise SecretError(
+                413,
+                "secret_too_large",
+                f"secret {name!r} is {len(value)} bytes; at most {MAX_VALUE_BYTES} (1 MiB, as Kubernetes)",
+            )
 
     def names(self) -> list[str]:
         return sorted(p.name for p in self.folder.iterdir() if p.is_file()) if self.folder.is_dir() else []
@@ -56,6 +81,7 @@ class SecretStore:
 
     def create(self, name: str, value: bytes) -> None:
         path = self._path(name)
+        self._check_value(name, value)
         if path.exists():
             # 400, not faas-netes' 409: the published spec (0.8.12) documents 201/400/500 only
             raise SecretError(400, "secret_exists", f"secret {name!r} already exists; use `faas-cli secret update`")
@@ -64,6 +90,7 @@ class SecretStore:
 
     def update(self, name: str, value: bytes) -> None:
         path = self._path(name)
+        self._check_value(name, value)
         if not path.is_file():
             raise SecretError(404, "secret_not_found", f"no secret named {name!r}")
         _write_private(path, value)
@@ -73,6 +100,19 @@ class SecretStore:
         if not path.is_file():
             raise SecretError(404, "secret_not_found", f"no secret named {name!r}")
         path.unlink()
+        for copy in self.mounts.glob(f"*/{name}"):  # the copies functions had mounted
+            copy.unlink(missing_ok=True)
+
+    def unmount(self, function: str) -> None:
+        """Forget a removed function's copies."""
+        shutil.rmtree(self.mounts / function, ignore_errors=True)
+
+    def prune(self, functions: Iterable[str]) -> None:
+        """Remove the copies of functions that no longer run (removed while the platform was down)."""
+        if self.mounts.is_dir():
+            for folder in self.mounts.iterdir():
+                if folder.name not in functions:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def mount(self, function: str, names: list[str]) -> pathlib.Path:
         """The function's SECRETS_DIR: a fresh copy of the named secrets (the missing are skipped,

@@ -27,7 +27,6 @@ import json
 import math
 import pathlib
 import platform as host
-import re
 import subprocess
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -35,10 +34,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from aiohttp import web
 
 from sai import __version__, paths
+from sai.local import logs
 from sai.local.deployments import NAMESPACE, scale_bounds
 from sai.local.responses import GatewayError
 from sai.local.responses import error_response as error
-from sai.local.secrets_store import SecretStore
+from sai.local.secrets_store import MAX_VALUE_BYTES, SecretStore
 
 if TYPE_CHECKING:
     from sai.local.function_replicas import RunningFunction
@@ -47,8 +47,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 SCALE_FACTOR_LABEL, SCALE_FACTOR = "com.openfaas.scale.factor", 10  # faas gateway/scaling/ranges.go
+# A secret's request: a value of at most 1 MiB (secrets_store.MAX_VALUE_BYTES) as base64 or JSON text.
+SECRET_BODY_BYTES = 2 * MAX_VALUE_BYTES
 FOLLOW_POLL_S = 0.25
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")  # function_runner's logging asctime
 
 
 @functools.cache
@@ -68,10 +69,27 @@ def check_namespace(namespace: object, status: int = 404) -> None:
         raise GatewayError(status, "namespace_not_found", f"namespace {namespace!r} not found; this platform has {NAMESPACE!r}")
 
 
-async def json_body(request: web.Request, optional: bool = False) -> dict:
-    """The JSON object a route takes; `optional`: the spec makes the body optional, none is {}."""
+async def read_capped(request: web.Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it passes `limit` bytes: never held whole when larger."""
+    if request.content_length is not None and request.content_length > limit:
+        raise GatewayError(
+            413, "body_too_large", f"request body of {request.content_length} bytes; this route takes {limit}", close=True
+        )
+    chunks, seen = [], 0
+    async for chunk in request.content.iter_any():
+        seen += len(chunk)
+        if seen > limit:
+            raise GatewayError(413, "body_too_large", f"request body larger than {limit} bytes", close=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: web.Request, optional: bool = False, limit: int | None = None) -> dict:
+    """The JSON object a route takes; `optional`: the spec makes the body optional, none is {};
+    `limit`: at most this many bytes (else the gateway's cap)."""
     try:
-        body = json.loads(await request.read() or (b"{}" if optional else b"null"))
+        raw = await (read_capped(request, limit) if limit is not None else request.read())
+        body = json.loads(raw or (b"{}" if optional else b"null"))
     except (ValueError, UnicodeDecodeError):
         raise GatewayError(400, "invalid_json", "the body must be JSON") from None
     if not isinstance(body, dict):
@@ -102,26 +120,6 @@ def parse_logs_query(query: Mapping[str, str]) -> dict:
         "tail": tail,
         "since": since,
     }
-
-
-def read_log(path: pathlib.Path, last: dt.datetime, offset: int = 0) -> tuple[list[tuple[dt.datetime, str]], int, dt.datetime]:
-    """The complete lines of `path` from byte `offset`: (timestamp, text) each, with the byte
-    offset reached and the last timestamp seen. A line takes the time its logging prefix gives,
-    else the one before it. Kept small and alone so the shared log reader can replace it."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return [], offset, last
-    end = data.rfind(b"\n") + 1
-    lines = []
-    for raw in data[:end].decode(errors="replace").splitlines():
-        if m := LOG_TIME.match(raw):
-            stamp = dt.datetime.fromisoformat(f"{m[1]}.{m[2]}").astimezone(dt.timezone.utc)
-            last = stamp
-        lines.append((last, raw))
-    return lines, offset + end, last
 
 
 class Control(Protocol):
@@ -270,7 +268,7 @@ class SystemAPI:
         return web.json_response([{"name": n, "namespace": NAMESPACE} for n in store.names()])
 
     async def put_secret(self, request: web.Request, create: bool) -> web.Response:
-        body = await json_body(request)  # faas-provider types.Secret: value, or rawValue (base64, Go's []byte)
+        body = await json_body(request, limit=SECRET_BODY_BYTES)  # faas-provider types.Secret: value, or rawValue (base64)
         check_namespace(body.get("namespace"), 400 if create else 404)
         value, raw = body.get("value"), body.get("rawValue")
         try:
@@ -289,10 +287,10 @@ class SystemAPI:
 
     # -- logs -----------------------------------------------------------------------------------------
     def _log_files(self, name: str) -> dict:
-        """instance -> log file of each replica the function has had (sai/local/platform.py names them)."""
-        logs = self.control.logs
-        files = {f"{name}-0": logs / f"function-{name}.log"}
-        for path in logs.glob(f"function-{name}.*.log"):
+        """instance -> log file of each replica the function has had (function_replicas.py names them)."""
+        folder = self.control.logs
+        files = {f"{name}-0": folder / f"function-{name}.log"}
+        for path in folder.glob(f"function-{name}.*.log"):
             index = path.name[len(f"function-{name}.") : -len(".log")]
             if index.isdigit():
                 files[f"{name}-{index}"] = path
@@ -310,7 +308,7 @@ class SystemAPI:
         epoch = dt.datetime.fromtimestamp(0, dt.timezone.utc)
         lines, offsets = [], {}
         for instance, path in files.items():
-            read, offsets[instance], _ = read_log(path, epoch)
+            read, offsets[instance], _ = logs.read_log(path, epoch)
             lines += [(t, instance, text) for t, text in read if q["since"] is None or t >= q["since"]]
         lines.sort(key=lambda line: line[0])  # stable: each file's own order is kept
         if q["tail"] > 0:
@@ -334,7 +332,7 @@ class SystemAPI:
                     if q["instance"] not in (None, instance):
                         continue
                     now = dt.datetime.now(dt.timezone.utc)
-                    read, offsets[instance], _ = read_log(path, now, offsets.get(instance, 0))
+                    read, offsets[instance], _ = logs.read_log(path, now, offsets.get(instance, 0))
                     if read:
                         await resp.write(b"".join(message(t, instance, text) for t, text in read))
             await resp.write_eof()

@@ -31,6 +31,16 @@ log = logging.getLogger(__name__)
 
 BACKENDS_SRC = pathlib.Path(__file__).parent / "triton_backends"
 STUB_PACKAGES = "triton-stub-packages"  # folder in the virtualenv, see the module docstring
+# Triton's HTTP APIs that could load code (model-repository: a config + file override), read or
+# write memory (shared-memory), or change what it logs and traces. They are restricted with a
+# header that no HTTP request can carry: Triton (2.51.0, src/command_line_parser.cc
+# ParseGenericConfigOption) takes the header name from the first ':' to the first '=', so it may
+# hold a ':', while an HTTP/1.1 field name ends at its first ':' (http_server.cc
+# RespondIfRestricted looks the name up whole). Whatever is on a command line is public (`ps`),
+# and Triton takes this setting from its arguments only, so no secret key could be kept there.
+# Model control goes over gRPC on a private Unix socket instead (TritonServer.grpc_url).
+CLOSED_OVER_HTTP = "model-repository,shared-memory,statistics,trace,logging:closed:no-http-client-can-send-this=1"
+UNIX_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
 SAI_STUB_PACKAGES = setting("SAI_STUB_PACKAGES", str, None)  # None: <venv>/triton-stub-packages
 # Which configs/<name>.pbtxt each model loads: `local_gpu` is sai/bench/gpu.sh's CUDA variant.
 SAI_TRITON_CONFIG = setting("SAI_TRITON_CONFIG", str, "local")
@@ -111,23 +121,25 @@ def _install(src: pathlib.Path, dst: pathlib.Path) -> None:
 
 @dataclass
 class TritonServer:
-    """One tritonserver process, on loopback only (the gateway is the one way in). `start()` returns
+    """One tritonserver process: HTTP on loopback (the gateway is the one way in), gRPC on a Unix
+    socket only the platform's user reaches (`grpc_url`). `start()` returns
     at once; `wait_ready()` waits until this process listens and /v2/health/ready says its models
     are loaded; `live()` is the supervisor's liveness probe."""
 
     model_repository: pathlib.Path
     work_dir: pathlib.Path  # backend directory and log live here
     http_port: int = 8000
-    grpc_port: int = 8001
+    grpc_port: int = 8001  # names the gRPC socket (see grpc_url): gRPC is not on TCP
     metrics_port: int = 8002
     host: str = "127.0.0.1"
     config_name: str = field(default_factory=SAI_TRITON_CONFIG)
     process: subprocess.Popen | None = None
     record: dict | None = None  # pid and start time, for the state file
     probe_timeout_s: float = 3.0  # /v2/health/live answers in ms; generous so that a busy Triton is not killed
-    # `sai reload`: explicit model control (every model, or `models`, loads at start) with the
-    # model-repository API behind a per-run key, as the chart does (header triton-admin-key).
-    admin_key: str | None = None
+    # `sai reload`: explicit model control (every model, or `models`, loads at start); load and
+    # unload go over gRPC, which Triton serves only on a Unix socket in work_dir (0700): only the
+    # platform's user can connect, and no key exists for `ps` to show (CLOSED_OVER_HTTP).
+    model_control: bool = False
     log_verbose: int = 0  # Triton prints request ids ("[request id: ...]") from 1 up
     # The models to load (`sai up --only`: those its functions call, sai/local/model_deps.py);
     # None loads every model in the repository.
@@ -137,6 +149,12 @@ class TritonServer:
     def url(self) -> str:
         """host:port, the form tritonclient and the functions' TRITON_URL take."""
         return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        """Triton's gRPC endpoint: `<work_dir>/grpc.sock:<grpc_port>` (Triton appends ':' and the
+        port to --grpc-address, src/grpc/grpc_server.cc; gRPC takes all after 'unix:' as the path)."""
+        return f"unix:{self.work_dir / 'grpc.sock'}:{self.grpc_port}"
 
     @property
     def log_path(self) -> pathlib.Path:
@@ -150,23 +168,16 @@ class TritonServer:
             f"--backend-directory={backends}",
             f"--http-address={self.host}",
             f"--http-port={self.http_port}",
-            f"--grpc-address={self.host}",
+            f"--grpc-address=unix:{self.work_dir / 'grpc.sock'}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             *(
                 ["--model-control-mode=explicit", *(f"--load-model={m}" for m in self.models or ["*"])]
-                if self.admin_key or self.models is not None
+                if self.model_control or self.models is not None
                 else []
             ),
-            *(
-                [
-                    f"--http-restricted-api=model-repository:triton-admin-key={self.admin_key}",
-                    f"--grpc-restricted-protocol=model-repository:triton-admin-key={self.admin_key}",
-                ]
-                if self.admin_key
-                else []
-            ),
+            f"--http-restricted-api={CLOSED_OVER_HTTP}",
             "--strict-readiness=true",
             # Our configs are complete: without this the Python backend starts one extra stub per
             # model just to ask model.py for a config (importing onnxruntime; ~1 s of the start).
@@ -189,7 +200,13 @@ class TritonServer:
         if missing:
             raise TritonNotInstalled(f"models not built: run make models (missing: {', '.join(missing)})")
         dist = TritonDist.find()
+        socket = self.grpc_url.removeprefix("unix:")
+        if len(os.fsencode(socket)) > UNIX_PATH_MAX:
+            raise RuntimeError(
+                f"path of Triton's gRPC socket too long for a Unix socket: {socket}; set SAI_STATE_DIR to a shorter folder"
+            )
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir.chmod(0o700)  # the gRPC socket's guard: only the platform's user may connect
         backends = prepare_backends(dist, self.work_dir / "backends")
         cmd = self.command(dist, backends)
         log.info("starting tritonserver on %s (log: %s)", self.url, self.log_path)

@@ -15,7 +15,6 @@ Everything here is called under the platform's lock (platform.py says who owns w
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 
 from sai.local import model_control
@@ -43,7 +42,7 @@ class TritonSupervisor:
                 http_port=settings.triton_http_port,
                 grpc_port=settings.triton_grpc_port,
                 metrics_port=settings.triton_metrics_port,
-                admin_key=secrets.token_urlsafe(24),  # opens model load/unload to this supervisor only
+                model_control=True,  # model load/unload for this supervisor, on a private socket
                 log_verbose=settings.triton_log_verbose,
                 models=models,
             )
@@ -123,7 +122,7 @@ class TritonSupervisor:
         those that failed (they stay unloaded)."""
         server = self.server
         missing = sorted(set(names) - set(self.loaded))
-        if server is None or not server.admin_key or not missing:
+        if server is None or not server.model_control or not missing:
             return {}
         now, failed = model_fingerprints(self.settings.model_repository), {}
         for name in missing:
@@ -138,7 +137,7 @@ class TritonSupervisor:
     def unload(self, names: set[str]) -> dict[str, str]:
         """Unload `names` from Triton; {model: why} for those it refused."""
         server, failed = self.server, {}
-        if server is None or not server.admin_key:
+        if server is None or not server.model_control:
             return {}
         for name in sorted(set(names) & set(self.loaded)):
             if (error := model_control.call(server, name, "unload")) is None:
@@ -161,8 +160,16 @@ class TritonSupervisor:
         unreadable). The report's part: loaded, reloaded, unloaded, failed {model: why}."""
         report: dict = {"loaded": [], "reloaded": [], "unloaded": [], "failed": {}}
         server = self.server
-        if server is None or not server.admin_key:
+        if server is None or not server.model_control:
             return {**report, "skipped": EXTERNAL}
+        try:
+            self._reload(server, report, upcoming)
+        except Exception as exc:  # noqa: BLE001 - a reload never stops the platform: it reports
+            log.exception("reload: models")
+            report["failed"]["model_repository"] = repr(exc)
+        return report
+
+    def _reload(self, server: TritonServer, report: dict, upcoming: Callable[[], list[Function] | None]) -> None:
         now = model_fingerprints(self.settings.model_repository)
         wanted = self._wanted(now, upcoming)
         for name in sorted(now):
@@ -182,7 +189,6 @@ class TritonSupervisor:
                 report["failed"][name] = error
         self.left_out -= set(self.loaded)
         self._remember()
-        return report
 
     def _wanted(self, now: dict[str, str], upcoming: Callable[[], list[Function] | None]) -> set[str]:
         if not self.left_out:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import pathlib
 import re
 import shutil
-import tempfile
+import sys
 from dataclasses import dataclass, field
 
+from sai.local.processes import scratch_dir
 from sai.sai_error import SaiError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -45,6 +47,15 @@ TRITON_TYPES = {
     13: "TYPE_UINT64",
     16: "TYPE_BF16",
 }
+
+
+# Memory per model (docs/reliability.md, items 11 and 12). One request's inputs at batch 1 above
+# MAX_INPUT_BYTES are refused: the zeros check would allocate them in this process, Triton and the
+# backend stub, and no function should send them. One call's tensors at the local max_batch_size
+# above WARN_CALL_BYTES are allowed with a warning: dynamic batching can run such a call on each
+# instance at once, and Triton's memory grows by that much.
+MAX_INPUT_BYTES = 1 << 30
+WARN_CALL_BYTES = 1 << 30
 
 
 class AddError(SaiError):
@@ -87,6 +98,18 @@ def _dims(value_info) -> list[int | str | None]:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in shape.dim]
 
 
+def _tensors(graph):
+    """Every TensorProto of a graph: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                yield from _tensors(sub)
+
+
 def load_graph(path: pathlib.Path):
     """The parsed and checked ModelProto, or AddError saying why it is not a usable ONNX file."""
     import onnx
@@ -95,9 +118,17 @@ def load_graph(path: pathlib.Path):
     if not path.is_file():
         raise AddError(f"{path}: no such file")
     try:
-        model = onnx.load(str(path))
-    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        # External data is never followed: its locations are the file's word (/etc/passwd, ../,
+        # a symlink), and only model.onnx itself is copied into the repository.
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError, onnx.checker.ValidationError) as exc:
         raise AddError(f"{path} is not an ONNX model, or it is truncated (it does not parse as one: {exc})") from exc
+    external = [t.name for t in _tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise AddError(
+            f"{path} keeps tensors in external data files ({', '.join(external[:3])}{' ...' if len(external) > 3 else ''}): "
+            "save it as one file (onnx.save(model, path, save_as_external_data=False); under 2 GB)"
+        )
     if not model.graph.node or not model.graph.output:
         raise AddError(f"{path} is not an ONNX model, or it is truncated (no graph nodes or outputs in it)")
     try:
@@ -197,6 +228,60 @@ def _pin(name: str, dims: list, image: ImageOptions) -> list[int]:
     )
 
 
+def _size(n: float) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
+
+
+def _itemsize(elem: int) -> int:
+    """Bytes per element of an ONNX element type (strings: 0, their size is not in the graph)."""
+    import onnx
+
+    if elem in (0, onnx.TensorProto.STRING):
+        return 0
+    return onnx.helper.tensor_dtype_to_np_dtype(elem).itemsize
+
+
+def check_input_size(model, graph: Graph) -> None:
+    """Refuse inputs that one item alone makes larger than MAX_INPUT_BYTES (say, [3, 100000, 100000])."""
+    elem = {vi.name: vi.type.tensor_type.elem_type for vi in model.graph.input}
+    for t in graph.inputs:
+        size = math.prod(t.dims) * _itemsize(elem[t.name])
+        if size > MAX_INPUT_BYTES:
+            raise AddError(
+                f"input {t.name!r} {t.dtype[5:]} {t.dims} is {_size(size)} per item, over the {_size(MAX_INPUT_BYTES)} "
+                "a request may carry here: export it with smaller dimensions"
+            )
+
+
+def call_bytes(model, graph: Graph, batch: int) -> int | None:
+    """Bytes of the tensors one call of `batch` items holds (inputs, outputs and every intermediate
+    whose shape the graph fixes, weights apart): an upper bound of what onnxruntime allocates, as it
+    reuses buffers. None when ONNX's shape inference cannot run on the graph."""
+    import onnx
+
+    staged = onnx.ModelProto()
+    staged.CopyFrom(model)
+    pinned = {t.name: ([batch] if graph.batched else []) + t.dims for t in graph.inputs}
+    for vi in staged.graph.input:
+        if vi.name in pinned:
+            dims = vi.type.tensor_type.shape.dim
+            del dims[:]
+            for d in pinned[vi.name]:
+                dims.add().dim_value = d
+    try:
+        inferred = onnx.shape_inference.infer_shapes(staged)
+    except Exception:  # noqa: BLE001 - onnx raises several kinds; the warning is then left out
+        return None
+    total, seen = 0, {i.name for i in model.graph.initializer}  # weights are not per call
+    for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+        dims = _dims(vi)
+        if vi.name in seen or not vi.type.HasField("tensor_type") or not all(isinstance(d, int) and d > 0 for d in dims):
+            continue  # counted already, or a shape the graph leaves open
+        seen.add(vi.name)
+        total += math.prod(dims) * _itemsize(vi.type.tensor_type.elem_type)
+    return total
+
+
 def image_input(graph: Graph) -> Tensor | None:
     """The one image input (3 dims with a 3-channel axis first or last, uint8 or float32), if any."""
     if len(graph.inputs) != 1:
@@ -238,55 +323,54 @@ def class_output(graph: Graph) -> Tensor | None:
     return next((o for o in graph.outputs if o.dtype in ("TYPE_FP32", "TYPE_FP16") and len(o.dims) == 1 and o.dims[0] > 0), None)
 
 
-def _tensor_line(t: Tensor, label: bool = False, image: bool = False) -> str:
-    extra = ', label_filename: "labels.txt"' if label else ""
-    if image:  # the layout, written out so that the function never has to guess it (common/imaging.py)
-        extra += f", format: {'FORMAT_NCHW' if t.dims[0] == 3 else 'FORMAT_NHWC'}"
-    return f'  {{ name: "{t.name}", data_type: {t.dtype}, dims: [ {", ".join(map(str, t.dims))} ]{extra} }}'
-
-
 def render(name: str, graph: Graph, params: dict[str, str], labelled: str | None, kind: str) -> str:
-    """One config.pbtxt: kind is gpu (config.pbtxt), cpu or local (configs/<kind>.pbtxt)."""
-    header = {
-        "gpu": "# Production config: native ONNX Runtime backend on a GPU (stock tritonserver image).",
-        "cpu": "# CPU-only clusters (e.g. the kind profile): the stock image's native ONNX Runtime backend on CPU.",
-        "local": "# Embedded platform (`sai up`): the PyPI tritonserver has only the Python backend, so the same\n"
-        "# model.onnx runs through our Python-based `onnx_local` backend (sai/triton_backends/onnx_local).",
-    }[kind]
-    lines = [header, f"# Written by `sai models add {name}`.", f'name: "{name}"']
-    lines.append('backend: "onnx_local"' if kind == "local" else 'platform: "onnxruntime_onnx"')
-    batch = (1 if graph.fixed_batch_1 else BATCH[kind]) if graph.batched else 0
-    lines.append(f"max_batch_size: {batch}")
-    lines += ["input ["]
-    lines += [",\n".join(_tensor_line(t, image=t is image_input(graph)) for t in graph.inputs), "]", "output ["]
-    lines += [",\n".join(_tensor_line(t, t.name == labelled) for t in graph.outputs), "]"]
-    lines.append(
-        f"instance_group [ {{ kind: {'KIND_GPU' if kind == 'gpu' else 'KIND_CPU'}, count: {2 if kind == 'local' else 1} }} ]"
-    )
-    if graph.batched and not graph.fixed_batch_1:
-        lines.append(
-            {
-                "gpu": "dynamic_batching {\n  preferred_batch_size: [ 8, 16, 32 ]\n  max_queue_delay_microseconds: 2000\n}",
-                "cpu": "dynamic_batching { max_queue_delay_microseconds: 1000 }",
-                "local": "dynamic_batching { max_queue_delay_microseconds: 0 }",
-            }[kind]
-        )
-    if params:
-        lines.append("# Preprocessing the functions read from this config (see common/imaging.py).")
-        lines += [f'parameters {{ key: "{k}", value: {{ string_value: "{v}" }} }}' for k, v in params.items()]
+    """One config.pbtxt: kind is gpu (config.pbtxt), cpu or local (configs/<kind>.pbtxt). Built as
+    Triton's ModelConfig message: names from the graph are data, never config syntax."""
+    from sai.models.config import config_text, messages
+
+    pb = messages()
+    comments = {
+        "gpu": ["Production config: native ONNX Runtime backend on a GPU (stock tritonserver image)."],
+        "cpu": ["CPU-only clusters (e.g. the kind profile): the stock image's native ONNX Runtime backend on CPU."],
+        "local": [
+            "Embedded platform (`sai up`): the PyPI tritonserver has only the Python backend, so the same",
+            "model.onnx runs through our Python-based `onnx_local` backend (sai/local/triton_backends/onnx_local);",
+            "intra_op_threads: onnxruntime threads per instance, allow_spinning 0: functions share the cores.",
+        ],
+    }[kind] + [f"Written by `sai models add {name}`; parameters are the preprocessing functions read (common/imaging.py)."]
+    if kind != "local" and all(t.dtype != "TYPE_STRING" for t in graph.inputs):
+        comments.append("model_warmup runs one batch at load, so the first request after a scale-from-zero is not the slow one.")
+    config = pb.ModelConfig(name=name, max_batch_size=(1 if graph.fixed_batch_1 else BATCH[kind]) if graph.batched else 0)
     if kind == "local":
-        lines.append("# onnxruntime threads per instance (0 = one per core); no spinning: functions share the cores.")
-        lines.append('parameters { key: "intra_op_threads", value: { string_value: "1" } }')
-        lines.append('parameters { key: "allow_spinning", value: { string_value: "0" } }')
-    elif all(t.dtype != "TYPE_STRING" for t in graph.inputs):
-        warm = 8 if kind == "gpu" and graph.batched and not graph.fixed_batch_1 else 1
-        entries = ",\n".join(
-            f'    inputs {{ key: "{t.name}", value: {{ data_type: {t.dtype}, dims: [ {", ".join(map(str, t.dims))} ], zero_data: true }} }}'
-            for t in graph.inputs
+        config.backend = "onnx_local"
+    else:
+        config.platform = "onnxruntime_onnx"
+    image = image_input(graph)
+    for t in graph.inputs:
+        config.input.add(name=t.name, data_type=pb.DataType.Value(t.dtype), dims=t.dims)
+        if t is image:  # the layout, written out so that the function never has to guess it (common/imaging.py)
+            config.input[-1].format = pb.ModelInput.Format.Value("FORMAT_NCHW" if t.dims[0] == 3 else "FORMAT_NHWC")
+    for t in graph.outputs:
+        label = "labels.txt" if t.name == labelled else ""
+        config.output.add(name=t.name, data_type=pb.DataType.Value(t.dtype), dims=t.dims, label_filename=label)
+    group = pb.ModelInstanceGroup.Kind.Value("KIND_GPU" if kind == "gpu" else "KIND_CPU")
+    config.instance_group.add(kind=group, count=2 if kind == "local" else 1)
+    if graph.batched and not graph.fixed_batch_1:
+        config.dynamic_batching.max_queue_delay_microseconds = {"gpu": 2000, "cpu": 1000, "local": 0}[kind]
+        if kind == "gpu":
+            config.dynamic_batching.preferred_batch_size.extend([8, 16, 32])
+    local = {"intra_op_threads": "1", "allow_spinning": "0"} if kind == "local" else {}
+    for key, value in {**params, **local}.items():
+        config.parameters[key].string_value = value
+    if kind != "local" and all(t.dtype != "TYPE_STRING" for t in graph.inputs):
+        warmup = config.model_warmup.add(
+            name="zeros", batch_size=8 if kind == "gpu" and graph.batched and not graph.fixed_batch_1 else 1
         )
-        lines.append("# Run one batch at load time so the first real request after a scale-from-zero is not the slow one.")
-        lines.append(f'model_warmup [\n  {{\n    name: "zeros"\n    batch_size: {warm}\n{entries}\n  }}\n]')
-    return "\n".join(lines) + "\n"
+        for t in graph.inputs:
+            warmup.inputs[t.name].CopyFrom(
+                pb.ModelWarmup.Input(data_type=pb.DataType.Value(t.dtype), dims=t.dims, zero_data=True)
+            )
+    return config_text(config, comments)
 
 
 def write_model(target: pathlib.Path, name: str, onnx_file: pathlib.Path, graph: Graph, image: ImageOptions) -> None:
@@ -343,8 +427,12 @@ def smoke_test(staged_repo: pathlib.Path, name: str, work: pathlib.Path, timeout
         quiet.setLevel(level)
 
 
+def _warn(message: str) -> None:
+    print(f"sai: warning: {message}", file=sys.stderr)
+
+
 def add_model(
-    repo: pathlib.Path, name: str, onnx_file: pathlib.Path, image: ImageOptions | None = None, echo=print
+    repo: pathlib.Path, name: str, onnx_file: pathlib.Path, image: ImageOptions | None = None, echo=print, warn=_warn
 ) -> pathlib.Path:
     image = image or ImageOptions()
     if not NAME_RE.match(name):
@@ -361,18 +449,28 @@ def add_model(
     if image.std and any(v <= 0 for v in image.std):
         raise AddError("--image-std values must be positive")
     onnx_file = pathlib.Path(onnx_file)
-    graph = inspect(load_graph(onnx_file), image)
+    model = load_graph(onnx_file)
+    graph = inspect(model, image)
+    check_input_size(model, graph)
     batch = "fixed batch of 1" if graph.fixed_batch_1 else "batched (first dimension)" if graph.batched else "not batched"
     echo(f"{onnx_file.name}: opset {graph.opset}, {batch}")
     for kind, tensors in (("input", graph.inputs), ("output", graph.outputs)):
         for t in tensors:
             echo(f"  {kind:6} {t.name}: {t.dtype[5:]} {t.dims}")
-    with tempfile.TemporaryDirectory(prefix="sai-add-") as tmp:
-        staged = pathlib.Path(tmp) / "repo" / name
+    full = (1 if graph.fixed_batch_1 else BATCH["local"]) if graph.batched else 1
+    if (held := call_bytes(model, graph, full)) is not None and held > WARN_CALL_BYTES:
+        warn(
+            f"one call of {full} item(s) may hold up to {_size(held)} of tensors (from the graph's shapes), over the "
+            f"{_size(WARN_CALL_BYTES)} a model should stay under (docs/reliability.md); Triton grows by that much per "
+            "busy instance: lower max_batch_size in configs/local.pbtxt, or give the machine the memory"
+        )
+    del model  # the staged copy is read from the file again
+    with scratch_dir("sai-add-") as tmp:  # removed even if this command is killed
+        staged = tmp / "repo" / name
         staged.mkdir(parents=True)
         write_model(staged, name, onnx_file, graph, image)
         echo(f"loading {name} into Triton (local config) and running it on zeros ...")
-        shapes = smoke_test(staged.parent, name, pathlib.Path(tmp) / "triton")
+        shapes = smoke_test(staged.parent, name, tmp / "triton")
         echo("  " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
         if (repo / name).exists():
             raise AddError(f"model {name!r} appeared in {repo} meanwhile; not overwriting it")

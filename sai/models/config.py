@@ -1,6 +1,8 @@
 """The one reader of Triton model configs (config.pbtxt and configs/*.pbtxt): protobuf text format
 parsed with Triton's own ModelConfig message, returned as the JSON Triton serves for
-`GET /v2/models/<m>/config` (what the functions read at run time)."""
+`GET /v2/models/<m>/config` (what the functions read at run time). Configs that `sai models add`
+writes are built as that message too (`messages()`, `config_text`), never by string formatting,
+so a tensor name from a user's graph stays a quoted string whatever it holds."""
 
 from __future__ import annotations
 
@@ -21,6 +23,18 @@ def _model_config_pb2():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def messages():
+    """The module of Triton's config messages (ModelConfig, ModelInput, DataType ...)."""
+    return _model_config_pb2()
+
+
+def config_text(config, comments: list[str]) -> str:
+    """A ModelConfig message as config.pbtxt text, after `comments` (one `#` line each)."""
+    from google.protobuf import text_format
+
+    return "".join(f"# {line}\n" for line in comments) + text_format.MessageToString(config)
 
 
 def read_config(path: pathlib.Path) -> dict:

@@ -44,7 +44,7 @@ def test_triton_loads_only_the_named_models(tmp_path):
     only = TritonServer(REPO, tmp_path, models=["image_classifier"]).command(dist, tmp_path)
     assert "--model-control-mode=explicit" in only
     assert [a for a in only if a.startswith("--load-model")] == ["--load-model=image_classifier"]
-    every = TritonServer(REPO, tmp_path, admin_key="k").command(dist, tmp_path)
+    every = TritonServer(REPO, tmp_path, model_control=True).command(dist, tmp_path)
     assert [a for a in every if a.startswith("--load-model")] == ["--load-model=*"]
     plain = TritonServer(REPO, tmp_path).command(dist, tmp_path)
     assert not [a for a in plain if a.startswith(("--load-model", "--model-control-mode"))]

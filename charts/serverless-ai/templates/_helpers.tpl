@@ -147,6 +147,9 @@ runAsGroup: {{ $uid }}
 {{- if lt (include "sai.timeout.progressDeadline" . | int) (include "sai.timeout.tritonRevision" . | int) -}}
 {{- fail (printf "timeouts.tritonProgressDeadlineSeconds (%s) must be at least Triton's revision timeout (%s s): Knative would cancel a wake while requests still wait for it" (include "sai.timeout.progressDeadline" .) (include "sai.timeout.tritonRevision" .)) -}}
 {{- end -}}
+{{- if ge (int .Values.triton.startup.maxSeconds) (include "sai.timeout.progressDeadline" . | int) -}}
+{{- fail (printf "triton.startup.maxSeconds (%d) must be below the revision's progress-deadline (%ss, timeouts.tritonProgressDeadlineSeconds): Knative gives up on the revision first" (int .Values.triton.startup.maxSeconds) (include "sai.timeout.progressDeadline" .)) -}}
+{{- end -}}
 {{- if and (ne .Values.functions.mode "none") (not .Values.functions.imageRegistry) -}}
 {{- fail (printf "functions.imageRegistry is required with functions.mode=%s: the registry your cluster pulls the function images from (the REGISTRY you pushed them to with faas-cli)" .Values.functions.mode) -}}
 {{- end -}}

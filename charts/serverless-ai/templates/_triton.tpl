@@ -68,19 +68,36 @@ pvc://{{ $r.pvc.claimName }}{{ with $r.pvc.path }}/{{ trimPrefix "/" . }}{{ end 
 {{- toYaml $res -}}
 {{- end -}}
 
+{{/* Triton opens its HTTP port only after loading every model (server r25.09 src/main.cc: the
+     endpoints start once the server object, which loads the --load-model list, exists), so the
+     startupProbe covers the load and warm-up; the kubelet runs liveness and readiness only after
+     it has succeeded. Knative allows startupProbe on the serving container and passes it to the
+     kubelet unchanged (serving knative-v1.23.0 pkg/apis/serving/fieldmask.go ContainerMask,
+     pkg/reconciler/revision/resources/deploy.go: only readiness moves into queue-proxy and only
+     liveness gets its port rewritten). Timeouts above the kubelet's 1 s default: a CPU Triton
+     busy with a batch answers health checks late, which must not flip readiness or restart it. */}}
 {{- define "sai.triton.probes" -}}
+{{- $startup := .Values.triton.startup }}
+startupProbe:
+  httpGet:
+    path: /v2/health/live
+    port: 8080
+  periodSeconds: {{ $startup.periodSeconds }}
+  failureThreshold: {{ div (add $startup.maxSeconds $startup.periodSeconds -1) $startup.periodSeconds }}
 readinessProbe:
   httpGet:
     path: /v2/health/ready
     port: 8080
   periodSeconds: {{ .Values.triton.readiness.periodSeconds }}
   failureThreshold: {{ .Values.triton.readiness.failureThreshold }}
+  timeoutSeconds: 3
 livenessProbe:
   httpGet:
     path: /v2/health/live
     port: 8080
   periodSeconds: 10
   failureThreshold: 6
+  timeoutSeconds: 5
 {{- end -}}
 
 {{/* Knative revision annotations: scale to zero (KPA) and how long a wake may take (the progress

@@ -168,7 +168,7 @@ function bars(rows, id) {
   // rows: [{label, score, cls}]
   return `<div id="${id}">` + rows.map((r) =>
     `<div class="bar-row"><span class="label" title="${esc(r.label)}">${esc(r.label)}</span>` +
-    `<div><div class="bar ${r.cls || ""}" style="width:${Math.max(0, Math.min(1, r.score)) * 100}%"></div></div>` +
+    `<div><div class="bar ${r.cls || ""}" data-score="${Math.max(0, Math.min(1, r.score))}"></div></div>` +
     `<span class="score">${r.score.toFixed(3)}</span></div>`).join("") + "</div>";
 }
 
@@ -176,8 +176,10 @@ function render(doc) {
   // by the response's shape, not the function's name: a new function of a known kind just works
   const out = $("#result");
   if (!doc) { out.textContent = "(not JSON: see the response)"; return; }
-  if (doc.results && !doc.predictions) { out.innerHTML = doc.results.map((r) => `<div>${html(r)}</div>`).join("<hr>"); return; }
-  out.innerHTML = html(doc);
+  if (doc.results && !doc.predictions) out.innerHTML = doc.results.map((r) => `<div>${html(r)}</div>`).join("<hr>");
+  else out.innerHTML = html(doc);
+  // widths through the CSSOM: the page's CSP refuses inline style attributes
+  for (const bar of out.querySelectorAll(".bar[data-score]")) bar.style.width = `${bar.dataset.score * 100}%`;
 }
 
 function html(doc) {
