@@ -81,7 +81,7 @@ def test_unsigned_and_badly_signed_writes_are_refused(s3):
         other.put_object(Bucket=s3.bucket, Key=RESULT, Body=b"forged")
     # a correctly signed request whose body was swapped, and one replayed 20 minutes later
     assert_refused(send(signed(s3, "PUT", RESULT, b"honest"), body=b"forged"), "XAmzContentSHA256Mismatch")
-    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=20)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
     assert_refused(send(signed(s3, "PUT", RESULT, b"forged", when=old)), "RequestTimeTooSkewed")
     # moto's own API (reset everything, switch its auth off) is closed
     assert_refused(requests.post(f"{s3.endpoint}/moto-api/reset", timeout=10), "AccessDenied")

@@ -250,7 +250,7 @@ def test_logs_tail_since_and_follow(faas, api):
     for m in lines:
         assert set(m) == {"name", "namespace", "instance", "timestamp", "text"} and m["instance"] == "echo-0"
         dt.datetime.fromisoformat(m["timestamp"])
-    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert faas("GET", f"/system/logs?name=echo&follow=false&since={future}").text == ""
     assert_error(faas("GET", "/system/logs?name=nope"), 404, "function_not_found")
     assert_error(faas("GET", "/system/logs?name=echo&tail=x"), 400)

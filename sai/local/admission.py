@@ -49,7 +49,7 @@ class Admission:
         self._waiters.append(slot)
         try:
             await (asyncio.wait_for(asyncio.shield(slot), self.wait_s) if queue else slot)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if slot.done():  # handed over just as the wait ended: keep it
                 return
             slot.cancel()

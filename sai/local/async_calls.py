@@ -323,7 +323,7 @@ class AsyncCalls:
             try:
                 await asyncio.wait_for(self._closing.wait(), delay)
                 return  # shutting down during the back-off: resume after the restart
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         await self._finish_delivery(call_id, row["callback"], "failed", attempts, error)
 

@@ -221,5 +221,5 @@ class CallbackSender:
                     return resp.status in RETRY_STATUSES, f"callback answered {resp.status}"
             except asyncio.CancelledError:
                 raise
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 return True, f"callback unreachable: {type(exc).__name__}"

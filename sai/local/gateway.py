@@ -203,7 +203,7 @@ class Gateway:
         while True:
             try:
                 chunk = await asyncio.wait_for(request.content.readany(), self.body_idle_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise BodyTimeout() from None
             if not chunk:
                 return
@@ -303,7 +303,7 @@ class Gateway:
                 return resp.status, out, data
         except (BodyTooLarge, BodyTimeout) as exc:
             return parts(self._body_error(exc, name))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return error_parts(
                 504, "function_timeout", f"function {name!r} did not answer within {self.upstream_timeout.total:.0f}s"
             )

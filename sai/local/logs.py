@@ -121,7 +121,7 @@ def read_log(path: pathlib.Path, last: dt.datetime, offset: int = 0) -> tuple[li
     lines = []
     for raw in data[:end].decode(errors="replace").splitlines():
         if m := LOG_TIME.match(raw):
-            stamp = dt.datetime.fromisoformat(f"{m[1]}.{m[2]}").astimezone(dt.timezone.utc)
+            stamp = dt.datetime.fromisoformat(f"{m[1]}.{m[2]}").astimezone(dt.UTC)
             last = stamp
         lines.append((last, raw))
     return lines, offset + end, last

@@ -67,7 +67,7 @@ def check(method: str, target: str, headers: Any, body: bytes, access_key: str, 
         raise Refused("InvalidAccessKeyId", "the access key is not this server's")
     stamp = headers.get("X-Amz-Date", "")
     try:
-        when = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        when = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
         raise Refused("AccessDenied", "X-Amz-Date is missing or not YYYYMMDDTHHMMSSZ") from None
     if abs(now - when) > MAX_SKEW or stamp[:8] != date:
@@ -103,7 +103,7 @@ class SignedOnly:
         try:
             if request.path.startswith("/moto-api"):
                 raise Refused("AccessDenied", "moto's own API is closed on this server")
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             check(request.method, target, request.headers, body, self.access_key, self.secret_key, now)
         except Refused as refused:
             if self.log is not None:

@@ -112,7 +112,7 @@ def parse_logs_query(query: Mapping[str, str]) -> dict:
     except ValueError:
         raise GatewayError(400, "invalid_parameter", "tail must be an integer and since an RFC 3339 time") from None
     if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=dt.timezone.utc)
+        since = since.replace(tzinfo=dt.UTC)
     return {
         "name": query["name"],
         "instance": query.get("instance") or None,
@@ -305,7 +305,7 @@ class SystemAPI:
         files = {i: p for i, p in self._log_files(name).items() if q["instance"] in (None, i)}
         if not files:
             return error(404, "not_found", f"no instance {q['instance']!r} of {name!r}")
-        epoch = dt.datetime.fromtimestamp(0, dt.timezone.utc)
+        epoch = dt.datetime.fromtimestamp(0, dt.UTC)
         lines, offsets = [], {}
         for instance, path in files.items():
             read, offsets[instance], _ = logs.read_log(path, epoch)
@@ -331,7 +331,7 @@ class SystemAPI:
                 for instance, path in self._log_files(name).items():
                     if q["instance"] not in (None, instance):
                         continue
-                    now = dt.datetime.now(dt.timezone.utc)
+                    now = dt.datetime.now(dt.UTC)
                     read, offsets[instance], _ = logs.read_log(path, now, offsets.get(instance, 0))
                     if read:
                         await resp.write(b"".join(message(t, instance, text) for t, text in read))
