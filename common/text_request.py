@@ -1,5 +1,7 @@
 """Reading texts from a request (shared by text-sentiment, text-embed and text-keywords):
-`{"text": "..."}`, `{"texts": [...]}` or a plain-text body, with limits and clear 4xx errors."""
+`{"text": "..."}`, `{"texts": [...]}` or a plain-text body, with limits and clear 4xx errors.
+A database change relayed by `sai db watch` (docs/triggers.md), `{"table", "op", "row": {...}}`,
+is read as the text in the row's column TEXT_FIELD."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from .settings import setting
 
 max_texts = setting("MAX_TEXTS", int, 32, low=1)  # the local encoder's max_batch_size
 max_chars = setting("MAX_TEXT_CHARS", int, 20000, low=1)
+text_field = setting("TEXT_FIELD", str, "text")  # the column holding the text in a database change
 
 
 @dataclass
@@ -62,6 +65,13 @@ def read_texts(event: Event, allow_batch: bool = True) -> TextRequest:
     if not isinstance(payload, dict):
         raise FunctionError(400, "invalid_json", f"JSON body must be an object, got {type(payload).__name__}")
     has_text, has_texts = "text" in payload, "texts" in payload
+    if not (has_text or has_texts) and isinstance(payload.get("row"), dict) and "op" in payload:
+        column = text_field()
+        if column not in payload["row"]:
+            raise FunctionError(
+                400, "missing_field", f"the changed row has no column {column!r} (set TEXT_FIELD to the one with the text)"
+            )
+        return TextRequest([_check_text(payload["row"][column], f"row.{column}")], False, {})
     if has_texts and not allow_batch:
         raise FunctionError(400, "invalid_field", 'this function takes one text: send {"text": "..."}')
     if has_text == has_texts:

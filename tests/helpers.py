@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sai.local.platform import Platform, Settings
 from sai.local.processes import wait_until
+from sai.local.triggers.runtime import TriggerSettings
 from sai.state import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ def running_platform(state_dir, **settings):
     """A platform on free ports, stopped on exit: every model on a real tritonserver, the
     functions of stack.yml (or `only`), the gateway."""
     ports = {k: free_port() for k in ("port", "triton_http_port", "triton_grpc_port", "triton_metrics_port")}
+    settings.setdefault("triggers", TriggerSettings(nats_port=free_port()))
     running = Platform(Settings(state_dir=state_dir, **{**ports, **settings}))
     running.start()
     try:

@@ -124,7 +124,7 @@ def test_minio_event_classifies_coffee_as_espresso(fn, env, client, s3, coffee_j
     assert stored["classified_at"].endswith("+00:00")
     head = client.head_object(Bucket=s3.bucket, Key=s3_server.result_key(s3.bucket, key))
     assert head["ContentType"] == "application/json"
-    assert head["Metadata"] == {"sai-result": "1", "source-etag": etag.strip('"')}
+    assert head["Metadata"] == {"sai-result": "1", "source-etag": etag.strip('"'), "model-version": "1"}
 
 
 def test_batch_with_broken_records_keeps_the_good_ones(fn, env, client, s3, coffee_jpeg):
@@ -257,13 +257,15 @@ def test_too_large_object(fn, env, client, s3, coffee_jpeg):
 @pytest.mark.parametrize(
     "payload, code",
     [
-        (b"", "empty_body"),
         (b"{not json", "invalid_json"),
         (b"\xff\xfe", "invalid_encoding"),
         ([1, 2], "bad_event"),
         ({"Records": "x"}, "bad_event"),
         ({"foo": 1}, "bad_event"),
         ({"Records": [{}] * 101}, "too_many_records"),
+        ({"url": "https://example.com/cat.jpg"}, "bad_event"),  # only objects of the bucket, never any URL
+        ({"url": "s3://uploads"}, "bad_event"),
+        ({"url": "s3://uploads/a/../b.jpg"}, "bad_event"),
     ],
 )
 def test_malformed_events_are_400(fn, env, payload, code):
@@ -501,3 +503,44 @@ def test_refused_keys_are_logged_with_the_key(platform_s3):
         assert f"record {index} not processed (unsafe_key)" in line and " WARNING " in line
         assert repr(key)[:100] in line
     assert "(1109 characters)" in lines[3]
+
+
+# ---------------------------------------------------------------- triggers: a named object, the nightly sweep
+
+
+def test_a_message_naming_an_object_classifies_it(fn, env, client, s3, coffee_jpeg):
+    """The `images` topic's message (docs/triggers.md); INPUT_PREFIX scopes notifications only."""
+    env.setenv("INPUT_PREFIX", "incoming/")
+    client.put_object(Bucket=s3.bucket, Key="photos/coffee.jpg", Body=coffee_jpeg)
+    status, body, _ = call(fn, {"url": f"s3://{s3.bucket}/photos/coffee.jpg"})
+    assert status == 200 and body["records"][0]["status"] == "classified"
+    assert result(client, s3, "photos/coffee.jpg")["predictions"][0]["label"] == "espresso"
+    body = call(fn, {"url": "s3://elsewhere/photos/coffee.jpg"})[1]
+    assert body["records"][0]["error"]["code"] == "bucket_not_allowed"
+
+
+def test_the_scheduled_sweep_reclassifies_what_lacks_a_current_result(fn, env, client, s3, coffee_jpeg, cat_jpeg):
+    """cron-connector POSTs no body: every object under INPUT_PREFIX without a result from the
+    model version Triton serves now is classified; current results are left alone."""
+    env.setenv("INPUT_PREFIX", "nightly/")
+    current = put(client, s3, "nightly/current.jpg", coffee_jpeg)
+    old_model = put(client, s3, "nightly/old-model.jpg", cat_jpeg)
+    assert [r["status"] for r in call(fn, {"Records": [current, old_model]})[1]["records"]] == ["classified"] * 2
+    client.put_object(Bucket=s3.bucket, Key="nightly/never-notified.jpg", Body=coffee_jpeg)
+    stale = s3_server.result_key(s3.bucket, "nightly/old-model.jpg")
+    head = client.head_object(Bucket=s3.bucket, Key=stale)
+    client.copy_object(  # as if written by an earlier model version
+        Bucket=s3.bucket,
+        Key=stale,
+        CopySource={"Bucket": s3.bucket, "Key": stale},
+        Metadata={**head["Metadata"], "model-version": "0"},
+        MetadataDirective="REPLACE",
+    )
+    status, body, _ = call(fn, b"", method="POST")
+    assert status == 200
+    assert {r["key"]: r["status"] for r in body["records"]} == {
+        "nightly/current.jpg": "duplicate",
+        "nightly/never-notified.jpg": "classified",
+        "nightly/old-model.jpg": "classified",
+    }
+    assert client.head_object(Bucket=s3.bucket, Key=stale)["Metadata"]["model-version"] == "1"

@@ -34,6 +34,8 @@ ALL_ON = [
     "monitoring.podMonitors=true",
     "modelRepository.localModelCache.enabled=true",
     "triton.prePull.enabled=true",
+    "connectors.cron.enabled=true",
+    "connectors.nats.enabled=true",
 ]
 MONITORING_API = ["monitoring.coreos.com/v1"]
 # MinIO's webhook target waits this long for response headers
@@ -263,7 +265,9 @@ def pod_containers(obj):
 @pytest.mark.parametrize("functions_mode", ["openfaas", "knative"])
 @pytest.mark.parametrize("profile", PROFILES)
 def test_security_and_resources_everywhere(profile, functions_mode):
-    objs = render_chart(PROFILES[profile], ALL_ON[:2] + [f"functions.mode={functions_mode}", "triton.prePull.enabled=true"])
+    connectors = [s for s in ALL_ON if s.startswith("connectors.")]
+    sets = ALL_ON[:2] + connectors + [f"functions.mode={functions_mode}", "triton.prePull.enabled=true"]
+    objs = render_chart(PROFILES[profile], sets)
     specs = list(pod_specs(objs))
     assert len(specs) >= 3
     for name, spec, knative in specs:

@@ -96,6 +96,7 @@ def test_stack_agrees_with_chart(stack, chart_functions):
         assert f["image"] == spec["image"], name
         assert f["environment"] == spec["environment"], name
         assert f.get("secrets", []) == spec["secrets"], name
+        assert f.get("annotations", {}) == spec.get("annotations", {}), name  # the connectors read them
         assert f["requests"] == spec["requests"] and f["limits"] == spec["limits"], name
         assert f["readonly_root_filesystem"] is spec["readOnlyRootFilesystem"] is True
         for key in ("com.openfaas.scale.min", "com.openfaas.scale.max"):

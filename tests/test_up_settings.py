@@ -34,7 +34,7 @@ def _up_parser():
 def _values() -> dict[str, tuple[list[str], object]]:
     """dest -> (the command-line tokens, the value the settings must then hold), none a default."""
     triton = f"127.0.0.1:{free_port()}"  # nobody listens: no Triton is started, none is reached
-    port = free_port()
+    port, nats_port = free_port(), free_port()
     return {
         "host": (["--host", "localhost"], "localhost"),
         "allowed_hosts": (["--allow-host", "sai.example"], ["sai.example"]),
@@ -50,13 +50,16 @@ def _values() -> dict[str, tuple[list[str], object]]:
         "only": (["--only", "text-embed"], ["text-embed"]),
         "callback_allow": (["--callback-allow", "10.0.0.0/8"], ["10.0.0.0/8"]),
         "auth_functions": (["--auth-functions"], True),
+        "triggers.nats_url": (["--nats-url", "nats://127.0.0.1:9"], "nats://127.0.0.1:9"),  # no topic here: never dialled
+        "triggers.nats_port": (["--nats-port", str(nats_port)], nats_port),
     }
 
 
 def test_every_up_option_is_a_setting_and_covered_here():
     fields = {f.name for f in dataclasses.fields(Settings)}
     options = {a.dest for a in _up_parser()._actions} - NOT_SETTINGS
-    assert options <= fields, f"`sai up` options that are not Settings fields: {sorted(options - fields)}"
+    tops = {o.partition(".")[0] for o in options}  # `triggers.nats_port`: a field of Settings.triggers
+    assert tops <= fields, f"`sai up` options that are not Settings fields: {sorted(tops - fields)}"
     assert options == set(_values()), "give each `sai up` option a value in this test"
 
 
@@ -71,7 +74,10 @@ def test_every_option_reaches_the_background_supervisor(tmp_path):
         assert stat.S_IMODE(settings_file.stat().st_mode) == 0o600
         running = json.loads((tmp_path / "run" / "state.json").read_text())["settings"]
         for dest, (_, value) in values.items():
-            assert running[dest] == value, dest
+            found = running
+            for part in dest.split("."):
+                found = found[part]
+            assert found == value, dest
 
         gateway = f"http://localhost:{values['port'][1]}"
         # --auth-functions: a function call without credentials is refused

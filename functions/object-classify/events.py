@@ -56,6 +56,24 @@ def records(payload: object) -> list:
     return recs
 
 
+# A message naming one object, e.g. on a NATS topic (docs/triggers.md): classify it as if created.
+NAMED = "ObjectCreated:Named"
+
+
+def named_object(payload: dict) -> ObjectEvent:
+    """`{"url": "s3://bucket/key"}` -> the object it names (any key of a SOURCE_BUCKETS bucket:
+    INPUT_PREFIX scopes bucket notifications, not objects named on purpose)."""
+    url = payload.get("url")
+    bucket, _, key = url[len("s3://") :].partition("/") if isinstance(url, str) and url.startswith("s3://") else ("", "", "")
+    if not bucket or not key:
+        raise BadEvent('a message must name one object as {"url": "s3://<bucket>/<key>"}')
+    try:
+        check_key(key)
+    except RecordError as exc:
+        raise BadEvent(exc.message) from None
+    return ObjectEvent(NAMED, bucket, key, None, "", None)
+
+
 def parse_record(rec: object) -> ObjectEvent:
     """One record -> ObjectEvent, or RecordError(code='bad_record' | 'unsafe_key')."""
     if not isinstance(rec, dict):

@@ -8,6 +8,11 @@ record gets its own status; a bad record never fails the others. Replays with th
 work, concurrent deliveries of one record are serialised by an atomic claim (storage.claim), and
 result objects never trigger another classification (prefix guard plus a metadata marker).
 
+Two more inputs, for triggers (docs/triggers.md): a message `{"url": "s3://<bucket>/<key>"}`
+naming one object (the `images` topic), classified like a creation event of it; and an empty
+POST, as cron-connector sends on schedule: the sweep re-classifies every object under INPUT_PREFIX
+that has no result from the model version Triton serves now (a missed event, a new model).
+
 S3 access (configuration, client, fetch, result write) is in storage.py; event parsing in events.py.
 
 Response: 200 when every record reached a final state, 503 + Retry-After when some record hit a
@@ -22,10 +27,11 @@ import time
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
-from .common.classify import classify_image
+from .common import triton
+from .common.classify import classify_image, model_name
 from .common.errors import FunctionError, call_id, error_document, handler_errors, json_response
 from .common.request import json_body, require_method
-from .events import BadEvent, ObjectEvent, RecordError, parse_record, records
+from .events import NAMED, BadEvent, ObjectEvent, RecordError, named_object, parse_record, records
 from .storage import (
     RESULT_MARKER,
     Settings,
@@ -33,6 +39,7 @@ from .storage import (
     fetch,
     head_result,
     is_precondition_failed,
+    list_objects,
     release,
     s3_client,
     s3_error,
@@ -42,8 +49,15 @@ from .storage import (
 log = logging.getLogger(__name__)
 
 
-def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
-    """One parsed record -> its status entry. Raises RecordError for record-level failures."""
+def _done(result: tuple[str, str] | None, etag: str, version: str | None) -> bool:
+    """A result exists for this version of the object (and, when `version` is given, was made by
+    that version of the model)."""
+    return bool(result and etag and result[0] == etag and (version is None or result[1] == version))
+
+
+def process(ev: ObjectEvent, cfg: Settings, client, version: str | None = None) -> dict:
+    """One parsed record -> its status entry. Raises RecordError for record-level failures.
+    `version`: the model version results must come from (the sweep's), else any."""
     out_bucket = cfg.results_bucket or ev.bucket
     result_key = f"{cfg.results_prefix}{ev.bucket}/{ev.key}.json"
     entry = {"bucket": ev.bucket, "key": ev.key, "etag": ev.etag or None}
@@ -54,7 +68,7 @@ def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
     # Retrigger guard: our own results (same bucket and under the results prefix) are never inputs.
     if ev.bucket == out_bucket and ev.key.startswith(cfg.results_prefix) and cfg.results_prefix:
         return {**entry, "status": "skipped", "reason": "result object"}
-    if not ev.key.startswith(cfg.input_prefix):
+    if ev.event_name != NAMED and not ev.key.startswith(cfg.input_prefix):
         return {**entry, "status": "skipped", "reason": "outside INPUT_PREFIX"}
     if cfg.input_suffixes and not ev.key.lower().endswith(cfg.input_suffixes):
         return {**entry, "status": "skipped", "reason": "suffix not in INPUT_SUFFIXES"}
@@ -65,8 +79,8 @@ def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
     entry["result"] = {"bucket": out_bucket, "key": result_key}
 
     try:
-        done_etag = head_result(client, out_bucket, result_key)
-        if ev.etag and done_etag == ev.etag:
+        done = head_result(client, out_bucket, result_key)
+        if _done(done, ev.etag, version):
             return {**entry, "status": "duplicate"}
         data, etag, meta = fetch(client, ev, cfg.max_object_bytes)
     except RecordError:
@@ -78,7 +92,7 @@ def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
     if RESULT_MARKER in meta:
         return {**entry, "status": "skipped", "reason": "result object"}
     entry["etag"] = etag or ev.etag or None
-    if etag and done_etag == etag:
+    if _done(done, etag, version):
         return {**entry, "status": "duplicate"}
 
     claim_key = result_key + ".claim"
@@ -92,7 +106,7 @@ def process(ev: ObjectEvent, cfg: Settings, client) -> dict:
     try:
         # Claimed: a concurrent delivery may have finished between our first look and the claim.
         try:
-            if entry["etag"] and head_result(client, out_bucket, result_key) == entry["etag"]:
+            if _done(head_result(client, out_bucket, result_key), entry["etag"], version):
                 return {**entry, "status": "duplicate"}
         except Exception as exc:  # noqa: BLE001 - botocore errors, classified by s3_error
             raise s3_error(exc) from None
@@ -127,6 +141,19 @@ def classify_and_store(ev: ObjectEvent, cfg: Settings, client, data: bytes, out_
     return {"status": "classified", "top1": top, "model_version": doc["model_version"]}
 
 
+def sweep(cfg: Settings) -> tuple[list[ObjectEvent], str]:
+    """A scheduled run (cron-connector POSTs no body): every object under INPUT_PREFIX, and the
+    version of the model Triton serves now (asked afresh: `sai reload` may have changed it)."""
+    model = model_name()
+    versions = triton.call(f"metadata of {model}", lambda c: c.get_model_metadata(model))["versions"]
+    try:
+        objects = list_objects(s3_client(cfg), cfg)
+    except Exception as exc:  # noqa: BLE001 - botocore errors, classified by s3_error
+        error = s3_error(exc)
+        raise FunctionError(503 if error.retryable else 500, error.code, error.message) from None
+    return objects, max(versions, key=int)
+
+
 def raw_key(rec) -> object:
     """The key a record carries, URL-decoded as far as it decodes (for the log, when the record
     was refused before it parsed)."""
@@ -147,14 +174,18 @@ def shown(value, limit: int = 200) -> str:
 @handler_errors
 def handle(event, context):
     require_method(event, "POST")
-    payload = json_body(event)  # 400 on empty, non-UTF-8 or invalid JSON; 413 over MAX_BODY_BYTES
     cfg = Settings()
-    try:
-        recs = records(payload)
-    except BadEvent as exc:
-        raise FunctionError(400, "bad_event", str(exc)) from None
-    if len(recs) > cfg.max_records:
-        raise FunctionError(400, "too_many_records", f"at most {cfg.max_records} records per event")
+    version = None  # results of any model version count as done, except in a sweep
+    if not (event.body or b"").strip():
+        recs, version = sweep(cfg)  # re-classify the bucket: what has no result from today's model
+    else:
+        payload = json_body(event)  # 400 on non-UTF-8 or invalid JSON; 413 over MAX_BODY_BYTES
+        try:
+            recs = [named_object(payload)] if isinstance(payload, dict) and "url" in payload else records(payload)
+        except BadEvent as exc:
+            raise FunctionError(400, "bad_event", str(exc)) from None
+        if len(recs) > cfg.max_records:
+            raise FunctionError(400, "too_many_records", f"at most {cfg.max_records} records per event")
 
     started = time.perf_counter()
     results = []
@@ -163,11 +194,11 @@ def handle(event, context):
     for i, rec in enumerate(recs):
         entry: dict = {"index": i}
         try:
-            ev = parse_record(rec)
+            ev = rec if isinstance(rec, ObjectEvent) else parse_record(rec)
             entry.update(bucket=ev.bucket, key=ev.key)
             if client is None:
                 client = s3_client(cfg)
-            entry.update(process(ev, cfg, client))
+            entry.update(process(ev, cfg, client, version))
         except RecordError as exc:
             entry.update(status="error", **error_document(exc.code, exc.message))
             retry = retry or exc.retryable

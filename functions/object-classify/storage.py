@@ -20,6 +20,7 @@ SECRETS_DIR = "/var/openfaas/secrets"
 # Metadata marking our own result objects (explicit retrigger guard, independent of prefixes).
 RESULT_MARKER = "sai-result"
 SOURCE_ETAG = "source-etag"
+MODEL_VERSION = "model-version"  # of the model that made a result: the nightly sweep redoes older ones
 
 
 s3_endpoint = setting("S3_ENDPOINT", str, None)  # None: AWS
@@ -35,6 +36,7 @@ input_prefix = setting("INPUT_PREFIX", str, "", blank_is_unset=False)
 input_suffixes = setting("INPUT_SUFFIXES", str, "")  # comma-separated, case-insensitive
 max_object_bytes = setting("MAX_OBJECT_BYTES", int, 20 * 1024 * 1024, low=1)
 max_records = setting("MAX_RECORDS", int, 100, low=1)
+max_sweep_objects = setting("MAX_SWEEP_OBJECTS", int, 1000, low=1)  # objects one scheduled sweep looks at
 top_k = setting("TOP_K", int, 5, low=1, high=20)
 secrets_dir = setting("SECRETS_DIR", str, SECRETS_DIR)
 access_key_id = setting("S3_ACCESS_KEY_ID", str, None)  # when there is no secret file
@@ -57,6 +59,7 @@ class Settings:
         self.input_suffixes = tuple(s.strip().lower() for s in input_suffixes().split(",") if s.strip())
         self.max_object_bytes = max_object_bytes()
         self.max_records = max_records()
+        self.max_sweep_objects = max_sweep_objects()
         self.top_k = top_k()
 
 
@@ -129,8 +132,8 @@ def is_precondition_failed(exc: Exception) -> bool:
     return isinstance(resp, dict) and resp.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412)
 
 
-def head_result(client, bucket: str, key: str) -> str | None:
-    """The source eTag recorded in an existing result object, or None when there is none."""
+def head_result(client, bucket: str, key: str) -> tuple[str, str] | None:
+    """(source eTag, model version) recorded in an existing result object, None when there is none."""
     from botocore.exceptions import ClientError
 
     try:
@@ -139,7 +142,21 @@ def head_result(client, bucket: str, key: str) -> str | None:
         if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
             return None
         raise
-    return head.get("Metadata", {}).get(SOURCE_ETAG)
+    meta = head.get("Metadata", {})
+    return meta.get(SOURCE_ETAG, ""), meta.get(MODEL_VERSION, "")
+
+
+def list_objects(client, cfg: Settings) -> list[ObjectEvent]:
+    """Every object under INPUT_PREFIX of the SOURCE_BUCKETS (named ones; "*" lists none), at most
+    MAX_SWEEP_OBJECTS, as events of the scheduled sweep."""
+    found: list[ObjectEvent] = []
+    for bucket in sorted(b for b in cfg.source_buckets if b != "*"):
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=cfg.input_prefix)
+        for obj in (o for page in pages for o in page.get("Contents", [])):
+            if len(found) >= cfg.max_sweep_objects:
+                return found
+            found.append(ObjectEvent("ObjectCreated:Sweep", bucket, obj["Key"], obj["Size"], obj["ETag"].strip('"'), None))
+    return found
 
 
 def claim(client, bucket: str, key: str, source_etag: str, ttl_s: float) -> bool:
@@ -204,9 +221,9 @@ def fetch(client, ev: ObjectEvent, limit: int) -> tuple[bytes, str, dict]:
 
 
 def write_result(client, bucket: str, key: str, doc: dict, source_etag: str | None) -> None:
-    """Store the result document, marked as ours (never an input) and with the source's eTag
-    (replays of the same version are then recognised by `head_result`)."""
-    metadata = {RESULT_MARKER: "1"}
+    """Store the result document, marked as ours (never an input) and with the source's eTag and
+    the model version (replays of the same version are then recognised by `head_result`)."""
+    metadata = {RESULT_MARKER: "1", MODEL_VERSION: str(doc.get("model_version") or "")}
     if source_etag:
         metadata[SOURCE_ETAG] = source_etag
     try:

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "sai.cli.bench",  # bench image / bench text
     "sai.cli.tools",  # tools install / path / validate
     "sai.cli.s3",  # s3 upload / s3 result
+    "sai.cli.triggers",  # publish, db watch / unwatch / list
     "sai.cluster.cli",  # cluster install / status / wait / coldstart / models push / uninstall
 ]
 

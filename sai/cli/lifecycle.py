@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import psutil
 
@@ -22,6 +23,7 @@ from sai.local.callbacks import CallbackPolicy
 from sai.local.platform import Platform
 from sai.local.platform_settings import SAI_PORT, Settings, settings_path
 from sai.local.processes import listens_on, recorded_tree, stop_processes, tail, wait_until
+from sai.local.triggers.runtime import trigger_lines
 from sai.sai_error import SaiError
 from sai.state import (
     PlatformRunning,
@@ -110,6 +112,18 @@ def register(sub) -> None:
         default=d.auth_functions,
         help="basic auth on /function/* and /async-function/* too, not only /system/* ($SAI_AUTH_FUNCTIONS=1)",
     )
+    up.add_argument(
+        "--nats-url",
+        dest="triggers.nats_url",
+        help="use this NATS server (with JetStream) for message topics instead of starting one",
+    )
+    up.add_argument(
+        "--nats-port",
+        dest="triggers.nats_port",
+        type=int,
+        default=d.triggers.nats_port,
+        help="port of the NATS server started for topics (default: %(default)s)",
+    )
     up.add_argument("--timeout", type=float, default=300, help="seconds to wait for readiness (default: %(default)s)")
     up.set_defaults(func=cmd_up)
 
@@ -131,9 +145,18 @@ def register(sub) -> None:
 
 
 def _settings(args) -> Settings:
-    """The `up` options as Settings: every option whose dest is a Settings field, by name."""
+    """The `up` options as Settings: every option whose dest names a Settings field, by name
+    (`part.field` for a field of a nested part, such as `triggers.nats_port`)."""
     names = {f.name for f in dataclasses.fields(Settings)}
-    settings = Settings(**{k: v for k, v in vars(args).items() if k in names})
+    given: dict = {}
+    for key, value in vars(args).items():
+        top, _, field = key.partition(".")
+        if top in names:
+            if field:
+                given.setdefault(top, {})[field] = value
+            else:
+                given[top] = value
+    settings = Settings.from_json(given)
     try:
         CallbackPolicy(allow=settings.callback_allow)
     except ValueError as exc:
@@ -312,10 +335,15 @@ def cmd_status(args) -> int:
         rows.append(_row(f"function/{name}", fn["url"] or "-", fn, bool(port) and listens_on(fn["pid"], int(port))))
     if state.get("s3"):
         rows.append(_row("s3 (moto)", state["s3"], {}, http_ok(state["s3"] + "/")))
+    triggers = state.get("triggers") or {}
+    if triggers.get("nats"):
+        broker = urllib.parse.urlsplit(triggers["nats"])
+        rows.append(_row("nats (topics)", triggers["nats"], {}, port_open(broker.hostname, broker.port or 4222)))
     ready = all(r["ready"] for r in rows)
     events = state.get("s3_events")  # bucket events waiting for object-classify (a 2xx)
     if args.json:
-        print(json.dumps({"running": True, "ready": ready, "pid": pid, "components": rows, "s3_events": events}, indent=2))
+        doc = {"running": True, "ready": ready, "pid": pid, "components": rows, "s3_events": events, "triggers": triggers}
+        print(json.dumps(doc, indent=2))
     else:
         print(f"platform supervisor pid {pid}; logs in {state['logs']}")
         for row in rows:
@@ -329,6 +357,8 @@ def cmd_status(args) -> int:
                 print("           last log lines:\n" + "\n".join("             " + line for line in row["last_log"].splitlines()))
         if events and events["queued"]:
             print(f"  {events['queued']} S3 event(s) queued for object-classify; last delivery: {events['last_error']}")
+        for line in trigger_lines(triggers):
+            print(f"  {line}")
     return 0 if ready else 1
 
 

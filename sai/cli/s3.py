@@ -48,6 +48,9 @@ def cmd_upload(args) -> int:
     client = handle.client()
     put = client.put_object(Bucket=handle.bucket, Key=key, Body=data)
     etag = put["ETag"].strip('"')
+    if not key.startswith(input_prefix()):  # MinIO notifies only under the prefix: nothing to wait for
+        print(f"uploaded s3://{handle.bucket}/{key} ({len(data)} bytes); outside {input_prefix()!r}, so no event")
+        return 0
     # Like any client's upload, the platform sees it and notifies object-classify as MinIO would,
     # redelivering until it is classified (sai/local/s3_events.py).
     print(f"uploaded s3://{handle.bucket}/{key} ({len(data)} bytes, eTag {etag}); {FUNCTION} is notified")

@@ -10,6 +10,7 @@
   s3_auth.py          ... which answers only requests signed with its generated credentials
   s3_events.py        S3 bucket notifications as MinIO sends them
   processes.py        process groups and identities, scratch folders, restart back-off, log tails, waiting
+  triggers/           schedules, message topics (NATS JetStream), PostgreSQL changes, as OpenFaaS's connectors
 
 Nothing here imports sai.cli: the CLI drives the runtime, never the other way round.
 """

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from sai.local.responses import GatewayError
 from sai.local.stack import Function, Stack
+from sai.local.triggers.annotations import AnnotationError, check_annotations
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,10 @@ def check_request(request: object) -> dict:
         if (value := _string_map(request, key)) is not None:
             checked[key] = value
     check_environment(_string_map(request, "envVars") or {})
+    try:  # trigger annotations (topic, schedule) that no connector could use
+        check_annotations(_string_map(request, "annotations") or {})
+    except AnnotationError as exc:
+        raise DeployError(400, "invalid_annotation", str(exc)) from None
     return checked
 
 

@@ -16,7 +16,7 @@ import os
 import pathlib
 import shutil
 
-from sai.local.deployments import MAX_REPLICAS, MIN_REPLICAS, DeployError, Deployments, check_request, resolve
+from sai.local.deployments import MAX_REPLICAS, MIN_REPLICAS, DeployError, Deployments, check_request, image_base, resolve
 from sai.local.function_replicas import RunningFunction
 from sai.local.platform_settings import Settings
 from sai.local.processes import restart_when_due
@@ -61,7 +61,8 @@ class FunctionFleet:
         env["TRITON_URL"] = self.triton_url  # stack.yml's value is the in-cluster address
         if spec.secrets:  # where /var/openfaas/secrets is mounted in a pod (secrets_store.py)
             env["SECRETS_DIR"] = str(self.secret_store.mount(spec.name, spec.secrets))
-        env.update(self.extra_env.get(spec.name, {}))
+        for key in dict.fromkeys((image_base(spec.image), spec.name)):  # its code's (--with-s3), then its own
+            env.update(self.extra_env.get(key, {}))
         return env
 
     def _new(self, spec: Function, context: pathlib.Path | None = None, env: dict[str, str] | None = None) -> RunningFunction:

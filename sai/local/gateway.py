@@ -294,8 +294,15 @@ class Gateway:
         start = time.perf_counter()
         assert self.session is not None  # made at the app's startup, before any request
         try:
+            # No Content-Type of our own: the function sees what the client sent, or none, as
+            # behind OpenFaaS's gateway (aiohttp would label a bare body application/octet-stream).
             async with self.session.request(
-                method, url + path_qs, headers=headers, data=body, timeout=self.upstream_timeout
+                method,
+                url + path_qs,
+                headers=headers,
+                data=body,
+                timeout=self.upstream_timeout,
+                skip_auto_headers=("Content-Type",),
             ) as resp:
                 data = await resp.read()
                 out = forwardable(resp.headers)

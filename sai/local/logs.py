@@ -24,7 +24,7 @@ def log_files(state_dir: pathlib.Path) -> dict[str, pathlib.Path]:
     """Component -> log file: the ones the running platform recorded in its state, else the files
     a stopped platform left in the state folder."""
     logs = state_dir / "logs"
-    files = {"platform": logs / "platform.log", "triton": state_dir / "triton" / "triton.log"}
+    files = {"platform": logs / "platform.log", "triton": state_dir / "triton" / "triton.log", "nats": logs / "nats.log"}
     files.update({p.name[len("function-") : -len(".log")]: p for p in sorted(logs.glob("function-*.log"))})
     state = read_state(state_dir)
     if (state.get("triton") or {}).get("log"):

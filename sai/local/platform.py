@@ -19,13 +19,15 @@ with start times, ports, log files, each component's health, its settings) is in
                                           /system API and AsyncCalls
   AsyncCalls           async_calls.py     the async-call queue; its SQLite connection   the gateway loop; one DB thread
   s3 Watcher/Notifier  s3_events.py       bucket events on disk                         a thread each
+  Triggers             triggers/          schedules, topics (and their NATS broker),    its own event loop thread
+                                          database relays
   Platform             here               the lock, the S3 server, the state file       the supervisor thread
 
 Every change (supervise_once every second, reload on SIGHUP, and the API's deploy, remove and
 scale, which the gateway runs in a worker thread) holds `lock`, so changes happen one at a time.
 The gateway's loop reads without the lock: `fleet.functions` by single lookups or a copy (atomic
 under the GIL), each function's `replicas` list, which is replaced and never changed in place, and
-the restart counts for its metrics. The S3 parts talk to the gateway over HTTP only.
+the restart counts for its metrics. The S3 parts and the triggers talk to the gateway over HTTP only.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from sai.local.model_deps import needed_models
 from sai.local.platform_settings import Settings
 from sai.local.processes import identity
 from sai.local.secrets_store import SecretStore
+from sai.local.triggers.runtime import Triggers
 from sai.local.triton_supervisor import TritonSupervisor
 from sai.state import (
     ensure_credentials,
@@ -94,6 +97,16 @@ class Platform:
         self.s3: s3_server.S3Handle | None = None
         self.s3_notifier: s3_events.Notifier | None = None
         self.s3_watcher: s3_events.Watcher | None = None
+        # Triggers (sai/local/triggers): cron schedules, message topics, database changes; they
+        # reach functions through the gateway, like OpenFaaS's connectors.
+        self.triggers = Triggers(
+            settings.triggers,
+            settings.state_dir,
+            self.gateway_url,
+            self.credentials,
+            settings.auth_functions,
+            settings.upstream_timeout_s,
+        )
 
     # -- what the parts and the API read --------------------------------------------------------------
     @property
@@ -154,6 +167,7 @@ class Platform:
             self.gateway_thread.start()
             if self.s3 is not None and "object-classify" in self.fleet.functions:
                 self._start_s3_events(self.fleet.functions["object-classify"].spec.environment)
+            self.triggers.start({name: fn.spec.annotations for name, fn in self.fleet.functions.items()})
         except BaseException:
             self.stop()
             raise
@@ -162,6 +176,7 @@ class Platform:
         log.info("platform ready: gateway %s, triton %s", self.gateway_url, self.triton_url)
 
     def stop(self) -> None:
+        self.triggers.stop()  # before the gateway they call
         for part in (self.s3_watcher, self.s3_notifier):
             if part is not None:
                 part.stop()  # undelivered events stay queued on disk
@@ -210,6 +225,7 @@ class Platform:
         with self.lock:
             self.triton.supervise()
             self.fleet.supervise()
+            self.triggers.supervise()  # their broker
             self.write_state()
 
     def reload(self) -> dict:
@@ -261,6 +277,7 @@ class Platform:
                 "functions": self.fleet.state(),
                 "s3": s3.endpoint if s3 else None,
                 "s3_events": self.s3_notifier.status() if self.s3_notifier else None,
+                "triggers": self.triggers.status(),
                 "logs": str(self.fleet.logs),
                 "settings": self.settings.to_json(),  # what this supervisor runs with
                 # Every process of ours with its start time: `sai up` and `sai down` stop these (and
@@ -270,6 +287,7 @@ class Platform:
                     self.triton.server.record if self.triton.server else None,
                     *self.fleet.records(),
                     identity(s3.pid) if s3 else None,
+                    *self.triggers.records(),
                 ],
             },
         )

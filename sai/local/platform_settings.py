@@ -22,6 +22,7 @@ from common.settings import setting
 from sai import paths
 from sai.local import s3_events
 from sai.local.processes import Restarts
+from sai.local.triggers.runtime import TriggerSettings
 
 # Defaults a user may set in the environment instead of on the command line.
 SAI_PORT = setting("SAI_PORT", int, 8080, low=1, high=65535)
@@ -74,6 +75,7 @@ class Settings:
     restart_delay_s: float = 1.0
     restart_limit: int = 5
     liveness_failures: int = 3  # failed liveness probes in a row (Triton, a function) before it is killed and restarted
+    triggers: TriggerSettings = field(default_factory=TriggerSettings)  # schedules, topics, database changes
 
     def restarts(self) -> Restarts:
         return Restarts(first_delay_s=self.restart_delay_s, limit=self.restart_limit)

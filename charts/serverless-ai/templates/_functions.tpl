@@ -36,6 +36,15 @@ INPUT_PREFIX: {{ $oc.inputPrefix | quote }}
 {{- end }}
 {{- end -}}
 
+{{/* Trigger annotations, as in stack.yml (the connectors read them; docs/triggers.md). */}}
+{{- define "sai.function.annotations" -}}
+{{- if eq . "object-classify" -}}
+topic: images
+{{- else if eq . "text-sentiment" -}}
+topic: reviews
+{{- end -}}
+{{- end -}}
+
 {{/* OpenFaaS secret names a function reads from /var/openfaas/secrets/<name>. */}}
 {{- define "sai.function.secrets" -}}
 {{- if eq . "object-classify" -}}
