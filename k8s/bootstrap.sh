@@ -3,8 +3,9 @@
 # cert-manager, Knative Serving + Kourier, KServe, OpenFaaS CE, optionally the NVIDIA GPU
 # operator, then charts/serverless-ai with a values profile.
 #
-# Needs: kubectl, helm (`sai tools install` puts both in .venv/bin), jq, and for --profile kind
-# also kind and docker. Run from anywhere; paths are relative to the repository.
+# Needs: the repository's .venv (`make setup`: its Python, and kubectl and helm in .venv/bin),
+# curl, and for --profile kind also kind and docker. Run from anywhere; paths are relative to the
+# repository.
 set -euo pipefail
 
 # ---- pinned versions (bump deliberately, together) ------------------------------------------
@@ -39,8 +40,10 @@ USER_VALUES=()  # -f FILE pairs from --values, after the profile's values
 # a *.local name, so faas-netes' anonymous-pull check talks plain HTTP to it).
 KIND_PUSH_REGISTRY="localhost:5001"
 KIND_CLUSTER_REGISTRY="kind-registry.local:5000"
-# Prefer the tools `sai tools install` placed in the repository's venv.
+# Prefer the tools `sai tools install` placed in the repository's venv; its Python (`make setup`)
+# edits KServe's manifest.
 export PATH="$REPO/.venv/bin:$PATH"
+PYTHON="$REPO/.venv/bin/python"
 
 usage() {
   cat <<USAGE
@@ -81,15 +84,27 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$PROFILE" in kind|gpu|knative) ;; *) echo "unknown profile: $PROFILE" >&2; exit 2 ;; esac
+if [ "$SKIP_PREREQS" = 0 ] && [ "$PROFILE" != knative ] && [ ! -x "$PYTHON" ]; then
+  echo "no $PYTHON: run \`make setup\` first (the KServe step edits KServe's manifest with it)" >&2; exit 1
+fi
 VALUES="$CHART/values-$PROFILE.yaml"
 OVERLAY="$REPO/k8s/overlays/$([ "$PROFILE" = kind ] && echo kind || echo gpu)"
 
 run() {  # echo in dry-run mode, execute otherwise
   if [ "$DRY_RUN" = 1 ]; then printf '+ %s\n' "$*"; else "$@"; fi
 }
-apply_stdin() {  # manifest command...: the command reads the manifest on stdin (dry run: shown)
-  local manifest="$1"; shift
-  if [ "$DRY_RUN" = 1 ]; then printf '+ %s <<< %s\n' "$*" "$manifest"; else printf '%s' "$manifest" | "$@"; fi
+apply_kserve() {  # URL of kserve.yaml: applied with our ingress settings in it (sai/k8s/kserve_ingress.py)
+  local edit=("$PYTHON" -m sai.k8s.kserve_ingress disableIstioVirtualHost=true)
+  if [ "$DRY_RUN" = 1 ]; then
+    printf '+ curl -fsSL %s | %s | kubectl apply --server-side --force-conflicts -f -\n' "$1" "${edit[*]}"; return
+  fi
+  curl -fsSL "$1" | "${edit[@]}" | kubectl apply --server-side --force-conflicts -f -
+}
+# Custom resources need their CRD Established before an apply that contains them: kubectl maps
+# every object of a manifest before it applies any (kubectl kubernetes-1.34.5
+# pkg/cmd/apply/apply.go, GetObjects then the apply loop) and fails on a kind it cannot map yet.
+wait_established() {  # CRD names
+  run kubectl wait --for=condition=Established --timeout=120s "${@/#/crd/}"
 }
 log() { printf '\n==> %s\n' "$*" >&2; }
 random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -152,6 +167,10 @@ install_cert_manager() {
 install_knative() {
   log "Knative Serving $KNATIVE_VERSION + Kourier"
   run kubectl apply -f "https://github.com/knative/serving/releases/download/$KNATIVE_VERSION/serving-crds.yaml"
+  # serving-core.yaml holds resources of two of those kinds: Image queue-proxy (serving
+  # knative-v1.23.0 config/core/999-cache.yaml) and Certificate routing-serving-certs
+  # (config/core/300-knativecertificate.yaml).
+  wait_established images.caching.internal.knative.dev certificates.networking.internal.knative.dev
   run kubectl apply -f "https://github.com/knative/serving/releases/download/$KNATIVE_VERSION/serving-core.yaml"
   run kubectl apply -f "https://github.com/knative-extensions/net-kourier/releases/download/$KNATIVE_VERSION/kourier.yaml"
   if [ "$PROFILE" = kind ]; then
@@ -168,24 +187,21 @@ install_knative() {
 install_kserve() {
   log "KServe $KSERVE_VERSION (Serverless mode)"
   local base="https://github.com/kserve/kserve/releases/download/$KSERVE_VERSION"
-  # --force-conflicts: on a re-run, inferenceservice-config's .data.ingress belongs to the
-  # serverless-ai field manager (below), and a server-side apply that changes another manager's
-  # field is refused without it. kserve.yaml takes the field back (upstream value), and the next
-  # step sets ours again, so every run ends in the same state.
-  run kubectl apply --server-side --force-conflicts -f "$base/kserve.yaml"
-  run kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s
-  run kubectl apply --server-side -f "$base/kserve-cluster-resources.yaml"
+  # The release's CRDs first (kserve-crds.yaml: kserve v0.20.0 hack/release/generate-install.sh,
+  # `kustomize build config/crd/full`): kserve.yaml holds the ClusterStorageContainer "default"
+  # (config/storagecontainers/default.yaml) beside its CRD, and would fail on a fresh cluster.
+  run kubectl apply --server-side --force-conflicts -f "$base/kserve-crds.yaml"
+  wait_established clusterstoragecontainers.serving.kserve.io
   # With Kourier instead of Istio, KServe must not create Istio VirtualServices
-  # (config/configmap/inferenceservice.yaml at v0.20.0: ingress.disableIstioVirtualHost). A
-  # server-side apply of that one key, owned by the serverless-ai manager like k8s/overlays.
-  local meta='"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"inferenceservice-config","namespace":"kserve"}'
-  local manifest="{$meta,\"data\":{\"ingress\":\"<current value, disableIstioVirtualHost=true>\"}}"  # dry run
-  if [ "$DRY_RUN" = 0 ]; then
-    manifest="$(kubectl -n kserve get configmap inferenceservice-config -o jsonpath='{.data.ingress}' |
-      jq -c --argjson base "{$meta}" '$base + {data: {ingress: (.disableIstioVirtualHost = true | tojson)}}')"
-  fi
-  apply_stdin "$manifest" \
-    kubectl apply --server-side --field-manager=serverless-ai --force-conflicts -f -
+  # (config/configmap/inferenceservice.yaml at v0.20.0: ingress.disableIstioVirtualHost). The key is
+  # set in the manifest itself, so the controller never reads upstream's Istio setting, not even
+  # for a moment on a re-run. --force-conflicts: installs by an older bootstrap left the key to the
+  # serverless-ai field manager.
+  apply_kserve "$base/kserve.yaml"
+  run kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s
+  # ClusterServingRuntimes (CRD in kserve-crds.yaml) and LLMInferenceServiceConfigs (in kserve.yaml).
+  wait_established clusterservingruntimes.serving.kserve.io llminferenceserviceconfigs.serving.kserve.io
+  run kubectl apply --server-side -f "$base/kserve-cluster-resources.yaml"
 }
 
 install_openfaas() {

@@ -22,6 +22,8 @@ from sai.local.triggers.runtime import TriggerSettings
 from sai.state import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+# A values file naming a models bucket, as every user's must for the S3 profiles (the chart has none).
+MODELS_BUCKET = ROOT / "tests/data/values-models-bucket.yaml"
 
 
 def unavailable(message: str):

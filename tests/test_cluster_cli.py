@@ -9,6 +9,7 @@ from datetime import UTC
 import pytest
 import yaml
 from cluster_recorded import WOKEN_POD, WOKEN_POD_PHASES, RecordedAPIServer, load
+from helpers import MODELS_BUCKET
 
 from sai.cli import main
 
@@ -123,6 +124,19 @@ def test_install_dry_run_renders_offline(tmp_path, capsys):
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == "pvc://serverless-ai-models"  # kind profile
 
 
+@pytest.mark.parametrize("profile", ["gpu", "knative"])
+def test_install_without_a_models_bucket(tmp_path, capsys, profile):
+    """The chart has no default bucket: install stops before the cluster is contacted, naming the
+    value; with the user's values file it renders."""
+    kc = unreachable_kubeconfig(tmp_path)
+    assert main(["cluster", "install", "--profile", profile, "--kubeconfig", str(kc)]) == 2
+    err = capsys.readouterr().err
+    assert "modelRepository.s3.uri is empty" in err and "-f my-values.yaml" in err and "127.0.0.1" not in err
+    argv = ["cluster", "install", "--profile", profile, "-f", str(MODELS_BUCKET), "--kubeconfig", str(kc), "--dry-run"]
+    assert main(argv) == 0
+    assert "s3://example-models/serverless-ai" in capsys.readouterr().out
+
+
 def test_install_missing_values_file(tmp_path, capsys):
     assert (
         main(["cluster", "install", "-f", str(tmp_path / "nope.yaml"), "--kubeconfig", str(unreachable_kubeconfig(tmp_path))])
@@ -136,11 +150,14 @@ def test_install_stops_before_helm_when_prerequisites_are_missing(tmp_path, caps
     real kubernetes client; exit 4 lists each problem with its fix, and Helm never runs."""
     with RecordedAPIServer(load("prereqs.yaml")) as server:
         kc = server.kubeconfig(tmp_path / "kc")
-        assert main(["cluster", "install", "--profile", "gpu", "--kubeconfig", str(kc)]) == 4
+        assert main(["cluster", "install", "--profile", "gpu", "-f", str(MODELS_BUCKET), "--kubeconfig", str(kc)]) == 4
     err = capsys.readouterr().err
     assert "prerequisite(s) missing for the gpu profile" in err
     assert "KServe: CRD inferenceservices.serving.kserve.io (v1beta1) is not installed" in err
-    assert "fix: kubectl apply --server-side -f https://github.com/kserve/kserve/releases/download/v0.20.0/kserve.yaml" in err
+    assert (
+        "fix: kubectl apply --server-side --force-conflicts -f https://github.com/kserve/kserve/releases/download/v0.20.0/kserve-crds.yaml"
+        in err
+    )
     assert "Knative Serving: CRD services.serving.knative.dev (v1) is not installed" in err
     assert "k8s/bootstrap.sh --profile gpu" in err
     assert "helm upgrade" not in err

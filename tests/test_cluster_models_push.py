@@ -128,17 +128,19 @@ def test_builders_decide_for_the_models_they_know(tmp_path):
     assert any("text_encoder: not built" in p for p in model_push.problems(repo))
 
 
-def test_bucket_and_prefix_default_to_the_chart(s3, tmp_path, capsys):
-    assert model_push.chart_uri("gpu") == "s3://models/serverless-ai"
-    assert model_push.chart_uri("knative") == "s3://models/serverless-ai"
+def test_no_default_bucket(s3, tmp_path, capsys):
+    """The chart names no bucket (AWS bucket names are global: a default is somebody else's), so
+    a push without your values file stops before S3 is contacted and names the value to set."""
+    assert model_push.chart_uri("gpu") == "" and model_push.chart_uri("knative") == ""
     assert model_push.chart_uri("kind") is None  # the kind profile mounts model_repository/ (pvc)
     assert model_push.split_uri("s3://models/serverless-ai/") == ("models", "serverless-ai")
     assert main(["cluster", "models", "push", "--profile", "kind"]) == 2
     assert "reads models from a volume" in capsys.readouterr().err
-    repo = tiny_repo(tmp_path / "repo")
-    assert main(["cluster", "models", "push", "--repo", str(repo), "--endpoint", s3.endpoint, "--profile", "gpu"]) == 0
-    assert "models/serverless-ai" in capsys.readouterr().out
-    assert "serverless-ai/tiny_ensemble/config.pbtxt" in keys(s3, "serverless-ai/")
+    repo, before = tiny_repo(tmp_path / "repo"), keys(s3)
+    assert main(["cluster", "models", "push", "--repo", str(repo), "--endpoint", s3.endpoint, "--profile", "gpu"]) == 2
+    out, err = capsys.readouterr()
+    assert "modelRepository.s3.uri is empty" in err and "-f my-values.yaml" in err and "upload" not in out
+    assert keys(s3) == before
 
 
 def test_s3_errors_are_one_line(s3, tmp_path, capsys):

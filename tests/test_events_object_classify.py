@@ -20,6 +20,7 @@ import requests
 from helpers import Receiver, encode, packaged_function
 from helpers import call_handler as call
 
+from common.result_keys import result_key
 from sai.local import s3_server
 from sai.local.s3_events import minio_event
 from sai.state import free_port
@@ -90,7 +91,7 @@ def put(client, s3, key, data) -> dict:
 
 
 def result(client, s3, key) -> dict:
-    return json.loads(client.get_object(Bucket=s3.bucket, Key=s3_server.result_key(s3.bucket, key))["Body"].read())
+    return json.loads(client.get_object(Bucket=s3.bucket, Key=result_key(s3.bucket, key))["Body"].read())
 
 
 def all_keys(client, s3) -> set[str]:
@@ -98,6 +99,28 @@ def all_keys(client, s3) -> set[str]:
 
 
 # ---------------------------------------------------------------- the happy path, both formats
+
+
+def test_the_cluster_e2e_suite_looks_where_the_function_writes(fn, env, client, s3, cat_jpeg):
+    """tests/e2e uploads to the chart's MinIO and waits for the result object: it must wait for the
+    key object-classify writes with the settings stack.yml deploys it with (it once polled
+    results/<key>.json while the function wrote results/<bucket>/<key>.json, and never passed)."""
+    from e2e.test_e2e_cluster import STACK, upload_result
+
+    from sai.local.stack import load_stack
+
+    deployed = load_stack(STACK).functions["object-classify"].environment
+    for name in ("SOURCE_BUCKETS", "RESULTS_BUCKET", "RESULTS_PREFIX", "INPUT_PREFIX"):
+        env.setenv(name, deployed[name])
+    key = "incoming/e2e-0123abcd.jpg"
+    source, results_bucket, expected = upload_result(key)
+    assert source == s3.bucket, "the local store's bucket is the chart's uploads bucket"
+    etag = client.put_object(Bucket=source, Key=key, Body=cat_jpeg)["ETag"]
+    status, body, _ = call(fn, minio_event(source, key, len(cat_jpeg), etag))
+    assert status == 200 and body["records"][0]["status"] == "classified", body
+    assert body["records"][0]["result"] == {"bucket": results_bucket, "key": expected}
+    stored = json.loads(client.get_object(Bucket=results_bucket, Key=expected)["Body"].read())
+    assert stored["source"]["key"] == key
 
 
 def test_minio_event_classifies_coffee_as_espresso(fn, env, client, s3, coffee_jpeg):
@@ -122,7 +145,7 @@ def test_minio_event_classifies_coffee_as_espresso(fn, env, client, s3, coffee_j
     }
     assert stored["model"] == "image_classifier" and stored["model_version"] == "1"
     assert stored["classified_at"].endswith("+00:00")
-    head = client.head_object(Bucket=s3.bucket, Key=s3_server.result_key(s3.bucket, key))
+    head = client.head_object(Bucket=s3.bucket, Key=result_key(s3.bucket, key))
     assert head["ContentType"] == "application/json"
     assert head["Metadata"] == {"sai-result": "1", "source-etag": etag.strip('"'), "model-version": "1"}
 
@@ -155,8 +178,8 @@ def test_batch_with_broken_records_keeps_the_good_ones(fn, env, client, s3, coff
     assert body["counts"] == {"classified": 2, "error": 6, "skipped": 1}
     assert result(client, s3, "batch/cat.jpg")["predictions"][0]["label"] in {"tiger cat", "Egyptian cat", "tabby"}
     keys = all_keys(client, s3)
-    assert s3_server.result_key(s3.bucket, "batch/notes.jpg") not in keys
-    assert s3_server.result_key(s3.bucket, "batch/truncated.jpg") not in keys
+    assert result_key(s3.bucket, "batch/notes.jpg") not in keys
+    assert result_key(s3.bucket, "batch/truncated.jpg") not in keys
 
 
 def test_replayed_event_does_no_work_and_new_version_does(fn, env, client, s3, coffee_jpeg):
@@ -183,7 +206,7 @@ def test_results_never_retrigger(fn, env, client, s3, coffee_jpeg):
     call(fn, {"Records": [rec]})
     before = all_keys(client, s3)
     # The event a bucket notification would send for our own result object.
-    result = s3_server.result_key(s3.bucket, "loop/a.jpg")
+    result = result_key(s3.bucket, "loop/a.jpg")
     head = client.head_object(Bucket=s3.bucket, Key=result)
     res_rec = aws_record(s3.bucket, result, head["ContentLength"], head["ETag"].strip('"'))
     _, body, _ = call(fn, {"Records": [res_rec]})
@@ -251,7 +274,7 @@ def test_too_large_object(fn, env, client, s3, coffee_jpeg):
     rec["s3"]["object"]["size"] = 10
     body = call(fn, {"Records": [rec]})[1]
     assert body["records"][0]["error"]["code"] == "too_large"
-    assert s3_server.result_key(s3.bucket, "big/coffee.jpg") not in all_keys(client, s3)
+    assert result_key(s3.bucket, "big/coffee.jpg") not in all_keys(client, s3)
 
 
 @pytest.mark.parametrize(
@@ -527,7 +550,7 @@ def test_the_scheduled_sweep_reclassifies_what_lacks_a_current_result(fn, env, c
     old_model = put(client, s3, "nightly/old-model.jpg", cat_jpeg)
     assert [r["status"] for r in call(fn, {"Records": [current, old_model]})[1]["records"]] == ["classified"] * 2
     client.put_object(Bucket=s3.bucket, Key="nightly/never-notified.jpg", Body=coffee_jpeg)
-    stale = s3_server.result_key(s3.bucket, "nightly/old-model.jpg")
+    stale = result_key(s3.bucket, "nightly/old-model.jpg")
     head = client.head_object(Bucket=s3.bucket, Key=stale)
     client.copy_object(  # as if written by an earlier model version
         Bucket=s3.bucket,

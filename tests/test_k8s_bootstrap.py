@@ -1,5 +1,7 @@
-"""k8s/bootstrap.sh beyond its pins (tests/test_k8s_stack.py): the user's values files reach
-every helm call, and a second run on the same cluster succeeds (no server-side apply conflict).
+"""k8s/bootstrap.sh beyond its pins (tests/test_k8s_stack.py): CRDs are Established before the
+manifests that hold resources of their kinds, the user's values files reach every helm call, and a
+second run on the same cluster succeeds (no server-side apply conflict) without KServe ever seeing
+upstream's Istio setting.
 
 No cluster here: the script's --dry-run prints each command it would run, and a small model of
 the API server's server-side apply field ownership replays them."""
@@ -8,10 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
+from helpers import MODELS_BUCKET
 
 from sai.k8s.helm_kubectl import REPO_ROOT, load_yaml_stream, run_tool
 
@@ -47,8 +52,83 @@ UPSTREAM_MANIFESTS = {
 }
 
 
+# Release manifests that hold resources of custom kinds, and the CRDs those need Established first:
+# kubectl maps every object of a manifest before it applies any (kubectl kubernetes-1.34.5
+# pkg/cmd/apply/apply.go: GetObjects, then the apply loop), so a resource whose CRD arrives in the
+# same apply fails with "no matches for kind", and one whose CRD is not yet Established may too.
+INSTANTIATES = {
+    "serving-core.yaml": {
+        "images.caching.internal.knative.dev",  # serving knative-v1.23.0 config/core/999-cache.yaml
+        "certificates.networking.internal.knative.dev",  # config/core/300-knativecertificate.yaml
+    },
+    # kserve v0.20.0 config/overlays/all -> config/base -> ../storagecontainers/default.yaml
+    "kserve.yaml": {"clusterstoragecontainers.serving.kserve.io"},
+    # kserve v0.20.0 install/v0.20.0/kserve-cluster-resources.yaml: ClusterServingRuntime (v1alpha1),
+    # LLMInferenceServiceConfig (v1alpha2)
+    "kserve-cluster-resources.yaml": {
+        "clusterservingruntimes.serving.kserve.io",
+        "llminferenceserviceconfigs.serving.kserve.io",
+    },
+}
+_KSERVE_CRDS = {  # kserve v0.20.0 hack/release/generate-install.sh: kustomize build config/crd/full
+    f"{name}.serving.kserve.io"
+    for name in (
+        "clusterservingruntimes",
+        "clusterstoragecontainers",
+        "inferencegraphs",
+        "inferenceservices",
+        "servingruntimes",
+        "trainedmodels",
+    )
+}
+DEFINES = {
+    # serving knative-v1.23.0 hack/generate-yamls.sh: config/core/300-resources/ + 300-imagecache.yaml
+    "serving-crds.yaml": {
+        "certificates.networking.internal.knative.dev",
+        "clusterdomainclaims.networking.internal.knative.dev",
+        "ingresses.networking.internal.knative.dev",
+        "serverlessservices.networking.internal.knative.dev",
+        "configurations.serving.knative.dev",
+        "domainmappings.serving.knative.dev",
+        "revisions.serving.knative.dev",
+        "routes.serving.knative.dev",
+        "services.serving.knative.dev",
+        "metrics.autoscaling.internal.knative.dev",
+        "podautoscalers.autoscaling.internal.knative.dev",
+        "images.caching.internal.knative.dev",
+    },
+    "kserve-crds.yaml": _KSERVE_CRDS,
+    # kserve.yaml has these and ten more (config/default -> ../crd: llmisvc, localmodel, llm-d)
+    "kserve.yaml": _KSERVE_CRDS | {"llminferenceserviceconfigs.serving.kserve.io", "llminferenceservices.serving.kserve.io"},
+}
+
+
+def manifest_of(line: str) -> str | None:
+    """The release manifest a dry-run line applies (its file name), if any."""
+    if m := re.match(r"\+ (?:kubectl apply .*-f |curl -fsSL )(https://\S+)", line):
+        return m.group(1).rsplit("/", 1)[1]
+    return None
+
+
+def crd_order_problems(out: str) -> list[str]:
+    """Applies of a manifest in INSTANTIATES before each CRD it needs was applied by an earlier
+    manifest and then waited for with `kubectl wait --for=condition=Established crd/NAME`."""
+    applied, established, problems = set(), set(), []
+    for line in out.splitlines():
+        if manifest := manifest_of(line):
+            problems += [
+                f"{manifest} before {crd} is Established" for crd in sorted(INSTANTIATES.get(manifest, set()) - established)
+            ]
+            applied |= DEFINES.get(manifest, set())
+        elif line.startswith("+ kubectl wait --for=condition=Established "):
+            established |= set(re.findall(r" crd/(\S+)", line)) & applied
+    return problems
+
+
 def dry_run(*args: str) -> str:
-    return subprocess.run(["bash", str(BOOTSTRAP), "--dry-run", *args], capture_output=True, text=True, check=True).stdout
+    """The dry run's commands; with MODELS_BUCKET as the user's values file unless args name one."""
+    mine = [] if {"--values", "-f"} & set(args) else ["--values", str(MODELS_BUCKET)]
+    return subprocess.run(["bash", str(BOOTSTRAP), "--dry-run", *mine, *args], capture_output=True, text=True, check=True).stdout
 
 
 class Conflict(Exception):
@@ -63,6 +143,7 @@ class FieldOwnership:
 
     def __init__(self):
         self.fields: dict[tuple, tuple[str, set[str]]] = {}  # (object, path) -> (value, owners)
+        self.history: list[tuple[tuple, str, str]] = []  # (object, path, value) after each write
 
     def write(self, manager: str, obj: tuple, values: dict[str, str], apply: bool, force: bool) -> None:
         me = f"{manager}/{'Apply' if apply else 'Update'}"
@@ -75,6 +156,7 @@ class FieldOwnership:
             if apply and others and not force:
                 raise Conflict(f"{me} changes {obj} {path}, owned by {sorted(others)}")
             self.fields[(obj, path)] = (value, {me})
+            self.history.append((obj, path, value))
 
 
 def objects_of(line: str) -> list[tuple[tuple, dict[str, str]]]:
@@ -83,9 +165,21 @@ def objects_of(line: str) -> list[tuple[tuple, dict[str, str]]]:
         docs = load_yaml_stream(run_tool("kubectl", "kustomize", m.group(1)).stdout)
     elif "<<< " in line:
         docs = [json.loads(line.split("<<< ", 1)[1])]
+    elif line.startswith("+ curl "):  # curl URL | python -m sai.k8s.kserve_ingress K=V... | kubectl apply -f -
+        edits = re.search(r"-m sai\.k8s\.kserve_ingress ((?:\w+=\S+ ?)+)\|", line)
+        assert edits, f"a manifest piped to kubectl unchanged: {line}"
+        return [
+            (
+                obj,
+                {
+                    path: f"{value}, {edits.group(1).strip()}" if path == "data.ingress" else value
+                    for path, value in fields.items()
+                },
+            )
+            for obj, fields in UPSTREAM_MANIFESTS.get(manifest_of(line), {}).items()
+        ]
     elif m := re.search(r"-f (https://\S+)", line):
-        known = UPSTREAM_MANIFESTS.get(m.group(1).rsplit("/", 1)[1], {})
-        return list(known.items())
+        return list(UPSTREAM_MANIFESTS.get(manifest_of(line), {}).items())
     else:
         raise AssertionError(f"cannot tell what this writes: {line}")
     return [
@@ -101,7 +195,8 @@ def replay(out: str, cluster: FieldOwnership) -> int:
     """Every kubectl write of one dry run against `cluster`; returns how many were replayed."""
     writes = 0
     for line in out.splitlines():
-        if not line.startswith("+ kubectl") or re.search(r" (wait|get|create) ", line):
+        piped_apply = line.startswith("+ curl ") and "| kubectl apply " in line
+        if not (line.startswith("+ kubectl") or piped_apply) or re.search(r"\+ kubectl .*(wait|get|create) ", line):
             continue  # reads; Secrets are created only when missing (create_secret returns early)
         if m := re.match(r"\+ kubectl -n (\S+) patch configmap (\S+) \((\w+)\.", line):
             obj = ("ConfigMap", m.group(1), m.group(2))
@@ -129,8 +224,87 @@ def test_bootstrap_runs_twice(profile):
     assert replay(out, cluster) >= 5
     if profile == "gpu":
         value, owners = cluster.fields[(("ConfigMap", "kserve", "inferenceservice-config"), "data.ingress")]
-        assert "disableIstioVirtualHost=true" in value, "the last write is the bootstrap's, every run"
-        assert owners == {"serverless-ai/Apply"}
+        assert "disableIstioVirtualHost=true" in value and owners == {"kubectl/Apply"}
+
+
+def test_kserve_never_sees_istio_on_a_rerun():
+    """Between applying upstream's kserve.yaml (disableIstioVirtualHost: false) and changing the key
+    afterwards, a running KServe controller reconciles with Istio on and creates an ExternalName
+    Service to istio-system. Every write of the key after the first must keep it set."""
+    ingress = (("ConfigMap", "kserve", "inferenceservice-config"), "data.ingress")
+    cluster = FieldOwnership()
+    # An install made by an older bootstrap: the key set afterwards by the serverless-ai manager.
+    cluster.write("kubectl", ingress[0], {"data.ingress": "upstream ingress"}, apply=True, force=False)
+    cluster.write("serverless-ai", ingress[0], {"data.ingress": "disableIstioVirtualHost=true"}, apply=True, force=True)
+    cluster.history.clear()
+    for _ in range(2):
+        replay(dry_run("--profile", "gpu"), cluster)
+    values = [value for obj, path, value in cluster.history if (obj, path) == ingress]
+    assert values and all("disableIstioVirtualHost=true" in v for v in values), values
+
+
+def test_the_kserve_manifest_edit(tmp_path):
+    """sai.k8s.kserve_ingress on KServe v0.20.0's own text: only the ingress key changes, every
+    other document and entry passes through; a renamed key or a missing ConfigMap stops it."""
+    from sai.k8s.kserve_ingress import ManifestError, set_ingress
+
+    upstream = (REPO_ROOT / "tests/data/kserve-v0.20.0-excerpt.yaml").read_text()
+    out = set_ingress(upstream, {"disableIstioVirtualHost": True})
+    before, after = load_yaml_stream(upstream), load_yaml_stream(out)
+    assert [d["kind"] for d in after] == ["ConfigMap", "ClusterStorageContainer"] and after[1] == before[1]
+    assert out.endswith(upstream.split("---\n", 1)[1]), "other documents are passed through as they came"
+    ingress, was = (json.loads(d[0]["data"]["ingress"]) for d in (after, before))
+    assert was["disableIstioVirtualHost"] is False and ingress == {**was, "disableIstioVirtualHost": True}
+    assert after[0]["data"]["deploy"] == before[0]["data"]["deploy"] and after[0]["metadata"] == before[0]["metadata"]
+    with pytest.raises(ManifestError, match="no disableIstioVirtualhost"):
+        set_ingress(upstream, {"disableIstioVirtualhost": True})
+    with pytest.raises(ManifestError, match="found 0"):
+        set_ingress(upstream.split("---\n", 1)[1], {"disableIstioVirtualHost": True})
+    cli = subprocess.run(
+        [sys.executable, "-m", "sai.k8s.kserve_ingress", "disableIstioVirtualHost=true"],
+        input=upstream,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert cli.stdout == out
+
+
+@pytest.mark.parametrize("profile", ["kind", "gpu", "knative"])
+def test_crds_are_established_before_their_resources(profile):
+    """On a fresh cluster, kserve.yaml (its ClusterStorageContainer) and serving-core.yaml (Image,
+    Certificate) fail unless their CRDs were applied before and are Established."""
+    out = dry_run("--profile", profile)
+    assert not crd_order_problems(out)
+    applied = {manifest_of(line) for line in out.splitlines()} & set(INSTANTIATES)
+    assert applied == (
+        set(INSTANTIATES) - {"kserve.yaml", "kserve-cluster-resources.yaml"} if profile == "knative" else set(INSTANTIATES)
+    )
+
+
+def test_the_crd_order_check_can_fail():
+    kserve = "https://github.com/kserve/kserve/releases/download/v0.20.0"
+    knative = "https://github.com/knative/serving/releases/download/knative-v1.23.0"
+    one_step = f"+ kubectl apply --server-side --force-conflicts -f {kserve}/kserve.yaml"  # the bootstrap until i24c
+    assert crd_order_problems(one_step) == ["kserve.yaml before clusterstoragecontainers.serving.kserve.io is Established"]
+    no_wait = f"+ kubectl apply -f {knative}/serving-crds.yaml\n+ kubectl apply -f {knative}/serving-core.yaml"
+    assert len(crd_order_problems(no_wait)) == 2
+    wait_first = f"+ kubectl wait --for=condition=Established crd/images.caching.internal.knative.dev\n{no_wait}"
+    assert len(crd_order_problems(wait_first)) == 2, "a wait before the CRDs are applied counts for nothing"
+
+
+def test_the_prerequisite_fixes_are_the_bootstraps_commands():
+    """`sai cluster install` prints FIX_KNATIVE / FIX_KSERVE when those are missing: the same
+    commands, in the same order, as the bootstrap runs."""
+    from sai.cluster.prereqs import FIX_KNATIVE, FIX_KSERVE
+
+    out = dry_run("--profile", "gpu").replace(f"{REPO_ROOT}/", "")
+    lines = [line[2:] for line in out.splitlines() if line.startswith("+ ")]
+    for fix in (FIX_KNATIVE, FIX_KSERVE):
+        steps = fix.split(" && ")
+        start = lines.index(steps[0])
+        assert lines[start : start + len(steps)] == steps
+        assert not crd_order_problems("\n".join(f"+ {step}" for step in steps))
 
 
 def test_ownership_model_refuses_what_the_api_server_refuses():
@@ -176,3 +350,21 @@ def test_values_files_reach_helm_and_the_gateway_timeouts(tmp_path):
     )
     assert missing.returncode == 2 and "no such file" in missing.stderr
     assert "--values" in subprocess.run(["bash", str(BOOTSTRAP), "--help"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("profile", ["gpu", "knative"])
+def test_no_bucket_stops_before_the_first_command(profile):
+    """The chart has no default models bucket: without the user's values file the bootstrap stops
+    at once (reading the chart's timeouts renders it), with the value to set, before any change."""
+    proc = subprocess.run(["bash", str(BOOTSTRAP), "--dry-run", "--profile", profile], capture_output=True, text=True)
+    assert proc.returncode != 0 and "modelRepository.s3.uri is empty" in proc.stderr
+    assert "+ " not in proc.stdout and "==>" not in proc.stderr
+
+
+def test_without_the_venv_it_stops_before_any_step(tmp_path):
+    """The KServe step edits the manifest with the repository's Python: a checkout without
+    `make setup` is told so at once, not after cert-manager and Knative are installed."""
+    (tmp_path / "k8s").mkdir()
+    shutil.copy(BOOTSTRAP, tmp_path / "k8s/bootstrap.sh")
+    proc = subprocess.run(["bash", str(tmp_path / "k8s/bootstrap.sh"), "--profile", "gpu"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "run `make setup` first" in proc.stderr and not proc.stdout

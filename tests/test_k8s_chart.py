@@ -15,15 +15,17 @@ import sys
 
 import pytest
 import yaml
+from helpers import MODELS_BUCKET
 
-from sai.k8s.helm_kubectl import CHART_DIR, REPO_ROOT, ManifestValidator, load_yaml_stream, render_chart, run_tool
+from sai.k8s import helm_kubectl
+from sai.k8s.helm_kubectl import CHART_DIR, REPO_ROOT, ManifestValidator, load_yaml_stream, run_tool
 from sai.sai_error import SaiError
 
 PROFILES = {
-    "default": [],
-    "gpu": [CHART_DIR / "values-gpu.yaml"],
+    "default": [MODELS_BUCKET],
+    "gpu": [CHART_DIR / "values-gpu.yaml", MODELS_BUCKET],
     "kind": [CHART_DIR / "values-kind.yaml"],
-    "knative": [CHART_DIR / "values-knative.yaml"],
+    "knative": [CHART_DIR / "values-knative.yaml", MODELS_BUCKET],
 }
 # Function modes other than "none" need the registry the cluster pulls the images from.
 REGISTRY = "functions.imageRegistry=registry.example.com/serverless-ai"
@@ -43,6 +45,12 @@ MONITORING_API = ["monitoring.coreos.com/v1"]
 MINIO_WEBHOOK_HEADER_TIMEOUT_S = 60
 FUNCTIONS = ["image-classify", "text-sentiment", "text-embed", "text-keywords", "text-entities", "object-classify"]
 MODELS = ["image_classifier", "text_encoder", "sentiment_head", "text_sentiment", "entity_head", "text_entities"]
+
+
+def render_chart(values=(), sets=(), **kwargs) -> list[dict]:
+    """`helm template` as a user runs it: with a values file that names a models bucket, before the
+    rest (the chart has no default bucket; test_no_default_models_bucket checks the refusal)."""
+    return helm_kubectl.render_chart([MODELS_BUCKET, *values], sets, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -730,9 +738,22 @@ def test_image_prepull_daemonset():
     assert "triton-prepull" in json.dumps(ds["spec"]["selector"]), "never selected by Triton's NetworkPolicy or monitors"
 
 
+@pytest.mark.parametrize("profile", ["default", "gpu", "knative"])
+def test_no_default_models_bucket(profile):
+    """AWS bucket names are global: a default bucket would be somebody else's (the chart once read
+    s3://models/...). Without the user's own, an S3 profile refuses to render and names the value."""
+    files = [f for f in PROFILES[profile] if f != MODELS_BUCKET]
+    with pytest.raises(SaiError, match=r"modelRepository\.s3\.uri is empty: set your models bucket in a values file"):
+        helm_kubectl.render_chart(files)
+    assert helm_kubectl.render_chart([CHART_DIR / "values-kind.yaml"]), "the kind profile reads a volume, no bucket"
+    with pytest.raises(SaiError, match="does not match pattern"):
+        helm_kubectl.render_chart(files, ["modelRepository.s3.uri=models"])
+
+
 def test_models_bucket_is_one_value():
-    """modelRepository.s3.uri is set in values.yaml only; profiles, docs and the MinIO set-up Job
-    take it from there (AWS bucket names are global: users set their own, once)."""
+    """modelRepository.s3.uri is set once, in the user's values file: values.yaml leaves it empty, no
+    profile sets it, and the docs and the MinIO set-up Job take it from there."""
+    assert yaml.safe_load((CHART_DIR / "values.yaml").read_text())["modelRepository"]["s3"]["uri"] == ""
     for profile in ("gpu", "kind", "knative"):
         repo = profile_values(profile).get("modelRepository") or {}
         assert "uri" not in (repo.get("s3") or {}), f"values-{profile}.yaml repeats modelRepository.s3.uri"
@@ -794,7 +815,11 @@ def run_check(tmp_path, check: str, observed, values: dict | None = None) -> str
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: passed\n"
     )
     (root / "values.yaml").write_text(yaml.safe_dump({"check": check, "observed": observed, "serverless-ai": values or {}}))
-    proc = run_tool("helm", "template", "serverless-ai", str(root), "--namespace", "serverless-ai", check=False)
+    bucket = root / "bucket.yaml"  # the user's models bucket, merged under the subchart's values
+    bucket.write_text(yaml.safe_dump({"serverless-ai": yaml.safe_load(MODELS_BUCKET.read_text())}))
+    proc = run_tool(
+        "helm", "template", "serverless-ai", str(root), "--namespace", "serverless-ai", "-f", str(bucket), check=False
+    )
     if proc.returncode == 0:
         assert "name: passed" in proc.stdout
         return ""

@@ -9,6 +9,7 @@ import re
 
 import pytest
 import yaml
+from helpers import MODELS_BUCKET
 
 from sai.k8s.helm_kubectl import REPO_ROOT, ManifestValidator, render_chart
 from sai.local.triggers import annotations
@@ -43,12 +44,12 @@ def seconds(duration: str) -> int:
 
 
 def test_off_by_default():
-    assert connectors(render_chart()) == {}
+    assert connectors(render_chart([MODELS_BUCKET])) == {}
 
 
 @pytest.mark.parametrize("profile", ["values-gpu.yaml", "values-kind.yaml"])
 def test_connectors_render_and_validate(profile):
-    objs = render_chart([REPO_ROOT / "charts/serverless-ai" / profile], ON)
+    objs = render_chart([REPO_ROOT / "charts/serverless-ai" / profile, MODELS_BUCKET], ON)
     found = connectors(objs)
     assert set(found) == {"cron", "nats"}
     validator = ManifestValidator()
@@ -70,7 +71,7 @@ def test_connectors_render_and_validate(profile):
 def test_nats_connector_subscribes_to_every_topic_of_the_stack():
     """nats-connector subscribes only to its `topics` (config.go), split on topic_delimiter; a
     function whose topic is not among them would never run."""
-    nats = env(connectors(render_chart(sets=ON))["nats"])
+    nats = env(connectors(render_chart([MODELS_BUCKET], sets=ON))["nats"])
     subscribed = {t for t in nats["topics"].split(nats["topic_delimiter"]) if t}
     stack = yaml.safe_load((REPO_ROOT / "stack.yml").read_text())
     wanted = {t for f in stack["functions"].values() for t in annotations.topics(f.get("annotations") or {})}
@@ -81,7 +82,7 @@ def test_nats_connector_subscribes_to_every_topic_of_the_stack():
 
 
 def test_nats_connector_waits_longer_than_the_gateway():
-    objs = render_chart(sets=ON)
+    objs = render_chart([MODELS_BUCKET], sets=ON)
     timeouts = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-timeouts"))["data"]
     assert seconds(env(connectors(objs)["nats"])["upstream_timeout"]) > int(timeouts["gatewayTimeoutSeconds"])
 
@@ -92,4 +93,4 @@ def test_nats_connector_waits_longer_than_the_gateway():
 )
 def test_bad_connector_values_are_refused(bad):
     with pytest.raises(Exception, match="values don't meet the specifications|schema"):
-        render_chart(sets=[bad])
+        render_chart([MODELS_BUCKET], sets=[bad])

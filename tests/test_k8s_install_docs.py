@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 import yaml
+from helpers import MODELS_BUCKET
 
 from sai.cli import build_parser
 from sai.k8s.helm_kubectl import CHART_DIR, REPO_ROOT, render_chart
@@ -43,14 +44,24 @@ def shell_commands(text: str) -> list[str]:
     return commands
 
 
+# A loop that returns once the forwarded gateway answers (its /healthz needs no login: openfaas/faas
+# 0.27.13, the gateway of chart 15.0.6, gateway/main.go registers it without DecorateWithBasicAuth).
+READY_WAIT = re.compile(r"^until curl -f\w* https?://(?:127\.0\.0\.1|localhost):8080/healthz\b.*; do sleep \d+; done$")
+
+
 def gateway_order_problems(commands: list[str]) -> tuple[list[str], int]:
-    """Commands that talk to the OpenFaaS gateway before it is port-forwarded, or that need a
-    login before `faas-cli login`; and how many gateway commands there were."""
-    forwarded = logged_in = False
+    """Commands that talk to the OpenFaaS gateway before it is port-forwarded, before a
+    backgrounded port-forward answers, or that need a login before `faas-cli login`; and how many
+    gateway commands there were."""
+    forwarded = answering = logged_in = False
     problems, seen = [], 0
     for cmd in commands:
         if re.search(r"kubectl .*port-forward .*svc/gateway", cmd):
-            forwarded = True
+            # In the background (&) it listens a moment later: the next command may find nothing.
+            forwarded, answering = True, not cmd.rstrip().endswith("&")
+            continue
+        if READY_WAIT.match(cmd):
+            answering = answering or forwarded
             continue
         verbs = re.findall(r"faas-cli (?:store )?(\w+)", cmd)
         calls = [v for v in verbs if v in GATEWAY_VERBS and not (v == "up" and "--skip-deploy" in cmd)]
@@ -60,6 +71,8 @@ def gateway_order_problems(commands: list[str]) -> tuple[list[str], int]:
         seen += 1
         if not forwarded:
             problems.append(f"before the port-forward: {cmd}")
+        elif not answering:
+            problems.append(f"before the port-forward answers: {cmd}")
         needs_login = any(v not in OPEN_VERBS for v in calls) or any(p.startswith("/system/") for p in curls)
         if needs_login and not logged_in:
             problems.append(f"before faas-cli login: {cmd}")
@@ -87,11 +100,37 @@ def test_the_order_check_can_fail():
     assert any("before the port-forward" in p for p in problems)
     assert any("before faas-cli login" in p for p in problems)
     unauth = (
-        "```bash\nkubectl -n openfaas port-forward svc/gateway 8080:8080 &\n"
+        "```bash\nkubectl -n openfaas port-forward svc/gateway 8080:8080\n"
         "curl http://127.0.0.1:8080/function/x\ncurl -u admin:x http://127.0.0.1:8080/system/functions\n```\n"
     )
     problems, seen = gateway_order_problems(shell_commands(unauth))
     assert seen == 2 and problems == ["before faas-cli login: curl -u admin:x http://127.0.0.1:8080/system/functions"]
+    # The race docs/kubernetes.md had: login right after a backgrounded port-forward.
+    race = (
+        "```bash\nkubectl -n openfaas port-forward svc/gateway 8080:8080 >/dev/null &\n"
+        "kubectl -n openfaas get secret basic-auth -o jsonpath='{.data.basic-auth-password}' | base64 --decode |\n"
+        "  faas-cli login --username admin --password-stdin\n```\n"
+    )
+    problems, _ = gateway_order_problems(shell_commands(race))
+    assert problems and problems[0].startswith("before the port-forward answers: kubectl -n openfaas get secret")
+    waited = race.replace("&\n", "&\nuntil curl -fs http://127.0.0.1:8080/healthz >/dev/null; do sleep 1; done\n", 1)
+    assert gateway_order_problems(shell_commands(waited)) == ([], 1)
+    foreground = race.replace(" >/dev/null &\n", "\n", 1)  # a forward in another terminal: answering
+    assert gateway_order_problems(shell_commands(foreground)) == ([], 1)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/kubernetes.md"])
+def test_install_wait_on_the_gpu_profile_skips_the_gpu_check(doc):
+    """The GPU profile aims for a node pool at zero, where `sai cluster install`'s GPU check
+    refuses (exit 4): wherever the docs recommend it for that profile, they pass --skip-gpu-check
+    and say why."""
+    text = (REPO_ROOT / doc).read_text()
+    lines = [line for line in re.sub(r"\\?\n\s*", " ", text).split("sai cluster install")[1:]]
+    gpu = [line[:200] for line in lines if line.lstrip().startswith("--profile gpu")]
+    assert gpu, "the docs recommend `sai cluster install --profile gpu`"
+    assert all("--skip-gpu-check" in line.split("#")[0].split("`")[0] for line in gpu), gpu
+    assert "scaled to zero" in text.split("--skip-gpu-check", 2)[-1][:400]
+    assert build_parser().parse_args(["cluster", "install", "--profile", "gpu", "--skip-gpu-check"]).skip_gpu_check
 
 
 def docs_values_file(text: str) -> str:
@@ -160,7 +199,7 @@ def test_the_progress_deadline_covers_the_documented_wake():
     text = DOC.read_text()
     steps, total = wake_budget(text)
     assert len(steps) >= 4 and sum(steps) == total
-    objs = render_chart([CHART_DIR / "values-gpu.yaml"])
+    objs = render_chart([CHART_DIR / "values-gpu.yaml", MODELS_BUCKET])
     isvc = next(o for o in objs if o["kind"] == "InferenceService")
     deadline = int(isvc["metadata"]["annotations"]["serving.knative.dev/progress-deadline"].rstrip("s"))
     assert deadline >= total, f"progress deadline {deadline}s < the documented wake {total}s"

@@ -18,6 +18,7 @@ import json
 import pytest
 from helpers import running_platform
 
+from common.result_keys import result_key
 from sai.local import s3_events, s3_server
 from sai.local.processes import wait_until
 from sai.state import free_port
@@ -41,7 +42,7 @@ def test_upload_during_an_outage_is_classified_once(tmp_path_factory, coffee_jpe
         client, bucket = platform.s3.client(), platform.s3.bucket
         client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         notifier = platform.s3_notifier
-        result = s3_server.result_key(bucket, KEY)
+        result = result_key(bucket, KEY)
 
         def result_versions() -> list:  # every write of the result (its claim objects aside)
             listing = client.list_object_versions(Bucket=bucket, Prefix=result)

@@ -16,7 +16,7 @@ import requests
 from postgres_server import missing, postgres_server
 from test_triggers import sai
 
-from sai.local import s3_server
+from common.result_keys import result_key
 from sai.local.processes import wait_until
 
 
@@ -29,7 +29,7 @@ def env(platform):
 
 def result(platform, key: str) -> dict | None:
     try:
-        obj = platform.s3.client().get_object(Bucket=platform.s3.bucket, Key=s3_server.result_key(platform.s3.bucket, key))
+        obj = platform.s3.client().get_object(Bucket=platform.s3.bucket, Key=result_key(platform.s3.bucket, key))
     except Exception:  # noqa: BLE001 - not there (yet)
         return None
     return json.loads(obj["Body"].read())
@@ -52,7 +52,7 @@ def test_nightly_reclassification_runs_on_its_schedule(platform, env, coffee_jpe
     key = f"incoming/nightly-{uuid.uuid4().hex[:8]}.jpg"
     client.put_object(Bucket=bucket, Key=key, Body=coffee_jpeg)
     assert wait_until(lambda: result(platform, key), 60)  # classified on upload (the bucket event)
-    client.delete_object(Bucket=bucket, Key=s3_server.result_key(bucket, key))  # lost: the sweep redoes it
+    client.delete_object(Bucket=bucket, Key=result_key(bucket, key))  # lost: the sweep redoes it
     deploy = {
         "service": "uploads-nightly",
         "image": "object-classify",

@@ -31,6 +31,7 @@ from .common import triton
 from .common.classify import classify_image, model_name
 from .common.errors import FunctionError, call_id, error_document, handler_errors, json_response
 from .common.request import json_body, require_method
+from .common.result_keys import result_key
 from .events import NAMED, BadEvent, ObjectEvent, RecordError, named_object, parse_record, records
 from .storage import (
     RESULT_MARKER,
@@ -59,7 +60,7 @@ def process(ev: ObjectEvent, cfg: Settings, client, version: str | None = None) 
     """One parsed record -> its status entry. Raises RecordError for record-level failures.
     `version`: the model version results must come from (the sweep's), else any."""
     out_bucket = cfg.results_bucket or ev.bucket
-    result_key = f"{cfg.results_prefix}{ev.bucket}/{ev.key}.json"
+    out_key = result_key(ev.bucket, ev.key, cfg.results_prefix)
     entry = {"bucket": ev.bucket, "key": ev.key, "etag": ev.etag or None}
     if "*" not in cfg.source_buckets and ev.bucket not in cfg.source_buckets:
         raise RecordError("bucket_not_allowed", f"bucket {ev.bucket!r} is not in SOURCE_BUCKETS")
@@ -74,12 +75,12 @@ def process(ev: ObjectEvent, cfg: Settings, client, version: str | None = None) 
         return {**entry, "status": "skipped", "reason": "suffix not in INPUT_SUFFIXES"}
     if ev.size is not None and ev.size > cfg.max_object_bytes:
         raise RecordError("too_large", f"object is larger than {cfg.max_object_bytes} bytes")
-    if len((result_key).encode("utf-8")) > 1024:
+    if len(out_key.encode("utf-8")) > 1024:
         raise RecordError("unsafe_key", "object key too long for a result key")
-    entry["result"] = {"bucket": out_bucket, "key": result_key}
+    entry["result"] = {"bucket": out_bucket, "key": out_key}
 
     try:
-        done = head_result(client, out_bucket, result_key)
+        done = head_result(client, out_bucket, out_key)
         if _done(done, ev.etag, version):
             return {**entry, "status": "duplicate"}
         data, etag, meta = fetch(client, ev, cfg.max_object_bytes)
@@ -95,7 +96,7 @@ def process(ev: ObjectEvent, cfg: Settings, client, version: str | None = None) 
     if _done(done, etag, version):
         return {**entry, "status": "duplicate"}
 
-    claim_key = result_key + ".claim"
+    claim_key = out_key + ".claim"
     try:
         if not claim(client, out_bucket, claim_key, entry["etag"] or "", cfg.claim_ttl_s):
             raise RecordError("in_progress", "another delivery of this object is being classified", retryable=True)
@@ -106,11 +107,11 @@ def process(ev: ObjectEvent, cfg: Settings, client, version: str | None = None) 
     try:
         # Claimed: a concurrent delivery may have finished between our first look and the claim.
         try:
-            if _done(head_result(client, out_bucket, result_key), entry["etag"], version):
+            if _done(head_result(client, out_bucket, out_key), entry["etag"], version):
                 return {**entry, "status": "duplicate"}
         except Exception as exc:  # noqa: BLE001 - botocore errors, classified by s3_error
             raise s3_error(exc) from None
-        return {**entry, **classify_and_store(ev, cfg, client, data, out_bucket, result_key, entry["etag"])}
+        return {**entry, **classify_and_store(ev, cfg, client, data, out_bucket, out_key, entry["etag"])}
     finally:
         release(client, out_bucket, claim_key)
 

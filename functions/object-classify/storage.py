@@ -13,6 +13,7 @@ import os
 import threading
 import time
 
+from .common.result_keys import RESULTS_PREFIX
 from .common.settings import setting
 from .events import ObjectEvent, RecordError
 
@@ -26,7 +27,7 @@ MODEL_VERSION = "model-version"  # of the model that made a result: the nightly 
 s3_endpoint = setting("S3_ENDPOINT", str, None)  # None: AWS
 s3_region = setting("S3_REGION", str, "us-east-1")
 results_bucket = setting("RESULTS_BUCKET", str, None)  # None: the source bucket
-results_prefix = setting("RESULTS_PREFIX", str, "results/", blank_is_unset=False)
+results_prefix = setting("RESULTS_PREFIX", str, RESULTS_PREFIX, blank_is_unset=False)
 # Buckets whose events are classified (comma-separated; "*" = any). Unset: none, so a forged event
 # naming another bucket never makes the function read it with its credentials.
 source_buckets = setting("SOURCE_BUCKETS", str, "")

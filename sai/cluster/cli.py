@@ -86,6 +86,20 @@ def check_values_files(values: list[str]) -> None:
             raise _error(f"{v}: no such values file", 2)
 
 
+def check_models_bucket(profile: str, values: list[str], alternative: str = "") -> None:
+    """The chart names no models bucket (S3 bucket names are global): stop before anything runs
+    when the profile reads S3 and no values file names one."""
+    from sai.cluster import model_push
+
+    if model_push.chart_uri(profile, values) == "":
+        raise _error(
+            f"modelRepository.s3.uri is empty for the {profile} profile: the chart has no default bucket "
+            "(S3 bucket names are global); set yours in a values file and pass it with -f my-values.yaml "
+            f"(docs/kubernetes.md, First install){', ' + alternative if alternative else ''}",
+            2,
+        )
+
+
 def _run_helm(args_list: list[str]) -> int:
     import subprocess
 
@@ -101,6 +115,7 @@ def cmd_install(args) -> int:
 
     check_values_files(args.values)
     kc = kubeconfig_of(args)
+    check_models_bucket(args.profile, args.values)
     install = helm_mod.install_args(kc, args.profile, args.values, args.namespace, args.release, wait=args.wait)
     if args.dry_run:
         print(f"# would run (no cluster contacted): {helm_mod.command_line(install)}")
@@ -265,6 +280,7 @@ def cmd_models_push(args) -> int:
                 "pass --bucket to push anyway",
                 2,
             )
+        check_models_bucket(args.profile, args.values, "or pass --bucket")
         bucket, prefix = model_push.split_uri(uri)
         if args.prefix is not None:
             prefix = args.prefix.strip("/")
@@ -387,13 +403,13 @@ def register(sub) -> None:
         "push",
         help="upload the built model_repository/ to the chart's S3 model store",
         description="Upload config.pbtxt, configs/, label files and 1/model.onnx of every model to "
-        "s3://BUCKET/PREFIX (default: the profile's modelRepository.s3.uri), deleting stale "
+        "s3://BUCKET/PREFIX (default: modelRepository.s3.uri from your -f values files; the chart has none), deleting stale "
         "objects under the pushed models. Refuses models that are not built. Talks to S3 only "
         "(no kubeconfig): credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile; "
         "for the chart's MinIO: kubectl -n serverless-ai port-forward svc/serverless-ai-minio 9000 "
         "and --endpoint http://127.0.0.1:9000.",
     )
-    p.add_argument("--bucket", help="bucket (default: from the profile's modelRepository.s3.uri)")
+    p.add_argument("--bucket", help="bucket (default: from modelRepository.s3.uri in your -f values files)")
     p.add_argument("--prefix", help="key prefix (default: from the URI, or serverless-ai with --bucket)")
     p.add_argument("--profile", choices=helm_mod.PROFILES, default="gpu", help="profile whose URI to use (default: %(default)s)")
     p.add_argument(

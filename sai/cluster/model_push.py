@@ -38,7 +38,8 @@ class Upload:
 
 def chart_uri(profile: str, values: list[str | Path] = (), chart: Path = CHART_DIR) -> str | None:
     """modelRepository.s3.uri as helm would see it (values.yaml, the profile's, then the user's
-    values files, later wins); None if the model repository is not on S3."""
+    values files, later wins); "" when none of them sets it; None if the model repository is not
+    on S3."""
     import yaml
 
     merged: dict = {}
@@ -47,7 +48,7 @@ def chart_uri(profile: str, values: list[str | Path] = (), chart: Path = CHART_D
         merged["source"] = repo.get("source", merged.get("source"))
         if (repo.get("s3") or {}).get("uri"):
             merged["uri"] = repo["s3"]["uri"]
-    return merged.get("uri") if merged.get("source") == "s3" else None
+    return merged.get("uri", "") if merged.get("source") == "s3" else None
 
 
 def split_uri(uri: str) -> tuple[str, str]:

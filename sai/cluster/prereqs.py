@@ -26,13 +26,25 @@ AUTOSCALER_SWITCHES = ("enable-scale-to-zero", "allow-zero-initial-scale")
 KNATIVE_CONFIG = REPO_ROOT / "k8s" / "base" / "knative-config.yaml"
 
 BOOTSTRAP = "k8s/bootstrap.sh --profile {profile}"
+# What k8s/bootstrap.sh runs for each (tests/test_k8s_bootstrap.py checks these commands against its
+# dry run): CRDs first, Established, then the manifests that hold resources of those kinds.
+_KSERVE = "https://github.com/kserve/kserve/releases/download/v0.20.0"
 FIX_KSERVE = (
-    "kubectl apply --server-side -f https://github.com/kserve/kserve/releases/download/v0.20.0/kserve.yaml "
-    "&& kubectl apply --server-side -f https://github.com/kserve/kserve/releases/download/v0.20.0/kserve-cluster-resources.yaml"
+    f"kubectl apply --server-side --force-conflicts -f {_KSERVE}/kserve-crds.yaml "
+    "&& kubectl wait --for=condition=Established --timeout=120s crd/clusterstoragecontainers.serving.kserve.io "
+    f"&& curl -fsSL {_KSERVE}/kserve.yaml | .venv/bin/python -m sai.k8s.kserve_ingress disableIstioVirtualHost=true "
+    "| kubectl apply --server-side --force-conflicts -f - "
+    "&& kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s "
+    "&& kubectl wait --for=condition=Established --timeout=120s crd/clusterservingruntimes.serving.kserve.io "
+    "crd/llminferenceserviceconfigs.serving.kserve.io "
+    f"&& kubectl apply --server-side -f {_KSERVE}/kserve-cluster-resources.yaml"
 )
+_KNATIVE = "https://github.com/knative/serving/releases/download/knative-v1.23.0"
 FIX_KNATIVE = (
-    "kubectl apply -f https://github.com/knative/serving/releases/download/knative-v1.23.0/serving-crds.yaml "
-    "&& kubectl apply -f https://github.com/knative/serving/releases/download/knative-v1.23.0/serving-core.yaml"
+    f"kubectl apply -f {_KNATIVE}/serving-crds.yaml "
+    "&& kubectl wait --for=condition=Established --timeout=120s crd/images.caching.internal.knative.dev "
+    "crd/certificates.networking.internal.knative.dev "
+    f"&& kubectl apply -f {_KNATIVE}/serving-core.yaml"
 )
 FIX_OPENFAAS = (
     "helm upgrade --install openfaas openfaas --repo https://openfaas.github.io/faas-netes --version 15.0.6 "

@@ -22,6 +22,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from common.result_keys import RESULTS_PREFIX
 from sai.local.processes import die_with_parent, listens_on, running_with, wait_until
 
 BUCKET = "uploads"
@@ -29,7 +30,6 @@ REGION = "us-east-1"
 ACCESS_KEY = "sai-local"  # an id, not a secret; the secret key is generated at each start
 STATE_FILE = "s3.json"
 MODULE = "sai.local.s3_server"  # the server process's command line names it (see _is_ours)
-RESULTS_PREFIX = "results/"
 
 
 @dataclass
@@ -67,11 +67,6 @@ def function_env(handle: S3Handle) -> dict[str, str]:
         "RESULTS_PREFIX": RESULTS_PREFIX,
         "SOURCE_BUCKETS": handle.bucket,
     }
-
-
-def result_key(bucket: str, key: str) -> str:
-    """Where object-classify stores the result of s3://bucket/key (its handler.process)."""
-    return f"{RESULTS_PREFIX}{bucket}/{key}.json"
 
 
 def start_s3(

@@ -16,15 +16,29 @@ import socket
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
 
+from common.result_keys import RESULTS_PREFIX, result_key
 from sai import cluster
 from sai.cluster import coldstart, wait
+from sai.local.stack import load_stack
 
 ISVC = cluster.isvc_name()
 CAT_LABELS = ("tiger cat", "tabby", "egyptian cat")
+STACK = Path(__file__).resolve().parents[2] / "stack.yml"
+
+
+def upload_result(key: str) -> tuple[str, str, str]:
+    """(source bucket, results bucket, result key) for an upload of `key`: the one bucket
+    object-classify classifies (the chart's MinIO uploads bucket) and where it writes the result,
+    with the settings stack.yml deploys it with (tests/test_events_object_classify.py checks this
+    against what the function really writes)."""
+    env = load_stack(STACK).functions["object-classify"].environment
+    source = env["SOURCE_BUCKETS"]
+    return source, env.get("RESULTS_BUCKET") or source, result_key(source, key, env.get("RESULTS_PREFIX", RESULTS_PREFIX))
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +129,12 @@ def minio(kubeconfig, reads, namespace):
 
 def test_4_upload_to_minio_produces_its_result(minio, cat_jpeg):
     key = f"incoming/e2e-{uuid.uuid4().hex[:8]}.jpg"
-    minio.put_object(Bucket="uploads", Key=key, Body=cat_jpeg, ContentType="image/jpeg")
+    source, results_bucket, result = upload_result(key)
+    minio.put_object(Bucket=source, Key=key, Body=cat_jpeg, ContentType="image/jpeg")
     deadline = time.monotonic() + 300  # MinIO redelivers every 3 s until object-classify answers 2xx
     while True:
         try:
-            doc = json.loads(minio.get_object(Bucket="uploads", Key=f"results/{key}.json")["Body"].read())
+            doc = json.loads(minio.get_object(Bucket=results_bucket, Key=result)["Body"].read())
             break
         except minio.exceptions.NoSuchKey:
             assert time.monotonic() < deadline, f"no result for {key} after 300 s"

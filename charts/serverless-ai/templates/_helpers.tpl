@@ -132,6 +132,9 @@ runAsGroup: {{ $uid }}
 
 {{/* Checks that values cannot express in JSON schema; fail the render with a clear message. */}}
 {{- define "sai.validate" -}}
+{{- if and (eq .Values.modelRepository.source "s3") (not .Values.modelRepository.s3.uri) -}}
+{{- fail "modelRepository.s3.uri is empty: set your models bucket in a values file (modelRepository: {s3: {uri: s3://YOUR-BUCKET/serverless-ai}}) and pass it with -f; the chart has no default, since S3 bucket names are global (docs/kubernetes.md, First install)" -}}
+{{- end -}}
 {{- if and (eq .Values.triton.mode "knative") (eq .Values.modelRepository.source "s3") .Values.modelRepository.localModelCache.enabled -}}
 {{- fail "modelRepository.localModelCache needs triton.mode=kserve (it is a KServe feature)" -}}
 {{- end -}}
