@@ -11,7 +11,7 @@ import yaml
 from helpers import MODELS_BUCKET
 
 from sai.cli import build_parser
-from sai.k8s.tools import CHART_DIR, REPO_ROOT, render_chart
+from sai.k8s.helm_kubectl import CHART_DIR, REPO_ROOT, render_chart
 
 DOC = REPO_ROOT / "docs/kubernetes.md"
 # faas-cli subcommands that call the gateway, and those of them that need `faas-cli login`

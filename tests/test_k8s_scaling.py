@@ -16,14 +16,15 @@ from dataclasses import replace
 
 import pytest
 import yaml
+from helpers import MODELS_BUCKET
 
-from sai.errors import SaiError
-from sai.k8s.tools import CHART_DIR, REPO_ROOT, render_chart
+from sai.k8s.helm_kubectl import CHART_DIR, REPO_ROOT, render_chart
 from sai.local.scale_policy import MAX_REPLICAS, ScalePolicy, parse_duration, scale_policy
+from sai.sai_error import SaiError
 
 P = "com.openfaas.scale."
 K = "autoscaling.knative.dev/"
-KNATIVE = [CHART_DIR / "values-knative.yaml"]
+KNATIVE = [CHART_DIR / "values-knative.yaml", MODELS_BUCKET]
 FUNCTIONS = ["image-classify", "text-sentiment", "text-embed", "text-keywords", "text-entities", "object-classify"]
 
 
@@ -91,7 +92,7 @@ def render_with_labels(tmp_path, labels: dict, per_function: dict | None = None,
         values["functions"]["items"] = {n: {"enabled": True, "labels": ls} for n, ls in per_function.items()}
     path = tmp_path / "values.yaml"
     path.write_text(yaml.safe_dump(values))
-    return render_chart([path])
+    return render_chart([MODELS_BUCKET, path])
 
 
 FULL = {

@@ -22,7 +22,7 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from sai import paths
-from sai.bench.common import fmt, print_table, started_platform
+from sai.bench.harness import fmt, print_table, started_platform
 from sai.bench.image import photos
 from sai.local.model_deps import needed_models
 from sai.local.processes import wait_until

@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.request
 
-from sai.bench.common import Client, fmt, print_table, started_platform
+from sai.bench.harness import Client, fmt, print_table, started_platform
 from sai.bench.image import photos
 from sai.state import auth_header
 

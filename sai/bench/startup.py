@@ -23,7 +23,7 @@ import urllib.request
 
 import psutil
 
-from sai.bench.common import Client, fmt, memory_mb, print_table, started_platform
+from sai.bench.harness import Client, fmt, memory_mb, print_table, started_platform
 from sai.bench.image import photos
 from sai.local.processes import terminate_group, wait_until
 from sai.state import free_port, port_open

@@ -138,7 +138,7 @@ class Scaler:
             self.wakes[name] = wake
         try:
             await asyncio.wait_for(asyncio.shield(wake), self.wake_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise Unavailable(f"function {name!r} is waking up; retry shortly") from None
         return first
 
