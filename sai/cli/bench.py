@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from sai.bench import coldstart, image, overload, scaling, startup, text
+from sai.bench import cold_starts, image, overload, scaling, startup, text
 
 
 def register(sub) -> None:
@@ -21,10 +21,10 @@ def register(sub) -> None:
         "coldstart",
         help="seconds to the answer from zero, per function, with its model unloaded and loaded",
     )
-    p.add_argument("--functions", default=coldstart.FUNCTIONS, help="comma-separated (default: %(default)s)")
+    p.add_argument("--functions", default=cold_starts.FUNCTIONS, help="comma-separated (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="cold starts per function and case; medians (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="also print the figures as JSON")
-    p.set_defaults(func=coldstart.run)
+    p.set_defaults(func=cold_starts.run)
     p = bsub.add_parser("scaling", help="image-classify scaling out under load, back to zero, and no call lost while it does")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients of the load phases (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=20, help="length of each load phase (default: %(default)s)")

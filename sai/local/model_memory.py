@@ -17,6 +17,8 @@ import pathlib
 
 import psutil
 
+from sai.local.model_deps import model_config
+
 STUB_BASE_MB = 100.0  # a stub with numpy and onnxruntime, before the model (measured: 106-202 MB per stub)
 PER_FILE_MB = 1.25  # resident MB per MB of ONNX file once onnxruntime has built its session
 
@@ -65,3 +67,32 @@ def victims(
         out.append(name)
         used -= loaded_mb[name]
     return out
+
+
+class ModelBudget:
+    """The models' memory as the platform knows it: `limit_mb` (None: no budget), each model's
+    size as last measured, or its estimate before that."""
+
+    def __init__(self, repo: pathlib.Path, limit_mb: float | None, config_name: str = "local"):
+        self.repo, self.limit_mb, self.config_name = repo, limit_mb, config_name
+        self.measured: dict[str, float] = {}
+
+    def size_mb(self, name: str) -> float:
+        if name in self.measured:
+            return self.measured[name]
+        return estimate_mb(self.repo, name, model_config(self.repo, name, self.config_name) or {})
+
+    def measure(self, triton_pid: int | None, loaded: set[str]) -> float:
+        """Measure the loaded models' stubs now; their total (MB)."""
+        if triton_pid is None:
+            return 0.0
+        stubs = stub_memory_mb(triton_pid, self.repo)
+        self.measured.update({m: stubs.get(m, 0.0) for m in loaded})
+        return sum(self.measured.get(m, 0.0) for m in loaded)
+
+    def room_for(self, names: set[str], loaded: set[str], pinned: set[str], last_used: dict[str, float]) -> list[str]:
+        """The loaded models to unload before `names` load (victims); [] without a budget."""
+        if self.limit_mb is None:
+            return []
+        need = sum(self.size_mb(n) for n in names - loaded)
+        return victims(need, {m: self.size_mb(m) for m in loaded}, last_used, pinned | names, self.limit_mb)

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from sai.local.autoscale import Autoscaler, LoadMeter
 from sai.local.scale_policy import ScalePolicy
@@ -50,15 +50,19 @@ class ScaleOps(Protocol):
 
     def loaded_models(self) -> set[str]: ...
 
-    def wake(self, name: str, last_used: dict[str, float]) -> dict[str, float]:
+    def wake(self, name: str, last_used: dict[str, float], asked_at: float) -> dict[str, float]:
         """Load the function's models (making room within the budget, least recently used first by
-        `last_used`), start its `min` replicas, wait until they listen; seconds per phase."""
+        `last_used`), start its `min` replicas, wait until they listen; seconds per phase, "total"
+        from `asked_at` (monotonic) until it listens."""
 
     def resize(self, name: str, replicas: int) -> None:
         """Run `replicas` processes: start the missing ones and wait for them, or stop the last ones."""
 
     def unload_idle(self, models: set[str]) -> set[str]:
         """Unload those of `models` that no function with replicas still needs; those unloaded."""
+
+    def idle_limit(self, model: str) -> float | None:
+        """How long `model` may stay loaded once no running function calls it (None: for good)."""
 
 
 class Change:
@@ -77,21 +81,18 @@ class Scaler:
         functions: dict,
         ops: ScaleOps,
         wake_timeout_s: float = 30.0,
-        model_idle_s: float | None = 900.0,
         on_cold_start: Callable[[str, dict[str, float]], None] = lambda name, phases: None,
         tick_s: float = TICK_S,
     ):
-        """`functions`: the fleet's name -> RunningFunction map; `model_idle_s`: how long a model no
-        running function needs stays loaded (None: for good); `on_cold_start(name, phases)`
+        """`functions`: the fleet's name -> RunningFunction map; `on_cold_start(name, phases)`
         records a wake's phases (the metrics)."""
         self.functions, self.ops = functions, ops
-        self.wake_timeout_s, self.model_idle_s, self.tick_s = wake_timeout_s, model_idle_s, tick_s
+        self.wake_timeout_s, self.tick_s = wake_timeout_s, tick_s
         self.on_cold_start = on_cold_start
         self.meters: dict[str, LoadMeter] = {}
         self.scalers: dict[str, Autoscaler] = {}
         self.changes: dict[str, Change] = {}
         self.wakes: dict[str, asyncio.Future] = {}
-        self.zero_since: dict[str, float] = {}  # monotonic time each function reached zero
         self.unneeded_since: dict[str, float] = {}  # monotonic time each loaded model lost its last user
         self._unloading: asyncio.Task | None = None
         self._task: asyncio.Task | None = None
@@ -108,33 +109,35 @@ class Scaler:
     def ended(self, name: str) -> None:
         self.meter(name).ended(time.monotonic())
 
-    async def replica(self, name: str) -> tuple[Any, bool]:
-        """(the replica a call goes to, whether this call started a wake): a Replica of the
-        function's RunningFunction that listens, in turn; at zero, one the wake started. Raises
+    async def serving(self, name: str) -> bool:
+        """Return once the function has a replica that takes calls: at once, or after calling off
+        a step to zero, or after a wake, which is True for the call that started it. Raises
         Unavailable when none comes in time."""
         fn = self.functions[name]
-        if (chosen := fn.pick()) is not None:
-            return chosen, False
+        if fn.serving():
+            return False
         change = self.changes.get(name)
         if change is not None and not change.committed and change.target < len(fn.replicas):
             change.called_off = True  # the leaving replicas take calls again
             for r in fn.replicas:
                 r.draining = False
-            if (chosen := fn.pick()) is not None:
-                return chosen, False
-        if change is None and fn.wanted > 0:
+            if fn.serving():
+                return False
+        waking = name in self.wakes and not self.wakes[name].done()
+        if change is None and not waking and fn.wanted > 0:
             # replicas wanted, none answers and none is on its way: they died (the supervisor restarts them)
             raise Unavailable(f"function {name!r} is not running")
         woke = await self._wait_for_wake(name)
-        if (chosen := fn.pick()) is None:
+        if not fn.serving():
             raise Unavailable(f"function {name!r} stopped while waking")
-        return chosen, woke
+        return woke
 
     async def _wait_for_wake(self, name: str) -> bool:
         """Wait for the function's wake, starting it if none runs; True for the call that started it."""
         wake, first = self.wakes.get(name), False
         if wake is None or wake.done():
             wake, first = asyncio.ensure_future(self._wake(name)), True
+            wake.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: calls may all have gone
             self.wakes[name] = wake
         try:
             await asyncio.wait_for(asyncio.shield(wake), self.wake_timeout_s)
@@ -150,24 +153,33 @@ class Scaler:
         fn = self.functions.get(name)
         if fn is None:
             raise Unavailable(f"function {name!r} was removed")
-        if fn.pick() is not None:  # a scale-up (or the called-off change) got there first
+        if fn.serving():  # a scale-up (or the called-off change) got there first
             return
         loop = asyncio.get_running_loop()
         try:
-            phases = await loop.run_in_executor(None, self.ops.wake, name, self.model_last_used())
+            phases = await loop.run_in_executor(None, self.ops.wake, name, self.model_last_used(), start)
         except Exception as exc:  # noqa: BLE001 - the calls waiting get a 503 naming it
             log.error("function %s could not wake: %s", name, exc)
             raise Unavailable(f"function {name!r} could not start: {exc}") from None
-        phases = {"waiting": time.monotonic() - start - sum(phases.values()), **phases}
-        self.zero_since.pop(name, None)
         self.scalers[name] = Autoscaler()
         self.on_cold_start(name, phases)
-        log.info(
-            "function %s woke in %.2f s (%s)",
-            name,
-            time.monotonic() - start,
-            ", ".join(f"{k} {v:.2f}" for k, v in phases.items()),
-        )
+        log.info("function %s woke: %s", name, ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()))
+
+    async def set_replicas(self, name: str, replicas: int) -> None:
+        """Run `replicas` now (the scale API): what is in flight for the function finishes first;
+        going down, the leaving replicas drain before they stop."""
+        while (change := self.changes.get(name)) is not None and change.task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(change.task)
+        if (wake := self.wakes.get(name)) is not None and not wake.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(wake)
+        fn = self.functions.get(name)
+        if fn is None or (fn.wanted == replicas == len(fn.replicas)):
+            return
+        log.info("function %s: %d -> %d replicas (the scale API)", name, fn.wanted, replicas)
+        task = self._apply(name, replicas)
+        await asyncio.shield(task)
 
     def model_last_used(self) -> dict[str, float]:
         """Model -> the last call of any function that calls it (for the memory budget's LRU)."""
@@ -208,16 +220,15 @@ class Scaler:
                 log.warning("function %s: %s", name, exc)
                 continue
             wanted, why = self.scalers.setdefault(name, Autoscaler()).decide(policy, fn.wanted, load, now)
-            if fn.wanted == 0:
-                self.zero_since.setdefault(name, now)
             if wanted != fn.wanted:
                 log.info("function %s: %d -> %d replicas (%s)", name, fn.wanted, wanted, why)
                 self._apply(name, wanted)
         self._unload_idle_models(now)
 
-    def _apply(self, name: str, target: int) -> None:
+    def _apply(self, name: str, target: int) -> asyncio.Task:
         change = self.changes[name] = Change(target)
         change.task = asyncio.get_running_loop().create_task(self._change(name, change))
+        return change.task
 
     async def _change(self, name: str, change: Change) -> None:
         fn, loop = self.functions[name], asyncio.get_running_loop()
@@ -232,22 +243,22 @@ class Scaler:
                 return
             change.committed = True
             await loop.run_in_executor(None, self.ops.resize, name, change.target)
-            if change.target == 0:
-                self.zero_since[name] = time.monotonic()
         except Exception:  # noqa: BLE001 - logged; the next tick tries again
             log.exception("function %s: scaling to %d failed", name, change.target)
         finally:
             self.changes.pop(name, None)
 
     def _unload_idle_models(self, now: float) -> None:
-        if self.model_idle_s is None:
-            return
         needed = {m for n, fn in self.functions.items() if fn.wanted > 0 or n in self.changes for m in self.ops.models(n)}
         waking = {m for n, w in self.wakes.items() if not w.done() for m in self.ops.models(n)}
         idle = self.ops.loaded_models() - needed - waking
         for model in set(self.unneeded_since) - idle:
             del self.unneeded_since[model]
-        due = {m for m in idle if now - self.unneeded_since.setdefault(m, now) >= self.model_idle_s}
+        due = set()
+        for model in idle:
+            limit = self.ops.idle_limit(model)
+            if limit is not None and now - self.unneeded_since.setdefault(model, now) >= limit:
+                due.add(model)
         if due and (self._unloading is None or self._unloading.done()):
             self._unloading = asyncio.get_running_loop().create_task(self._unload(due))
 
@@ -265,6 +276,7 @@ class Scaler:
     # -- what status and metrics show ------------------------------------------------------------
     def idle_s(self, name: str) -> float | None:
         """Seconds since the function's last call ended, while it is at zero; else None."""
-        if name not in self.zero_since:
+        fn = self.functions.get(name)
+        if fn is None or fn.wanted:
             return None
         return self.meter(name).idle_s(time.monotonic())
