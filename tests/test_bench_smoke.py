@@ -70,7 +70,10 @@ def test_bench_image_compare_serves_the_same_file_from_a_plain_server(gateway):
 def test_bench_startup_measures_ready_time_and_memory():
     out = bench("startup", "--repeats", "1", "--json")
     assert "ready s" in out and "RSS per process (MB)" in out
-    only, whole, kserve = last_json(out)
+    only, whole, zero, kserve = last_json(out)
+    # idle: no function process and no backend stub left, far below the whole platform running
+    assert zero["platform"] == "at zero" and set(zero["rss_mb"]) == {"gateway", "triton core"}
+    assert zero["rss_total_mb"] < only["rss_total_mb"]
     assert only["platform"] == "image-classify" and whole["platform"] == "all"
     # the baseline: a plain KServe ModelServer (one process) on the same file, and the ratio to it
     assert kserve["platform"] == "kserve" and 0 < kserve["rss_total_mb"] < only["rss_total_mb"]

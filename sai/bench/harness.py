@@ -166,7 +166,7 @@ def platform_processes(state_dir: pathlib.Path) -> dict[str, int]:
     state = read_state(state_dir)
     triton = state["triton"]["pid"]
     procs = {"gateway": state["pid"], "triton core": triton}
-    procs.update({f"function {name}": fn["pid"] for name, fn in state["functions"].items()})
+    procs.update({f"function {name}": fn["pid"] for name, fn in state["functions"].items() if fn["pid"]})  # none at zero
     children = psutil.Process(triton).children()
     procs.update({f"triton stub {i}": child.pid for i, child in enumerate(children, 1)})
     return procs

@@ -6,7 +6,8 @@ serves: what `sai up` waits for), and the memory of every process (supervisor + 
 core, its Python backend stubs, the functions) after 20 warm-up classifications, so the figures
 include what the first requests allocate: the sum of RSS (libraries shared between processes
 count in each, as `ps` shows them) and of PSS (shared pages split, what the platform occupies).
-Medians over `--repeats` starts. Beside them, the same for a plain KServe ModelServer serving
+Medians over `--repeats` starts. Then the whole platform idle: started with a 2 s zero-duration,
+once every function and model has gone to zero. Beside them, the same for a plain KServe ModelServer serving
 the same ONNX file with the same preprocessing (sai/bench/kserve_server.py), and the ratio of
 `--only image-classify` to it.
 """
@@ -26,9 +27,10 @@ import psutil
 from sai.bench.harness import Client, fmt, memory_mb, print_table, started_platform
 from sai.bench.image import photos
 from sai.local.processes import terminate_group, wait_until
-from sai.state import free_port, port_open
+from sai.state import free_port, port_open, read_state
 
 TARGETS = {"image-classify": (2.0, 450.0), "all": (4.0, None)}  # ready s, total RSS MB (docs/performance.md)
+AT_ZERO_TARGET_MB = 250.0  # the whole platform with every function and model at zero
 KSERVE_RATIO_TARGET = 2.0  # `--only image-classify` RSS / the KServe ModelServer's
 
 
@@ -70,6 +72,25 @@ def measure(only: list[str]) -> tuple[float, dict[str, float], float]:
         return ready_s, memory_mb(state), sum(memory_mb(state, "pss").values())
 
 
+def measure_at_zero() -> tuple[float, dict[str, float], float]:
+    """(seconds until every function and model was at zero, RSS per process, PSS total) of the
+    whole platform started with a 2 s zero-duration, after one call of each function's kind."""
+    with started_platform([], ["--zero-duration", "2s"]) as (url, state, _ready):
+        status, body = Client(url).post("/function/image-classify", photos()[0], "image/jpeg")
+        if status != 200:
+            raise RuntimeError(f"image-classify answered {status}: {body[:200]!r}")
+        start = time.perf_counter()
+
+        def idle() -> bool:
+            doc = read_state(state)
+            return not doc["models"]["loaded"] and all(fn["replicas"] == 0 for fn in doc["functions"].values())
+
+        if not wait_until(idle, 120, interval=0.2):
+            raise RuntimeError("the platform did not reach zero within 120 s")
+        time.sleep(1)  # the stubs of the last unload exit
+        return time.perf_counter() - start, memory_mb(state), sum(memory_mb(state, "pss").values())
+
+
 def run(args) -> int:
     rows, out = [], []
     for label, only in (("image-classify", ["image-classify"]), ("all", [])):
@@ -91,6 +112,21 @@ def run(args) -> int:
         )
         out.append({"platform": label, "ready_s": ready, "rss_mb": mid, "rss_total_mb": total, "pss_total_mb": pss})
         print(f"{label}: ready after {ready:.2f} s, {total:.0f} MB", flush=True)
+    zero_s, at_zero, zero_pss = measure_at_zero()
+    zero_total = sum(at_zero.values())
+    rows.append(
+        [
+            "sai up, every function and model at zero",
+            "-",
+            "-",
+            fmt(zero_total, 0),
+            f"<= {AT_ZERO_TARGET_MB:.0f}",
+            fmt(zero_pss, 0),
+            ", ".join(f"{k} {v:.0f}" for k, v in at_zero.items()),
+        ]
+    )
+    out.append({"platform": "at zero", "rss_mb": at_zero, "rss_total_mb": zero_total, "pss_total_mb": zero_pss})
+    print(f"at zero {zero_s:.1f} s after the last call: {zero_total:.0f} MB", flush=True)
     ready, kserve = sorted((kserve_baseline() for _ in range(args.repeats)), key=lambda r: r[1])[args.repeats // 2]
     only = out[0]["rss_total_mb"]
     rows.append(["plain KServe ModelServer, same ONNX file", fmt(ready, 2), "-", fmt(kserve, 0), "-", "-", "one process"])
