@@ -6,8 +6,9 @@ models) go to zero between calls. For each function it measures, `--repeats` tim
 - model loaded: the function at zero, its models still loaded (within the model idle time);
 the time from sending the request to its first byte (the answer's status line) and to the whole
 answer, and where the wake went, phase by phase, from the gateway's own cold-start metric
-(sai_cold_start_seconds{phase}: waiting, models, process, imports, listen, first_request). The
-baseline, measured in the same run: the same request to the warm function.
+(sai_cold_start_seconds{phase}: waiting, models, process, imports, total until a replica
+listens, first_request). The baseline, measured in the same run: the same request to the warm
+function.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sai.state import auth_header, read_state
 FUNCTIONS = "image-classify,text-sentiment,text-embed,text-keywords,text-entities"
 TARGETS = {("image-classify", "unloaded"): 2.0, ("image-classify", "loaded"): 1.0}  # p50 seconds to the answer
 ZERO_DURATION = "2s"  # the platform's, for this run
-PHASES = ("waiting", "models", "process", "imports", "listen", "first_request")
+PHASES = ("waiting", "models", "process", "imports", "total", "first_request")
 TEXT = {"text": "The battery easily lasts two days, and the screen is bright enough to read in full sun."}
 
 

@@ -115,7 +115,7 @@ class OnDemand:
         if victims:
             victims |= ensembles_using(self.settings.model_repository, victims, loaded - models)
             log.info("memory budget: unloading %s to load %s", ", ".join(sorted(victims)), ", ".join(sorted(models - loaded)))
-            self._unload(victims)
+            self._unload(victims, wait=True)
         if failed := self.triton.ensure_loaded(models):
             log.error("models failed to load: %s", json.dumps(failed))
         server = self.triton.server
@@ -123,15 +123,15 @@ class OnDemand:
         if self.budget.limit_mb is not None and total > self.budget.limit_mb:
             log.warning("models take %.0f MB, over the budget of %.0f MB: the others are in use", total, self.budget.limit_mb)
 
-    def _unload(self, models: set[str]) -> set[str]:
-        """Unload `models` and wait until their stubs have exited: Triton answers while it still
-        unloads (state UNLOADING), and the memory counts only once they are gone."""
+    def _unload(self, models: set[str], wait: bool = False) -> set[str]:
+        """Unload `models`; `wait`: until their stubs have exited (Triton answers while it still
+        unloads, state UNLOADING, and to make room the memory must be free, not on its way)."""
         before = set(self.triton.loaded)
         if failed := self.triton.unload(models):
             log.error("models failed to unload: %s", json.dumps(failed))
         done = before - set(self.triton.loaded)
         server = self.triton.server
-        if done and server is not None and server.process is not None:
+        if wait and done and server is not None and server.process is not None:
             pid, repo = server.process.pid, self.settings.model_repository
             if not wait_until(lambda: not done & set(stub_memory_mb(pid, repo)), UNLOAD_WAIT_S, interval=0.02):
                 log.warning("the stubs of %s still run %.0f s after their unload", ", ".join(sorted(done)), UNLOAD_WAIT_S)
