@@ -72,7 +72,8 @@ def test_bench_startup_measures_ready_time_and_memory():
     assert "ready s" in out and "RSS per process (MB)" in out
     only, whole, zero, kserve = last_json(out)
     # idle: no function process and no backend stub left, far below the whole platform running
-    assert zero["platform"] == "at zero" and set(zero["rss_mb"]) == {"gateway", "triton core"}
+    assert zero["platform"] == "at zero" and not [p for p in zero["rss_mb"] if p.startswith(("function", "triton stub"))]
+    assert {"gateway", "triton core"} <= set(zero["rss_mb"])
     assert zero["rss_total_mb"] < only["rss_total_mb"]
     assert only["platform"] == "image-classify" and whole["platform"] == "all"
     # the baseline: a plain KServe ModelServer (one process) on the same file, and the ratio to it

@@ -169,6 +169,9 @@ def platform_processes(state_dir: pathlib.Path) -> dict[str, int]:
     procs.update({f"function {name}": fn["pid"] for name, fn in state["functions"].items() if fn["pid"]})  # none at zero
     children = psutil.Process(triton).children()
     procs.update({f"triton stub {i}": child.pid for i, child in enumerate(children, 1)})
+    for record in state.get("processes") or []:  # the rest `sai up` runs (the S3 server, NATS for topics)
+        if record and record["pid"] not in procs.values() and psutil.pid_exists(record["pid"]):
+            procs[psutil.Process(record["pid"]).name()] = record["pid"]
     return procs
 
 

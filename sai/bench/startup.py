@@ -83,11 +83,11 @@ def measure_at_zero() -> tuple[float, dict[str, float], float]:
 
         def idle() -> bool:
             doc = read_state(state)
-            return not doc["models"]["loaded"] and all(fn["replicas"] == 0 for fn in doc["functions"].values())
+            at_zero = not doc["models"]["loaded"] and all(fn["replicas"] == 0 for fn in doc["functions"].values())
+            return at_zero and not psutil.Process(doc["triton"]["pid"]).children()  # the stubs have exited
 
         if not wait_until(idle, 120, interval=0.2):
             raise RuntimeError("the platform did not reach zero within 120 s")
-        time.sleep(1)  # the stubs of the last unload exit
         return time.perf_counter() - start, memory_mb(state), sum(memory_mb(state, "pss").values())
 
 
