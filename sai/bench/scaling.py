@@ -5,7 +5,7 @@ API (PUT /system/functions, as `faas-cli deploy --label` sends them):
 1. baseline: `--clients` closed-loop clients for `--seconds` with max 1 replica (min = max: static);
 2. the same load with max 2, `capacity` target 4 in-flight calls per replica: the time until the
    second replica answers, and the throughput once it does, against the baseline;
-3. the load stops: the time back to 1 replica (after the down window) and then to 0;
+3. the load stops: the time back to 1 replica (after the down window) and then to 0 (zero-duration 8 s);
 4. a trickle of `--trickle` single calls at random gaps around a 1 s zero-duration, so calls land
    while replicas drain and stop: every one must succeed (target: zero failed).
 """
@@ -101,7 +101,8 @@ def run(args) -> int:
         one = load.rate(start + 2, start + args.seconds)
         print(f"1 replica (static): {one:.1f} img/s", flush=True)
 
-        g.label({**SCALE_OUT, P + "zero": "true", P + "zero-duration": "3s", P + "down.window": "3s"})
+        # zero-duration past the 5 s the load is averaged over: back to 1 replica first, then to 0
+        g.label({**SCALE_OUT, P + "zero": "true", P + "zero-duration": "8s", P + "down.window": "3s"})
         with Load(url, args.clients) as load:
             start = time.monotonic()
             to_two = g.when(lambda f: f["availableReplicas"] == 2, args.seconds)
@@ -109,7 +110,7 @@ def run(args) -> int:
             time.sleep(max(args.seconds - (two_at - start), 2))
             end = time.monotonic()
         two = load.rate(two_at + 1, end) if to_two is not None else 0.0
-        print(f"scaled out to 2 after {to_two} s: {two:.1f} img/s", flush=True)
+        print(f"scaled out to 2 after {to_two:.2f} s: {two:.1f} img/s" if to_two is not None else "never 2 replicas", flush=True)
         stopped = time.monotonic()
         to_one = g.when(lambda f: f["replicas"] == 1, 60)
         to_zero = g.when(lambda f: f["replicas"] == 0, 60)
@@ -142,7 +143,7 @@ def run(args) -> int:
             f"{args.clients} clients, max 2 (capacity 4)",
             fmt(two),
             fmt(two / one if one else 0, 2) + "x",
-            f"2 replicas after {to_two} s",
+            f"2 replicas after {fmt(to_two, 2)} s" if to_two is not None else "never 2 replicas",
         ],
         ["load stops", "-", "-", back],
         [f"{args.trickle} calls at 0.3-2.5 s gaps, zero-duration 1s", "-", "-", f"{len(failures)} failed (target 0)"],
