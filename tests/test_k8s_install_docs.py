@@ -133,6 +133,81 @@ def test_install_wait_on_the_gpu_profile_skips_the_gpu_check(doc):
     assert build_parser().parse_args(["cluster", "install", "--profile", "gpu", "--skip-gpu-check"]).skip_gpu_check
 
 
+# Every user-facing document that may show an install of the chart.
+USER_DOCS = sorted({REPO_ROOT / "README.md", CHART_DIR / "README.md", *(REPO_ROOT / "docs").glob("*.md")})
+PROFILE_VALUES = re.compile(r"(?:charts/serverless-ai/)?values-(kind|gpu|knative)\.yaml")
+
+
+def chart_installs(text: str) -> list[str]:
+    """`helm upgrade`/`helm install` commands of charts/serverless-ai: in shell blocks and in
+    inline code."""
+    prose = re.sub(r"^( *)```.*?^\1```", "", text, flags=re.MULTILINE | re.DOTALL)
+    inline = [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose)]
+    return [c for c in shell_commands(text) + inline if re.search(r"\bhelm (upgrade|install)\b.*charts/serverless-ai", c)]
+
+
+def profile_problems(command: str) -> list[str]:
+    """An install must pass the profile's values file, before the user's: `helm upgrade` renders
+    from the chart's defaults (GPU request, no node selector or tolerations) and forgets the
+    previous release's values unless told --reuse-values."""
+    files = re.findall(r"(?:-f|--values)[ =](\S+)", command)
+    if not files or not PROFILE_VALUES.fullmatch(files[0]):
+        return [f"no profile values file first: {command}"]
+    return []
+
+
+@pytest.mark.parametrize("doc", USER_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_documented_install_passes_the_profile(doc):
+    text = doc.read_text()
+    problems = [p for c in chart_installs(text) for p in profile_problems(c)]
+    assert not problems, problems
+
+
+def test_the_profile_check_can_fail_and_sees_every_install():
+    # docs/triggers.md until i24d: the profile's node selector, tolerations and scale-to-zero lost.
+    old = (
+        "```bash\nhelm upgrade --install serverless-ai charts/serverless-ai -n serverless-ai -f my-values.yaml \\\n"
+        "  --set connectors.cron.enabled=true\n```\n"
+    )
+    assert profile_problems(chart_installs(old)[0])
+    inline = "then `helm install serverless-ai\n charts/serverless-ai` again"
+    assert chart_installs(inline) == ["helm install serverless-ai charts/serverless-ai"]
+    assert profile_problems(chart_installs(inline)[0])
+    good = "helm upgrade --install serverless-ai charts/serverless-ai -f charts/serverless-ai/values-gpu.yaml -f my-values.yaml"
+    assert profile_problems(good) == [] and profile_problems(good.replace("values-gpu", "my-gpu")) != []
+    assert chart_installs("`helm install` checks the cluster") == [], "prose about helm is not an install"
+    assert sum(len(chart_installs(d.read_text())) for d in USER_DOCS) >= 2, "the chart README and docs/triggers.md"
+
+
+def heredocs(text: str, files: dict[str, str]) -> dict[str, str]:
+    """The documents' `cat > FILE <<'EOF'` / `cat >> FILE <<'EOF'` blocks applied in order."""
+    for _, body in code_blocks(text):
+        for op, name, content in re.findall(r"cat (>>?) (\S+) <<'EOF'\n(.*?)\nEOF", body, re.DOTALL):
+            files[name] = (files.get(name, "") if op == ">>" else "") + content + "\n"
+    return files
+
+
+def test_the_connectors_upgrade_keeps_the_gpu_profile(tmp_path):
+    """docs/triggers.md's cluster command, run on the my-values.yaml of docs/kubernetes.md: the
+    connectors are added and the GPU release keeps its node placement and initial scale."""
+    text = (REPO_ROOT / "docs/triggers.md").read_text()
+    files = heredocs(text, heredocs(DOC.read_text(), {}))
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    (command,) = chart_installs(text)
+    values = [tmp_path / f if (tmp_path / f).exists() else REPO_ROOT / f for f in re.findall(r"-f (\S+)", command)]
+    objs = render_chart(values)
+    assert {o["metadata"]["name"] for o in objs if o["kind"] == "Deployment"} >= {
+        "serverless-ai-cron-connector",
+        "serverless-ai-nats-connector",
+    }
+    isvc = next(o for o in objs if o["kind"] == "InferenceService")
+    gpu = next(o for o in render_chart([CHART_DIR / "values-gpu.yaml", MODELS_BUCKET]) if o["kind"] == "InferenceService")
+    assert isvc["metadata"]["annotations"] == gpu["metadata"]["annotations"], "initial scale, retention, deadline"
+    for field in ("nodeSelector", "tolerations", "runtimeClassName", "minReplicas"):
+        assert isvc["spec"]["predictor"].get(field) == gpu["spec"]["predictor"].get(field), field
+
+
 def docs_values_file(text: str) -> str:
     """The values file the GPU install writes (`cat > my-values.yaml <<'EOF' ... EOF`)."""
     for _, body in code_blocks(text):
