@@ -199,9 +199,15 @@ install_kserve() {
   # serverless-ai field manager.
   apply_kserve "$base/kserve.yaml"
   run kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s
-  # ClusterServingRuntimes (CRD in kserve-crds.yaml) and LLMInferenceServiceConfigs (in kserve.yaml).
-  wait_established clusterservingruntimes.serving.kserve.io llminferenceserviceconfigs.serving.kserve.io
-  run kubectl apply --server-side -f "$base/kserve-cluster-resources.yaml"
+  # Not applied: the release's kserve-cluster-resources.yaml. It holds only upstream's
+  # ClusterServingRuntimes and LLMInferenceServiceConfigs (kserve v0.20.0 config/clusterresources:
+  # ../runtimes, ../llmisvcconfig), and the chart brings its own ServingRuntime, named in the InferenceService
+  # and found in its namespace before any cluster runtime (pkg/controller/v1beta1/inferenceservice/
+  # utils/utils.go GetServingRuntime). What the s3:// storage initializer matches, the
+  # ClusterStorageContainer "default", is in kserve.yaml. Skipping it also skips a race: those 24
+  # objects pass KServe's failurePolicy=Fail webhooks, whose endpoints may lag the Available
+  # deployments (upstream's installer sleeps, then retries 3 x 5 s:
+  # hack/setup/quick-install/kserve-knative-mode-full-install-with-manifests.sh).
 }
 
 install_openfaas() {

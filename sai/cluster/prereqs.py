@@ -34,10 +34,7 @@ FIX_KSERVE = (
     "&& kubectl wait --for=condition=Established --timeout=120s crd/clusterstoragecontainers.serving.kserve.io "
     f"&& curl -fsSL {_KSERVE}/kserve.yaml | .venv/bin/python -m sai.k8s.kserve_ingress disableIstioVirtualHost=true "
     "| kubectl apply --server-side --force-conflicts -f - "
-    "&& kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s "
-    "&& kubectl wait --for=condition=Established --timeout=120s crd/clusterservingruntimes.serving.kserve.io "
-    "crd/llminferenceserviceconfigs.serving.kserve.io "
-    f"&& kubectl apply --server-side -f {_KSERVE}/kserve-cluster-resources.yaml"
+    "&& kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s"
 )
 _KNATIVE = "https://github.com/knative/serving/releases/download/knative-v1.23.0"
 FIX_KNATIVE = (
