@@ -248,6 +248,30 @@ def test_the_bucket_is_one_value_from_your_values_file(tmp_path):
     assert "export S3_ENDPOINT=" in text and "${S3_ENDPOINT" in (REPO_ROOT / "stack.yml").read_text()
 
 
+def test_object_classify_uses_your_uploads_bucket(monkeypatch):
+    """stack.yml's object-classify reads and writes the bucket UPLOADS_BUCKET names (AWS bucket
+    names are global: `uploads` belongs to someone else there), by default the chart MinIO's; the
+    GPU install sets it; `sai up` keeps its own local bucket whatever the shell exports."""
+    from sai.local import s3_server
+    from sai.local.stack import load_stack
+
+    stack = REPO_ROOT / "stack.yml"
+    buckets = ("SOURCE_BUCKETS", "RESULTS_BUCKET")
+    monkeypatch.delenv("UPLOADS_BUCKET", raising=False)
+    env = load_stack(stack).functions["object-classify"].environment
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    assert {env[k] for k in buckets} == {values["minio"]["uploadsBucket"]}
+    oc = values["functions"]["objectClassify"]
+    assert (env["SOURCE_BUCKETS"], env["RESULTS_BUCKET"]) == (oc["sourceBuckets"], oc["resultsBucket"])
+    monkeypatch.setenv("UPLOADS_BUCKET", "team-a-uploads")
+    env = load_stack(stack).functions["object-classify"].environment
+    assert [env[k] for k in buckets] == ["team-a-uploads"] * 2
+    assert "export UPLOADS_BUCKET=" in DOC.read_text().split("faas-cli up -f stack.yml", 1)[0]
+    handle = s3_server.S3Handle("http://127.0.0.1:1", "local-bucket", "us-east-1", "id", "secret", 0, "")
+    local = {**env, **s3_server.function_env(handle)}  # the platform's override wins (platform._function_env)
+    assert [local[k] for k in buckets] == ["local-bucket"] * 2
+
+
 def test_workload_identity_snippet_renders(tmp_path):
     """The documented values for an IAM-role ServiceAccount give a chart that runs Triton as it."""
     text = DOC.read_text()
