@@ -45,8 +45,13 @@ def shell_commands(text: str) -> list[str]:
 
 
 # A loop that returns once the forwarded gateway answers (its /healthz needs no login: openfaas/faas
-# 0.27.13, the gateway of chart 15.0.6, gateway/main.go registers it without DecorateWithBasicAuth).
-READY_WAIT = re.compile(r"^until curl -f\w* https?://(?:127\.0\.0\.1|localhost):8080/healthz\b.*; do sleep \d+; done$")
+# 0.27.13, the gateway of chart 15.0.6, gateway/main.go registers it without DecorateWithBasicAuth),
+# or gives up after N tries and says so: a forward that died (port 8080 taken) never answers.
+READY_WAIT = re.compile(
+    r"^for i in \$\(seq (\d+)\); do curl -f\w* https?://(?:127\.0\.0\.1|localhost):8080/healthz\b.*&& break;\s+"
+    r"\[ \"\$i\" = \1 \] && echo \"[^\"]+\" >&2; sleep \d+; done$"
+)
+UNBOUNDED_WAIT = re.compile(r"^(until|while) ")
 
 
 def gateway_order_problems(commands: list[str]) -> tuple[list[str], int]:
@@ -62,6 +67,9 @@ def gateway_order_problems(commands: list[str]) -> tuple[list[str], int]:
             continue
         if READY_WAIT.match(cmd):
             answering = answering or forwarded
+            continue
+        if UNBOUNDED_WAIT.match(cmd):
+            problems.append(f"a wait without a limit: {cmd}")
             continue
         verbs = re.findall(r"faas-cli (?:store )?(\w+)", cmd)
         calls = [v for v in verbs if v in GATEWAY_VERBS and not (v == "up" and "--skip-deploy" in cmd)]
@@ -113,8 +121,16 @@ def test_the_order_check_can_fail():
     )
     problems, _ = gateway_order_problems(shell_commands(race))
     assert problems and problems[0].startswith("before the port-forward answers: kubectl -n openfaas get secret")
-    waited = race.replace("&\n", "&\nuntil curl -fs http://127.0.0.1:8080/healthz >/dev/null; do sleep 1; done\n", 1)
+    bounded = (
+        "for i in $(seq 30); do curl -fs http://127.0.0.1:8080/healthz >/dev/null && break; \\\n"
+        '  [ "$i" = 30 ] && echo "no gateway" >&2; sleep 1; done\n'
+    )
+    waited = race.replace("&\n", "&\n" + bounded, 1)
     assert gateway_order_problems(shell_commands(waited)) == ([], 1)
+    # The wait docs/kubernetes.md had until i24d: it never ends when the forward died.
+    forever = race.replace("&\n", "&\nuntil curl -fs http://127.0.0.1:8080/healthz >/dev/null; do sleep 1; done\n", 1)
+    problems, _ = gateway_order_problems(shell_commands(forever))
+    assert problems[0].startswith("a wait without a limit: until curl")
     foreground = race.replace(" >/dev/null &\n", "\n", 1)  # a forward in another terminal: answering
     assert gateway_order_problems(shell_commands(foreground)) == ([], 1)
 
