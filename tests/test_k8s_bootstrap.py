@@ -448,6 +448,31 @@ def test_values_files_reach_helm_and_the_gateway_timeouts(tmp_path):
     assert "--values" in subprocess.run(["bash", str(BOOTSTRAP), "--help"], capture_output=True, text=True).stdout
 
 
+def test_gpu_operator_on_nodes_that_bring_their_own_driver():
+    """--gpu-operator-driver=false installs the operator without its driver DaemonSet
+    (driver.enabled, gpu-operator v25.10.1 deployments/gpu-operator/values.yaml), which would
+    otherwise run beside the driver of the node image; the default keeps the operator's driver."""
+
+    def operator_line(out: str) -> str:
+        return next(line for line in out.splitlines() if line.startswith("+ helm upgrade --install gpu-operator "))
+
+    own = operator_line(dry_run("--profile", "gpu", "--gpu-operator", "--gpu-operator-driver=false"))
+    assert "--set driver.enabled=false" in own and own.endswith("--wait --timeout 15m")
+    assert "driver.enabled" not in operator_line(dry_run("--profile", "gpu", "--gpu-operator"))
+    assert "driver.enabled" not in operator_line(dry_run("--profile", "gpu", "--gpu-operator", "--gpu-operator-driver=true"))
+    for wrong in (["--gpu-operator-driver=false"], ["--gpu-operator", "--gpu-operator-driver=no"]):
+        proc = subprocess.run(
+            ["bash", str(BOOTSTRAP), "--dry-run", "--profile", "gpu", "--values", str(MODELS_BUCKET), *wrong],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 2 and "+ " not in proc.stdout, proc.stderr
+    assert (
+        "--gpu-operator-driver=false" in subprocess.run(["bash", str(BOOTSTRAP), "--help"], capture_output=True, text=True).stdout
+    )
+    assert "--gpu-operator-driver=false" in (REPO_ROOT / "docs/kubernetes.md").read_text()
+
+
 @pytest.mark.parametrize("profile", ["gpu", "knative"])
 def test_no_bucket_stops_before_the_first_command(profile):
     """The chart has no default models bucket: without the user's values file the bootstrap stops

@@ -210,7 +210,8 @@ def check(
                 Problem(
                     "GPU",
                     f"no node offers {GPU_RESOURCE} (allocatable)",
-                    "install NVIDIA's GPU operator (k8s/bootstrap.sh --profile gpu --gpu-operator) on GPU nodes; with a GPU node "
+                    "install NVIDIA's GPU operator (k8s/bootstrap.sh --profile gpu --gpu-operator; add --gpu-operator-driver=false "
+                    "where the node image has a driver) on GPU nodes; with a GPU node "
                     "group that scales from zero there may be none yet: then pass --skip-gpu-check (docs/kubernetes.md, "
                     "GPU node groups that scale from zero)",
                 )
