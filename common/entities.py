@@ -2,7 +2,7 @@
 text (no truncation), overlapping windows that fit the encoder, the capitalisation features the
 head takes beside the token states, and decoding BIO tags back to character spans of the original
 text. Shared by the text-entities function and the model's training report
-(sai/models/entities.py), so the report measures exactly what the function serves.
+(sai/models/entity_training.py), so the report measures exactly what the function serves.
 
 The encoder is uncased (MiniLM lower-cases and strips accents), yet capitalisation is most of what
 tells "Apple" from "apple". So the function computes `case_features` from the original text at
@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import functools
 import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,8 +29,11 @@ from . import spacy_hash
 from .settings import setting
 from .tokens import DEFAULT_TOKENIZER, max_tokens, tokenizer_path
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
 # spaCy's OntoNotes labels: all 18 are kept. The head costs the same per label (two more outputs
-# of one linear layer), the issue's fifteen are among them, and dropping WORK_OF_ART, LAW or
+# of one linear layer), the fifteen the function was asked for are among them, and dropping WORK_OF_ART, LAW or
 # LANGUAGE would only turn the teacher's spans into misleading "O" training targets.
 LABELS = (
     "PERSON",
@@ -68,7 +73,7 @@ window_overlap = setting("WINDOW_OVERLAP", int, 64, low=0, high=200)
 
 
 @functools.lru_cache(maxsize=4)
-def _whole_text_tokenizer(path: str):
+def _whole_text_tokenizer(path: str) -> Tokenizer:
     """A tokenizer of its own (common.tokens' instances truncate and pad): whole texts, no
     special tokens, so windows can be cut anywhere."""
     from tokenizers import Tokenizer
@@ -90,7 +95,7 @@ class Pieces:
     words: np.ndarray  # INT64 [n, WORD_FEATURES]
 
 
-def _word_spans(offsets, word_ids) -> dict[int, tuple[int, int]]:
+def _word_spans(offsets: list[tuple[int, int]], word_ids: list[int]) -> dict[int, tuple[int, int]]:
     """Word id -> (start, end) characters of the whole word its pieces make up."""
     words: dict[int, tuple[int, int]] = {}
     for (s, e), w in zip(offsets, word_ids):
@@ -99,7 +104,9 @@ def _word_spans(offsets, word_ids) -> dict[int, tuple[int, int]]:
     return words
 
 
-def case_features(text: str, offsets, word_ids, words: dict[int, tuple[int, int]]) -> np.ndarray:
+def case_features(
+    text: str, offsets: list[tuple[int, int]], word_ids: list[int], words: dict[int, tuple[int, int]]
+) -> np.ndarray:
     """Per piece: [starts upper-case, its word is all upper-case (2+ letters), has a digit, is not
     the first piece of its word], from the original characters (`words`: _word_spans)."""
     out = np.zeros((len(offsets), CASE_FEATURES), np.float32)
@@ -112,7 +119,7 @@ def case_features(text: str, offsets, word_ids, words: dict[int, tuple[int, int]
     return out
 
 
-def table_rows(ids) -> tuple[int, ...]:
+def table_rows(ids: Iterable[int]) -> tuple[int, ...]:
     """A word's WORD_FEATURES rows from the string ids of its NORM, PREFIX, SUFFIX and SHAPE."""
     return tuple(k % n for key, seed, n in zip(ids, WORD_SEEDS, WORD_ROWS) for k in spacy_hash.keys(int(key), seed))
 
@@ -122,7 +129,7 @@ def _word_rows(word: str) -> tuple[int, ...]:
     return table_rows(spacy_hash.string_id(a) for a in spacy_hash.attributes(word))
 
 
-def word_features(text: str, word_ids, words: dict[int, tuple[int, int]]) -> np.ndarray:
+def word_features(text: str, word_ids: list[int], words: dict[int, tuple[int, int]]) -> np.ndarray:
     """Per piece: the WORD_FEATURES table rows of the whole word it belongs to, as written."""
     out = np.zeros((len(word_ids), WORD_FEATURES), np.int64)
     for i, w in enumerate(word_ids):
@@ -135,7 +142,7 @@ def pieces(texts: list[str], path: str | None = None) -> list[Pieces]:
     out = []
     for text, enc in zip(texts, tok.encode_batch(texts, add_special_tokens=False)):
         word_ids = [-1 if w is None else w for w in enc.word_ids]
-        offsets = [tuple(o) for o in enc.offsets]
+        offsets = [(int(s), int(e)) for s, e in enc.offsets]
         words = _word_spans(offsets, word_ids)  # once, for both kinds of features
         case, word = case_features(text, offsets, word_ids, words), word_features(text, word_ids, words)
         out.append(Pieces(list(enc.ids), offsets, word_ids, case, word))
@@ -148,7 +155,9 @@ class Windows:
     spans: list[tuple[int, int, int]]  # (text index, first piece, end piece) per row
 
 
-def windows(all_pieces: list[Pieces], length: int | None = None, overlap: int | None = None, cls_id=101, sep_id=102) -> Windows:
+def windows(
+    all_pieces: list[Pieces], length: int | None = None, overlap: int | None = None, cls_id: int = 101, sep_id: int = 102
+) -> Windows:
     """Cut each text's pieces into windows of at most `length` tokens ([CLS] and [SEP] included)
     that overlap by `overlap` pieces; an empty text still gets one (empty) window."""
     length = length or max_tokens()
@@ -175,7 +184,13 @@ def windows(all_pieces: list[Pieces], length: int | None = None, overlap: int | 
         mask[row, : n + 2] = 1
         case[row, 1 : n + 1] = all_pieces[t].case[s:e]
         word[row, 1 : n + 1] = all_pieces[t].words[s:e]
-    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids), CASE_INPUT: case, WORD_INPUT: word}
+    feeds: dict[str, np.ndarray] = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "token_type_ids": np.zeros_like(ids),
+        CASE_INPUT: case,
+        WORD_INPUT: word,
+    }
     return Windows(feeds, spans)
 
 
@@ -227,7 +242,7 @@ def viterbi(probs: np.ndarray, labels: tuple[str, ...] = TAGS) -> list[int]:
     return path[::-1]
 
 
-def decode(text: str, p: Pieces, probs: np.ndarray, labels=TAGS) -> list[dict]:
+def decode(text: str, p: Pieces, probs: np.ndarray, labels: tuple[str, ...] = TAGS) -> list[dict]:
     """BIO tags of each word's first piece (the best valid sequence, `viterbi`) -> entities with
     character offsets into `text`. A word belongs to an entity whole (its span runs from its first
     piece to its last); entities of one label with only whitespace between them are one. `score` is
@@ -240,7 +255,7 @@ def decode(text: str, p: Pieces, probs: np.ndarray, labels=TAGS) -> list[dict]:
             words.append((i, p.offsets[i][0], p.offsets[i][1]))
     word_probs = probs[[first for first, _, _ in words]] if words else probs[:0]
     entities: list[dict] = []
-    current = None
+    current: dict | None = None
     for (_, start, end), k, row in zip(words, viterbi(word_probs, tuple(labels)), word_probs):
         tag = labels[k]
         if tag == "O":
@@ -279,14 +294,16 @@ def _trim_symbols(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def extract(texts: list[str], infer, max_batch: int = 32) -> tuple[list[list[dict]], list[int], str]:
+def extract(
+    texts: list[str], infer: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, str]], max_batch: int = 32
+) -> tuple[list[list[dict]], list[int], str]:
     """Entities of each text. `infer(feeds) -> (probabilities [rows, length, len(TAGS)], version)`
     runs the model on at most `max_batch` windows at a time. Returns (entities per text, pieces per
     text, model version)."""
     all_pieces = pieces(texts)
     wins = windows(all_pieces)
     n = len(wins.spans)
-    probs = None
+    probs: np.ndarray | None = None
     version = ""
     order = sorted(range(n), key=lambda r: wins.spans[r][2] - wins.spans[r][1])
     for start in range(0, n, max_batch):
@@ -297,5 +314,5 @@ def extract(texts: list[str], infer, max_batch: int = 32) -> tuple[list[list[dic
         if probs is None:
             probs = np.zeros((n, wins.feeds["input_ids"].shape[1], out.shape[-1]), np.float32)
         probs[idx, :width] = out
-    per_text = merge(all_pieces, wins, probs)
+    per_text = merge(all_pieces, wins, probs if probs is not None else np.zeros((0, 0, len(TAGS)), np.float32))
     return [decode(t, p, pr) for t, p, pr in zip(texts, all_pieces, per_text)], [len(p.ids) + 2 for p in all_pieces], version

@@ -5,6 +5,17 @@ ERROR_CODES is the one list of codes, for the functions and for the local gatewa
 (sai/local/responses.py builds its errors with `error_document` too), so a client reads one
 format and one vocabulary whichever side failed.
 
+The exception tree: every class is raised with (status, code, message) and answered as that JSON;
+`retry_after` adds the Retry-After header.
+
+    ServiceError               common/errors.py            the base
+    ├── FunctionError          common/errors.py            raised in functions; handler_errors answers it
+    │   └── TritonUnavailable  common/errors.py            503: the model server is down or waking
+    └── GatewayError           sai/local/responses.py      the local gateway's; its middleware answers it
+        ├── Busy               sai/local/admission.py      429/503: no slot for the call
+        ├── DeployError        sai/local/deployments.py    a deploy, scale or removal refused
+        └── SecretError        sai/local/secrets_store.py  a secret request refused
+
 `handler_errors` wraps each function's `handle`: it checks the function's settings once at
 start-up, logs every call with the gateway's X-Call-Id, and turns exceptions into JSON errors.
 """
@@ -18,6 +29,7 @@ import time
 import traceback
 
 from . import settings
+from .contract import Context, Event, Handler, Response
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +72,7 @@ ERROR_CODES = {
     # the model server
     "model_server_unavailable": "Triton is down, waking from zero or not ready (retryable)",
     "model_error": "Triton rejected the inference request",
+    "unsupported_model": "the model's Triton config does not fit the function (inputs, layout, dtype, sizes, parameters)",
     # the gateway
     "function_not_found": "no function of that name",
     "function_unavailable": "the function is not running (retryable)",
@@ -105,20 +118,30 @@ def error_document(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
-class FunctionError(Exception):
-    """A failure the client should hear about: HTTP status, stable machine code, human message."""
+class ServiceError(Exception):
+    """A failure the client should hear about: HTTP status, stable machine code (ERROR_CODES),
+    human message, and extra response headers (`retry_after`: seconds, as Retry-After)."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None, retry_after: int | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        if retry_after:
+            self.headers["Retry-After"] = str(retry_after)
+
+    def document(self) -> dict:
+        return error_document(self.code, self.message)
+
+
+class FunctionError(ServiceError):
+    """Raised by a function's code; `handler_errors` answers it."""
 
 
 class TritonUnavailable(FunctionError):
     """The model server is down, waking from zero, or not ready: retry later."""
 
     def __init__(self, message: str, retry_after: int = 5):
-        super().__init__(503, "model_server_unavailable", message, {"Retry-After": str(retry_after)})
+        super().__init__(503, "model_server_unavailable", message, retry_after=retry_after)
 
 
 def json_response(body: dict, status: int = 200, headers: dict | None = None) -> dict:
@@ -126,8 +149,8 @@ def json_response(body: dict, status: int = 200, headers: dict | None = None) ->
     return {"statusCode": status, "body": body, "headers": {"Content-Type": "application/json", **(headers or {})}}
 
 
-def error_response(exc: FunctionError) -> dict:
-    return json_response(error_document(exc.code, exc.message), exc.status, exc.headers)
+def error_response(exc: ServiceError) -> dict:
+    return json_response(exc.document(), exc.status, exc.headers)
 
 
 # The X-Call-Id of the call this thread serves: common.triton sends it to Triton as the request id,
@@ -135,20 +158,20 @@ def error_response(exc: FunctionError) -> dict:
 current_call_id: contextvars.ContextVar[str] = contextvars.ContextVar("current_call_id", default="")
 
 
-def call_id(event) -> str:
+def call_id(event: Event) -> str:
     """The gateway's X-Call-Id of this request ("-" when called without the gateway)."""
     headers = getattr(event, "headers", None) or {}
     return headers.get("X-Call-Id") or "-"
 
 
-def handler_errors(handle):
+def handler_errors(handle: Handler) -> Handler:
     """Wrap `handle(event, context)`: check the settings now (start-up), then on every call log
     the outcome with the X-Call-Id; expected errors -> their status, anything else -> 500 JSON
     (traceback to the function's log only). The process keeps serving either way."""
     settings.check()
 
     @functools.wraps(handle)
-    def wrapper(event, context):
+    def wrapper(event: Event, context: Context) -> Response:
         cid, start = call_id(event), time.perf_counter()
         token = current_call_id.set(cid if cid != "-" else "")
         try:

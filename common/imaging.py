@@ -19,7 +19,12 @@ from .settings import setting
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG includes cameras' multi-picture (MPO) files
 Image.init()  # register every format plugin now, not lazily on the first request
 
-FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "nearest": Image.NEAREST}
+FILTERS = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "lanczos": Image.Resampling.LANCZOS,
+    "nearest": Image.Resampling.NEAREST,
+}
 
 
 # Decompression-bomb guards: images with more pixels are refused before they are decoded. JPEGs
@@ -39,7 +44,7 @@ def decode(data: bytes, min_short_side: int = 0) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=FORMATS)
+            img: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
             if img.format != "JPEG":
                 limit = min(limit, max_full_decode_pixels())
             if img.width * img.height > limit:
@@ -95,22 +100,72 @@ def resize_center_crop(img: Image.Image, crop: tuple[int, int], short_side: int,
     return img.resize(crop, resample, box=(left, top, left + cw, top + ch))
 
 
+DTYPES = {"TYPE_UINT8": np.uint8, "TYPE_FP32": np.float32}  # what the function can send
+LAYOUTS = {"FORMAT_NCHW": True, "FORMAT_NHWC": False}  # Triton's ModelInput.format -> channels first
+
+
+def channels_first(dims: list[int], layout: str = "FORMAT_NONE") -> bool:
+    """Whether an image input of `dims` (3, no batch) is CHW: its config's `format` says so, or,
+    without one, the one end of `dims` that is 3 (RGB). ValueError when neither tells."""
+    if layout in LAYOUTS:
+        return LAYOUTS[layout]
+    if layout != "FORMAT_NONE":
+        raise ValueError(f"input format {layout} is neither FORMAT_NCHW nor FORMAT_NHWC")
+    if (dims[0] == 3) == (dims[2] == 3):
+        raise ValueError(f"dims {dims} do not say which axis holds the 3 channels: set format FORMAT_NCHW or FORMAT_NHWC")
+    return dims[0] == 3
+
+
 class ImageSpec:
-    """What the model wants, read from its Triton config: input name, size, layout, dtype, resize."""
+    """What the model wants, read from its Triton config: input name, size, layout, dtype, resize,
+    mean/std. The config is checked as it is read, as Triton's own image client does
+    (triton-inference-server/client r24.10, src/python/examples/image_client.py, parse_model): one
+    input of 3 dimensions besides the batch, CHW or HWC by its `format` (or the 3-channel end),
+    a dtype the function sends, fixed sizes, parameters that parse. Every problem is named in one
+    FunctionError (500 unsupported_model), never a bare KeyError."""
 
     def __init__(self, config: dict):
-        inp = config["input"][0]
+        name, problems = config.get("name", "the model"), []
+        inputs = config.get("input") or []
+        if len(inputs) != 1:
+            raise unsupported_model(name, [f"expecting 1 input, the config has {len(inputs)}"])
+        inp = inputs[0]
         self.input = inp["name"]
-        dims = [int(d) for d in inp["dims"]]
-        self.channels_first = dims[0] == 3
-        self.height, self.width = (dims[1], dims[2]) if self.channels_first else (dims[0], dims[1])
-        self.dtype = {"TYPE_UINT8": np.uint8, "TYPE_FP32": np.float32}[inp["data_type"]]
+        dims = [int(d) for d in inp.get("dims", [])]
+        if not int(config.get("max_batch_size") or 0):  # no batching: the batch of one is in dims
+            if dims[:1] != [1]:
+                problems.append(f"without batching (max_batch_size 0) input {self.input!r} must be [1, ...], not {dims}")
+            dims = dims[1:]
+        if inp.get("data_type") not in DTYPES:
+            problems.append(f"input {self.input!r} is {inp.get('data_type')}; the function sends {' or '.join(DTYPES)}")
+        self.dtype = DTYPES.get(inp.get("data_type"), np.float32)
+        if len(dims) != 3:
+            raise unsupported_model(
+                name, [*problems, f"expecting input {self.input!r} to have 3 dimensions (CHW or HWC), not {dims}"]
+            )
+        try:
+            self.channels_first = channels_first(dims, inp.get("format", "FORMAT_NONE"))
+        except ValueError as exc:
+            raise unsupported_model(name, [*problems, f"input {self.input!r}: {exc}"]) from None
+        channels, self.height, self.width = (dims[0], dims[1], dims[2]) if self.channels_first else (dims[2], dims[0], dims[1])
+        if channels != 3:
+            problems.append(f"input {self.input!r} has {channels} channels; the function sends RGB (3)")
+        if min(self.height, self.width) < 1:
+            problems.append(f"input {self.input!r} has a variable height or width ({dims}): fix them in the config")
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        self.short_side = int(params.get("resize_short_side", max(self.height, self.width)))
-        self.resample = FILTERS[params.get("resize_filter", "bicubic")]
+        self.short_side = _positive_int(params, "resize_short_side", max(self.height, self.width), problems)
+        if self.short_side < max(self.height, self.width):
+            problems.append(f"resize_short_side {self.short_side} is smaller than the {self.height}x{self.width} crop")
+        self.resample = FILTERS.get(params.get("resize_filter", "bicubic")) or Image.Resampling.BICUBIC
+        if params.get("resize_filter", "bicubic") not in FILTERS:
+            problems.append(f"resize_filter {params['resize_filter']!r} is not one of {', '.join(FILTERS)}")
         # Only float inputs are normalised here; uint8 models normalise inside the graph.
-        self.mean = np.array([float(x) for x in params.get("mean", "0,0,0").split(",")], np.float32)
-        self.std = np.array([float(x) for x in params.get("std", "1,1,1").split(",")], np.float32)
+        self.mean = _triple(params, "mean", 0.0, problems)
+        self.std = _triple(params, "std", 1.0, problems)
+        if not self.std.all():
+            problems.append("std has a zero")
+        if problems:
+            raise unsupported_model(name, problems)
 
     def tensor(self, img: Image.Image) -> np.ndarray:
         """RGB image -> one batch item, shaped and typed as the model's input."""
@@ -119,3 +174,30 @@ class ImageSpec:
         if self.dtype == np.float32:
             arr = (arr.astype(np.float32) / 255.0 - self.mean) / self.std
         return arr.transpose(2, 0, 1) if self.channels_first else arr
+
+
+def unsupported_model(model: str, problems: list[str]) -> FunctionError:
+    return FunctionError(500, "unsupported_model", f"model {model!r} does not fit this function: {'; '.join(problems)}")
+
+
+def _positive_int(params: dict, key: str, default: int, problems: list[str]) -> int:
+    try:
+        value = int(params[key]) if key in params else default
+    except ValueError:
+        problems.append(f"{key} {params[key]!r} is not an integer")
+        return default
+    if value < 1:
+        problems.append(f"{key} {value} must be at least 1")
+    return value
+
+
+def _triple(params: dict, key: str, default: float, problems: list[str]) -> np.ndarray:
+    """A per-channel R,G,B parameter (mean, std)."""
+    try:
+        value = np.array([float(x) for x in params.get(key, f"{default},{default},{default}").split(",")], np.float32)
+    except ValueError:
+        value = np.zeros(0, np.float32)
+    if value.shape != (3,):
+        problems.append(f"{key} {params[key]!r} is not three numbers R,G,B")
+        return np.full(3, default, np.float32)
+    return value

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .tokens import tokenizer
 
+if TYPE_CHECKING:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
 
 @functools.lru_cache(maxsize=1)
-def _vader():
+def _vader() -> SentimentIntensityAnalyzer:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     return SentimentIntensityAnalyzer()
@@ -19,7 +23,7 @@ def _vader():
 def lexicon_scores(texts: list[str], max_length: int | None = None) -> np.ndarray:
     """VADER's compound score (-1..1) per text, FP32 [n, 1]: the `lexicon` input of the sentiment
     model, which learned when to trust it (a lot on tweet-like text, little on reviews). Training
-    (sai/models/sentiment.py) calls this same function, so both sides compute it identically.
+    (sai/models/sentiment_training.py) calls this same function, so both sides compute it identically.
 
     A text longer than the token limit is scored on the part the encoder keeps: the model sees one
     span through both inputs, and VADER's cost grows faster than linearly (400 ms for 20k chars)."""

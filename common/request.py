@@ -8,19 +8,21 @@ import binascii
 import email.parser
 import email.policy
 import json
+from typing import Any
 
+from .contract import Event
 from .errors import FunctionError
 from .settings import setting
 
 max_body_bytes = setting("MAX_BODY_BYTES", int, 20 * 1024 * 1024, low=1)
 
 
-def content_type(event) -> str:
+def content_type(event: Event) -> str:
     """The media type alone, lower case ('' when absent)."""
     return (event.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
 
 
-def body(event) -> bytes:
+def body(event: Event) -> bytes:
     data = event.body or b""
     limit = max_body_bytes()
     if len(data) > limit:
@@ -28,12 +30,12 @@ def body(event) -> bytes:
     return data
 
 
-def require_method(event, *allowed: str) -> None:
+def require_method(event: Event, *allowed: str) -> None:
     if event.method not in allowed:
         raise FunctionError(405, "method_not_allowed", f"use {' or '.join(allowed)}, not {event.method}")
 
 
-def json_body(event):
+def json_body(event: Event) -> Any:
     """The body parsed as JSON (any JSON value); 400 when it is not valid UTF-8 JSON."""
     data = body(event)
     if not data.strip():
@@ -50,7 +52,7 @@ def json_body(event):
         raise FunctionError(400, "invalid_json", "body is nested too deeply") from None
 
 
-def multipart_file(event, field: str | None = None) -> bytes:
+def multipart_file(event: Event, field: str | None = None) -> bytes:
     """The first file part of a multipart/form-data body (or the part named `field`)."""
     data = body(event)
     header = event.headers.get("Content-Type") or ""
@@ -63,11 +65,12 @@ def multipart_file(event, field: str | None = None) -> bytes:
     for part in parts:
         name = part.get_param("name", header="content-disposition")
         if (field is None and part.get_filename() is not None) or (field is not None and name == field):
-            return part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
+            return payload if isinstance(payload, bytes) else b""
     raise FunctionError(400, "missing_file", "multipart body has no file part" + (f" named {field!r}" if field else ""))
 
 
-def base64_field(obj, field: str) -> bytes:
+def base64_field(obj: Any, field: str) -> bytes:
     """Decode `obj[field]`, a base64 string (a data: URL prefix is accepted)."""
     if not isinstance(obj, dict) or field not in obj:
         raise FunctionError(400, "missing_field", f"JSON body must be an object with a {field!r} field")
@@ -82,7 +85,7 @@ def base64_field(obj, field: str) -> bytes:
         raise FunctionError(400, "invalid_base64", f"{field!r} is not valid base64: {exc}") from exc
 
 
-def number_param(event, name: str, default, low, high, override=None, kind=int):
+def number_param(event: Event, name: str, default: Any, low: float, high: float, override: Any = None, kind: type = int) -> Any:
     """A number (`kind` int or float) from `override` (e.g. a JSON field) or else the query
     string, within [low, high]; absent or empty gives `default`."""
     raw = override if override is not None else event.query.get(name)
@@ -98,5 +101,5 @@ def number_param(event, name: str, default, low, high, override=None, kind=int):
     return value
 
 
-def int_param(event, name: str, default: int, low: int, high: int, override=None) -> int:
+def int_param(event: Event, name: str, default: int, low: int, high: int, override: Any = None) -> int:
     return number_param(event, name, default, low, high, override, int)

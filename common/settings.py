@@ -12,7 +12,7 @@ is always validated the same way: unset (or blank, for numbers) gives the defaul
 must parse and lie within the bounds, or `SettingError` says what is wrong, e.g.
 "MAX_IMAGE_PIXELS='abc' is not an integer". `check()` validates every declared setting at once:
 each function runs it at start-up (common.errors.handler_errors), so a bad value stops the process
-with that message instead of failing requests later. The README's configuration table lists them.
+with that message instead of failing requests later. docs/configuration.md lists them all.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 _NOUNS = {int: "an integer", float: "a number"}
 
@@ -37,7 +38,7 @@ class Setting:
     high: float | None = None
     blank_is_unset: bool = True  # for str settings whose empty value means something (a prefix)
 
-    def __call__(self, env: Mapping[str, str] | None = None):
+    def __call__(self, env: Mapping[str, str] | None = None) -> Any:
         raw = (os.environ if env is None else env).get(self.name)
         if raw is None or (self.blank_is_unset and not raw.strip()):
             return self.default
@@ -56,7 +57,9 @@ class Setting:
 _DECLARED: list[Setting] = []
 
 
-def setting(name: str, cast: type, default, *, low=None, high=None, blank_is_unset: bool = True) -> Setting:
+def setting(
+    name: str, cast: type, default: Any, *, low: float | None = None, high: float | None = None, blank_is_unset: bool = True
+) -> Setting:
     """Declare a setting; call the result to read it."""
     declared = Setting(name, cast, default, low, high, blank_is_unset)
     _DECLARED.append(declared)

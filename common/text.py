@@ -25,7 +25,7 @@ def run_batched(
     outputs: list[str],
     max_length: int | None = None,
     extra_inputs: dict[str, np.ndarray] | None = None,
-):
+) -> tuple[dict[str, np.ndarray], Tokenized, str]:
     """Tokenise and infer `texts` on `model` in as few calls as max_batch_size allows (one for a
     request within the limit). `extra_inputs` are further per-text tensors (row i belongs to text i).
     Returns ({output: array in input order}, Tokenized, model_version)."""
@@ -52,7 +52,7 @@ def run_batched(
     return results, Tokenized({}, tokens, truncated), version
 
 
-def embed(texts: list[str], normalize: bool = True, max_length: int | None = None):
+def embed(texts: list[str], normalize: bool = True, max_length: int | None = None) -> tuple[np.ndarray, Tokenized, str]:
     """Sentence embeddings from the shared encoder: (array [n, 384], Tokenized, model_version)."""
     name = "embeddings" if normalize else "mean_pooled"
     out, tok, version = run_batched(encoder_model(), texts, [name], max_length)

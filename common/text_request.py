@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import request
+from .contract import Event
 from .errors import FunctionError
 from .settings import setting
 
@@ -23,7 +24,7 @@ class TextRequest:
     options: dict  # the other fields of a JSON object body (function parameters)
 
 
-def _check_text(value, where: str) -> str:
+def _check_text(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise FunctionError(400, "invalid_field", f"{where} must be a string, got {type(value).__name__}")
     if not value.strip():
@@ -41,7 +42,7 @@ def _check_text(value, where: str) -> str:
 CURL_DEFAULT_TYPES = ("", "application/x-www-form-urlencoded")
 
 
-def read_texts(event, allow_batch: bool = True) -> TextRequest:
+def read_texts(event: Event, allow_batch: bool = True) -> TextRequest:
     """`{"text": "..."}`, `{"texts": [...]}` (if allow_batch) or a text/plain body, validated."""
     request.require_method(event, "POST")
     kind = request.content_type(event)

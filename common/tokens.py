@@ -10,10 +10,14 @@ from __future__ import annotations
 import functools
 import pathlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .settings import setting
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 DEFAULT_TOKENIZER = pathlib.Path(__file__).resolve().parent / "text_assets" / "tokenizer.json"
 ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -26,7 +30,7 @@ max_tokens = setting("MAX_TOKENS", int, 256, low=8, high=POSITION_LIMIT)
 
 
 @functools.lru_cache(maxsize=4)
-def load(path: str, max_length: int):
+def load(path: str, max_length: int) -> Tokenizer:
     """The tokenizer in `path`, truncating at `max_length` and padding to the longest text."""
     from tokenizers import Tokenizer
 
@@ -37,7 +41,7 @@ def load(path: str, max_length: int):
     return tok
 
 
-def tokenizer(max_length: int | None = None):
+def tokenizer(max_length: int | None = None) -> Tokenizer:
     """The configured tokenizer (TOKENIZER_PATH, else the shipped one) cutting at `max_length`
     (default MAX_TOKENS)."""
     return load(tokenizer_path() or str(DEFAULT_TOKENIZER), max_length or max_tokens())
@@ -50,7 +54,7 @@ class Tokenized:
     truncated: list[bool]
 
 
-def tokenize(texts: list[str], max_length: int | None = None, tok=None) -> Tokenized:
+def tokenize(texts: list[str], max_length: int | None = None, tok: Tokenizer | None = None) -> Tokenized:
     """Encoder inputs for `texts` from `tok` (default: `tokenizer(max_length)`)."""
     encodings = (tok or tokenizer(max_length)).encode_batch(texts)
     feeds = {

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import tritonclient.http as httpclient
@@ -27,6 +29,7 @@ from .errors import FunctionError, TritonUnavailable, current_call_id
 from .settings import setting
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _local = threading.local()
 _cache: dict[tuple[str, str], dict] = {}
@@ -76,7 +79,7 @@ def _retryable(exc: Exception) -> bool:
     return isinstance(exc, TRANSPORT_ERRORS)
 
 
-def call(what: str, fn):
+def call(what: str, fn: Callable[[httpclient.InferenceServerClient], T]) -> T:
     """Run `fn(client)` with retries; map failures to FunctionError/TritonUnavailable."""
     attempts, delay = retries() + 1, retry_delay_s()
     for attempt in range(attempts):
@@ -102,7 +105,7 @@ def call(what: str, fn):
     raise AssertionError("unreachable")
 
 
-def _cached(kind: str, model: str, fetch) -> dict:
+def _cached(kind: str, model: str, fetch: Callable[[httpclient.InferenceServerClient], Any]) -> dict:
     key = (kind, f"{url()}/{model}")
     if key not in _cache:
         _cache[key] = call(f"{kind} of {model}", fetch)

@@ -18,8 +18,8 @@ import shutil
 
 import yaml
 
-from sai.errors import SaiError
 from sai.models.add import NAME_RE as MODEL_NAME_RE
+from sai.sai_error import SaiError
 
 TEMPLATES = ("image-classify", "text-embed", "blank")
 # OpenFaaS function names are Kubernetes DNS-1123 labels (faas-netes validates them so).

@@ -182,7 +182,7 @@ def test_private_ranges_only_through_the_allow_list(tmp_path):
 
 
 def test_a_hanging_receiver_does_not_block_other_callers(tmp_path, receiver):
-    """Issue 12 #7: a receiver that never answers once filled the whole queue (429 for everyone).
+    """A receiver that never answers once filled the whole queue (429 for everyone).
     Now it gets at most `per_host` open calls; other receivers are served at once."""
     import socket
 

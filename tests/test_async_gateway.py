@@ -129,7 +129,7 @@ def test_gateway_restart_between_accept_and_completion(platform, receiver, coffe
 
 
 def test_hostile_callbacks_into_the_platform_are_refused(platform, receiver, coffee_jpeg):
-    """Issue 12 #1: `X-Callback-Url: http://127.0.0.1:<s3-port>/moto-api/reset` was accepted and
+    """`X-Callback-Url: http://127.0.0.1:<s3-port>/moto-api/reset` was accepted and
     the delivery deleted every bucket. Every service of the platform, in any spelling, is refused
     with 400; a receiver on another loopback port still gets its result."""
     s = platform.settings

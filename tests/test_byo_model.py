@@ -19,7 +19,7 @@ from helpers import ROOT, encode, project_copy, running_platform
 from PIL import Image
 
 from sai.cli import main
-from sai.local.reload import describe
+from sai.cli.reload import describe
 from sai.models.fp32_example import MEAN, STD, float_nchw_logits
 
 pytestmark = pytest.mark.slow
@@ -74,6 +74,16 @@ class Traffic:
         return self.statuses
 
 
+def scaffold(project, function: str, model: str) -> None:
+    """`sai new FUNCTION --from image-classify --model MODEL` in the project copy (SAI_REPO)."""
+    old = os.environ.get("SAI_REPO")
+    os.environ["SAI_REPO"] = str(project)
+    try:
+        assert main(["new", function, "--from", "image-classify", "--model", model]) == 0
+    finally:
+        os.environ.pop("SAI_REPO") if old is None else os.environ.__setitem__("SAI_REPO", old)
+
+
 @pytest.fixture(scope="module")
 def added(platform, project, onnx_file, coffee_jpeg):
     """The three commands of the README: models add, new, reload (here: the supervisor's reload,
@@ -92,12 +102,7 @@ def added(platform, project, onnx_file, coffee_jpeg):
         str(project / "model_repository"),
     ]
     assert main([*argv, "--image-mean", MEAN, "--image-std", STD, "--resize-short-side", "256"]) == 0
-    old = os.environ.get("SAI_REPO")
-    os.environ["SAI_REPO"] = str(project)
-    try:
-        assert main(["new", FUNCTION, "--from", "image-classify", "--model", MODEL]) == 0
-    finally:
-        os.environ.pop("SAI_REPO") if old is None else os.environ.__setitem__("SAI_REPO", old)
+    scaffold(project, FUNCTION, MODEL)
     report = platform.reload()
     return project, report, traffic.finish()
 
@@ -222,3 +227,43 @@ def test_reload_with_a_broken_config_reports_it_and_keeps_serving(added, platfor
             assert r.status_code == 200, (fn, r.text)
     finally:
         shutil.rmtree(broken)
+
+
+def _fp16_classifier(path) -> None:
+    """A small classifier whose input is FP16 NCHW (pixels -> channel means -> 10 scores)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.arange(30, dtype=np.float32).reshape(3, 10) / 30, "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["pixels"], ["as_float"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceMean", ["as_float"], ["means"], axes=[2, 3], keepdims=0),
+            helper.make_node("MatMul", ["means", "w"], ["scores"]),
+        ],
+        "fp16_classifier",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT16, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])],
+        [weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_a_model_the_function_cannot_feed_gets_a_clear_500(added, platform, coffee_jpeg, tmp_path):
+    """image-classify scaffolded for a model with an FP16 input: its config is checked when first
+    read, and the call gets 500 unsupported_model naming the dtype (it was a bare KeyError)."""
+    project = added[0]
+    _fp16_classifier(tmp_path / "fp16.onnx")
+    repo = str(project / "model_repository")
+    assert main(["models", "add", "fp16_classifier", "--onnx", str(tmp_path / "fp16.onnx"), "--repo", repo]) == 0
+    scaffold(project, "fp16-classify", "fp16_classifier")
+    assert describe(platform.reload()) == ["model fp16_classifier: loaded", "function fp16-classify: started"]
+    r = requests.post(
+        f"{platform.gateway_url}/function/fp16-classify", data=coffee_jpeg, headers={"Content-Type": "image/jpeg"}, timeout=60
+    )
+    assert r.status_code == 500, r.text
+    error = r.json()["error"]
+    assert error["code"] == "unsupported_model"
+    assert "input 'pixels' is TYPE_FP16; the function sends TYPE_UINT8 or TYPE_FP32" in error["message"]

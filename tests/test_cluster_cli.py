@@ -4,6 +4,8 @@ recorded API objects served over HTTP (tests/cluster_recorded.py)."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 import yaml
 from cluster_recorded import WOKEN_POD, WOKEN_POD_PHASES, RecordedAPIServer, load
@@ -294,7 +296,7 @@ def test_coldstart_end_to_end_against_recorded_objects(tmp_path, capsys):
     the request and, as Knative would, a Triton pod and its events appear (the recorded ones, moved
     to now). The command sends, times and attributes the wake-up."""
     import threading
-    from datetime import datetime, timezone
+    from datetime import datetime
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     woken = load("triton-pod.yaml")
@@ -306,7 +308,7 @@ def test_coldstart_end_to_end_against_recorded_objects(tmp_path, capsys):
 
             def do_POST(self):
                 self.rfile.read(int(self.headers["Content-Length"]))
-                delta = datetime.now(timezone.utc) - datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
+                delta = datetime.now(UTC) - datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
                 server.recorded.objects += [shifted(o, delta) for o in woken]
                 body = b'{"predictions": [{"label": "tiger cat", "score": 0.4}]}'
                 self.send_response(200)

@@ -9,7 +9,7 @@ import pytest
 
 from sai import paths
 from sai.cli import main
-from sai.cluster import models
+from sai.cluster import model_push
 from sai.cluster.project import free_port, start_s3, stop_s3
 
 BUCKET = "models"
@@ -124,16 +124,16 @@ def test_builders_decide_for_the_models_they_know(tmp_path):
         (repo / m / "1").mkdir(exist_ok=True)
         (repo / m / "1" / "model.onnx").write_bytes(b"placeholder")
     (repo / "image_classifier" / "labels.txt").write_text("cat\n")
-    assert models.problems(repo, check_builders=False) == []
-    assert any("text_encoder: not built" in p for p in models.problems(repo))
+    assert model_push.problems(repo, check_builders=False) == []
+    assert any("text_encoder: not built" in p for p in model_push.problems(repo))
 
 
 def test_no_default_bucket(s3, tmp_path, capsys):
     """The chart names no bucket (AWS bucket names are global: a default is somebody else's), so
     a push without your values file stops before S3 is contacted and names the value to set."""
-    assert models.chart_uri("gpu") == "" and models.chart_uri("knative") == ""
-    assert models.chart_uri("kind") is None  # the kind profile mounts model_repository/ (pvc)
-    assert models.split_uri("s3://models/serverless-ai/") == ("models", "serverless-ai")
+    assert model_push.chart_uri("gpu") == "" and model_push.chart_uri("knative") == ""
+    assert model_push.chart_uri("kind") is None  # the kind profile mounts model_repository/ (pvc)
+    assert model_push.split_uri("s3://models/serverless-ai/") == ("models", "serverless-ai")
     assert main(["cluster", "models", "push", "--profile", "kind"]) == 2
     assert "reads models from a volume" in capsys.readouterr().err
     repo, before = tiny_repo(tmp_path / "repo"), keys(s3)
@@ -156,7 +156,7 @@ def test_bucket_and_prefix_from_your_values_file(s3, tmp_path, capsys):
     --values) tells the push where to upload, over the chart's placeholder."""
     mine = tmp_path / "my-values.yaml"
     mine.write_text("modelRepository:\n  s3:\n    uri: s3://models/team-a/serving\n")
-    assert models.chart_uri("gpu", [mine]) == "s3://models/team-a/serving"
+    assert model_push.chart_uri("gpu", [mine]) == "s3://models/team-a/serving"
     repo = tiny_repo(tmp_path / "repo")
     argv = ["cluster", "models", "push", "--repo", str(repo), "--endpoint", s3.endpoint, "--profile", "gpu", "-f", str(mine)]
     assert main(argv) == 0

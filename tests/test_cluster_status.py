@@ -4,7 +4,7 @@ see tests/cluster_objects/README.md for where each object's shape comes from."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from cluster_recorded import WOKEN_POD, WOKEN_POD_PHASES, Recorded, RecordedAPIServer, load
@@ -115,14 +115,14 @@ def test_timeline_ignores_other_pods_events_and_reads_pull_message():
     assert "in 1m52.104s" in pulled.detail
     # scheduler events carry eventTime only; kubelet events firstTimestamp/lastTimestamp
     sched = next(e for e in events if e["reason"] == "Scheduled")
-    assert timeline.event_time(sched) == datetime(2026, 11, 27, 10, 0, 41, 208114, tzinfo=timezone.utc)
+    assert timeline.event_time(sched) == datetime(2026, 11, 27, 10, 0, 41, 208114, tzinfo=UTC)
 
 
 def test_coldstart_report_relative_to_the_request():
     objs = load("triton-pod.yaml")
     pods = [o for o in objs if o["kind"] == "Pod"]
     events = [o for o in objs if o["kind"] == "Event"]
-    sent = datetime(2026, 11, 27, 9, 59, 59, 500000, tzinfo=timezone.utc)
+    sent = datetime(2026, 11, 27, 9, 59, 59, 500000, tzinfo=UTC)
     rep = coldstart.report(sent, 212.3, 212.4, 200, pods, events)
     assert rep["woke_from_zero"] and rep["pod"] == POD
     names = [p["phase"] for p in rep["phases"]]
@@ -131,7 +131,7 @@ def test_coldstart_report_relative_to_the_request():
     text = coldstart.render(rep)
     assert "first byte after 212.3s" in text and "image pulled" in text
     # a pod older than the request did not wake for it
-    late = datetime(2026, 11, 27, 10, 5, tzinfo=timezone.utc)
+    late = datetime(2026, 11, 27, 10, 5, tzinfo=UTC)
     rep = coldstart.report(late, 0.02, 0.03, 200, pods, events)
     assert not rep["woke_from_zero"] and [p["phase"] for p in rep["phases"]] == ["first byte"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from common import entities as ent
-from sai.models import entities, entity_head, text_encoder
+from sai.models import entity_head, entity_training, lora, text_encoder
 from sai.paths import model_repository
 
 REPO = model_repository()
@@ -18,9 +18,9 @@ pytestmark = pytest.mark.skipif(not text_encoder.is_built(REPO), reason="run `sa
 
 
 def test_corpus_is_seeded_and_the_held_out_split_is_disjoint():
-    texts = entities.corpus(entities.DEFAULT_SEED)
-    assert texts == entities.corpus(entities.DEFAULT_SEED)
-    train, test = entities.split(texts)
+    texts = entity_training.corpus(entity_training.DEFAULT_SEED)
+    assert texts == entity_training.corpus(entity_training.DEFAULT_SEED)
+    train, test = entity_training.split(texts)
     assert set(train).isdisjoint(test) and len(set(texts)) == len(texts)
     assert 0.1 < len(test) / len(texts) < 0.2
 
@@ -33,8 +33,10 @@ def test_word_features_are_the_teachers_own_hashed_rows():
 
     from common import spacy_hash
 
-    nlp = entities.load_teacher()
-    texts = entities.corpus(entities.DEFAULT_SEED)[:400] + ["Xavier _ X-ray I A.B. number ŞİŞLİ naïve 🎉 " + "a" * 120]
+    nlp = entity_training.load_teacher()
+    texts = entity_training.corpus(entity_training.DEFAULT_SEED)[:400] + [
+        "Xavier _ X-ray I A.B. number ŞİŞLİ naïve 🎉 " + "a" * 120
+    ]
     checked = 0
     for doc in nlp.pipe(texts):
         ids = doc.to_array([NORM, PREFIX, SUFFIX, SHAPE]).astype(np.uint64)
@@ -52,14 +54,14 @@ def test_word_features_are_the_teachers_own_hashed_rows():
 
 def test_the_heads_tok2vec_starts_as_the_teachers():
     """The head starts from the teacher's NER tok2vec (entity_head.tok2vec_class, weights from
-    entities.teacher_tok2vec): on spaCy's own tokens it gives the teacher's vectors, padding and
+    entity_training.teacher_tok2vec): on spaCy's own tokens it gives the teacher's vectors, padding and
     all (two texts in one batch, so word slots and masks are exercised)."""
     import torch
     from spacy.attrs import NORM, PREFIX, SHAPE, SUFFIX
 
-    nlp = entities.load_teacher()
+    nlp = entity_training.load_teacher()
     t2v = entity_head.tok2vec_class()()
-    t2v.load_teacher(entities.teacher_tok2vec(nlp))
+    t2v.load_teacher(entity_training.teacher_tok2vec(nlp))
     teacher = nlp.get_pipe("ner").model.get_ref("tok2vec").layers[0]  # before the parser's projection
     docs = [nlp.make_doc(t) for t in ("Apple's Tim Cook flew to Cupertino, California, on 3 May.", "Hi Bob")]
     longest = max(len(d) for d in docs) + 2
@@ -82,7 +84,7 @@ def test_the_heads_tok2vec_starts_as_the_teachers():
 @pytest.mark.slow
 def test_train_on_a_subset_exports_a_working_head(tmp_path):
     steps = []
-    rep = entities.train(tmp_path / "h", seed=7, subset=240, progress=steps.append, epochs=1)
+    rep = entity_training.train(tmp_path / "h", seed=7, subset=240, progress=steps.append, epochs=1)
     assert len(steps) == 5 and all(isinstance(s, str) for s in steps)
     assert rep["corpus"]["sentences"] == 240 and rep["onnx_vs_torch_max_abs_diff"] < 1e-4
     assert rep["hand_labelled"]["sentences"] >= 30
@@ -91,7 +93,7 @@ def test_train_on_a_subset_exports_a_working_head(tmp_path):
     # The adapter is small (that is what gets committed) and rebuilds the same graph.
     assert (tmp_path / "h" / "adapter.npz").stat().st_size < 5_000_000
     rebuilt = tmp_path / "rebuilt.onnx"
-    entity_head.export_onnx(entity_head.make_head(entity_head.load_adapter(tmp_path / "h")), rebuilt)
+    entity_head.export_onnx(entity_head.make_head(lora.load_adapter(tmp_path / "h")), rebuilt)
     enc = text_encoder.model_path(REPO)
     texts = ["Angela Merkel met Emmanuel Macron in Paris.", "ok"]
     a = entity_head.Pipeline(enc, tmp_path / "h" / "1" / "model.onnx")
@@ -103,8 +105,8 @@ def test_train_on_a_subset_exports_a_working_head(tmp_path):
 
 
 def test_committed_adapter_matches_its_report_and_the_build():
-    head_dir = REPO / entities.MODEL_NAME
+    head_dir = REPO / entity_training.MODEL_NAME
     saved = json.loads((head_dir / "TRAINING_REPORT.json").read_text())
-    assert entity_head.adapter_sha256(entity_head.load_adapter(head_dir)) == saved["adapter_sha256"]
-    assert entities.is_built(REPO)  # make test builds first; a stale build would show here
+    assert lora.adapter_sha256(lora.load_adapter(head_dir)) == saved["adapter_sha256"]
+    assert entity_training.is_built(REPO)  # make test builds first; a stale build would show here
     assert saved["held_out_vs_teacher"]["PERSON+ORG+GPE"]["support"] > 1000

@@ -323,7 +323,7 @@ def test_credentials_from_openfaas_secret_files(fn, env, client, s3, coffee_jpeg
     cfg = fn.Settings()
     assert (cfg.access_key, cfg.secret_key) == (s3.access_key, "secret-from-file")
     rec = put(client, s3, "secrets/coffee.jpg", coffee_jpeg)
-    # the local S3 takes only its generated credentials (issue 27 item 14): a wrong secret is refused
+    # the local S3 takes only its generated credentials (docs/reliability.md, 14): a wrong secret is refused
     assert call(fn, {"Records": [rec]})[1]["records"][0]["error"]["code"] == "access_denied"
     (secrets / "s3-secret-access-key").write_text(f"{s3.secret_key}\n")
     assert call(fn, {"Records": [rec]})[1]["records"][0]["status"] == "classified"
@@ -511,7 +511,7 @@ def test_prefix_and_suffix_filters(fn, env, client, s3):
 
 
 def test_refused_keys_are_logged_with_the_key(platform_s3):
-    """Issue 27 item 18: records refused for their key were answered 2xx with nothing logged. Each
+    """Records refused for their key were answered 2xx with nothing logged. Each
     refusal is now one line in the function's log, with the key as sent (repr: a tab stays \\t and
     a newline cannot forge another line), and an over-long key cut with its length."""
     platform, handle = platform_s3
@@ -626,7 +626,7 @@ def allows(policy: dict, action: str, resource: str, context: dict) -> bool:
 
 def chart_functions_policy() -> dict:
     """The policy the kind profile's MinIO set-up Job gives object-classify's user."""
-    from sai.k8s.tools import CHART_DIR, render_chart
+    from sai.k8s.helm_kubectl import CHART_DIR, render_chart
 
     job = next(
         o for o in render_chart([CHART_DIR / "values-kind.yaml"]) if o["kind"] == "Job" and "minio" in o["metadata"]["name"]

@@ -1,4 +1,4 @@
-"""The gateway under overload and hostile clients (issue 12: #4, #5, #10 and the low items), driven
+"""The gateway under overload and hostile clients, driven
 over HTTP against a real platform: its gateway, and a real function process (the
 python3-http-debian contract) that sleeps on request, from a stack.yml of this test's own with
 `max_inflight` and `MAX_BODY_BYTES` set as in the project's stack.yml. No Triton is needed."""

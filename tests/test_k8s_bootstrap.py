@@ -19,7 +19,7 @@ import pytest
 import yaml
 from helpers import MODELS_BUCKET
 
-from sai.k8s.tools import REPO_ROOT, load_yaml_stream, render_chart, run_tool
+from sai.k8s.helm_kubectl import REPO_ROOT, load_yaml_stream, render_chart, run_tool
 
 BOOTSTRAP = BOOTSTRAP_SH = REPO_ROOT / "k8s/bootstrap.sh"
 

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from helpers import MODELS_BUCKET
 
-from sai.errors import SaiError
-from sai.k8s import tools
-from sai.k8s.tools import CHART_DIR, REPO_ROOT, ManifestValidator, load_yaml_stream, run_tool
+from sai.k8s import helm_kubectl
+from sai.k8s.helm_kubectl import CHART_DIR, REPO_ROOT, ManifestValidator, load_yaml_stream, run_tool
+from sai.sai_error import SaiError
 
 PROFILES = {
     "default": [MODELS_BUCKET],
@@ -50,7 +50,7 @@ MODELS = ["image_classifier", "text_encoder", "sentiment_head", "text_sentiment"
 def render_chart(values=(), sets=(), **kwargs) -> list[dict]:
     """`helm template` as a user runs it: with a values file that names a models bucket, before the
     rest (the chart has no default bucket; test_no_default_models_bucket checks the refusal)."""
-    return tools.render_chart([MODELS_BUCKET, *values], sets, **kwargs)
+    return helm_kubectl.render_chart([MODELS_BUCKET, *values], sets, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -751,10 +751,10 @@ def test_no_default_models_bucket(profile):
     s3://models/...). Without the user's own, an S3 profile refuses to render and names the value."""
     files = [f for f in PROFILES[profile] if f != MODELS_BUCKET]
     with pytest.raises(SaiError, match=r"modelRepository\.s3\.uri is empty: set your models bucket in a values file"):
-        tools.render_chart(files)
-    assert tools.render_chart([CHART_DIR / "values-kind.yaml"]), "the kind profile reads a volume, no bucket"
+        helm_kubectl.render_chart(files)
+    assert helm_kubectl.render_chart([CHART_DIR / "values-kind.yaml"]), "the kind profile reads a volume, no bucket"
     with pytest.raises(SaiError, match="does not match pattern"):
-        tools.render_chart(files, ["modelRepository.s3.uri=models"])
+        helm_kubectl.render_chart(files, ["modelRepository.s3.uri=models"])
 
 
 def test_models_bucket_is_one_value():

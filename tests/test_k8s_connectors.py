@@ -11,7 +11,7 @@ import pytest
 import yaml
 from helpers import MODELS_BUCKET
 
-from sai.k8s.tools import REPO_ROOT, ManifestValidator, render_chart
+from sai.k8s.helm_kubectl import REPO_ROOT, ManifestValidator, render_chart
 from sai.local.triggers import annotations
 
 ON = ["connectors.cron.enabled=true", "connectors.nats.enabled=true"]

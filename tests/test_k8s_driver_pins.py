@@ -8,7 +8,7 @@ import re
 
 import yaml
 
-from sai.k8s.tools import CHART_DIR, REPO_ROOT
+from sai.k8s.helm_kubectl import CHART_DIR, REPO_ROOT
 
 # Triton image tag -> (Triton release, CUDA, driver it was built and tested against), from
 # triton-inference-server/server at the release tag:

@@ -11,7 +11,7 @@ import yaml
 from helpers import MODELS_BUCKET
 
 from sai.cli import build_parser
-from sai.k8s.tools import CHART_DIR, REPO_ROOT, render_chart
+from sai.k8s.helm_kubectl import CHART_DIR, REPO_ROOT, render_chart
 
 DOC = REPO_ROOT / "docs/kubernetes.md"
 # faas-cli subcommands that call the gateway, and those of them that need `faas-cli login`
@@ -284,7 +284,7 @@ def test_object_classify_uses_your_uploads_bucket(monkeypatch):
     assert [env[k] for k in buckets] == ["team-a-uploads"] * 2
     assert "export UPLOADS_BUCKET=" in DOC.read_text().split("faas-cli up -f stack.yml", 1)[0]
     handle = s3_server.S3Handle("http://127.0.0.1:1", "local-bucket", "us-east-1", "id", "secret", 0, "")
-    local = {**env, **s3_server.function_env(handle)}  # the platform's override wins (platform._function_env)
+    local = {**env, **s3_server.function_env(handle)}  # the platform's override wins (Fleet.function_env)
     assert [local[k] for k in buckets] == ["local-bucket"] * 2
 
 

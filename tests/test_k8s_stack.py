@@ -15,7 +15,7 @@ import yaml
 from helpers import MODELS_BUCKET
 
 from sai.cli import tools as k8s_tools
-from sai.k8s.tools import (
+from sai.k8s.helm_kubectl import (
     CHART_DIR,
     KUBE_VERSION,
     REPO_ROOT,

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from sai.k8s.tools import CHART_DIR, REPO_ROOT, render_chart
+from sai.k8s.helm_kubectl import CHART_DIR, REPO_ROOT, render_chart
 from sai.local.triton_server import TritonServer
 from sai.state import free_port
 

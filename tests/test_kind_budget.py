@@ -17,7 +17,7 @@ import subprocess
 import pytest
 import yaml
 
-from sai.k8s.tools import CHART_DIR, REPO_ROOT, load_yaml_stream, render_chart, run_tool
+from sai.k8s.helm_kubectl import CHART_DIR, REPO_ROOT, load_yaml_stream, render_chart, run_tool
 from sai.local.stack import envsubst
 
 NODE_MILLICPU = 4000  # a GitHub-hosted ubuntu-24.04 runner for public repositories: 4 vCPU

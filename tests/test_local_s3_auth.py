@@ -1,5 +1,5 @@
 """The local S3 server takes only requests signed with the credentials generated at its start
-(issue 27 item 14; sai/local/s3_auth.py): over HTTP, against the real server process, what
+(docs/reliability.md, 14; sai/local/s3_auth.py): over HTTP, against the real server process, what
 another local process may try. Before, moto accepted unsigned and badly signed writes, so any
 local process could overwrite object-classify's results, and its /moto-api/ could wipe them."""
 
@@ -81,7 +81,7 @@ def test_unsigned_and_badly_signed_writes_are_refused(s3):
         other.put_object(Bucket=s3.bucket, Key=RESULT, Body=b"forged")
     # a correctly signed request whose body was swapped, and one replayed 20 minutes later
     assert_refused(send(signed(s3, "PUT", RESULT, b"honest"), body=b"forged"), "XAmzContentSHA256Mismatch")
-    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=20)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
     assert_refused(send(signed(s3, "PUT", RESULT, b"forged", when=old)), "RequestTimeTooSkewed")
     # moto's own API (reset everything, switch its auth off) is closed
     assert_refused(requests.post(f"{s3.endpoint}/moto-api/reset", timeout=10), "AccessDenied")

@@ -1,6 +1,6 @@
 """`sai models add` against hostile and careless model files, as a user runs it (a subprocess,
-a real Triton for the ones that load): what a second probe of the platform found (issue 27
-items 6, 11, 12; docs/reliability.md). Refusals are exit 2 and one line, never a traceback."""
+a real Triton for the ones that load): what a second probe of the platform found
+(docs/reliability.md, 6, 11 and 12). Refusals are exit 2 and one line, never a traceback."""
 
 from __future__ import annotations
 

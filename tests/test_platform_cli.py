@@ -48,7 +48,7 @@ def test_up_status_down_leaves_nothing_running(tmp_path, coffee_jpeg):
 
     assert sai("status", env=env).returncode == 3  # not running yet
 
-    # options that only the supervisor reads must reach it through the background start (issue 27)
+    # options that only the supervisor reads must reach it through the background start
     up = sai("up", *ports, "--auth-functions", "--allow-host", "sai.test", env=env)
     try:
         assert up.returncode == 0, up.stdout + up.stderr

@@ -89,7 +89,7 @@ def test_portal_classifies_a_photo_and_shows_text_results_and_errors(platform, b
     top = _wait(browser, _text_of("#predictions .bar-row .label"))
     assert "cat" in top  # data.chelsea() is a tabby: tiger cat / Egyptian cat / tabby
     assert len(browser.find_elements(By.CSS_SELECTOR, "#predictions .bar-row")) == 5
-    # the bars' widths are set through the CSSOM: the page's CSP (issue 27 item 16) allows no inline style
+    # the bars' widths are set through the CSSOM: the page's CSP (docs/reliability.md, 16) allows no inline style
     widths = [b.value_of_css_property("width") for b in browser.find_elements(By.CSS_SELECTOR, "#predictions .bar")]
     assert float(widths[0].removesuffix("px")) > float(widths[-1].removesuffix("px")) > 0, widths
     assert "X-Call-Id" in browser.find_element(By.ID, "call-info").text

@@ -48,7 +48,7 @@ def test_upload_during_an_outage_is_classified_once(tmp_path_factory, coffee_jpe
             listing = client.list_object_versions(Bucket=bucket, Prefix=result)
             return [v for v in listing.get("Versions", []) if v["Key"] == result]
 
-        platform.stop_triton()
+        platform.triton.stop()
         try:
             # A plain boto3 upload: the platform notices it and queues its event, as MinIO would.
             client.put_object(Bucket=bucket, Key=KEY, Body=coffee_jpeg)
@@ -57,7 +57,7 @@ def test_upload_during_an_outage_is_classified_once(tmp_path_factory, coffee_jpe
             assert len(s3_events.pending(state)) == 1
             assert result_versions() == []
         finally:
-            platform.start_triton()
+            platform.triton.start()
 
         # Triton is back: the next redelivery classifies the upload.
         assert wait_until(lambda: not s3_events.pending(state), 60), notifier.status()

@@ -71,10 +71,10 @@ def test_only_loads_the_models_its_functions_call(tmp_path, coffee_jpeg):
     with running_platform(tmp_path / "state", model_repository=repo, only=["image-classify"]) as platform:
         r = requests.post(f"{platform.gateway_url}/function/image-classify", data=coffee_jpeg, timeout=30)
         assert r.status_code == 200, r.text
-        triton = f"http://{platform.triton.url}/v2/models"
+        triton = f"http://{platform.triton.server.url}/v2/models"
         assert requests.get(f"{triton}/image_classifier/ready", timeout=5).status_code == 200
         assert requests.get(f"{triton}/text_encoder/ready", timeout=5).status_code != 200
-        assert platform.model_fingerprints.keys() == {"image_classifier"}
+        assert platform.triton.loaded.keys() == {"image_classifier"}
         # `sai reload` keeps them out too (they are not even built here: loading them would fail).
         assert platform.reload()["models"] == {"loaded": [], "reloaded": [], "unloaded": [], "failed": {}}
 
@@ -83,7 +83,7 @@ def test_exposed_gateway_keeps_triton_and_functions_on_loopback_and_state_privat
     with running_platform(tmp_path, host="0.0.0.0", only=["image-classify"]) as platform:
         r = requests.post(f"http://127.0.0.1:{platform.settings.port}/function/image-classify", data=coffee_jpeg, timeout=30)
         assert r.status_code == 200, r.text
-        for pid in (platform.triton.process.pid, platform.functions["image-classify"].process.pid):
+        for pid in (platform.triton.server.process.pid, platform.functions["image-classify"].process.pid):
             listening = [c.laddr for c in psutil.Process(pid).connections("tcp") if c.status == psutil.CONN_LISTEN]
             assert listening and all(loopback(a.ip) for a in listening), listening
         private = [
@@ -165,12 +165,12 @@ def test_a_function_deployed_after_only_gets_its_models(tmp_path):
     /system/functions, faas-cli proxy/deploy.go's body): Triton loads text_encoder, which --only
     left out, before the function starts, so its first call answers."""
     with running_platform(tmp_path / "state", only=["image-classify"]) as platform:
-        assert "text_encoder" in platform.models_left_out
+        assert "text_encoder" in platform.triton.left_out
         body = {"service": "text-embed", "image": "localhost:5001/text-embed:0.1.0", "namespace": "openfaas-fn"}
         headers = auth_header(platform.settings.state_dir)
         r = requests.post(f"{platform.gateway_url}/system/functions", json=body, headers=headers, timeout=120)
         assert r.status_code in (200, 202), r.text
-        assert "text_encoder" not in platform.models_left_out
+        assert "text_encoder" not in platform.triton.left_out
         r = requests.post(f"{platform.gateway_url}/function/text-embed", json={"text": "hello"}, timeout=30)
         assert r.status_code == 200, r.text
         assert r.json()["dim"] == 384 and len(r.json()["embeddings"][0]) == 384

@@ -1,4 +1,4 @@
-"""The OpenFaaS /system/* API on the local platform (issue 17), over HTTP against a real platform
+"""The OpenFaaS /system/* API on the local platform, over HTTP against a real platform
 (gateway + function processes; no Triton needed by these functions), with the exact requests
 faas-cli sends (openfaas/faas-cli proxy/: deploy.go, delete.go, scale.go, secret.go, logs.go,
 version.go, namespaces.go) and faas-provider's types as bodies."""
@@ -250,7 +250,7 @@ def test_logs_tail_since_and_follow(faas, api):
     for m in lines:
         assert set(m) == {"name", "namespace", "instance", "timestamp", "text"} and m["instance"] == "echo-0"
         dt.datetime.fromisoformat(m["timestamp"])
-    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert faas("GET", f"/system/logs?name=echo&follow=false&since={future}").text == ""
     assert_error(faas("GET", "/system/logs?name=nope"), 404, "function_not_found")
     assert_error(faas("GET", "/system/logs?name=echo&tail=x"), 400)
@@ -303,7 +303,7 @@ def test_deployments_survive_a_restart(project, tmp_path):
         platform.stop()
 
 
-# -- what a second hostile probe of the API found (issue 27; docs/reliability.md) -----------------------
+# -- what a second hostile probe of the API found (docs/reliability.md) --------------------------------
 
 
 def inside(url, **kw) -> dict:
@@ -314,7 +314,7 @@ def inside(url, **kw) -> dict:
 
 
 def test_a_deploy_cannot_make_a_secret_into_code(faas, api):
-    """Issue 27 item 2: a secret named sitecustomize.py and a deploy with PYTHONPATH on the secrets
+    """A secret named sitecustomize.py and a deploy with PYTHONPATH on the secrets
     folder ran the secret as Python at the function's start. Each step is refused now."""
     code = "open('/tmp/pwned-by-secret', 'w').write('x')\n"
     for name in ("sitecustomize.py", "evil.pth", "libx.so", "libx.so.1", "mod.pyc"):

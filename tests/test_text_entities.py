@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from common import tokens
-from sai.models import entities
+from sai.models import entity_training
 from sai.paths import model_repository
 
-pytestmark = pytest.mark.skipif(not entities.is_built(model_repository()), reason="run `sai models build` first")
+pytestmark = pytest.mark.skipif(not entity_training.is_built(model_repository()), reason="run `sai models build` first")
 
 MERKEL = "Angela Merkel met Emmanuel Macron in Paris."
 
@@ -38,7 +38,7 @@ def assert_exact(text: str, found) -> None:
         assert 0 < e["score"] <= 1
 
 
-def test_the_issue_curl_example(gateway):
+def test_the_readme_curl_example(gateway):
     """`curl -d '{"text": ...}'` (form-encoded Content-Type, as curl sends it) finds both people and
     the place with exact offsets."""
     out = subprocess.run(

@@ -10,7 +10,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from sai.models import rated_sentences, sentiment, sentiment_head, text_encoder
+from sai.models import lora, rated_sentences, sentiment_head, sentiment_training, text_encoder
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REPO = ROOT / "model_repository"
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not text_encoder.is_built(REPO), reason="run `sa
 
 def test_splits_are_disjoint_per_domain_and_by_document():
     data = rated_sentences.fetch_dataset()
-    splits = rated_sentences.make_splits(data, sentiment.DEFAULT_SEED)
+    splits = rated_sentences.make_splits(data, sentiment_training.DEFAULT_SEED)
     assert [s.domain for s in splits] == ["movie", "tweets", "amazon", "nyt"]
     for s in splits:
         assert set(s.train_text).isdisjoint(s.test_text)
@@ -38,8 +38,8 @@ def test_splits_are_disjoint_per_domain_and_by_document():
 @pytest.mark.slow
 def test_train_on_a_subset_is_deterministic_and_exports_a_working_head(tmp_path):
     steps = []
-    first = sentiment.train(tmp_path / "a", seed=7, subset=120, progress=steps.append, epochs=1)
-    second = sentiment.train(tmp_path / "b", seed=7, subset=120, epochs=1)
+    first = sentiment_training.train(tmp_path / "a", seed=7, subset=120, progress=steps.append, epochs=1)
+    second = sentiment_training.train(tmp_path / "b", seed=7, subset=120, epochs=1)
     assert len(steps) == 5 and all(isinstance(s, str) for s in steps)
     assert first["adapter_sha256"] == second["adapter_sha256"]  # seeded end to end
     assert first["subset_per_domain"] == 120 and first["onnx_vs_torch_max_abs_diff"] < 1e-4
@@ -51,7 +51,7 @@ def test_train_on_a_subset_is_deterministic_and_exports_a_working_head(tmp_path)
     # The adapter is small (that is what gets committed) and rebuilds the same graph.
     assert (tmp_path / "a" / "adapter.npz").stat().st_size < 2_000_000
     rebuilt = tmp_path / "rebuilt.onnx"
-    sentiment_head.export_onnx(sentiment_head.make_head(sentiment_head.load_adapter(tmp_path / "a")), rebuilt)
+    sentiment_head.export_onnx(sentiment_head.make_head(lora.load_adapter(tmp_path / "a")), rebuilt)
     enc = sentiment_head.Encoder(text_encoder.model_path(REPO))
     texts = ["I loved it, a wonderful and moving film.", "so so"]
     states, lexicon = enc.states(texts), sentiment_head.lexicon_scores(texts)
@@ -63,19 +63,19 @@ def test_train_on_a_subset_is_deterministic_and_exports_a_working_head(tmp_path)
 def test_committed_adapter_matches_its_report_and_the_build():
     head_dir = REPO / "sentiment_head"
     saved = json.loads((head_dir / "TRAINING_REPORT.json").read_text())
-    assert sentiment_head.adapter_sha256(sentiment_head.load_adapter(head_dir)) == saved["adapter_sha256"]
-    assert sentiment.is_built(REPO)  # make test builds first; a stale build would show here
+    assert lora.adapter_sha256(lora.load_adapter(head_dir)) == saved["adapter_sha256"]
+    assert sentiment_training.is_built(REPO)  # make test builds first; a stale build would show here
 
 
 @pytest.mark.slow
 def test_committed_head_report_is_reproducible_and_beats_vader_on_every_domain():
-    rep = sentiment.report(REPO)
+    rep = sentiment_training.report(REPO)
     saved = json.loads((REPO / "sentiment_head" / "TRAINING_REPORT.json").read_text())
     for domain, figures in rep["accuracy"].items():
         assert figures["n_test"] == saved["accuracy"][domain]["n_test"]
         assert figures["head_accuracy"] == pytest.approx(saved["accuracy"][domain]["head_accuracy"], abs=0.005)
         assert figures["vader_accuracy"] == pytest.approx(saved["accuracy"][domain]["vader_accuracy"], abs=1e-9)
-    # The issue's target, on its split. On tweets the margin is narrow and other seeds can lose
-    # (README, "How robust it is"); retraining the committed adapter must not go unnoticed.
+    # The target: the head beats VADER in every domain of its split. On tweets the margin is narrow
+    # and other seeds can lose (docs/sentiment.md); retraining the adapter must not go unnoticed.
     for domain in ("movie", "tweets", "amazon", "nyt", "all"):
         assert rep["accuracy"][domain]["head_accuracy"] > rep["accuracy"][domain]["vader_accuracy"], domain

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 SUPERVISOR = """
 import json, logging, pathlib, sys
-from sai.cli.platform import _foreground
+from sai.cli.lifecycle import _foreground
 from sai.local.platform import Settings
 from sai.local.triggers.runtime import TriggerSettings
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -34,7 +34,7 @@ import tritonclient.http as httpclient
 from helpers import ROOT, unavailable
 
 from common.imaging import ImageSpec, decode, to_rgb
-from sai.k8s.tools import CHART_DIR, render_chart
+from sai.k8s.helm_kubectl import CHART_DIR, render_chart
 from sai.state import free_port
 
 BUILD = ROOT / "k8s/images/triton-cpu.sh"

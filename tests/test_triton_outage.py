@@ -26,7 +26,7 @@ def test_503_while_triton_is_down_then_recovery(outage_platform, coffee_jpeg):
     platform = outage_platform
     url = f"{platform.gateway_url}/function/image-classify"
     assert requests.post(url, data=coffee_jpeg, timeout=30).status_code == 200
-    platform.stop_triton()
+    platform.triton.stop()
     try:
         start = time.monotonic()
         r = requests.post(url, data=coffee_jpeg, timeout=30)
@@ -35,7 +35,7 @@ def test_503_while_triton_is_down_then_recovery(outage_platform, coffee_jpeg):
         assert r.json()["error"]["code"] == "model_server_unavailable"
         assert time.monotonic() - start < 10  # bounded retries, then a prompt answer
     finally:
-        platform.start_triton()
+        platform.triton.start()
     r = requests.post(url, data=coffee_jpeg, timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["predictions"][0]["label"] == "espresso"
@@ -48,14 +48,14 @@ def test_text_functions_503_while_triton_is_down_then_recovery(outage_platform):
         return requests.post(f"{platform.gateway_url}/function/{name}", json={"text": text}, timeout=60)
 
     assert call("text-sentiment", POSITIVE).status_code == 200
-    platform.stop_triton()
+    platform.triton.stop()
     try:
         for name in ("text-sentiment", "text-embed", "text-keywords"):
             r = call(name, POSITIVE)
             assert r.status_code == 503, r.text
             assert r.headers.get("Retry-After") and r.json()["error"]["code"]
     finally:
-        platform.start_triton()
+        platform.triton.start()
     r = wait_until(lambda: (r := call("text-sentiment", POSITIVE)).status_code == 200 and r, 60, interval=0.5)
     assert r and r.status_code == 200 and r.json()["label"] == "positive"
     assert call("text-keywords", PARAGRAPH).status_code == 200

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
 from .common import triton
@@ -135,7 +135,7 @@ def classify_and_store(ev: ObjectEvent, cfg: Settings, client, data: bytes, out_
         "model": result.get("model"),
         "model_version": result.get("model_version"),
         "predictions": result.get("predictions", []),
-        "classified_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "classified_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
     write_result(client, out_bucket, result_key, doc, etag)
     top = doc["predictions"][0] if doc["predictions"] else None

@@ -8,7 +8,7 @@ Output for "texts":   {"model", "model_version", "results": [{"entities", "token
 text), also where the tokenizer normalised it (accents, case). Texts longer than the encoder's window
 run in overlapping windows merged back together, so nothing is truncated (`truncated` is always false).
 Runs the Triton ensemble `text_entities` (shared text_encoder -> entity_head); labels are spaCy's
-OntoNotes set the head was trained on (README, "Named entities").
+OntoNotes set the head was trained on (docs/entities.md).
 """
 
 from .common import entities, text, text_request, triton

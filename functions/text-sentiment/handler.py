@@ -6,7 +6,7 @@ Output for one text:  {"model", "model_version", "label", "score", "scores": {"n
 Output for "texts":   {"model", "model_version", "results": [{"label", "score", "scores", "tokens", "truncated"}]}
 Runs the Triton ensemble `text_sentiment` (shared text_encoder -> sentiment_head), so the
 encoder is loaded once for all text functions. Besides the token ids it sends each text's VADER
-lexicon score (`lexicon`), one of the head's inputs (README, "Models").
+lexicon score (`lexicon`), one of the head's inputs (docs/sentiment.md).
 """
 
 from .common import lexicon, text, text_request

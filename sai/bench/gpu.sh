@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16's GPU run: image-classify and text-embed through the local platform with Triton's model
+# The GPU run: image-classify and text-embed through the local platform with Triton's model
 # instances on the GPU (onnxruntime CUDA provider inside the onnx_local backend), against
 # in-process onnxruntime-CUDA on the same card, at concurrency 1 to 64.
 #

@@ -20,7 +20,7 @@ import urllib.request
 import numpy as np
 
 from sai import paths
-from sai.bench.common import (
+from sai.bench.harness import (
     Client,
     closed_loop,
     cpu_breakdown,

@@ -1,4 +1,4 @@
-"""Hostile load on a local platform, on loopback (issue 12 #4 and #5); prints what it measured.
+"""Hostile load on a local platform, on loopback; prints what it measured.
 
 - flood: N request bodies of 31 MB (over image-classify's 20 MiB MAX_BODY_BYTES), C at a time;
   the gateway's peak and settled RSS (it runs inside the supervisor process) and the answers.

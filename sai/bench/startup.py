@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import statistics
 
-from sai.bench.common import Client, fmt, memory_mb, print_table, started_platform
+from sai.bench.harness import Client, fmt, memory_mb, print_table, started_platform
 from sai.bench.image import photos
 
-TARGETS = {"image-classify": (2.0, 450.0), "all": (4.0, None)}  # ready s, total RSS MB (issue 16)
+TARGETS = {"image-classify": (2.0, 450.0), "all": (4.0, None)}  # ready s, total RSS MB (docs/performance.md)
 
 
 def measure(only: list[str]) -> tuple[float, dict[str, float], float]:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 
 from sai import paths
-from sai.bench.common import Client, closed_loop, cpu_breakdown, cpu_seconds, fmt, median_run, platform_or, print_table
+from sai.bench.harness import Client, closed_loop, cpu_breakdown, cpu_seconds, fmt, median_run, platform_or, print_table
 from sai.bench.image import local_config, onnx_session, session_options
-from sai.errors import SaiError
+from sai.sai_error import SaiError
 
 # Review-, news- and chat-like sentences of 5 to 40 words, as the text functions typically see.
 SENTENCES = [
@@ -39,7 +39,7 @@ SENTENCES = [
 ]
 
 
-# Issue 16's targets: (function, texts per request, concurrency) -> lowest gateway/in-process ratio.
+# The performance targets (docs/performance.md): (function, texts per request, concurrency) -> lowest gateway/in-process ratio.
 TARGETS = {("text-embed", 1, 4): 0.7, ("text-embed", 16, 4): 0.9}
 
 

@@ -14,11 +14,11 @@ import warnings
 
 from common import settings
 from sai import __version__
-from sai.errors import SaiError
+from sai.sai_error import SaiError
 
 # One module per command group; each adds its own sub-commands.
 COMMAND_MODULES = [
-    "sai.cli.platform",  # up, down, status, logs
+    "sai.cli.lifecycle",  # up, down, status, logs
     "sai.cli.metrics",  # metrics
     "sai.cli.models",  # models build / add / train-sentiment / sentiment-report
     "sai.cli.new",  # new FUNCTION --from TEMPLATE

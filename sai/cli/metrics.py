@@ -7,8 +7,8 @@ import time
 import urllib.error
 
 from sai import paths
-from sai.errors import SaiError
 from sai.local import metrics_summary
+from sai.sai_error import SaiError
 from sai.state import read_state
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sys
 
 from sai import paths
-from sai.errors import SaiError
+from sai.sai_error import SaiError
 
 
 def register(sub) -> None:
@@ -81,8 +82,9 @@ def cmd_add(args) -> int:
 
 
 def _register_sentiment(models_subparsers) -> None:
-    from sai.models import sentiment, text_encoder
-    from sai.models.sentiment import DEFAULT_SEED, EPOCHS, FINE_TUNED
+    from sai.models import text_encoder
+    from sai.models.lora import FINE_TUNED
+    from sai.models.sentiment_training import DEFAULT_SEED, EPOCHS
 
     default_repo = str(paths.model_repository())
     p = models_subparsers.add_parser(
@@ -100,7 +102,7 @@ def _register_sentiment(models_subparsers) -> None:
         "--subset", type=int, default=None, metavar="N", help="use at most N sentences per domain (quick runs; default: all)"
     )
     p.add_argument("--epochs", type=int, default=EPOCHS, help="fine-tuning epochs (default: %(default)s)")
-    p.set_defaults(func=sentiment.cmd_train)
+    p.set_defaults(func=cmd_train_sentiment)
 
     p = models_subparsers.add_parser(
         "sentiment-report",
@@ -113,13 +115,12 @@ def _register_sentiment(models_subparsers) -> None:
     p.add_argument(
         "--check", action="store_true", help="exit 1 if the figures differ from TRAINING_REPORT.json by more than 0.005"
     )
-    p.set_defaults(func=sentiment.cmd_report)
+    p.set_defaults(func=cmd_sentiment_report)
 
 
 def _register_entities(models_subparsers) -> None:
-    from sai.models import entities
-    from sai.models.entities import DEFAULT_SEED, EPOCHS
-    from sai.models.entity_head import FINE_TUNED
+    from sai.models.entity_training import DEFAULT_SEED, EPOCHS
+    from sai.models.lora import FINE_TUNED
 
     default_repo = str(paths.model_repository())
     p = models_subparsers.add_parser(
@@ -130,13 +131,13 @@ def _register_entities(models_subparsers) -> None:
         "training-only sentences, fine-tune "
         f"MiniLM {FINE_TUNED} with LoRA and a BIO tag layer on the shared text_encoder's token states, write "
         "adapter.npz and TRAINING_REPORT.json, export 1/model.onnx and report F1 against the teacher and on "
-        "the hand-labelled set. About 64 minutes on 2 quiet cores (README). Needs the built text_encoder.",
+        "the hand-labelled set. About 64 minutes on 2 quiet cores (docs/entities.md). Needs the built text_encoder.",
     )
     p.add_argument("--repo", default=default_repo, help="model repository (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="split and training seed (default: %(default)s)")
     p.add_argument("--subset", type=int, default=None, metavar="N", help="use at most N sentences (quick runs; default: all)")
     p.add_argument("--epochs", type=int, default=EPOCHS, help="fine-tuning epochs (default: %(default)s)")
-    p.set_defaults(func=entities.cmd_train)
+    p.set_defaults(func=cmd_train_entities)
 
     p = models_subparsers.add_parser(
         "entities-report",
@@ -152,4 +153,71 @@ def _register_entities(models_subparsers) -> None:
         action="store_true",
         help="store the recomputed figures in TRAINING_REPORT.json (after a change to decoding; the adapter is unchanged)",
     )
-    p.set_defaults(func=entities.cmd_report)
+    p.set_defaults(func=cmd_entities_report)
+
+
+def _train(module, args, command: str) -> tuple[pathlib.Path, dict]:
+    """Run a text head's training module (`module.train`) as `sai models COMMAND` asked."""
+    from tqdm import tqdm
+
+    from sai.models import text_encoder
+
+    out_dir = pathlib.Path(args.repo) / module.MODEL_NAME
+    with tqdm(total=5, desc=command, unit="step") as bar:
+        rep = module.train(
+            out_dir,
+            seed=args.seed,
+            subset=args.subset,
+            progress=bar,
+            encoder_path=text_encoder.model_path(args.repo),
+            epochs=args.epochs,
+        )
+    return out_dir, rep
+
+
+def cmd_train_sentiment(args) -> int:
+    from sai.models import sentiment_training
+    from sai.models.lora import ADAPTER
+
+    out_dir, rep = _train(sentiment_training, args, "train-sentiment")
+    print(sentiment_training.format_table(rep["accuracy"]))
+    print(f"wrote {out_dir / ADAPTER}, {out_dir / 'TRAINING_REPORT.json'} and {out_dir / '1' / 'model.onnx'}")
+    return 0
+
+
+def cmd_sentiment_report(args) -> int:
+    from sai.models import sentiment_training
+
+    rep = sentiment_training.report(pathlib.Path(args.repo), progress=True)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(sentiment_training.format_table(rep["accuracy"]))
+    worst = max(abs(rep["accuracy"][d]["head_accuracy"] - rep["saved_accuracy"][d]["head_accuracy"]) for d in rep["accuracy"])
+    if worst > 0.005:
+        print(f"warning: differs from TRAINING_REPORT.json by up to {worst:.3f}", file=sys.stderr)
+        return 1 if args.check else 0
+    return 0
+
+
+def cmd_train_entities(args) -> int:
+    from sai.models import entity_training
+    from sai.models.lora import ADAPTER
+
+    out_dir, rep = _train(entity_training, args, "train-entities")
+    print(entity_training.format_report(rep))
+    print(f"trained in {rep['train_seconds']} s; wrote {out_dir / ADAPTER}, TRAINING_REPORT.json, 1/model.onnx")
+    return 0
+
+
+def cmd_entities_report(args) -> int:
+    from sai.models import entity_training
+
+    rep = entity_training.report(pathlib.Path(args.repo), progress=True)
+    if args.write:
+        path = pathlib.Path(args.repo) / entity_training.MODEL_NAME / "TRAINING_REPORT.json"
+        saved = json.loads(path.read_text())
+        saved.update({k: rep[k] for k in ("held_out_vs_teacher", "hand_labelled", "sentences_per_second")})
+        path.write_text(json.dumps(saved, indent=2) + "\n")
+    print(json.dumps(rep, indent=2) if args.json else entity_training.format_report(rep))
+    return 0

@@ -1,5 +1,6 @@
 """`sai reload`: ask the running `sai up` supervisor (SIGHUP) to load new or changed models and to
-start new or restart changed functions (sai/local/reload.py); print what changed."""
+start new or restart changed functions (Platform.reload: sai/local/triton_supervisor.py and
+fleet.py); print what changed."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import pathlib
 import signal
 
 from sai import paths
-from sai.errors import SaiError
 from sai.local.processes import wait_until
-from sai.local.reload import REPORT, describe
+from sai.sai_error import SaiError
 from sai.state import read_pid
+
+REPORT = "reload.json"  # in the state folder: the supervisor writes it, `sai reload` reads it
 
 
 def register(sub) -> None:
@@ -65,3 +67,17 @@ def cmd_reload(args) -> int:
     for line in describe(report):
         print(line)
     return 1 if report["models"]["failed"] or report["functions"]["failed"] else 0
+
+
+def describe(report: dict) -> list[str]:
+    """Human lines for `sai reload`."""
+    lines = []
+    for part in ("models", "functions"):
+        for kind, names in report[part].items():
+            if kind == "failed":
+                lines += [f"{part[:-1]} {n}: FAILED: {why}" for n, why in names.items()]
+            elif kind == "skipped":
+                lines.append(f"models: {names}")
+            else:
+                lines += [f"{part[:-1]} {n}: {kind}" for n in names]
+    return lines or ["nothing changed"]

@@ -11,11 +11,11 @@ import sys
 
 from common.result_keys import RESULTS_PREFIX, result_key
 from sai import paths
-from sai.errors import SaiError
 from sai.local import s3_events
 from sai.local.processes import wait_until
 from sai.local.s3_server import S3Handle, is_running, load_handle
 from sai.local.stack import load_stack
+from sai.sai_error import SaiError
 
 FUNCTION = "object-classify"
 

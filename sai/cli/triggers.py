@@ -12,9 +12,9 @@ import nats.js.errors
 import psycopg
 
 from sai import paths
-from sai.errors import SaiError
 from sai.local.triggers import postgres, topics
 from sai.local.triggers.annotations import AnnotationError, check_annotations
+from sai.sai_error import SaiError
 from sai.state import make_private, read_pid, read_state
 
 EXIT_NOT_RUNNING = 3

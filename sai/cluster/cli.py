@@ -89,9 +89,9 @@ def check_values_files(values: list[str]) -> None:
 def check_models_bucket(profile: str, values: list[str], alternative: str = "") -> None:
     """The chart names no models bucket (S3 bucket names are global): stop before anything runs
     when the profile reads S3 and no values file names one."""
-    from sai.cluster import models
+    from sai.cluster import model_push
 
-    if models.chart_uri(profile, values) == "":
+    if model_push.chart_uri(profile, values) == "":
         raise _error(
             f"modelRepository.s3.uri is empty for the {profile} profile: the chart has no default bucket "
             "(S3 bucket names are global); set yours in a values file and pass it with -f my-values.yaml "
@@ -266,14 +266,14 @@ def cmd_coldstart(args) -> int:
 # ------------------------------------------------------------------ models push
 def cmd_models_push(args) -> int:
     from sai import paths
-    from sai.cluster import models
+    from sai.cluster import model_push
 
     repo = Path(args.repo) if args.repo else paths.model_repository()
     if args.bucket:
         bucket, prefix = args.bucket, (args.prefix if args.prefix is not None else "serverless-ai").strip("/")
     else:
         check_values_files(args.values)
-        uri = models.chart_uri(args.profile, args.values)
+        uri = model_push.chart_uri(args.profile, args.values)
         if uri is None:
             raise _error(
                 f"the {args.profile} profile reads models from a volume, not S3 (modelRepository.source=pvc); "
@@ -281,17 +281,17 @@ def cmd_models_push(args) -> int:
                 2,
             )
         check_models_bucket(args.profile, args.values, "or pass --bucket")
-        bucket, prefix = models.split_uri(uri)
+        bucket, prefix = model_push.split_uri(uri)
         if args.prefix is not None:
             prefix = args.prefix.strip("/")
-    problems = models.problems(repo, check_builders=not args.skip_build_check)
+    problems = model_push.problems(repo, check_builders=not args.skip_build_check)
     if problems:
         raise _error("refusing to push models that are not built:\n  " + "\n  ".join(problems), 1)
     from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        result = models.push(models.s3_client(args.endpoint, args.region), bucket, prefix, repo, dry_run=args.dry_run)
+        result = model_push.push(model_push.s3_client(args.endpoint, args.region), bucket, prefix, repo, dry_run=args.dry_run)
     except (BotoCoreError, ClientError, Boto3Error) as exc:
         raise _error(f"s3://{bucket}/{prefix}: {exc}", 4) from None
     print(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sai import cluster
 from sai.cluster import timeline
@@ -128,4 +128,4 @@ def send(url: str, body: bytes, content_type: str, timeout_s: float) -> tuple[fl
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

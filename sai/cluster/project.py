@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sai.errors import SaiError
-from sai.k8s.tools import (
+from sai.k8s.helm_kubectl import (
     CHART_DIR,
     KUBE_VERSION,
     REPO_ROOT,
@@ -15,6 +14,7 @@ from sai.k8s.tools import (
 )
 from sai.local.s3_server import start_s3, stop_s3
 from sai.local.stack import load_stack
+from sai.sai_error import SaiError
 from sai.state import free_port
 
 __all__ = [

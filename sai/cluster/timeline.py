@@ -17,7 +17,7 @@ for events recorded through the core/v1 API, as the kubelet's are).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SIDECARS = {"queue-proxy"}  # Knative's sidecar; the other container is Triton
 
@@ -26,7 +26,7 @@ def parse_time(value) -> datetime | None:
     if not value:
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     text = str(value).replace("Z", "+00:00")
     try:
         return datetime.fromisoformat(text)
@@ -74,7 +74,7 @@ def pod_events(pod: dict, events: list[dict]) -> list[dict]:
             and (not uid or not obj.get("uid") or obj.get("uid") == uid)
         ):
             out.append(e)
-    return sorted(out, key=lambda e: event_time(e) or datetime.min.replace(tzinfo=timezone.utc))
+    return sorted(out, key=lambda e: event_time(e) or datetime.min.replace(tzinfo=UTC))
 
 
 def pod_timeline(pod: dict, events: list[dict]) -> list[Phase]:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import collections
 
+from sai.local.responses import GatewayError
 
-class Busy(Exception):
-    """No slot: `status` 429 (queue full) or 503 (waited too long), with the reason."""
+
+class Busy(GatewayError):
+    """No slot: `status` 429 (queue full) or 503 (waited too long), with the reason; retry in 1 s."""
 
     def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        super().__init__(status, code, message, retry_after=1)
 
 
 class Admission:
@@ -48,7 +49,7 @@ class Admission:
         self._waiters.append(slot)
         try:
             await (asyncio.wait_for(asyncio.shield(slot), self.wait_s) if queue else slot)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if slot.done():  # handed over just as the wait ended: keep it
                 return
             slot.cancel()

@@ -17,55 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
-import functools
 import json
 import logging
-import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 from aiohttp import web
 
-from sai.local.callbacks import CallbackPolicy, CallbackRefused, PinnedResolver
-from sai.local.responses import ErrorReply, error_parts, error_response, forwardable
+from sai.local.call_store import CallStore
+from sai.local.callbacks import CallbackPolicy, CallbackRefused, CallbackSender, host_key
+from sai.local.platform_settings import Settings
+from sai.local.responses import GatewayError, error_parts, error_response, forwardable
 
 log = logging.getLogger(__name__)
 
 Invoke = Callable[[str, str, str, dict, bytes], Awaitable[tuple[int, dict, bytes]]]
 
-_RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 _OPEN_STATES = ("queued", "running", "delivering")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (
-    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
-    id             TEXT UNIQUE NOT NULL,
-    name           TEXT NOT NULL,
-    method         TEXT NOT NULL,
-    path_qs        TEXT NOT NULL,
-    headers        TEXT NOT NULL,
-    body           BLOB,
-    callback       TEXT,
-    state          TEXT NOT NULL,
-    attempts       INTEGER NOT NULL DEFAULT 0,
-    status         INTEGER,
-    result_headers TEXT,
-    result_body    BLOB,
-    error          TEXT,
-    created        REAL NOT NULL,
-    finished       REAL,
-    duration       REAL
-);
-CREATE INDEX IF NOT EXISTS calls_state ON calls(state);
-"""
-
-
-def _host_key(host: str, port: int) -> str:
-    """The per-receiver key: the URL's host and port, as written (lower-cased)."""
-    return f"{host.lower().strip('[]')}:{port}"
 
 
 class AsyncCalls:
@@ -76,8 +45,8 @@ class AsyncCalls:
     def __init__(
         self,
         db_path: str,
-        concurrency: int = 2,
-        queue_limit: int = 100,
+        concurrency: int = Settings.async_concurrency,
+        queue_limit: int = Settings.async_queue_limit,
         policy: CallbackPolicy | None = None,
         per_host_limit: int = 20,
         delivery_limit: int = 1000,
@@ -89,7 +58,6 @@ class AsyncCalls:
         drain_timeout: float = 30.0,
         retention_s: float = 7 * 24 * 3600,
     ):
-        self.db_path = str(db_path)
         self.invoke: Invoke | None = None  # given by start()
         self.concurrency = concurrency
         self.queue_limit = queue_limit
@@ -106,11 +74,7 @@ class AsyncCalls:
         self.callback_max_backoff = callback_max_backoff
         self.callback_timeout = callback_timeout
         self.drain_timeout = drain_timeout
-        self.retention_s = retention_s
-        # One thread owns the SQLite connection: DB calls never block the event loop and never
-        # run concurrently with each other.
-        self._db_exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="async-calls-db")
-        self._conn: sqlite3.Connection | None = None
+        self.store = CallStore(db_path, retention_s)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._workers: list[asyncio.Task] = []
         self._busy: set[asyncio.Task] = set()
@@ -119,8 +83,7 @@ class AsyncCalls:
         self._pending = 0  # calls queued or running: the bounded-queue measure
         self._delivering = 0  # results waiting for their callback, bounded apart
         self._per_host: dict[str, int] = {}  # results waiting for delivery, by callback host key
-        self._host_slots: dict[str, asyncio.Semaphore] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._sender: CallbackSender | None = None
         self._started = False
         self.outcomes: collections.Counter[str] = collections.Counter()  # for the gateway's metrics
 
@@ -128,76 +91,17 @@ class AsyncCalls:
         """Calls pending (queued or running) and results delivering, for the gateway's metrics."""
         return {"pending": self._pending, "delivering": self._delivering}
 
-    # ------------------------------------------------------------------ database (one thread)
-
-    async def _db(self, fn, *args, **kwargs):
-        call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._db_exec, call)
-
-    def _open(self) -> tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]]:
-        conn = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
-        # Bodies are deleted once used; incremental auto-vacuum (set before the WAL, and once by a
-        # VACUUM on files made without it) lets the file give that space back.
-        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            conn.execute("VACUUM")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA journal_size_limit={4 * 1024 * 1024}")  # the WAL shrinks back after checkpoints
-        # FULL: a 202 means the call is on disk, even if the machine loses power right after.
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(_SCHEMA)
-        # Calls interrupted while the function ran (hard kill) run again: at-least-once there.
-        conn.execute("UPDATE calls SET state='queued' WHERE state='running'")
-        conn.execute(
-            "DELETE FROM calls WHERE state IN ('done','failed') AND finished < ?",
-            (time.time() - self.retention_s,),
-        )
-        queued = conn.execute("SELECT id, callback FROM calls WHERE state='queued' ORDER BY seq").fetchall()
-        delivering = conn.execute("SELECT id, callback FROM calls WHERE state='delivering' ORDER BY seq").fetchall()
-        self._conn = conn
-        self._shrink()
-        return queued, delivering
-
-    def _shrink(self) -> None:
-        """Give freed pages (deleted bodies) back to the file system."""
-        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
-        if free > 256:
-            self._conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def _insert(self, row: dict) -> None:
-        cols = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        self._conn.execute(f"INSERT INTO calls ({cols}) VALUES ({marks})", tuple(row.values()))
-
-    def _load(self, call_id: str) -> dict | None:
-        cur = self._conn.execute("SELECT * FROM calls WHERE id=?", (call_id,))
-        row = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row)) if row else None
-
-    def _update(self, call_id: str, expect_state: str, **fields) -> bool:
-        """Compare-and-set on `state`: a transition happens once, whoever tries it."""
-        sets = ", ".join(f"{k}=?" for k in fields)
-        cur = self._conn.execute(f"UPDATE calls SET {sets} WHERE id=? AND state=?", (*fields.values(), call_id, expect_state))
-        return cur.rowcount == 1
-
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, invoke: Invoke) -> None:
         self.invoke = invoke
-        queued, delivering = await self._db(self._open)
+        queued, delivering = await self.store.open()
         self._pending, self._delivering = len(queued), len(delivering)
         self._per_host = {}
         for _, callback in delivering:
-            self._host_enter(self._call_host_key(callback))
+            self._host_enter(CallbackSender.host_key_of(callback or ""))  # delivering: it has a callback
         self._closing.clear()
-        # Every connection goes to an address the policy accepted when it was made (rebinding).
-        connector = aiohttp.TCPConnector(resolver=PinnedResolver(self.policy), use_dns_cache=False)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self.callback_timeout),
-            headers={"User-Agent": "sai-gateway-async"},
-        )
+        self._sender = CallbackSender(self.policy, self.host_delivery_concurrency, self.callback_timeout)
         for call_id, _ in queued:
             self._queue.put_nowait(call_id)
         for call_id, _ in delivering:
@@ -228,13 +132,9 @@ class AsyncCalls:
                 t.cancel()
             await asyncio.gather(*not_done, return_exceptions=True)
         self._workers = []
-        if self._session:
-            await self._session.close()
-        if self._conn is not None:
-            await self._db(self._conn.close)
-            self._conn = None
-        self._db_exec.shutdown(wait=True)
-        self._db_exec = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="async-calls-db")
+        if self._sender is not None:
+            await self._sender.close()
+        await self.store.close()
         self._queue = asyncio.Queue()
 
     # ------------------------------------------------------------------ accepting
@@ -245,7 +145,7 @@ class AsyncCalls:
             host, port, _ = await self.policy.check(url)
         except CallbackRefused as exc:
             return str(exc), ""
-        return None, _host_key(host, port)
+        return None, host_key(host, port)
 
     def _host_enter(self, key: str) -> None:
         self._per_host[key] = self._per_host.get(key, 0) + 1
@@ -301,8 +201,7 @@ class AsyncCalls:
             path_qs = (sub or "/") + (f"?{request.rel_url.raw_query_string}" if request.rel_url.raw_query_string else "")
             headers = dict(forwardable(request.headers) if headers is None else headers)
             headers["X-Call-Id"] = call_id
-            await self._db(
-                self._insert,
+            await self.store.insert(
                 {
                     "id": call_id,
                     "name": name,
@@ -317,7 +216,7 @@ class AsyncCalls:
             )
         except Exception as exc:
             self._pending -= 1
-            if isinstance(exc, web.HTTPException | ErrorReply):
+            if isinstance(exc, web.HTTPException | GatewayError):
                 raise
             log.exception("async call not stored")
             return error_response(500, "not_stored", "the call could not be stored")
@@ -328,6 +227,7 @@ class AsyncCalls:
 
     async def _worker(self) -> None:
         me = asyncio.current_task()
+        assert me is not None
         while not self._closing.is_set():
             call_id = await self._queue.get()
             self._busy.add(me)
@@ -341,12 +241,13 @@ class AsyncCalls:
                 self._busy.discard(me)
 
     async def _run(self, call_id: str) -> None:
-        row = await self._db(self._load, call_id)
+        row = await self.store.load(call_id)
         if row is None or row["state"] != "queued":
             return
-        if not await self._db(self._update, call_id, "queued", state="running"):
+        if not await self.store.update(call_id, "queued", state="running"):
             return  # someone else took it
         started = time.monotonic()
+        assert self.invoke is not None  # given by start()
         try:
             status, headers, body = await self.invoke(
                 row["name"], row["method"], row["path_qs"], json.loads(row["headers"]), row["body"] or b""
@@ -359,8 +260,7 @@ class AsyncCalls:
         duration = time.monotonic() - started
         ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/octet-stream")
         if row["callback"]:
-            await self._db(
-                self._update,
+            await self.store.update(
                 call_id,
                 "running",
                 state="delivering",
@@ -372,11 +272,10 @@ class AsyncCalls:
             )
             self._pending -= 1  # the work is done; what is left is a delivery, counted apart
             self._delivering += 1
-            self._host_enter(self._call_host_key(row["callback"]))
+            self._host_enter(CallbackSender.host_key_of(row["callback"]))
             self._spawn_delivery(call_id)
         else:
-            await self._db(
-                self._update,
+            await self.store.update(
                 call_id,
                 "running",
                 state="done",
@@ -387,7 +286,7 @@ class AsyncCalls:
             )
             self._pending -= 1
             self.outcomes["no_callback"] += 1
-            await self._db(self._shrink)
+            await self.store.shrink()
 
     def _spawn_delivery(self, call_id: str) -> None:
         task = asyncio.create_task(self._deliver(call_id), name=f"async-callback-{call_id}")
@@ -395,7 +294,7 @@ class AsyncCalls:
         task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, call_id: str) -> None:
-        row = await self._db(self._load, call_id)
+        row = await self.store.load(call_id)
         if row is None or row["state"] != "delivering":
             return
         headers = {
@@ -411,26 +310,26 @@ class AsyncCalls:
             if self._closing.is_set():
                 return  # stays `delivering`: the next start resumes it
             attempts += 1
-            retry, error = await self._post(row["callback"], headers, row["result_body"] or b"")
+            assert self._sender is not None
+            retry, error = await self._sender.post(row["callback"], headers, row["result_body"] or b"")
             if error is None:
                 await self._finish_delivery(call_id, row["callback"], "done", attempts, None)
                 return
             log.warning("async call %s: callback attempt %d failed: %s", call_id, attempts, error)
-            await self._db(self._update, call_id, "delivering", attempts=attempts, error=error)
+            await self.store.update(call_id, "delivering", attempts=attempts, error=error)
             if not retry:
                 break
             delay = min(self.callback_backoff * 2 ** (attempts - 1), self.callback_max_backoff)
             try:
                 await asyncio.wait_for(self._closing.wait(), delay)
                 return  # shutting down during the back-off: resume after the restart
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         await self._finish_delivery(call_id, row["callback"], "failed", attempts, error)
 
     async def _finish_delivery(self, call_id: str, callback: str, state: str, attempts: int, error: str | None) -> None:
         """Record how a delivery ended (done or failed) and drop the stored result."""
-        if await self._db(
-            self._update,
+        if await self.store.update(
             call_id,
             "delivering",
             state=state,
@@ -445,38 +344,5 @@ class AsyncCalls:
     async def _delivered(self, callback: str) -> None:
         """A delivery ended (done or failed): free its counts, give its pages back."""
         self._delivering -= 1
-        self._host_leave(self._call_host_key(callback))
-        await self._db(self._shrink)
-
-    async def _post(self, url: str, headers: dict, body: bytes) -> tuple[bool, str | None]:
-        """One callback attempt -> (worth retrying, error or None). The URL is checked again
-        first (the platform's ports may have changed; names may resolve elsewhere now), and each
-        receiver gets at most `host_delivery_concurrency` connections."""
-        try:
-            host, port = self.policy.parse(url)
-            await self.policy.resolve(host, port)
-        except CallbackRefused as exc:
-            return False, str(exc)
-        key = self._call_host_key(url)
-        slots = self._host_slots.setdefault(key, asyncio.Semaphore(self.host_delivery_concurrency))
-        async with slots:
-            return await self._post_once(url, headers, body)
-
-    @staticmethod
-    def _call_host_key(url: str) -> str:
-        host, port = CallbackPolicy.parse(url)
-        return _host_key(host, port)
-
-    async def _post_once(self, url: str, headers: dict, body: bytes) -> tuple[bool, str | None]:
-        """One callback attempt -> (worth retrying, error or None)."""
-        try:
-            # No redirects: a redirect could lead back into the gateway.
-            async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
-                await resp.read()
-                if 200 <= resp.status < 300:
-                    return False, None
-                return resp.status in _RETRY_STATUSES, f"callback answered {resp.status}"
-        except asyncio.CancelledError:
-            raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            return True, f"callback unreachable: {type(exc).__name__}"
+        self._host_leave(CallbackSender.host_key_of(callback))
+        await self.store.shrink()

@@ -8,8 +8,8 @@ The host is resolved (getaddrinfo, so every spelling counts: 0x7f000001, 2130706
 - allowed: other ports on loopback (a developer's local receiver), and public addresses;
 - private ranges (10/8, 172.16/12, 192.168/16, fc00::/7, 100.64/10 ...): only when an allow-list
   entry (`--callback-allow CIDR|host:port`) matches.
-Delivery checks again and connects only to the addresses it checked (`PinnedResolver`), so a name
-that resolves differently later (DNS rebinding) gains nothing.
+Delivery (`CallbackSender`) checks again and connects only to the addresses it checked
+(`PinnedResolver`), so a name that resolves differently later (DNS rebinding) gains nothing.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import socket
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
+import aiohttp
 import psutil
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 MAX_CALLBACK_URL = 2048
 
@@ -128,7 +129,7 @@ class CallbackPolicy:
             raise CallbackRefused(f"X-Callback-Url host {host!r} does not resolve") from None
         addresses = []
         for *_, sockaddr in infos:
-            ip = ipaddress.ip_address(sockaddr[0].split("%")[0])
+            ip = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
             if reason := self.judge(host, port, ip):
                 raise CallbackRefused(reason)
             addresses.append(ip)
@@ -149,7 +150,7 @@ class PinnedResolver(AbstractResolver):
     def __init__(self, policy: CallbackPolicy):
         self.policy = policy
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict]:
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
         try:
             addresses = await self.policy.resolve(host, port)
         except CallbackRefused as exc:
@@ -168,3 +169,57 @@ class PinnedResolver(AbstractResolver):
 
     async def close(self) -> None:
         pass
+
+
+def host_key(host: str, port: int) -> str:
+    """The per-receiver key: the URL's host and port, as written (lower-cased)."""
+    return f"{host.lower().strip('[]')}:{port}"
+
+
+# Statuses after which a callback is tried again (with back-off).
+RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+
+
+class CallbackSender:
+    """POSTs async results to their callbacks: each connection goes to an address the policy
+    accepted when it was made (PinnedResolver: no DNS rebinding), no redirects are followed, and
+    each receiver gets at most `per_receiver` connections at once."""
+
+    def __init__(self, policy: CallbackPolicy, per_receiver: int, timeout_s: float):
+        self.policy, self.per_receiver = policy, per_receiver
+        connector = aiohttp.TCPConnector(resolver=PinnedResolver(policy), use_dns_cache=False)
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            headers={"User-Agent": "sai-gateway-async"},
+        )
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    @staticmethod
+    def host_key_of(url: str) -> str:
+        return host_key(*CallbackPolicy.parse(url))
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def post(self, url: str, headers: dict, body: bytes) -> tuple[bool, str | None]:
+        """One callback attempt -> (worth retrying, error or None). The URL is checked again
+        first (the platform's ports may have changed; names may resolve elsewhere now)."""
+        try:
+            host, port = self.policy.parse(url)
+            await self.policy.resolve(host, port)
+        except CallbackRefused as exc:
+            return False, str(exc)
+        slots = self._slots.setdefault(self.host_key_of(url), asyncio.Semaphore(self.per_receiver))
+        async with slots:
+            try:
+                # No redirects: a redirect could lead back into the gateway.
+                async with self.session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
+                    await resp.read()
+                    if 200 <= resp.status < 300:
+                        return False, None
+                    return resp.status in RETRY_STATUSES, f"callback answered {resp.status}"
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                return True, f"callback unreachable: {type(exc).__name__}"

@@ -19,6 +19,7 @@ import pathlib
 import re
 from dataclasses import dataclass, field, replace
 
+from sai.local.responses import GatewayError
 from sai.local.stack import Function, Stack
 from sai.local.triggers.annotations import AnnotationError, check_annotations
 
@@ -47,10 +48,8 @@ def scale_bounds(spec: Function) -> tuple[int, int]:
     return min(label(SCALE_MIN_LABEL, MIN_REPLICAS), high), high
 
 
-class DeployError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class DeployError(GatewayError):
+    """A deploy, update, scale or removal refused (the /system/functions API answers it)."""
 
 
 def image_base(image: str) -> str:
@@ -118,7 +117,7 @@ def _string_map(request: dict, key: str) -> dict[str, str] | None:
     return value
 
 
-def check_request(request) -> dict:
+def check_request(request: object) -> dict:
     """The FunctionDeployment's fields this platform uses, validated (400 otherwise)."""
     if not isinstance(request, dict):
         raise DeployError(400, "invalid_deployment", "the body must be a FunctionDeployment JSON object")
@@ -130,13 +129,13 @@ def check_request(request) -> dict:
     secrets = request.get("secrets") or []
     if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
         raise DeployError(400, "invalid_deployment", "secrets must be a list of secret names")
-    checked = {"service": service, "image": image, "secrets": secrets}
+    checked: dict[str, object] = {"service": service, "image": image, "secrets": secrets}
     for key in ("envVars", "labels", "annotations"):
         if (value := _string_map(request, key)) is not None:
             checked[key] = value
-    check_environment(checked.get("envVars", {}))
+    check_environment(_string_map(request, "envVars") or {})
     try:  # trigger annotations (topic, schedule) that no connector could use
-        check_annotations(checked.get("annotations", {}))
+        check_annotations(_string_map(request, "annotations") or {})
     except AnnotationError as exc:
         raise DeployError(400, "invalid_annotation", str(exc)) from None
     return checked

@@ -30,6 +30,8 @@ import os
 import sys
 import threading
 import time
+from types import ModuleType
+from typing import Any, TextIO
 
 from flask import Flask, jsonify, request
 from waitress import serve
@@ -39,7 +41,7 @@ TEMPLATE = "openfaas/python-flask-template@e420a6fbdc800bc95cba982b511677ce2345b
 
 
 class Event:
-    def __init__(self):
+    def __init__(self) -> None:
         self.body = request.get_data()
         self.headers = request.headers
         self.method = request.method
@@ -48,17 +50,17 @@ class Event:
 
 
 class Context:
-    def __init__(self):
+    def __init__(self) -> None:
         self.hostname = os.getenv("HOSTNAME", "localhost")
 
 
-def format_status_code(res):
+def format_status_code(res: dict) -> Any:
     if "statusCode" in res:
         return res["statusCode"]
     return 200
 
 
-def format_body(res, content_type):
+def format_body(res: dict, content_type: str) -> Any:
     if content_type == "application/octet-stream":
         return res["body"]
     if "body" not in res:
@@ -69,7 +71,7 @@ def format_body(res, content_type):
         return str(res["body"])
 
 
-def format_headers(res):
+def format_headers(res: dict) -> Any:
     if "headers" not in res:
         return []
     elif type(res["headers"]) is dict:
@@ -77,14 +79,14 @@ def format_headers(res):
     return res["headers"]
 
 
-def get_content_type(res):
+def get_content_type(res: dict) -> str:
     content_type = ""
     if "headers" in res:
         content_type = res["headers"].get("Content-type", "")
     return content_type
 
 
-def format_response(res):
+def format_response(res: Any) -> Any:
     if res is None:
         return ("", 200)
     if type(res) is dict:
@@ -101,7 +103,7 @@ class StampedLines(io.TextIOBase):
     (default on) writes a function's output, in the asctime form the logging lines on stderr have:
     /system/logs orders the replicas' lines by it (sai/local/system_api.py)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream: TextIO) -> None:
         self.stream, self.line_start, self.lock = stream, True, threading.Lock()
 
     def write(self, text: str) -> int:
@@ -121,20 +123,20 @@ class StampedLines(io.TextIOBase):
         self.stream.flush()
 
 
-def create_app(handler) -> Flask:
+def create_app(handler: ModuleType) -> Flask:
     app = Flask(__name__)
 
     # In a pod, of-watchdog answers GET /_/health itself ("OK"; openfaas/of-watchdog 0.9.9 main.go
     # makeHealthHandler) and faas-netes points the liveness probe there (0.18.17 pkg/k8s/probes.go).
     # Here this process is the watchdog too, so it answers the path, and the supervisor probes it
-    # (sai/local/platform.py): a stopped or hung process does not answer. The handler never sees it.
+    # (sai/local/fleet.py): a stopped or hung process does not answer. The handler never sees it.
     @app.route("/_/health", methods=["GET"])
-    def health():
+    def health() -> str:
         return "OK"
 
     @app.route("/", defaults={"path": ""}, methods=["GET", "PUT", "POST", "PATCH", "DELETE"])
     @app.route("/<path:path>", methods=["GET", "PUT", "POST", "PATCH", "DELETE"])
-    def call_handler(path):
+    def call_handler(path: str) -> Any:
         event = Event()
         context = Context()
         response_data = handler.handle(event, context)

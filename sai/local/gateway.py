@@ -5,7 +5,7 @@ Routes, as the OpenFaaS gateway has them (<name> may be <name>.openfaas-fn):
   POST /async-function/<name>[/<path>]     queued (202 + X-Call-Id), result POSTed to X-Callback-Url
   /system/*                                the OpenFaaS API: deploy, scale, secrets, logs... (system_api.py)
   GET  /healthz                            200 once the gateway serves (never behind auth)
-  GET  /metrics                            Prometheus metrics, OpenFaaS's names (metrics.py; not behind auth)
+  GET  /metrics                            Prometheus metrics, OpenFaaS's names (gateway_metrics.py; not behind auth)
   GET  /ui/                                the portal page (portal/; its API calls carry the credentials)
 Errors are JSON `{"error": {"code", "message"}}` (malformed HTTP too: http_server.py); an unreachable function gives 503 + Retry-After,
 a slow one 504 after the upstream timeout.
@@ -13,19 +13,14 @@ a slow one 504 after the upstream timeout.
 Bodies are streamed to functions, never held whole: each function's MAX_BODY_BYTES (stack.yml) is
 applied here before reading (413 from Content-Length, or as soon as a chunked body passes it).
 Async calls must be stored, so their bodies are read, within a budget of bytes held at once.
-Admission (max_inflight, a bounded wait queue) is in admission.py; basic auth as the OpenFaaS
-gateway has it (faas-provider auth/v1/basic_auth.go: `WWW-Authenticate: Basic realm="Restricted"`,
-401) guards /system/* and, when asked, /function/* and /async-function/*.
+Admission (max_inflight, a bounded wait queue) is in admission.py; who may call, and which of
+the caller's headers reach a function, in access.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
-import ipaddress
 import logging
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,18 +28,24 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from sai.local import metrics, portal
+from common.errors import ServiceError
+from sai.local import gateway_metrics, portal
+from sai.local.access import Access, Handler
 from sai.local.admission import Admission, Busy, ByteBudget
 from sai.local.async_calls import AsyncCalls
 from sai.local.function_runner import GATEWAY_POOL
-from sai.local.responses import ErrorReply, error_parts, forwardable
+from sai.local.platform_settings import Settings
+from sai.local.responses import GatewayError, error_parts, forwardable, parts, reply
 from sai.local.responses import error_response as error
-from sai.local.system_api import SystemAPI, check_namespace
+from sai.local.system_api import Control, SystemAPI, check_namespace
 
 log = logging.getLogger(__name__)
 
 # What the python3-http-debian template's Flask route accepts (HEAD comes with GET); anything
 # else (TRACE, OPTIONS, CONNECT...) is answered here with a JSON 405, not Flask's HTML.
+# A request body as the gateway passes it on: whole (async calls), streamed, or none.
+Body = bytes | AsyncIterator[bytes] | None
+
 FUNCTION_METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
 CHUNK = 64 * 1024
 
@@ -58,12 +59,12 @@ class BodyTimeout(Exception):
 
 
 @web.middleware
-async def json_errors(request: web.Request, handler):
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """aiohttp's own errors (unknown route, body too large, bad method) as JSON, never HTML."""
     try:
         return await handler(request)
-    except ErrorReply as exc:
-        return exc.response()
+    except ServiceError as exc:  # GatewayError and its subclasses (common/errors.py has the tree)
+        return reply(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -79,52 +80,47 @@ async def json_errors(request: web.Request, handler):
 
 class Gateway:
     """`functions` maps name -> an object with `.url` (base URL or None when down) and `.spec`
-    (sai.local.stack.Function); the platform owns and supervises the function processes.
+    (sai.local.stack.Function); the function fleet owns and supervises the function processes.
     `async_calls` queues /async-function calls (None: they answer 501); the gateway starts it
     with its own `invoke`, so async calls reach functions exactly as synchronous ones do.
-    `credentials` (user, password) turn on basic auth for /system/*, and for the function
-    routes too when `auth_functions`. `control` (the platform) serves the /system/* API."""
+    `settings` gives the limits and timeouts. `credentials` (user, password) turn on basic auth
+    for /system/*, and for the function routes too when `settings.auth_functions`. `control` (the
+    platform) serves the /system/* API."""
 
     def __init__(
         self,
         functions: dict,
         async_calls: AsyncCalls | None = None,
-        upstream_timeout_s: float = 60.0,
-        max_body_bytes: int = 32 * 1024 * 1024,
-        max_queued: int = 16,
-        queue_wait_s: float = 10.0,
-        max_buffered_bytes: int = 128 * 1024 * 1024,
-        body_idle_timeout_s: float = 10.0,
+        settings: Settings | None = None,
         credentials: tuple[str, str] | None = None,
-        auth_functions: bool = False,
-        control=None,
-        allowed_hosts: list[str] | tuple[str, ...] = (),
+        control: Control | None = None,
     ):
+        settings = settings or Settings()
         self.functions = functions
         self.async_calls = async_calls
-        self.upstream_timeout = aiohttp.ClientTimeout(total=upstream_timeout_s, sock_connect=2)
-        self.max_body_bytes = max_body_bytes
-        self.max_queued, self.queue_wait_s = max_queued, queue_wait_s
-        self.buffered = ByteBudget(max_buffered_bytes)
-        self.body_idle_timeout_s = body_idle_timeout_s
-        self.credentials = credentials
-        self.auth_functions = auth_functions
-        # Host names the gateway answers to (IP literals always): DNS rebinding (a page of
-        # attacker.example whose name then resolves to 127.0.0.1) sends its own name as Host.
-        self.allowed_hosts = {"localhost", socket.gethostname().lower(), *(h.lower().rstrip(".") for h in allowed_hosts)}
+        self.upstream_timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_s, sock_connect=2)
+        self.max_body_bytes = settings.max_body_bytes
+        self.max_queued, self.queue_wait_s = settings.max_queued, settings.queue_wait_s
+        self.buffered = ByteBudget(settings.max_buffered_bytes)
+        self.body_idle_timeout_s = settings.body_idle_timeout_s
+        self.access = Access(credentials, settings.auth_functions, [settings.host, *settings.allowed_hosts])
         self._admission: dict[str, Admission] = {}
-        self.metrics = metrics.GatewayMetrics(
+        self.metrics = gateway_metrics.GatewayMetrics(
             functions,
             lambda name: self.admission(name).inflight,
             async_calls.depth if async_calls else dict,
             (lambda: dict(async_calls.outcomes)) if async_calls else dict,
         )
         self.session: aiohttp.ClientSession | None = None
-        self.system_api = SystemAPI(self, control) if control is not None else None
+        self.system_api = (
+            SystemAPI(functions, self.metrics, settings.upstream_timeout_s, control) if control is not None else None
+        )
         self.app = self._make_app()
 
     def _make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body_bytes, middlewares=[json_errors, self._host_check, self._auth])
+        app = web.Application(
+            client_max_size=self.max_body_bytes, middlewares=[json_errors, self.access.host_check, self.access.auth]
+        )
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.prometheus)
         portal.add_routes(app)
@@ -139,63 +135,6 @@ class Gateway:
         app.on_startup.append(self._startup)
         app.on_cleanup.append(self._cleanup)
         return app
-
-    @web.middleware
-    async def _host_check(self, request: web.Request, handler):
-        if self.host_allowed(request.headers.get("Host", "")):
-            return await handler(request)
-        return error(
-            400, "host_not_allowed", "the Host header names no host this gateway serves (sai up --allow-host NAME adds one)"
-        )
-
-    def host_allowed(self, host: str) -> bool:
-        """An IP literal, a configured name, or no Host at all (HTTP/1.0: no browser sends that)."""
-        if not host:
-            return True
-        name = host[1 : host.find("]")] if host.startswith("[") else host.rpartition(":")[0] if ":" in host else host
-        name = name.lower().rstrip(".")
-        try:
-            ipaddress.ip_address(name)
-            return True  # a browser's origin is then that address: nothing to rebind
-        except ValueError:
-            return name in self.allowed_hosts
-
-    @web.middleware
-    async def _auth(self, request: web.Request, handler):
-        guarded = request.path.startswith("/system/") or (
-            self.auth_functions and request.path.startswith(("/function/", "/async-function/"))
-        )
-        if self.credentials is None or not guarded or self._authorized(request.headers.get("Authorization", "")):
-            return await handler(request)
-        resp = error(401, "unauthorized", "invalid credentials (basic auth; `sai up` wrote them to the state folder)")
-        resp.headers["WWW-Authenticate"] = 'Basic realm="Restricted"'
-        return resp
-
-    def _authorized(self, header: str) -> bool:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, sep, password = base64.b64decode(value, validate=True).partition(b":")
-        except ValueError:  # binascii.Error, or a header that is not ASCII
-            return False
-        want_user, want_password = (part.encode() for part in self.credentials)
-        # Bytes, never str: compare_digest raises TypeError on non-ASCII str (a 500 per request).
-        # Both compared, in constant time, so a timing never tells which part was wrong.
-        return bool(sep) & hmac.compare_digest(user, want_user) & hmac.compare_digest(password, want_password)
-
-    def upstream_headers(self, request: web.Request) -> dict[str, str]:
-        """The caller's headers as a function gets them (and an async call stores them): not the
-        hop-by-hop ones (Proxy-Authorization among them), not Authorization when it carries the
-        gateway's own credentials (the portal sends them on every call; with --auth-functions
-        every call does), and no Cookie: the gateway sets none, and browsers send it every
-        other 127.0.0.1 web app's cookies, as cookies are not kept apart by port (RFC 6265 8.5).
-        An Authorization the gateway does not own (a function's own token) passes."""
-        headers = forwardable(request.headers)
-        for key in [k for k in headers if k.lower() in ("authorization", "cookie")]:
-            if key.lower() == "cookie" or (self.credentials is not None and self._authorized(headers[key])):
-                del headers[key]
-        return headers
 
     def body_cap(self, name: str) -> int:
         """The function's own MAX_BODY_BYTES, or the gateway's cap when it sets none."""
@@ -213,13 +152,13 @@ class Gateway:
         """Drop what was derived from a function's spec (its max_inflight): it was updated or removed."""
         self._admission.pop(name, None)
 
-    async def _startup(self, app) -> None:
+    async def _startup(self, app: web.Application) -> None:
         connector = aiohttp.TCPConnector(limit=GATEWAY_POOL, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         if self.async_calls is not None:
             await self.async_calls.start(self.invoke)
 
-    async def _cleanup(self, app) -> None:
+    async def _cleanup(self, app: web.Application) -> None:
         if self.async_calls is not None:
             await self.async_calls.stop()
         if self.session is not None:
@@ -231,7 +170,7 @@ class Gateway:
     async def prometheus(self, request: web.Request) -> web.Response:
         # Not behind auth: OpenFaaS serves it on a port of its own with none (gateway/main.go,
         # runMetricsServer); it carries names and counts, never bodies.
-        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": gateway_metrics.CONTENT_TYPE})
 
     def _function(self, request: web.Request) -> str:
         """The function a route names: `name`, or `name.namespace` with this platform's namespace."""
@@ -241,7 +180,7 @@ class Gateway:
             check_namespace(namespace)
             name = base
         if name not in self.functions:
-            raise ErrorReply(404, "function_not_found", f"no function named {name!r}")
+            raise GatewayError(404, "function_not_found", f"no function named {name!r}")
         return name
 
     @staticmethod
@@ -264,7 +203,7 @@ class Gateway:
         while True:
             try:
                 chunk = await asyncio.wait_for(request.content.readany(), self.body_idle_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise BodyTimeout() from None
             if not chunk:
                 return
@@ -278,7 +217,7 @@ class Gateway:
         cap = self.body_cap(name)
         reserve = min(request.content_length if request.content_length is not None else cap, cap)
         if not self.buffered.take(reserve):
-            raise ErrorReply(503, "gateway_busy", "the gateway holds as many request bodies as it may", retry_after=2)
+            raise GatewayError(503, "gateway_busy", "the gateway holds as many request bodies as it may", retry_after=2)
         try:
             return b"".join([chunk async for chunk in self._chunks(request, cap)])
         except (BodyTooLarge, BodyTimeout) as exc:
@@ -291,7 +230,7 @@ class Gateway:
         if too_large := self._too_large(name, request):
             return too_large
         start = time.perf_counter()
-        headers = self.upstream_headers(request)
+        headers = self.access.upstream_headers(request)
         call_id = headers.setdefault("X-Call-Id", str(uuid.uuid4()))
         headers["X-Forwarded-For"] = request.remote or ""
         body = None
@@ -312,14 +251,14 @@ class Gateway:
         return resp
 
     async def invoke(
-        self, name: str, method: str, path_qs: str, headers: dict, body, queue: bool = False
+        self, name: str, method: str, path_qs: str, headers: dict, body: Body, queue: bool = False
     ) -> tuple[int, dict, bytes]:
         """Call a function once; errors come back as JSON responses, never exceptions. `body` is
         bytes or an async iterator of chunks. `queue`: a client waits in the bounded queue (429 or
         503 when there is no slot); otherwise (async workers) the call waits for a slot. Every call
         is counted in the metrics and logged with its X-Call-Id (OpenFaaS's LoggingNotifier logs
         "Forwarded [...]" likewise)."""
-        start, status = time.perf_counter(), metrics.CLIENT_GONE
+        start, status = time.perf_counter(), gateway_metrics.CLIENT_GONE
         try:
             result = await self._invoke(name, method, path_qs, headers, body, queue)
             status = result[0]
@@ -330,7 +269,9 @@ class Gateway:
             where = f"/function/{name}" + (path_qs if path_qs != "/" else "")
             log.info("call %s: %s %s -> %d in %.1f ms", headers.get("X-Call-Id", "-"), method, where, status, seconds * 1e3)
 
-    async def _invoke(self, name, method, path_qs, headers, body, queue) -> tuple[int, dict, bytes]:
+    async def _invoke(
+        self, name: str, method: str, path_qs: str, headers: dict, body: Body, queue: bool
+    ) -> tuple[int, dict, bytes]:
         fn = self.functions.get(name)
         if fn is None:  # removed (faas-cli remove, sai reload) since the call was accepted
             return error_parts(404, "function_not_found", f"no function named {name!r}")
@@ -341,14 +282,17 @@ class Gateway:
         try:
             await admission.enter(queue)
         except Busy as busy:
-            return error_parts(busy.status, busy.code, busy.message, retry_after=1)
+            return parts(busy)
         try:
             return await self._forward(url, name, method, path_qs, headers, body)
         finally:
             admission.leave()
 
-    async def _forward(self, url, name, method, path_qs, headers, body) -> tuple[int, dict, bytes]:
+    async def _forward(
+        self, url: str, name: str, method: str, path_qs: str, headers: dict, body: Body
+    ) -> tuple[int, dict, bytes]:
         start = time.perf_counter()
+        assert self.session is not None  # made at the app's startup, before any request
         try:
             # No Content-Type of our own: the function sees what the client sent, or none, as
             # behind OpenFaaS's gateway (aiohttp would label a bare body application/octet-stream).
@@ -365,23 +309,23 @@ class Gateway:
                 out["X-Duration-Seconds"] = f"{time.perf_counter() - start:.6f}"
                 return resp.status, out, data
         except (BodyTooLarge, BodyTimeout) as exc:
-            return self._body_error(exc, name).parts()
-        except asyncio.TimeoutError:
+            return parts(self._body_error(exc, name))
+        except TimeoutError:
             return error_parts(
                 504, "function_timeout", f"function {name!r} did not answer within {self.upstream_timeout.total:.0f}s"
             )
         except aiohttp.ClientError as exc:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, BodyTooLarge | BodyTimeout):  # raised while aiohttp sent the body
-                return self._body_error(cause, name).parts()
+                return parts(self._body_error(cause, name))
             log.warning("function %s unreachable: %s", name, exc)
             return error_parts(503, "function_unavailable", f"function {name!r} is unreachable; retry shortly", retry_after=2)
 
-    def _body_error(self, cause: Exception, name: str) -> ErrorReply:
+    def _body_error(self, cause: Exception, name: str) -> GatewayError:
         """What a body that went over the cap or stalled gets (the connection is closed after)."""
         if isinstance(cause, BodyTooLarge):
-            return ErrorReply(413, "body_too_large", f"request body larger than {self.body_cap(name)} bytes", close=True)
-        return ErrorReply(408, "body_timeout", f"no request body data for {self.body_idle_timeout_s:g}s", close=True)
+            return GatewayError(413, "body_too_large", f"request body larger than {self.body_cap(name)} bytes", close=True)
+        return GatewayError(408, "body_timeout", f"no request body data for {self.body_idle_timeout_s:g}s", close=True)
 
     async def call_async(self, request: web.Request) -> web.Response:
         name = self._function(request)
@@ -390,5 +334,5 @@ class Gateway:
         if too_large := self._too_large(name, request):
             return too_large
         return await self.async_calls.accept(
-            request, name, lambda: self.read_body(request, name), headers=self.upstream_headers(request)
+            request, name, lambda: self.read_body(request, name), headers=self.access.upstream_headers(request)
         )

@@ -2,25 +2,42 @@
 runs (a malformed request line or header, a header over 8 KiB, a bad chunked body) get the
 gateway's JSON error instead of aiohttp's plain-text "400 Bad Request".
 
-aiohttp answers those from `RequestHandler.handle_error` (aiohttp 3.x web_protocol.py, called
-through `_make_error_handler`), which middlewares never see; so the server builds connections of
-a subclass that keeps aiohttp's logging and checks and swaps only the response.
+aiohttp answers those from `RequestHandler.handle_error` (aiohttp 3.x web_protocol.py), which
+middlewares never see. After aiohttp has built its server (public `AppRunner.setup()` and
+`.server`), each connection handler it makes becomes a `_JsonErrorHandler`: the same object with
+aiohttp's own construction, logging and checks, only the error response swapped. pyproject pins
+aiohttp below 4; `check_aiohttp()` refuses to start, naming this file, if the one method this
+relies on changes its signature, and tests/unit/test_http_server.py fails with it.
 """
 
 from __future__ import annotations
 
+import inspect
 from http import HTTPStatus
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from sai.local.responses import error_response
 
+# RequestHandler.handle_error's parameters in aiohttp 3.9 - 3.14 (web_protocol.py)
+HANDLE_ERROR_PARAMETERS = ["self", "request", "status", "exc", "message"]
 
-class _JsonErrorHandler(RequestHandler):
+
+def check_aiohttp() -> None:
+    found = list(inspect.signature(web.RequestHandler.handle_error).parameters)
+    if found != HANDLE_ERROR_PARAMETERS:
+        raise RuntimeError(
+            f"aiohttp's RequestHandler.handle_error takes {found}, not {HANDLE_ERROR_PARAMETERS}: "
+            "sai/local/http_server.py must follow this aiohttp"
+        )
+
+
+class _JsonErrorHandler(web.RequestHandler):
     __slots__ = ()
 
-    def handle_error(self, request, status: int = 500, exc: BaseException | None = None, message: str | None = None):
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs; raises once a response has begun
         if status >= 500:
             code, detail = "internal_error", "gateway error; see the platform log"  # never a traceback
@@ -34,14 +51,16 @@ class _JsonErrorHandler(RequestHandler):
 
 
 class _Server(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+    def __call__(self) -> web.RequestHandler:
+        handler = super().__call__()  # aiohttp's own construction (its kwargs fallback included)
+        handler.__class__ = _JsonErrorHandler  # same slots and state; only handle_error differs
+        return handler
 
 
 class JsonErrorsRunner(web.AppRunner):
     """`web.AppRunner` whose connections answer protocol errors with the gateway's JSON."""
 
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()  # runs the app's startup, as AppRunner does
-        server.__class__ = _Server  # same object and state, only the connection factory differs
-        return server
+    async def setup(self) -> None:
+        check_aiohttp()
+        await super().setup()  # runs the app's startup and builds the server
+        self.server.__class__ = _Server  # before any site listens: every connection gets the JSON errors

@@ -9,10 +9,13 @@ or more (`[request id: <id>]`); `sai up --triton-log-verbose 1` turns that on.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import pathlib
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 from sai.state import read_state
 
@@ -45,7 +48,7 @@ def last_lines(state_dir: pathlib.Path, component: str, lines: int = 50) -> list
         return _tail(f, lines)
 
 
-def _tail(f, lines: int) -> list[str]:
+def _tail(f: BinaryIO, lines: int) -> list[str]:
     """The last lines of an open binary file, read from its end (logs grow large)."""
     end = f.seek(0, 2)
     block, data = 64 * 1024, b""
@@ -57,7 +60,7 @@ def _tail(f, lines: int) -> list[str]:
     return [line.decode(errors="replace") for line in data.splitlines()[-lines:]] if lines > 0 else []
 
 
-def follow(path: pathlib.Path, poll_s: float = 0.25, stop=lambda: False) -> Iterator[str]:
+def follow(path: pathlib.Path, poll_s: float = 0.25, stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
     """Lines appended to `path` from now on (`tail -f`); reopens the file when it is replaced
     or truncated. Ends when `stop()` says so."""
     f = open(path, "rb")
@@ -99,3 +102,26 @@ def find_call(state_dir: pathlib.Path, call_id: str) -> dict[str, list[str]]:
             found[component] = hits
     order = ["platform", *sorted(k for k in found if k not in ("platform", "triton")), "triton"]
     return {k: found[k] for k in order if k in found}
+
+
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")  # function_runner's logging asctime
+
+
+def read_log(path: pathlib.Path, last: dt.datetime, offset: int = 0) -> tuple[list[tuple[dt.datetime, str]], int, dt.datetime]:
+    """The complete lines of `path` from byte `offset`: (timestamp, text) each, with the byte
+    offset reached and the last timestamp seen. A line takes the time its logging prefix gives,
+    else the one before it. (/system/logs reads the replicas' logs with it.)"""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset, last
+    end = data.rfind(b"\n") + 1
+    lines = []
+    for raw in data[:end].decode(errors="replace").splitlines():
+        if m := LOG_TIME.match(raw):
+            stamp = dt.datetime.fromisoformat(f"{m[1]}.{m[2]}").astimezone(dt.UTC)
+            last = stamp
+        lines.append((last, raw))
+    return lines, offset + end, last

@@ -12,11 +12,12 @@ import math
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from sai.local.metrics import NAMESPACE
+from sai.local.gateway_metrics import NAMESPACE
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]  # (name, sorted labels) -> value
 
@@ -92,7 +93,7 @@ def function_rows(before: Samples, after: Samples, seconds: float) -> list[Funct
     replicas = _by(after, "gateway_service_count", "function_name")
     for fn in sorted(set(counts_after) | set(replicas)):
 
-        def delta(name: str, match=lambda labels: True, fn=fn) -> float:
+        def delta(name: str, match: Callable[[dict], bool] = lambda labels: True, fn: str = fn) -> float:
             now = sum(v for labels, v in _by(after, name, "function_name").get(fn, []) if match(labels))
             then = sum(v for labels, v in _by(before, name, "function_name").get(fn, []) if match(labels))
             return now - then

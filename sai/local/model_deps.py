@@ -9,8 +9,13 @@ any, so then every model is loaded (the behaviour before --only trimmed it).
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from sai.models.config import read_config
+
+if TYPE_CHECKING:
+    from sai.local.stack import Function
 
 MODEL_SETTINGS = ("MODEL_NAME", "ENCODER_MODEL")
 
@@ -23,7 +28,7 @@ def _config(repo: pathlib.Path, name: str, config_name: str) -> dict | None:
     return None
 
 
-def needed_models(functions, repo: pathlib.Path, config_name: str = "local") -> list[str] | None:
+def needed_models(functions: Iterable[Function], repo: pathlib.Path, config_name: str = "local") -> list[str] | None:
     """Sorted model names the functions (sai.local.stack.Function objects) call, ensemble steps
     included; None when one of them names no model (then load them all)."""
     todo = []

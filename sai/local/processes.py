@@ -1,12 +1,13 @@
 """Process plumbing shared by the local runtime: stopping process groups and recorded process
 trees, telling a process of ours from one that reuses its pid, tying children to the supervisor's
-life, scratch folders that do not outlive us, restart back-off, reading log tails, waiting for a
-condition with a deadline."""
+life, scratch folders that do not outlive us, restart back-off and restarting, reading log tails,
+waiting for a condition with a deadline."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import pathlib
 import shutil
@@ -17,11 +18,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psutil
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def wait_until(
@@ -153,6 +155,8 @@ def verified(record: dict | None) -> psutil.Process | None:
     """The live process that `record` (from `identity`) names, or None when it exited, is a
     zombie, or its pid now belongs to another process (its start time differs)."""
     try:
+        if record is None:
+            return None
         proc = psutil.Process(int(record["pid"]))
         if abs(proc.create_time() - float(record["started"])) > _START_SLACK_S:
             return None
@@ -207,7 +211,7 @@ def listens_on(pid: int | None, port: int) -> bool:
     return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns or [])
 
 
-def _quiet(call: Callable[..., T], *args, **kwargs) -> T | None:
+def _quiet(call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
     """`call(...)`, or None when the process vanished or may not be inspected."""
     try:
         return call(*args, **kwargs)
@@ -255,3 +259,28 @@ class Restarts:
     @property
     def state(self) -> str:
         return "FAILED" if self.failed else "restarting" if self.next_at is not None else "running"
+
+    def health(self, log_path: pathlib.Path) -> dict:
+        """The component's health as the state file records it (`sai status` shows it): with the
+        last lines of its log once FAILED."""
+        failed = {"last_log": tail(log_path, 15)} if self.failed else {}
+        return {"state": self.state, "restarts": self.count, **failed}
+
+
+def restart_when_due(
+    name: str, process: subprocess.Popen | None, restarts: Restarts, log_path: pathlib.Path, restart: Callable[[], None]
+) -> None:
+    """Note the death of `name`; call `restart()` when its back-off has passed, never once FAILED.
+    The supervisor calls this on every tick for each component that is not running."""
+    if restarts.died():
+        code = process and process.poll()
+        if restarts.failed:
+            log.error("%s died %d times in a row (exit %s); giving up: FAILED, see %s", name, restarts.in_a_row, code, log_path)
+        else:
+            log.error("%s died (exit %s); restarting in %.1f s", name, code, (restarts.next_at or 0) - time.monotonic())
+    if restarts.due():
+        restarts.restarted()
+        try:
+            restart()
+        except Exception as exc:  # noqa: BLE001 - a failed start counts as a death on the next tick
+            log.error("%s restart failed: %s", name, exc)

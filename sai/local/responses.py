@@ -5,10 +5,11 @@ reads one format whichever side failed."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from aiohttp import web
 
-from common.errors import error_document
+from common.errors import ServiceError
 
 # Headers never forwarded, in either direction: hop-by-hop (RFC 9110 7.6.1), or recomputed by the
 # gateway and aiohttp (host, content-length, expect).
@@ -29,35 +30,37 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def forwardable(headers) -> dict[str, str]:
+def forwardable(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
 
 
 def error_parts(status: int, code: str, message: str, retry_after: int | None = None) -> tuple[int, dict, bytes]:
     """(status, headers, body) of a JSON error, the form `Gateway.invoke` returns."""
-    headers = {"Content-Type": "application/json"}
-    if retry_after:
-        headers["Retry-After"] = str(retry_after)
-    return status, headers, json.dumps(error_document(code, message)).encode()
+    return parts(GatewayError(status, code, message, retry_after))
 
 
 def error_response(status: int, code: str, message: str, retry_after: int | None = None) -> web.Response:
-    status, headers, body = error_parts(status, code, message, retry_after)
-    return web.Response(status=status, headers=headers, body=body)
+    return reply(GatewayError(status, code, message, retry_after))
 
 
-class ErrorReply(Exception):
-    """Raised where a handler cannot return: the gateway's middleware answers with this error."""
+class GatewayError(ServiceError):
+    """Raised where a gateway handler cannot return: its middleware answers with this error
+    (`close`: and closes the connection, for a body that was not read to its end)."""
 
     def __init__(self, status: int, code: str, message: str, retry_after: int | None = None, close: bool = False):
-        super().__init__(message)
-        self.status, self.code, self.message, self.retry_after, self.close = status, code, message, retry_after, close
+        super().__init__(status, code, message, retry_after=retry_after)
+        self.close = close
 
-    def parts(self) -> tuple[int, dict, bytes]:
-        return error_parts(self.status, self.code, self.message, self.retry_after)
 
-    def response(self) -> web.Response:
-        resp = error_response(self.status, self.code, self.message, self.retry_after)
-        if self.close:
-            resp.force_close()
-        return resp
+def parts(exc: ServiceError) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of any error of the tree (common/errors.py)."""
+    return exc.status, {"Content-Type": "application/json", **exc.headers}, json.dumps(exc.document()).encode()
+
+
+def reply(exc: ServiceError) -> web.Response:
+    """The gateway's answer to any error of the tree."""
+    status, headers, body = parts(exc)
+    resp = web.Response(status=status, headers=headers, body=body)
+    if getattr(exc, "close", False):
+        resp.force_close()
+    return resp

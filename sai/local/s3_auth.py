@@ -22,7 +22,10 @@ import datetime as dt
 import hashlib
 import hmac
 import io
+import logging
 import re
+from collections.abc import Callable, Iterable
+from typing import Any
 from xml.sax.saxutils import escape
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -47,9 +50,9 @@ def canonical_query(query: str) -> str:
     return "&".join(f"{k}={v}" for k, v in pairs)
 
 
-def check(method: str, target: str, headers, body: bytes, access_key: str, secret_key: str, now: dt.datetime) -> None:
+def check(method: str, target: str, headers: Any, body: bytes, access_key: str, secret_key: str, now: dt.datetime) -> None:
     """Refused (with an S3 error code) unless the request is signed with these credentials.
-    `target` is the request line's path and query as sent; `headers` is case-insensitive."""
+    `target` is the request line's path and query as sent; `headers` is case-insensitive (werkzeug's)."""
     path, _, query = target.partition("?")
     header = headers.get("Authorization")
     if header is None:
@@ -64,7 +67,7 @@ def check(method: str, target: str, headers, body: bytes, access_key: str, secre
         raise Refused("InvalidAccessKeyId", "the access key is not this server's")
     stamp = headers.get("X-Amz-Date", "")
     try:
-        when = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        when = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
         raise Refused("AccessDenied", "X-Amz-Date is missing or not YYYYMMDDTHHMMSSZ") from None
     if abs(now - when) > MAX_SKEW or stamp[:8] != date:
@@ -88,10 +91,10 @@ def check(method: str, target: str, headers, body: bytes, access_key: str, secre
 class SignedOnly:
     """WSGI middleware: moto's application behind `check`; `/moto-api/` closed to everyone."""
 
-    def __init__(self, app, access_key: str, secret_key: str, log=None):
+    def __init__(self, app: Callable, access_key: str, secret_key: str, log: logging.Logger | None = None):
         self.app, self.access_key, self.secret_key, self.log = app, access_key, secret_key, log
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         from werkzeug.wrappers import Request
 
         request = Request(environ)
@@ -100,7 +103,7 @@ class SignedOnly:
         try:
             if request.path.startswith("/moto-api"):
                 raise Refused("AccessDenied", "moto's own API is closed on this server")
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             check(request.method, target, request.headers, body, self.access_key, self.secret_key, now)
         except Refused as refused:
             if self.log is not None:

@@ -24,6 +24,8 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import requests
 
@@ -104,7 +106,7 @@ class _Loop:
 
     name = "loop"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -204,7 +206,7 @@ class Watcher(_Loop):
     name = "s3-watcher"
 
     def __init__(
-        self, state_dir: pathlib.Path, client, bucket: str, prefix: str = "", skip_prefix: str = "", interval: float = 0.5
+        self, state_dir: pathlib.Path, client: Any, bucket: str, prefix: str = "", skip_prefix: str = "", interval: float = 0.5
     ):
         super().__init__()
         self.state_dir, self.client, self.bucket = pathlib.Path(state_dir), client, bucket
@@ -215,7 +217,7 @@ class Watcher(_Loop):
         self.seen = {key: etag for key, etag, _ in self._listing()}
         super().start()
 
-    def _listing(self):
+    def _listing(self) -> Iterator[tuple[str, str, int]]:
         """(key, eTag, size) of every object under the prefix (results excluded)."""
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
             for obj in page.get("Contents", []):

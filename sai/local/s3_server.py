@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from common.result_keys import RESULTS_PREFIX
 from sai.local.processes import die_with_parent, listens_on, running_with, wait_until
@@ -41,7 +42,7 @@ class S3Handle:
     pid: int
     log_path: str
 
-    def client(self):
+    def client(self) -> Any:  # a boto3 S3 client
         import boto3
         from botocore.config import Config
 
@@ -92,6 +93,7 @@ def start_s3(
             start_new_session=True,
             preexec_fn=die_with_parent(),  # gone with the supervisor, even after kill -9
         )
+    assert proc.stdin is not None  # stdin=PIPE
     proc.stdin.write(f"{secret_key}\n".encode())
     proc.stdin.close()
     handle = S3Handle(

@@ -20,6 +20,9 @@ import os
 import pathlib
 import re
 import shutil
+from collections.abc import Iterable
+
+from sai.local.responses import GatewayError
 
 # A Kubernetes Secret's name (DNS-1123 subdomain), what faas-netes accepts; it also keeps a name
 # from leaving the store's folder, and from being hidden (a leading dot).
@@ -31,10 +34,8 @@ CODE_NAME = re.compile(r"\.(py[cwo]?|pth|so)(\.[0-9.]+)?$")
 MAX_VALUE_BYTES = 1024 * 1024
 
 
-class SecretError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class SecretError(GatewayError):
+    """A secret request refused (the /system/secrets API answers it)."""
 
 
 def _private_dir(path: pathlib.Path) -> pathlib.Path:
@@ -106,7 +107,7 @@ class SecretStore:
         """Forget a removed function's copies."""
         shutil.rmtree(self.mounts / function, ignore_errors=True)
 
-    def prune(self, functions) -> None:
+    def prune(self, functions: Iterable[str]) -> None:
         """Remove the copies of functions that no longer run (removed while the platform was down)."""
         if self.mounts.is_dir():
             for folder in self.mounts.iterdir():

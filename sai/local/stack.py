@@ -11,6 +11,7 @@ import os
 import pathlib
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import yaml
@@ -41,11 +42,11 @@ class Stack:
         return self.path.parent
 
 
-def envsubst(text: str, env: dict[str, str] | None = None) -> str:
+def envsubst(text: str, env: Mapping[str, str] | None = None) -> str:
     """faas-cli's substitution before it parses stack.yml (drone/envsubst, on by default):
     ${VAR} and ${VAR:-default} (the default when VAR is unset or empty), from `env` (os.environ)."""
-    env = os.environ if env is None else env
-    return ENV_REF.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
+    values: Mapping[str, str] = os.environ if env is None else env
+    return ENV_REF.sub(lambda m: values.get(m.group(1)) or (m.group(2) or ""), text)
 
 
 def load_stack(path: pathlib.Path) -> Stack:

@@ -25,23 +25,31 @@ import datetime as dt
 import functools
 import json
 import math
+import pathlib
 import platform as host
-import re
 import subprocess
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
 from sai import __version__, paths
-from sai.local.deployments import NAMESPACE, DeployError, scale_bounds
-from sai.local.responses import ErrorReply
+from sai.local import logs
+from sai.local.deployments import NAMESPACE, scale_bounds
+from sai.local.responses import GatewayError
 from sai.local.responses import error_response as error
-from sai.local.secrets_store import MAX_VALUE_BYTES, SecretError
+from sai.local.secrets_store import MAX_VALUE_BYTES, SecretStore
+
+if TYPE_CHECKING:
+    from sai.local.function_replicas import RunningFunction
+    from sai.local.gateway_metrics import GatewayMetrics
+
+T = TypeVar("T")
 
 SCALE_FACTOR_LABEL, SCALE_FACTOR = "com.openfaas.scale.factor", 10  # faas gateway/scaling/ranges.go
 # A secret's request: a value of at most 1 MiB (secrets_store.MAX_VALUE_BYTES) as base64 or JSON text.
 SECRET_BODY_BYTES = 2 * MAX_VALUE_BYTES
 FOLLOW_POLL_S = 0.25
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")  # function_runner's logging asctime
 
 
 @functools.cache
@@ -56,22 +64,22 @@ def version_info() -> dict:
     return {"sha": sha, "release": __version__}
 
 
-def check_namespace(namespace, status: int = 404) -> None:
+def check_namespace(namespace: object, status: int = 404) -> None:
     if namespace not in (None, "", NAMESPACE):
-        raise ErrorReply(status, "namespace_not_found", f"namespace {namespace!r} not found; this platform has {NAMESPACE!r}")
+        raise GatewayError(status, "namespace_not_found", f"namespace {namespace!r} not found; this platform has {NAMESPACE!r}")
 
 
 async def read_capped(request: web.Request, limit: int) -> bytes:
     """The body, refused (413) as soon as it passes `limit` bytes: never held whole when larger."""
     if request.content_length is not None and request.content_length > limit:
-        raise ErrorReply(
+        raise GatewayError(
             413, "body_too_large", f"request body of {request.content_length} bytes; this route takes {limit}", close=True
         )
     chunks, seen = [], 0
     async for chunk in request.content.iter_any():
         seen += len(chunk)
         if seen > limit:
-            raise ErrorReply(413, "body_too_large", f"request body larger than {limit} bytes", close=True)
+            raise GatewayError(413, "body_too_large", f"request body larger than {limit} bytes", close=True)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -83,28 +91,28 @@ async def json_body(request: web.Request, optional: bool = False, limit: int | N
         raw = await (read_capped(request, limit) if limit is not None else request.read())
         body = json.loads(raw or (b"{}" if optional else b"null"))
     except (ValueError, UnicodeDecodeError):
-        raise ErrorReply(400, "invalid_json", "the body must be JSON") from None
+        raise GatewayError(400, "invalid_json", "the body must be JSON") from None
     if not isinstance(body, dict):
-        raise ErrorReply(400, "invalid_json", "the body must be a JSON object")
+        raise GatewayError(400, "invalid_json", "the body must be a JSON object")
     return body
 
 
-def parse_logs_query(query) -> dict:
+def parse_logs_query(query: Mapping[str, str]) -> dict:
     """faas-cli's logs query (proxy/logs.go reqAsQueryValues): name, namespace, instance, follow,
     since (RFC 3339), tail (<= 0: all)."""
     if not query.get("name"):  # 404 as for any name of no function (the spec documents no 400 here)
-        raise ErrorReply(404, "function_not_found", "name is required: the function whose logs to read")
+        raise GatewayError(404, "function_not_found", "name is required: the function whose logs to read")
     check_namespace(query.get("namespace"))
     follow = query.get("follow", "false").lower()
     if follow not in ("true", "false", "1", "0", ""):
-        raise ErrorReply(400, "invalid_parameter", "follow must be true or false")
+        raise GatewayError(400, "invalid_parameter", "follow must be true or false")
     try:
         tail = int(query.get("tail") or 0)
         since = dt.datetime.fromisoformat(query["since"].replace("Z", "+00:00")) if query.get("since") else None
     except ValueError:
-        raise ErrorReply(400, "invalid_parameter", "tail must be an integer and since an RFC 3339 time") from None
+        raise GatewayError(400, "invalid_parameter", "tail must be an integer and since an RFC 3339 time") from None
     if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=dt.timezone.utc)
+        since = since.replace(tzinfo=dt.UTC)
     return {
         "name": query["name"],
         "instance": query.get("instance") or None,
@@ -114,29 +122,29 @@ def parse_logs_query(query) -> dict:
     }
 
 
-def read_log(path, last: dt.datetime, offset: int = 0) -> tuple[list[tuple[dt.datetime, str]], int, dt.datetime]:
-    """The complete lines of `path` from byte `offset`: (timestamp, text) each, with the byte
-    offset reached and the last timestamp seen. A line takes the time its logging prefix gives,
-    else the one before it. Kept small and alone so the shared log reader can replace it."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return [], offset, last
-    end = data.rfind(b"\n") + 1
-    lines = []
-    for raw in data[:end].decode(errors="replace").splitlines():
-        if m := LOG_TIME.match(raw):
-            stamp = dt.datetime.fromisoformat(f"{m[1]}.{m[2]}").astimezone(dt.timezone.utc)
-            last = stamp
-        lines.append((last, raw))
-    return lines, offset + end, last
+class Control(Protocol):
+    """What the API changes the platform through (sai/local/platform.py's Platform)."""
+
+    @property
+    def secret_store(self) -> SecretStore: ...
+
+    @property
+    def logs(self) -> pathlib.Path: ...
+
+    def deploy(self, request: object, update: bool) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def scale(self, name: str, replicas: int) -> int: ...
 
 
 class SystemAPI:
-    def __init__(self, gateway, control):
-        self.gateway, self.control = gateway, control  # control: sai.local.platform.Platform
+    """The routes; `functions` is what runs (the fleet's dict, read only here), `metrics` counts
+    the calls, `follow_s` bounds a followed log stream (the gateway's upstream timeout) and
+    `control` makes the changes."""
+
+    def __init__(self, functions: Mapping[str, RunningFunction], metrics: GatewayMetrics, follow_s: float, control: Control):
+        self.functions, self.metrics, self.follow_s, self.control = functions, metrics, follow_s, control
         self.closing = False
 
     def add_routes(self, app: web.Application) -> None:
@@ -157,15 +165,13 @@ class SystemAPI:
         r.add_post("/system/alert", self.alert)
         app.on_shutdown.append(self._on_shutdown)
 
-    async def _on_shutdown(self, app) -> None:
+    async def _on_shutdown(self, app: web.Application) -> None:
         self.closing = True  # ends `follow` streams, which would otherwise hold the shutdown
 
-    async def _run(self, fn, *args):
-        """A platform change (it starts and stops processes) off the event loop; its errors as JSON."""
-        try:
-            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-        except (DeployError, SecretError) as exc:
-            raise ErrorReply(exc.status, exc.code, exc.message) from None
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """A platform change (it starts and stops processes) off the event loop; its DeployError
+        or SecretError reaches the gateway's middleware, which answers it."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
     # -- info and functions -----------------------------------------------------------------------
     async def info(self, request: web.Request) -> web.Response:
@@ -176,7 +182,7 @@ class SystemAPI:
     async def namespaces(self, request: web.Request) -> web.Response:
         return web.json_response([NAMESPACE])
 
-    def describe(self, name: str, fn) -> dict:
+    def describe(self, name: str, fn: RunningFunction) -> dict:
         """faas-provider types.FunctionStatus, with the replicas that run and answer."""
         spec = fn.spec
         return {
@@ -190,18 +196,18 @@ class SystemAPI:
             "annotations": spec.annotations,
             "replicas": fn.wanted,
             "availableReplicas": fn.available(),
-            "invocationCount": self.gateway.metrics.invocations(name),
+            "invocationCount": self.metrics.invocations(name),
         }
 
     async def list_functions(self, request: web.Request) -> web.Response:
         check_namespace(request.query.get("namespace"))
-        functions = dict(self.gateway.functions)  # a deploy or remove may change it meanwhile
+        functions = dict(self.functions)  # a deploy or remove may change it meanwhile
         return web.json_response([self.describe(n, functions[n]) for n in sorted(functions)])
 
     async def get_function(self, request: web.Request) -> web.Response:
         check_namespace(request.query.get("namespace"))
         name = request.match_info["name"]
-        if (fn := self.gateway.functions.get(name)) is None:
+        if (fn := self.functions.get(name)) is None:
             return error(404, "function_not_found", f"no function named {name!r}")
         return web.json_response(self.describe(name, fn))
 
@@ -244,7 +250,7 @@ class SystemAPI:
                 continue
             base, dot, namespace = name.rpartition(".")
             name = base if dot and namespace == NAMESPACE else name
-            fn = self.gateway.functions.get(name)
+            fn = self.functions.get(name)
             if fn is None:
                 continue
             low, high = scale_bounds(fn.spec)
@@ -281,10 +287,10 @@ class SystemAPI:
 
     # -- logs -----------------------------------------------------------------------------------------
     def _log_files(self, name: str) -> dict:
-        """instance -> log file of each replica the function has had (sai/local/platform.py names them)."""
-        logs = self.control.logs
-        files = {f"{name}-0": logs / f"function-{name}.log"}
-        for path in logs.glob(f"function-{name}.*.log"):
+        """instance -> log file of each replica the function has had (function_replicas.py names them)."""
+        folder = self.control.logs
+        files = {f"{name}-0": folder / f"function-{name}.log"}
+        for path in folder.glob(f"function-{name}.*.log"):
             index = path.name[len(f"function-{name}.") : -len(".log")]
             if index.isdigit():
                 files[f"{name}-{index}"] = path
@@ -294,15 +300,15 @@ class SystemAPI:
         """faas-provider logs.Message per line, application/x-ndjson (logs/handler.go)."""
         q = parse_logs_query(request.query)
         name = q["name"]
-        if name not in self.gateway.functions:
+        if name not in self.functions:
             return error(404, "function_not_found", f"no function named {name!r}")
         files = {i: p for i, p in self._log_files(name).items() if q["instance"] in (None, i)}
         if not files:
             return error(404, "not_found", f"no instance {q['instance']!r} of {name!r}")
-        epoch = dt.datetime.fromtimestamp(0, dt.timezone.utc)
+        epoch = dt.datetime.fromtimestamp(0, dt.UTC)
         lines, offsets = [], {}
         for instance, path in files.items():
-            read, offsets[instance], _ = read_log(path, epoch)
+            read, offsets[instance], _ = logs.read_log(path, epoch)
             lines += [(t, instance, text) for t, text in read if q["since"] is None or t >= q["since"]]
         lines.sort(key=lambda line: line[0])  # stable: each file's own order is kept
         if q["tail"] > 0:
@@ -310,23 +316,23 @@ class SystemAPI:
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)
 
-        def message(stamp, instance, text) -> bytes:
+        def message(stamp: dt.datetime, instance: str, text: str) -> bytes:
             doc = {"name": name, "namespace": NAMESPACE, "instance": instance, "timestamp": stamp.isoformat(), "text": text}
             return (json.dumps(doc) + "\n").encode()
 
         try:
             await resp.write(b"".join(message(*line) for line in lines))
             # the spec: follow "will stream logs until the request timeout", the gateway's upstream one
-            until = asyncio.get_running_loop().time() + self.gateway.upstream_timeout.total
-            while q["follow"] and not self.closing and name in self.gateway.functions:
+            until = asyncio.get_running_loop().time() + self.follow_s
+            while q["follow"] and not self.closing and name in self.functions:
                 if asyncio.get_running_loop().time() >= until:
                     break
                 await asyncio.sleep(FOLLOW_POLL_S)
                 for instance, path in self._log_files(name).items():
                     if q["instance"] not in (None, instance):
                         continue
-                    now = dt.datetime.now(dt.timezone.utc)
-                    read, offsets[instance], _ = read_log(path, now, offsets.get(instance, 0))
+                    now = dt.datetime.now(dt.UTC)
+                    read, offsets[instance], _ = logs.read_log(path, now, offsets.get(instance, 0))
                     if read:
                         await resp.write(b"".join(message(t, instance, text) for t, text in read))
             await resp.write_eof()

@@ -229,6 +229,7 @@ class TritonServer:
         foreign server on the port, or an old Triton left there, does not count."""
         return (
             self.running()
+            and self.process is not None
             and listens_on(self.process.pid, self.http_port)
             and http_ok(f"http://{self.url}/v2/health/ready", timeout=1)
         )

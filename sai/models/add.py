@@ -23,8 +23,8 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 
-from sai.errors import SaiError
 from sai.local.processes import scratch_dir
+from sai.sai_error import SaiError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 FILTERS = ("bicubic", "bilinear")
@@ -345,8 +345,11 @@ def render(name: str, graph: Graph, params: dict[str, str], labelled: str | None
         config.backend = "onnx_local"
     else:
         config.platform = "onnxruntime_onnx"
+    image = image_input(graph)
     for t in graph.inputs:
         config.input.add(name=t.name, data_type=pb.DataType.Value(t.dtype), dims=t.dims)
+        if t is image:  # the layout, written out so that the function never has to guess it (common/imaging.py)
+            config.input[-1].format = pb.ModelInput.Format.Value("FORMAT_NCHW" if t.dims[0] == 3 else "FORMAT_NHWC")
     for t in graph.outputs:
         label = "labels.txt" if t.name == labelled else ""
         config.output.add(name=t.name, data_type=pb.DataType.Value(t.dtype), dims=t.dims, label_filename=label)

@@ -17,8 +17,8 @@ from tqdm import tqdm
 MODEL_MODULES = [
     "sai.models.image_classifier",
     "sai.models.text_encoder",
-    "sai.models.sentiment",  # committed head + the text_sentiment ensemble; needs text_encoder
-    "sai.models.entities",  # committed head + the text_entities ensemble; needs text_encoder
+    "sai.models.sentiment_training",  # committed head + the text_sentiment ensemble; needs text_encoder
+    "sai.models.entity_training",  # committed head + the text_entities ensemble; needs text_encoder
 ]
 
 

@@ -9,7 +9,7 @@ import json
 import pathlib
 
 from sai.models import text_encoder
-from sai.models.sentiment_head import ADAPTER, adapter_sha256, load_adapter
+from sai.models.lora import ADAPTER, FINE_TUNED, adapter_sha256, load_adapter
 
 
 def build_report_path(head_dir: pathlib.Path) -> pathlib.Path:
@@ -58,7 +58,7 @@ def export_committed(
     max abs difference against PyTorch and the saved TRAINING_REPORT.json."""
     head_dir = pathlib.Path(repo_dir) / model
     adapter, saved = load_for_build(repo_dir, model, ensemble, train_command)
-    text_encoder._step(progress, f"merging the committed adapter into MiniLM {head.FINE_TUNED}")
+    text_encoder._step(progress, f"merging the committed adapter into MiniLM {FINE_TUNED}")
     diff = head.export_onnx(head.make_head(adapter), head_dir / "1" / "model.onnx")
     write_build_report(head_dir, model, adapter)
     return diff, saved

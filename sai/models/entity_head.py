@@ -16,7 +16,8 @@ The ONNX graph: inputs `token_states` FP32 [batch, length, 384], `attention_mask
 [batch, length], `case_features` FP32 [batch, length, 4], `word_features` INT64 [batch, length, 16];
 output `probabilities` FP32 [batch, length, len(TAGS)], softmax over BIO tags
 (common.entities.TAGS, labels.txt).
-Training and its reasons: sai/models/entities.py.
+The LoRA layers and the adapter are shared with sentiment_head (lora.py); training and its
+reasons: sai/models/entity_training.py.
 """
 
 from __future__ import annotations
@@ -27,16 +28,7 @@ import numpy as np
 
 from common.entities import CASE_FEATURES, CASE_INPUT, TAGS, WORD_FEATURES, WORD_HASHES, WORD_INPUT, WORD_ROWS
 from sai.models import onnx_export, text_encoder
-from sai.models.sentiment_head import (
-    LORA_RANK,
-    _base_layers,
-    _replace_targets,
-    adapter_sha256,
-    load_adapter,
-    load_trained,
-    lora_linear_class,
-    trained_state,
-)
+from sai.models.lora import LORA_RANK, base_layers, load_trained, lora_linear_class, replace_targets, trained_state
 
 STATES, MASK, CASE, WORDS = text_encoder.STATES_OUTPUT, "attention_mask", CASE_INPUT, WORD_INPUT
 INPUTS = (STATES, MASK, CASE, WORDS)
@@ -49,10 +41,8 @@ T2V_PAD = T2V_DEPTH  # its receptive field: window 1 per block
 # previous word: spaCy 3.8 spacy/pipeline/_parser_internals/_state.pxd, set_context_tokens, n == 3.)
 FEATURES = CASE_FEATURES + 3 * T2V_WIDTH
 OUTPUT = "probabilities"
-ADAPTER = "adapter.npz"
-FINE_TUNED = f"layers {text_encoder.STATES_LAYER + 1}-6"
 
-__all__ = ["ADAPTER", "adapter_sha256", "export_onnx", "load_adapter", "make_head", "predict"]
+__all__ = ["export_onnx", "make_head", "predict"]
 
 
 def _shift(x, by: int):
@@ -131,7 +121,7 @@ def tok2vec_class():
             return x
 
         def load_teacher(self, weights: dict[str, np.ndarray]):
-            """`weights`: sai.models.entities.teacher_tok2vec(nlp), named as this module's state."""
+            """`weights`: sai.models.entity_training.teacher_tok2vec(nlp), named as this module's state."""
             self.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
 
     return Tok2Vec
@@ -148,8 +138,8 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
     class Head(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.layers = _base_layers().requires_grad_(False)
-            _replace_targets(self.layers, lambda m: LoRALinear(m, rank))
+            self.layers = base_layers().requires_grad_(False)
+            replace_targets(self.layers, lambda m: LoRALinear(m, rank))
             self.t2v = Tok2Vec()
             self.features_in = torch.nn.Linear(FEATURES, text_encoder.DIM)
             torch.nn.init.normal_(self.features_in.weight, std=0.02)
@@ -189,7 +179,7 @@ def make_head(adapter: dict[str, np.ndarray] | None = None, rank: int = LORA_RAN
 
 def export_onnx(head, path: pathlib.Path) -> float:
     """Merge the LoRA factors, export, check against PyTorch; returns the max abs difference."""
-    _replace_targets(head.layers, lambda m: m.merged() if hasattr(m, "merged") else m)
+    replace_targets(head.layers, lambda m: m.merged() if hasattr(m, "merged") else m)
     rng = np.random.default_rng(0)
     h = rng.standard_normal((3, 7, text_encoder.DIM)).astype(np.float32)
     mask = np.array([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5], np.int64)

@@ -1,5 +1,5 @@
 """An example "bring your own model": the built EfficientNet-Lite0 rewritten as a plain float32 NCHW
-classifier, the shape most exported ImageNet models have. Used by the README's "Serve your own
+classifier, the shape most exported ImageNet models have. Used by docs/models.md's "Serve your own
 model" section and by the tests of `sai models add`.
 
     python -m sai.models.fp32_example /tmp/effnet_fp32.onnx

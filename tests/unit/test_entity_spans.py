@@ -8,7 +8,7 @@ import pytest
 
 from common import entities as ent
 from common import spacy_hash
-from sai.models.entities import piece_tags
+from sai.models.entity_training import piece_tags
 
 TEXTS = [
     ("Angela Merkel met Emmanuel Macron in Paris.", [(0, 13, "PERSON"), (18, 33, "PERSON"), (37, 42, "GPE")]),

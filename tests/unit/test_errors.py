@@ -8,14 +8,35 @@ import json
 import pytest
 from helpers import ROOT, Event
 
-from common.errors import ERROR_CODES, FunctionError, TritonUnavailable, error_document, error_response, handler_errors
-from sai.local.responses import HOP_BY_HOP, error_parts
+import common.errors
+from common.errors import (
+    ERROR_CODES,
+    FunctionError,
+    ServiceError,
+    TritonUnavailable,
+    error_document,
+    error_response,
+    handler_errors,
+)
+from sai.local.admission import Busy
+from sai.local.deployments import DeployError
+from sai.local.responses import HOP_BY_HOP, GatewayError, error_parts, parts
+from sai.local.secrets_store import SecretError
+
+TREE = {c.__name__: c for c in (ServiceError, FunctionError, TritonUnavailable, GatewayError, Busy, DeployError, SecretError)}
 
 
 def _codes_in_source() -> set[str]:
-    """Every string literal passed as an error code: FunctionError(status, code, ...),
-    RecordError(code, ...), error_document(code, ...), the gateway's error(status, code, ...)."""
-    calls = {"FunctionError": 1, "RecordError": 0, "error_document": 0, "error": 1, "error_response": 1, "error_parts": 1}
+    """Every string literal passed as an error code: an error of the tree (FunctionError(status,
+    code, ...), DeployError...), RecordError(code, ...), error_document(code, ...), the gateway's
+    error(status, code, ...)."""
+    calls = {name: 1 for name in TREE} | {
+        "RecordError": 0,
+        "error_document": 0,
+        "error": 1,
+        "error_response": 1,
+        "error_parts": 1,
+    }
     found = set()
     files = [*(ROOT / "common").glob("*.py"), *(ROOT / "functions").glob("*/*.py"), *(ROOT / "sai" / "local").glob("*.py")]
     for path in files:
@@ -33,6 +54,22 @@ def test_every_code_used_is_in_the_one_list():
     used = _codes_in_source()
     assert {"internal_error", "function_not_found", "bad_record", "model_error", "queue_full"} <= used
     assert used <= set(ERROR_CODES), sorted(used - set(ERROR_CODES))
+
+
+def test_one_exception_tree():
+    """Every error class answered as JSON derives from ServiceError, and the map at the top of
+    common/errors.py names each one with its parent."""
+    assert all(issubclass(c, ServiceError) for c in TREE.values())
+    doc = common.errors.__doc__
+    for name, cls in TREE.items():
+        if cls is not ServiceError:
+            line = next(x for x in doc.splitlines() if f" {name} " in x)
+            parent_line = next(x for x in doc.splitlines() if f" {cls.__base__.__name__} " in x)
+            assert line.index(name) > parent_line.index(cls.__base__.__name__), name
+    busy = Busy(429, "too_many_requests", "full")
+    status, headers, body = parts(busy)
+    assert (status, headers["Retry-After"], json.loads(body)["error"]["code"]) == (429, "1", "too_many_requests")
+    assert error_response(DeployError(404, "function_not_found", "no echo"))["statusCode"] == 404
 
 
 def test_unknown_codes_are_refused():

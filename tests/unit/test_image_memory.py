@@ -15,7 +15,7 @@ PROBE = """
 import resource, sys
 from common import imaging
 data = open(sys.argv[1], "rb").read()
-spec = imaging.ImageSpec({"input": [{"name": "x", "dims": ["224", "224", "3"], "data_type": "TYPE_UINT8"}],
+spec = imaging.ImageSpec({"max_batch_size": 1, "input": [{"name": "x", "dims": ["224", "224", "3"], "data_type": "TYPE_UINT8"}],
                           "parameters": {"resize_short_side": {"string_value": "256"}}})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:

@@ -73,3 +73,36 @@ def test_common_imports_itself_only_relatively():
                 assert not (node.module or "").startswith("common"), f"{path.name}: from {node.module} import ..."
             if isinstance(node, ast.Import):
                 assert not any(a.name.startswith("common") for a in node.names), path.name
+
+
+def test_module_names_say_which_one_they_are():
+    """No two modules of sai/ share a file name, and none is named like a top-level package (a
+    reader of `common.py` or `errors.py` should not have to ask which one)."""
+    names = [p.name for p in (ROOT / "sai").rglob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    assert not {n for n in names if names.count(n) > 1}, sorted({n for n in names if names.count(n) > 1})
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    assert not {n[:-3] for n in names} & packages
+
+
+def _foreign_private(node: ast.AST) -> bool:
+    """`obj._name` where obj is not self or cls (dunders and os._exit aside)."""
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        and ast.unparse(node) != "os._exit"
+    )
+
+
+def test_no_module_touches_another_objects_private_state():
+    """State has one owner: nobody assigns another object's `_name`, and the runtime (sai/local)
+    does not read one either (reload.py once called the platform's private methods)."""
+    offenders = []
+    for path in [*(ROOT / "sai").rglob("*.py"), *(ROOT / "common").glob("*.py")]:
+        runtime = "local" in path.relative_to(ROOT).parts
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AugAssign) else []
+            found = [t for t in targets if _foreign_private(t)] + ([node] if runtime and _foreign_private(node) else [])
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(t)}" for t in found]
+    assert not offenders, offenders

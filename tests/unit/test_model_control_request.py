@@ -1,4 +1,4 @@
-"""sai reload's gRPC model-control request, encoded by hand (sai/local/reload.py says why), is
+"""sai reload's gRPC model-control request, encoded by hand (sai/local/model_control.py says why), is
 byte for byte the message tritonclient's own protos build. tritonclient.grpc is imported in a
 process of its own: in this one it would clash with the kserve SDK's protos."""
 
@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from sai.local.reload import model_request
+from sai.local.model_control import model_request
 
 NAMES = ["m", "image_classifier", "x" * 200, "modèle-ü"]
 TRITONCLIENT = """

@@ -197,7 +197,7 @@ def test_new_refuses_existing_invalid_names_and_unknown_models(project, capsys, 
         (["new", "bad-", "--from", "blank"], "invalid function name"),
         (["new", "x" * 64, "--from", "blank"], "invalid function name"),
         (["new", "fn", "--from", "image-classify", "--model", "nope"], "unknown model 'nope'"),
-        # a path or YAML, not a name (issue 27 item 15): it was written into stack.yml as is
+        # a path or YAML, not a name: it was written into stack.yml as is
         (["new", "fn", "--from", "image-classify", "--model", "../model_repository/image_classifier"], "invalid model name"),
         (["new", "fn", "--from", "text-embed", "--model", "text_encoder/."], "invalid model name"),
         (["new", "fn", "--from", "image-classify", "--model", "image_classifier\n  x: 1"], "invalid model name"),

@@ -129,7 +129,7 @@ def test_dashboard_function_panels_read_series_the_local_gateway_serves():
     import re
     import types
 
-    from sai.local.metrics import GatewayMetrics
+    from sai.local.gateway_metrics import GatewayMetrics
 
     dashboard = json.loads((ROOT / "charts" / "serverless-ai" / "files" / "dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]

@@ -13,6 +13,7 @@ from common import imaging, request
 from common.errors import FunctionError, TritonUnavailable, error_response, handler_errors
 
 CONFIG = {
+    "max_batch_size": 8,
     "input": [{"name": "image", "data_type": "TYPE_UINT8", "dims": ["224", "224", "3"]}],
     "parameters": {"resize_short_side": {"string_value": "256"}, "resize_filter": {"string_value": "bicubic"}},
 }
@@ -29,6 +30,57 @@ def test_spec_comes_from_the_model_config():
     t = imaging.ImageSpec(chw).tensor(Image.new("RGB", (100, 80), (255, 0, 0)))
     assert t.shape == (3, 32, 48) and t.dtype == np.float32
     assert np.allclose(t[0], 1.0) and np.allclose(t[1], -1.0)
+
+
+def _config(**input_fields) -> dict:
+    inp = {**CONFIG["input"][0], **input_fields}
+    return {"name": "m", **CONFIG, "input": [inp]}
+
+
+def test_layout_comes_from_the_format_when_the_config_gives_one():
+    """A 3x224x3 input: only `format` can tell which end holds the channels."""
+    assert imaging.ImageSpec(_config(dims=[3, 224, 3], format="FORMAT_NCHW")).channels_first
+    assert not imaging.ImageSpec(_config(dims=[224, 224, 3], format="FORMAT_NHWC")).channels_first
+    assert imaging.ImageSpec(_config(dims=[3, 224, 224])).channels_first  # no format: the 3-channel end
+    unbatched = {**_config(dims=[1, 3, 224, 224]), "max_batch_size": 0}  # the batch of one is in dims
+    assert imaging.ImageSpec(unbatched).height == 224
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        (_config(data_type="TYPE_FP16"), "input 'image' is TYPE_FP16; the function sends TYPE_UINT8 or TYPE_FP32"),
+        (_config(dims=[3, 224, 3]), "do not say which axis holds the 3 channels: set format"),
+        (_config(dims=[224, 224]), "to have 3 dimensions (CHW or HWC)"),
+        (_config(dims=[224, 224, 3], format="FORMAT_NCHW"), "has 224 channels"),
+        (_config(format="FORMAT_NC"), "neither FORMAT_NCHW nor FORMAT_NHWC"),
+        (_config(dims=[-1, -1, 3]), "variable height or width"),
+        ({**_config(dims=[3, 224, 224]), "max_batch_size": 0}, "without batching"),
+        ({**_config(), "input": []}, "expecting 1 input, the config has 0"),
+        ({**_config(), "parameters": {"resize_filter": {"string_value": "sinc"}}}, "resize_filter 'sinc' is not one of"),
+        (
+            {**_config(), "parameters": {"resize_short_side": {"string_value": "big"}}},
+            "resize_short_side 'big' is not an integer",
+        ),
+        ({**_config(), "parameters": {"resize_short_side": {"string_value": "100"}}}, "smaller than the 224x224 crop"),
+        ({**_config(), "parameters": {"mean": {"string_value": "0.5,0.5"}}}, "mean '0.5,0.5' is not three numbers"),
+        ({**_config(), "parameters": {"std": {"string_value": "0.5,0,0.5"}}}, "std has a zero"),
+    ],
+)
+def test_a_config_the_function_cannot_use_is_refused_with_the_reason(config, says):
+    """Checked when read, as Triton's image_client.py parse_model does: a 500 naming the problem
+    (an FP16 input was a bare KeyError)."""
+    with pytest.raises(FunctionError) as info:
+        imaging.ImageSpec(config)
+    assert (info.value.status, info.value.code) == (500, "unsupported_model")
+    assert says in info.value.message and info.value.message.startswith("model ")
+
+
+def test_every_problem_of_a_config_is_named_at_once():
+    config = {**_config(data_type="TYPE_FP16"), "parameters": {"resize_filter": {"string_value": "sinc"}}}
+    with pytest.raises(FunctionError) as info:
+        imaging.ImageSpec(config)
+    assert "TYPE_FP16" in info.value.message and "sinc" in info.value.message
 
 
 def test_cropped_resize_matches_resize_then_crop():

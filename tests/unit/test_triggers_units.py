@@ -4,7 +4,7 @@ the clock passed in (sai/local/triggers)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from sai.local.triggers import cron
 from sai.local.triggers.annotations import AnnotationError, check_annotations, schedule, topics
 from sai.local.triggers.invoke import backoff_s
 
-T0 = datetime(2026, 5, 1, 10, 7, 30, tzinfo=timezone.utc)  # a Friday
+T0 = datetime(2026, 5, 1, 10, 7, 30, tzinfo=UTC)  # a Friday
 
 
 def at(spec: str, after: datetime = T0) -> datetime:
@@ -45,11 +45,11 @@ def at(spec: str, after: datetime = T0) -> datetime:
     ],
 )
 def test_next_run(spec, expected):
-    assert at(spec) == expected.replace(tzinfo=timezone.utc)
+    assert at(spec) == expected.replace(tzinfo=UTC)
 
 
 def test_next_is_strictly_after():
-    assert at("7 10 * * *", datetime(2026, 5, 1, 10, 7, tzinfo=timezone.utc)) == datetime(2026, 5, 2, 10, 7, tzinfo=timezone.utc)
+    assert at("7 10 * * *", datetime(2026, 5, 1, 10, 7, tzinfo=UTC)) == datetime(2026, 5, 2, 10, 7, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_missed_runs_are_not_made_up_and_a_late_wake_runs_once():
     assert s.due(T0) == [] and s.seconds_to_next(T0) == 150.0
     late = T0 + timedelta(minutes=17)  # slept through 10:10, 10:15, 10:20
     assert [e.function for e in s.due(late)] == ["nightly"]
-    assert s.entries["nightly"].next == datetime(2026, 5, 1, 10, 25, tzinfo=timezone.utc)
+    assert s.entries["nightly"].next == datetime(2026, 5, 1, 10, 25, tzinfo=UTC)
     assert s.due(late) == []
 
 

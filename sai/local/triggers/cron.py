@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 MONTHS = {m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
 DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
@@ -73,7 +73,7 @@ class Spec:
 
     def next(self, after: datetime) -> datetime | None:
         """The first matching minute strictly after `after` (UTC), None if none in five years."""
-        t = after.astimezone(timezone.utc).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        t = after.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
         limit = t.year + HORIZON_YEARS
         while t.year <= limit:
             if t.month not in self.months:
@@ -122,7 +122,7 @@ def parse(spec: str) -> Spec | Every:
     parsed = [_field(text, *bounds) for text, bounds in zip(fields, FIELDS)]
     (minutes, _), (hours, _), (days, any_day), (months, _), (weekdays, any_weekday) = parsed
     schedule = Spec(minutes, hours, days, months, weekdays, any_day, any_weekday)
-    if schedule.next(datetime(2000, 1, 1, tzinfo=timezone.utc)) is None:  # 2000-2005 holds every date
+    if schedule.next(datetime(2000, 1, 1, tzinfo=UTC)) is None:  # 2000-2005 holds every date
         raise CronError(f"{spec!r} matches no date (robfig/cron would never run it)")
     return schedule
 

@@ -11,7 +11,6 @@ and no Content-Type unless the connector sets one (nats-connector 0.3.0 does not
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import time
@@ -92,5 +91,5 @@ class Gateway:
                 url, data=body, headers={**headers, **self.function_auth}, skip_auto_headers=("Content-Type",)
             ) as resp:
                 return Outcome(resp.status, await resp.read(), time.perf_counter() - start)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             return Outcome(0, b"", time.perf_counter() - start, error=str(exc) or type(exc).__name__)

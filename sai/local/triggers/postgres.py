@@ -98,7 +98,7 @@ def redacted(dsn: str) -> str:
         params = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.Error:
         return "(unparsable DSN)"
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if k != "password"})
+    return psycopg.conninfo.make_conninfo("", **{k: v for k, v in params.items() if k != "password"})
 
 
 def check_ops(ops: list[str]) -> tuple[str, ...]:
@@ -188,7 +188,7 @@ class Relay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    async def drain(self, conn) -> bool:
+    async def drain(self, conn: psycopg.AsyncConnection) -> bool:
         """Relay one batch; True when there may be more."""
         stalled = None
         async with conn.transaction():

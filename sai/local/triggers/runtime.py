@@ -13,14 +13,17 @@ import asyncio
 import logging
 import pathlib
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 import nats.errors
 import nats.js.errors
 
 from sai.local.processes import Restarts
-from sai.local.triggers import annotations, cron, postgres, topics
+from sai.local.triggers import annotations as bindings
+from sai.local.triggers import cron, postgres, topics
 from sai.local.triggers.invoke import Gateway
 
 log = logging.getLogger(__name__)
@@ -94,12 +97,12 @@ class Triggers:
         bad = []
         for name, notes in functions.items():
             try:
-                annotations.check_annotations(notes)
-            except annotations.AnnotationError as exc:
+                bindings.check_annotations(notes)
+            except bindings.AnnotationError as exc:
                 bad.append(f"function {name}: {exc}")
         if bad:
             raise ValueError("; ".join(bad))
-        if any(annotations.topics(n) for n in functions.values()) or postgres.load_watches(self.state_dir):
+        if any(bindings.topics(n) for n in functions.values()) or postgres.load_watches(self.state_dir):
             self._start_server()
         started = threading.Event()
         failure: list[BaseException] = []
@@ -200,7 +203,7 @@ class Triggers:
             await self.topics.nc.close()
         await self.gateway.close()
 
-    def _spawn(self, coro, name: str) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -220,15 +223,15 @@ class Triggers:
         wanted_cron, wanted_topics = {}, {}
         for name, notes in found.items():
             try:
-                annotations.check_annotations(notes)
-            except annotations.AnnotationError as exc:  # what the connectors do: skip it, say why
+                bindings.check_annotations(notes)
+            except bindings.AnnotationError as exc:  # what the connectors do: skip it, say why
                 log.warning("function %s: %s; not triggered", name, exc)
                 continue
-            if (spec := annotations.schedule(notes)) is not None:
+            if (spec := bindings.schedule(notes)) is not None:
                 wanted_cron[name] = spec
-            if names := annotations.topics(notes):
+            if names := bindings.topics(notes):
                 wanted_topics[name] = names
-        added, removed = self.scheduler.sync(wanted_cron, datetime.now(timezone.utc))
+        added, removed = self.scheduler.sync(wanted_cron, datetime.now(UTC))
         for name in removed:
             log.info("cron: %s unscheduled", name)
         for name in added:
@@ -245,6 +248,7 @@ class Triggers:
 
     async def _connect(self) -> None:
         token = self.server.token() if self.server else None
+        assert self.nats_url is not None  # set when topics are wanted
         nc = await topics.connect(self.nats_url, token, "sai-triggers")
         s = self.settings
         self.topics = topics.Topics(
@@ -271,6 +275,7 @@ class Triggers:
 
     async def _publish(self, topic: str, data: bytes, msg_id: str) -> None:
         try:
+            assert self.topics is not None  # relays start once the broker is connected
             await topics.publish(self.topics.js, topic, data, msg_id)
         except nats.errors.MaxPayloadError as exc:
             raise postgres.Refused(f"message larger than the broker takes ({exc})") from None
@@ -279,16 +284,16 @@ class Triggers:
 
     async def _cron_loop(self) -> None:
         while True:
-            wait = self.scheduler.seconds_to_next(datetime.now(timezone.utc))
+            wait = self.scheduler.seconds_to_next(datetime.now(UTC))
             await asyncio.sleep(min(wait if wait is not None else 1.0, 1.0))
-            for entry in self.scheduler.due(datetime.now(timezone.utc)):
+            for entry in self.scheduler.due(datetime.now(UTC)):
                 # Each run on its own, so a run still going when the next is due overlaps it (robfig/cron).
                 self._spawn(self._cron_run(entry.function, entry.spec), f"cron-{entry.function}")
 
     async def _cron_run(self, function: str, spec: str) -> None:
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         call_id = f"cron-{function}-{started.strftime('%Y%m%dT%H%M%S')}"
-        headers = {"X-Topic": annotations.CRON_TOPIC, "X-Connector": CRON_CONNECTOR, "X-Call-Id": call_id}
+        headers = {"X-Topic": bindings.CRON_TOPIC, "X-Connector": CRON_CONNECTOR, "X-Call-Id": call_id}
         outcome = await self.gateway.invoke(function, b"", headers)
         self.cron_runs[function] = {"last_run": started.isoformat(), "last_status": outcome.status}
         # cron-connector logs each response and does not retry: the next run is the retry.

@@ -38,10 +38,12 @@ from collections import Counter
 import nats
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from sai.local.processes import die_with_parent, identity, listens_on, tail, terminate_group, wait_until
-from sai.local.triggers.invoke import Gateway, backoff_s
+from sai.local.triggers.invoke import Gateway, Outcome, backoff_s
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,9 @@ class NatsServer:
             return f"nats-server exited (port {self.port} in use?); see {self.log_path}:\n{tail(self.log_path, 10)}"
 
         try:
-            ready = wait_until(lambda: listens_on(self.process.pid, self.port), timeout, 0.05, exited)
+            ready = wait_until(
+                lambda: self.process is not None and listens_on(self.process.pid, self.port), timeout, 0.05, exited
+            )
         except RuntimeError as exc:
             raise NatsUnavailable(str(exc)) from None
         if not ready:
@@ -135,7 +139,7 @@ async def connect(url: str, token: str | None, name: str) -> nats.NATS:
     return await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5, **options)
 
 
-async def publish(js, topic: str, data: bytes, msg_id: str | None = None) -> int:
+async def publish(js: JetStreamContext, topic: str, data: bytes, msg_id: str | None = None) -> int:
     """Store one message on `topic`; its stream sequence. NoStreamResponseError when no stream
     holds the topic (nobody subscribes to it). `msg_id`: JetStream drops a second message with the
     same id within its duplicate window (2 minutes), so a re-sent message is stored once."""
@@ -155,7 +159,7 @@ class Topics:
 
     def __init__(
         self,
-        nc,
+        nc: nats.NATS,
         gateway: Gateway,
         *,
         ack_wait_s: float,
@@ -227,7 +231,7 @@ class Topics:
         await asyncio.gather(*self.loops.values(), return_exceptions=True)
         self.loops.clear()
 
-    async def _pull(self, function: str, topic: str, sub) -> None:
+    async def _pull(self, function: str, topic: str, sub: JetStreamContext.PullSubscription) -> None:
         while True:
             try:
                 msgs = await sub.fetch(1, timeout=5)
@@ -240,7 +244,7 @@ class Topics:
             for msg in msgs:
                 await self.deliver(function, topic, msg)
 
-    async def deliver(self, function: str, topic: str, msg) -> None:
+    async def deliver(self, function: str, topic: str, msg: Msg) -> None:
         meta = msg.metadata
         attempt, seq = meta.num_delivered, meta.sequence.stream
         call_id = f"topic-{topic}-{seq}-{function}"
@@ -256,7 +260,7 @@ class Topics:
         except nats.errors.Error as exc:  # not acknowledged: JetStream sends it again after ack_wait
             log.warning("%s: could not acknowledge (%s); it will be delivered again", where, exc)
 
-    async def _settle(self, where: str, outcome, msg, attempt: int) -> None:
+    async def _settle(self, where: str, outcome: Outcome, msg: Msg, attempt: int) -> None:
         if outcome.ok:
             await msg.ack()
             self.counts["delivered"] += 1
@@ -273,7 +277,7 @@ class Topics:
             why = f"giving up after {attempt} attempts" if outcome.retryable else "not retried (the message is refused)"
             log.error("%s: %s; %s", where, outcome.describe(), why)
 
-    async def _in_progress(self, msg) -> None:
+    async def _in_progress(self, msg: Msg) -> None:
         """Tell JetStream the call goes on, so a call longer than ack_wait is not sent twice."""
         while True:
             await asyncio.sleep(self.ack_wait_s / 3)

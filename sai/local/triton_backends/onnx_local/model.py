@@ -13,13 +13,14 @@ lengths run as separate groups).
 import json
 import os
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 
-def providers(params, args):
+def providers(params: dict[str, str], args: dict[str, str]) -> list:
     """onnxruntime providers from the config's `execution_provider` (cpu, the default, or cuda:
     the GPU variant sai/bench/gpu.sh writes, run with onnxruntime-gpu in the stub packages)."""
     if params.get("execution_provider", "cpu") != "cuda":
@@ -31,7 +32,7 @@ def providers(params, args):
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
@@ -47,9 +48,9 @@ class TritonPythonModel:
         self.output_names = [o["name"] for o in config["output"]]
         self.batched = int(config.get("max_batch_size", 0)) > 0
 
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         feeds = [{n: pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names} for r in requests]
-        responses = [None] * len(requests)
+        responses: list[Any] = [None] * len(requests)
         wanted = [r.requested_output_names() or self.output_names for r in requests]
         for indices in self._groups(feeds):
             # Fetch only what the group asked for (text_encoder's token states are large and
@@ -67,16 +68,16 @@ class TritonPythonModel:
                 responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
         return responses
 
-    def _groups(self, feeds):
+    def _groups(self, feeds: list[dict[str, np.ndarray]]) -> list[list[int]]:
         """Indices of requests that can share one onnxruntime call."""
         if not self.batched:
             return [[i] for i in range(len(feeds))]
-        groups = defaultdict(list)
+        groups: dict[tuple, list[int]] = defaultdict(list)
         for i, feed in enumerate(feeds):
             groups[tuple((n, a.shape[1:], a.dtype.str) for n, a in feed.items())].append(i)
         return list(groups.values())
 
-    def _run(self, feeds, names):
+    def _run(self, feeds: list[dict[str, np.ndarray]], names: list[str]) -> list[dict[str, np.ndarray]]:
         """Run one group for the output `names`; return each request's outputs as {name: array}."""
         if len(feeds) == 1:
             values = self.session.run(names, feeds[0])

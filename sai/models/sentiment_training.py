@@ -2,13 +2,14 @@
 next to VADER on exactly the same sentences (`sai models sentiment-report`), and build it from the
 committed adapter (`sai models build`).
 
-The network is in sentiment_head.py, the data and its split in rated_sentences.py. Training:
+The network is in sentiment_head.py (its LoRA layers in lora.py), the data and its split in
+rated_sentences.py; `sai models train-sentiment` and `sentiment-report` are in sai/cli/models.py. Training:
 - Fine-tune the LoRA factors and both linear heads (sentiment, domain) on 80 % of each domain's
   training sentences.
 - Fit the logistic stack on the other 20 % (a calibration split the layers never saw),
   regularised by 5-fold cross-validation within that split.
 
-Why this shape (all measured on the split below; figures in the README):
+Why this shape (all measured on the split below; figures in docs/sentiment.md):
 - a classifier on the frozen sentence embedding: 0.81 overall, 0.914 on tweets;
 - the fine-tuned layers 5-6: about 0.86 overall, but still about 0.94 on tweets;
 - VADER: 0.71 overall and 0.972 on tweets. Its lexicon and rules were tuned on this kind of
@@ -16,7 +17,7 @@ Why this shape (all measured on the split below; figures in the README):
   right 98-99 % of the time; on reviews it is right 75-92 % of the time. The stack learns how far
   to trust the lexicon from how tweet-like a text is.
 - The tweets margin is narrow. Other seeds, and fine-tuning layers 4-6, landed within about a point
-  of VADER either way (README); elsewhere the head leads by 10-25 points in every run.
+  of VADER either way (docs/sentiment.md); elsewhere the head leads by 10-25 points in every run.
 
 Artefacts:
 - Committed: `adapter.npz` (LoRA factors, linear heads, stack; under 1 MB) and TRAINING_REPORT.json.
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 import time
 import warnings
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from sai import paths
 from sai.models import committed_adapter, sentiment_head, text_encoder
+from sai.models.lora import ADAPTER, FINE_TUNED, LORA_ALPHA, LORA_RANK, adapter_sha256, batches
 from sai.models.rated_sentences import (
     NEUTRAL_BAND,
     TEST_FRACTION,
@@ -45,14 +46,8 @@ from sai.models.rated_sentences import (
     make_splits,
 )
 from sai.models.sentiment_head import (
-    ADAPTER,
-    FINE_TUNED,
     LABELS,
-    LORA_ALPHA,
-    LORA_RANK,
     Encoder,
-    adapter_sha256,
-    batches,
     export_onnx,
     head_predict,
     lexicon_scores,
@@ -171,7 +166,7 @@ def evaluate(
     splits: list[Split], test_states: dict, test_lexicon: dict, head_path: pathlib.Path, head_only: dict | None = None
 ) -> dict:
     """Held-out accuracy per domain: the head vs VADER on exactly the same sentences (and, when
-    given, the fine-tuned layers' own logit before the stack, for the README's ablation)."""
+    given, the fine-tuned layers' own logit before the stack, for the ablation in docs/sentiment.md)."""
     per, sums = {}, {"head": [0, 0], "vader": [0, 0], "layers": [0, 0]}
     for sp in splits:
         probs = head_predict(head_path, test_states[sp.domain], test_lexicon[sp.domain])
@@ -346,37 +341,3 @@ def build(repo_dir: pathlib.Path, progress=None) -> dict:
         progress, f"exported, max abs diff vs PyTorch {diff:.1e}; held-out accuracy {saved['accuracy']['all']['head_accuracy']}"
     )
     return {"model": MODEL_NAME, "ensemble": ENSEMBLE, "max_abs_diff": diff, "accuracy": saved["accuracy"]["all"]}
-
-
-# ---------------------------------------------------------------- CLI (`sai models ...`)
-
-
-def cmd_train(args) -> int:
-    from tqdm import tqdm
-
-    out_dir = pathlib.Path(args.repo) / MODEL_NAME
-    with tqdm(total=5, desc="train-sentiment", unit="step") as bar:
-        rep = train(
-            out_dir,
-            seed=args.seed,
-            subset=args.subset,
-            progress=bar,
-            encoder_path=text_encoder.model_path(args.repo),
-            epochs=args.epochs,
-        )
-    print(format_table(rep["accuracy"]))
-    print(f"wrote {out_dir / ADAPTER}, {out_dir / 'TRAINING_REPORT.json'} and {out_dir / '1' / 'model.onnx'}")
-    return 0
-
-
-def cmd_report(args) -> int:
-    rep = report(pathlib.Path(args.repo), progress=True)
-    if args.json:
-        print(json.dumps(rep, indent=2))
-    else:
-        print(format_table(rep["accuracy"]))
-    worst = max(abs(rep["accuracy"][d]["head_accuracy"] - rep["saved_accuracy"][d]["head_accuracy"]) for d in rep["accuracy"])
-    if worst > 0.005:
-        print(f"warning: differs from TRAINING_REPORT.json by up to {worst:.3f}", file=sys.stderr)
-        return 1 if args.check else 0
-    return 0

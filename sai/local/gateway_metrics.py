@@ -21,10 +21,10 @@ already live elsewhere (replicas, in-flight, queue depth, restarts) are read at 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 NAMESPACE = "openfaas-fn"  # what /system/functions reports, and what the label carries
@@ -88,10 +88,10 @@ class _ScrapeTime:
     def __init__(self, metrics: GatewayMetrics):
         self.m = metrics
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []  # names are not known before the first collect; nothing to clash with here
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         m = self.m
         replicas = GaugeMetricFamily("gateway_service_count", "Current count of replicas for function", labels=["function_name"])
         inflight = GaugeMetricFamily("sai_function_inflight", "Calls a function runs now", labels=["function_name"])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import logging
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -13,15 +16,15 @@ import urllib.parse
 
 import psutil
 
-from common.settings import setting
 from sai import paths
 from sai.cli.reload import write_reload_report
-from sai.errors import SaiError
 from sai.local import logs, s3_server
 from sai.local.callbacks import CallbackPolicy
-from sai.local.platform import Platform, Settings
+from sai.local.platform import Platform
+from sai.local.platform_settings import SAI_PORT, Settings, settings_path
 from sai.local.processes import listens_on, recorded_tree, stop_processes, tail, wait_until
-from sai.local.triggers.runtime import TriggerSettings, trigger_lines
+from sai.local.triggers.runtime import trigger_lines
+from sai.sai_error import SaiError
 from sai.state import (
     PlatformRunning,
     credentials_dir,
@@ -39,48 +42,56 @@ from sai.state import (
 
 log = logging.getLogger(__name__)
 
-SAI_PORT = setting("SAI_PORT", int, 8080, low=1, high=65535)
-SAI_CALLBACK_ALLOW = setting("SAI_CALLBACK_ALLOW", str, "")  # comma-separated CIDR or host:port
-SAI_AUTH_FUNCTIONS = setting("SAI_AUTH_FUNCTIONS", int, 0, low=0, high=1)
-SAI_ALLOW_HOSTS = setting("SAI_ALLOW_HOSTS", str, "")  # comma-separated host names
-
 EXIT_NOT_RUNNING = 3  # like `systemctl status`: 3 = not running
 
 
 def register(sub) -> None:
+    # Each option's dest is a field of Settings, whose default it shows: defaults live there only
+    # (sai/local/platform_settings.py), and `_settings` passes every such option on by name.
+    d = Settings()
     up = sub.add_parser("up", help="start Triton, the functions and the gateway; return once ready")
     up.add_argument("--foreground", action="store_true", help="run in this terminal under supervision (Ctrl-C stops)")
+    up.add_argument("--settings-file", type=pathlib.Path, help=argparse.SUPPRESS)  # how `sai up` starts its supervisor
     up.add_argument(
         "--host",
-        default="127.0.0.1",
+        default=d.host,
         help="address the gateway binds; Triton and functions stay on loopback (default: %(default)s)",
     )
-    up.add_argument("--port", type=int, default=SAI_PORT(), help="gateway port (default: $SAI_PORT or 8080)")
+    up.add_argument("--port", type=int, default=d.port, help=f"gateway port (default: $SAI_PORT or {SAI_PORT.default})")
     up.add_argument(
         "--allow-host",
+        dest="allowed_hosts",
         action="append",
+        default=d.allowed_hosts,  # $SAI_ALLOW_HOSTS's names; each option adds one
         metavar="NAME",
         help="a host name clients may reach the gateway by (repeatable; also $SAI_ALLOW_HOSTS, comma-separated); "
         "IP addresses, localhost and this machine's name always work, other Host headers get 400 (DNS rebinding)",
     )
-    up.add_argument("--triton-http-port", type=int, default=8000)
+    up.add_argument(
+        "--triton-http-port", type=int, default=d.triton_http_port, help="Triton's HTTP port, on loopback (default: %(default)s)"
+    )
     up.add_argument(
         "--triton-grpc-port",
         type=int,
-        default=8001,
+        default=d.triton_grpc_port,
         help="names Triton's gRPC socket, <state>/triton/grpc.sock:PORT: the local Triton serves gRPC only there, "
         "to this user (default: %(default)s)",
     )
-    up.add_argument("--triton-metrics-port", type=int, default=8002)
+    up.add_argument(
+        "--triton-metrics-port",
+        type=int,
+        default=d.triton_metrics_port,
+        help="Triton's metrics port, on loopback (default: %(default)s)",
+    )
     up.add_argument(
         "--triton-log-verbose",
         type=int,
-        default=0,
+        default=d.triton_log_verbose,
         help="Triton's --log-verbose; 1 logs each inference with its request id (the X-Call-Id) (default: %(default)s)",
     )
     up.add_argument("--triton-url", help="use this running Triton (host:port, HTTP) instead of starting one")
     up.add_argument("--with-s3", action="store_true", help="also start a local S3 server (moto) for object-classify")
-    up.add_argument("--s3-port", type=int, default=9000, help="port of the local S3 server (default: %(default)s)")
+    up.add_argument("--s3-port", type=int, default=d.s3_port, help="port of the local S3 server (default: %(default)s)")
     up.add_argument(
         "--only",
         action="append",
@@ -90,6 +101,7 @@ def register(sub) -> None:
     up.add_argument(
         "--callback-allow",
         action="append",
+        default=d.callback_allow,  # $SAI_CALLBACK_ALLOW's entries; each option adds one
         metavar="CIDR|HOST:PORT",
         help="let async callbacks reach this private range or receiver (repeatable; also $SAI_CALLBACK_ALLOW, "
         "comma-separated); loopback ports other than the platform's own are always allowed",
@@ -97,12 +109,20 @@ def register(sub) -> None:
     up.add_argument(
         "--auth-functions",
         action="store_true",
-        default=bool(SAI_AUTH_FUNCTIONS()),
+        default=d.auth_functions,
         help="basic auth on /function/* and /async-function/* too, not only /system/* ($SAI_AUTH_FUNCTIONS=1)",
     )
-    up.add_argument("--nats-url", help="use this NATS server (with JetStream) for message topics instead of starting one")
     up.add_argument(
-        "--nats-port", type=int, default=4222, help="port of the NATS server started for topics (default: %(default)s)"
+        "--nats-url",
+        dest="triggers.nats_url",
+        help="use this NATS server (with JetStream) for message topics instead of starting one",
+    )
+    up.add_argument(
+        "--nats-port",
+        dest="triggers.nats_port",
+        type=int,
+        default=d.triggers.nats_port,
+        help="port of the NATS server started for topics (default: %(default)s)",
     )
     up.add_argument("--timeout", type=float, default=300, help="seconds to wait for readiness (default: %(default)s)")
     up.set_defaults(func=cmd_up)
@@ -125,38 +145,36 @@ def register(sub) -> None:
 
 
 def _settings(args) -> Settings:
-    allow = [a for a in SAI_CALLBACK_ALLOW().split(",") if a.strip()] + (args.callback_allow or [])
+    """The `up` options as Settings: every option whose dest names a Settings field, by name
+    (`part.field` for a field of a nested part, such as `triggers.nats_port`)."""
+    names = {f.name for f in dataclasses.fields(Settings)}
+    given: dict = {}
+    for key, value in vars(args).items():
+        top, _, field = key.partition(".")
+        if top in names:
+            if field:
+                given.setdefault(top, {})[field] = value
+            else:
+                given[top] = value
+    settings = Settings.from_json(given)
     try:
-        CallbackPolicy(allow=allow)
+        CallbackPolicy(allow=settings.callback_allow)
     except ValueError as exc:
         raise SaiError(str(exc), exit_code=2) from None
-    hosts = [h.strip() for h in SAI_ALLOW_HOSTS().split(",") if h.strip()] + (args.allow_host or [])
-    return Settings(
-        host=args.host,
-        allowed_hosts=hosts,
-        port=args.port,
-        triton_http_port=args.triton_http_port,
-        triton_grpc_port=args.triton_grpc_port,
-        triton_metrics_port=args.triton_metrics_port,
-        triton_log_verbose=args.triton_log_verbose,
-        triton_url=args.triton_url,
-        only=args.only,
-        with_s3=args.with_s3,
-        s3_port=args.s3_port,
-        callback_allow=allow,
-        auth_functions=args.auth_functions,
-        triggers=TriggerSettings(nats_url=args.nats_url, nats_port=args.nats_port),
-    )
+    return settings
 
 
 def cmd_up(args) -> int:
     state_dir = paths.state_dir()
     make_private(state_dir)
+    if args.settings_file is not None:  # the supervisor `sai up` started: its settings, whole
+        return _foreground(Settings.load(args.settings_file))
+    settings = _settings(args)
     if args.foreground:
-        return _foreground(_settings(args))
+        return _foreground(settings)
     if (pid := read_pid(state_dir)) is not None:  # idempotent, like `docker compose up -d`
         served = _state().get("gateway") or "(still starting)"
-        wanted = f"http://{args.host}:{args.port}"
+        wanted = f"http://{settings.host}:{settings.port}"
         if served not in (wanted, "(still starting)"):
             raise SaiError(
                 f"already running (pid {pid}) with the gateway on {served}, not {wanted}: `sai down` first to change it"
@@ -166,21 +184,28 @@ def cmd_up(args) -> int:
     if (holder := lock_holder(state_dir)) is not None:  # e.g. a `sai up --foreground` still starting
         raise SaiError(running_elsewhere(state_dir, holder))
     _stop_leftovers(_state())
-    if port_open(args.host, args.port):
-        raise SaiError(f"port {args.port} is already in use; choose another with --port")
+    if port_open(settings.host, settings.port):
+        raise SaiError(f"port {settings.port} is already in use; choose another with --port")
     logfile = state_dir / "logs" / "platform.log"
     try:
         logfile.parent.mkdir(parents=True, exist_ok=True)
         out = open(logfile, "ab")
     except OSError as exc:
         raise SaiError(f"cannot write the platform's log {logfile}: {exc.strerror}") from None
+    settings_file = settings_path(state_dir)
+    try:
+        settings_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.save(settings_file)
+    except OSError as exc:
+        out.close()
+        raise SaiError(f"cannot write the platform's settings {settings_file}: {exc.strerror}") from None
+    # global options such as -v come before the command; the settings travel whole in the file
+    argv = [sys.executable, "-m", "sai", *(["-v"] if args.verbose else []), "up", "--settings-file", str(settings_file)]
     with out:
-        proc = subprocess.Popen(
-            _foreground_argv(args), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     write_pid(state_dir, proc.pid)
     print(f"starting the platform (pid {proc.pid}, log {logfile}) ...", flush=True)
-    gateway = f"http://{args.host}:{args.port}/healthz"
+    gateway = f"http://{settings.host}:{settings.port}/healthz"
 
     def failed() -> str | None:
         if proc.poll() is None:
@@ -197,40 +222,22 @@ def cmd_up(args) -> int:
         raise SaiError(str(exc)) from None
     if ok:
         print(
-            f"ready: gateway http://{args.host}:{args.port}  (try: curl --data-binary @cat.jpg "
-            f"http://{args.host}:{args.port}/function/image-classify)"
+            f"ready: gateway http://{settings.host}:{settings.port}  (try: curl --data-binary @cat.jpg "
+            f"http://{settings.host}:{settings.port}/function/image-classify)"
         )
         print("`sai status` shows each component, `sai logs NAME` its log, `sai down` stops everything")
         secrets = credentials_dir(paths.state_dir())
         print(f"/system/* needs basic auth: user and password in {secrets}/basic-auth-user and basic-auth-password")
-        print(f"portal: http://{args.host}:{args.port}/ui/  (it asks for that user and password)")
+        print(f"portal: http://{settings.host}:{settings.port}/ui/  (it asks for that user and password)")
         triton_metrics = (_state().get("triton") or {}).get("metrics")
         print(
-            f"metrics: http://{args.host}:{args.port}/metrics (gateway, OpenFaaS names)"
+            f"metrics: http://{settings.host}:{settings.port}/metrics (gateway, OpenFaaS names)"
             + (f", {triton_metrics} (Triton, nv_inference_*)" if triton_metrics else "")
             + "; `sai metrics` sums them up"
         )
         return 0
     os.killpg(proc.pid, signal.SIGTERM)
     raise SaiError(f"not ready after {args.timeout:.0f}s; see {logfile}")
-
-
-def _foreground_argv(args) -> list[str]:
-    """`sai up --foreground` with the options parsed here (not this process's argv, whose global
-    options such as -v come before the command)."""
-    argv = [sys.executable, "-m", "sai", *(["-v"] if args.verbose else []), "up", "--foreground"]
-    argv += ["--host", args.host, "--port", str(args.port), "--timeout", str(args.timeout)]
-    argv += ["--triton-http-port", str(args.triton_http_port), "--triton-grpc-port", str(args.triton_grpc_port)]
-    argv += ["--triton-metrics-port", str(args.triton_metrics_port), "--s3-port", str(args.s3_port)]
-    argv += ["--triton-log-verbose", str(args.triton_log_verbose)]
-    argv += ["--triton-url", args.triton_url] if args.triton_url else []
-    argv += ["--with-s3"] if args.with_s3 else []
-    argv += ["--auth-functions"] if args.auth_functions else []
-    argv += ["--nats-port", str(args.nats_port)] + (["--nats-url", args.nats_url] if args.nats_url else [])
-    for flag, values in (("--only", args.only), ("--callback-allow", args.callback_allow), ("--allow-host", args.allow_host)):
-        for value in values or []:
-            argv += [flag, value]
-    return argv
 
 
 def _foreground(settings: Settings) -> int:

