@@ -32,6 +32,7 @@ NAMESPACE="serverless-ai"
 RELEASE="serverless-ai"
 PROFILE="kind"
 GPU_OPERATOR=0
+GPU_OPERATOR_DRIVER=true  # false: the nodes' own driver (--gpu-operator-driver=false)
 SKIP_PREREQS=0
 DRY_RUN=0
 USER_VALUES=()  # -f FILE pairs from --values, after the profile's values
@@ -48,7 +49,7 @@ PYTHON="$REPO/.venv/bin/python"
 usage() {
   cat <<USAGE
 Usage: k8s/bootstrap.sh [--profile kind|gpu|knative] [--values FILE]... [--gpu-operator]
-                        [--skip-prereqs] [--dry-run]
+                        [--gpu-operator-driver=false] [--skip-prereqs] [--dry-run]
 
   --profile P      values profile: charts/serverless-ai/values-P.yaml and k8s/overlays/...
                    kind: creates a kind cluster (CPU) with a local registry ($KIND_PUSH_REGISTRY),
@@ -60,6 +61,10 @@ Usage: k8s/bootstrap.sh [--profile kind|gpu|knative] [--values FILE]... [--gpu-o
                    set the OpenFaaS gateway's.
   --gpu-operator   also install the NVIDIA GPU operator $GPU_OPERATOR_VERSION
                    (default driver 580.105.08; Triton's CUDA 13.0 needs a driver >= 580)
+  --gpu-operator-driver=false
+                   with --gpu-operator, on node images that already have a driver (e.g. EKS's
+                   accelerated AMIs): the operator installs no driver of its own
+                   (driver.enabled=false) and uses the node's, which must be >= 580 too
   --skip-prereqs   only (re)install the serverless-ai chart and cluster settings
   --dry-run        print the commands instead of running them (works without a cluster)
   -h, --help       this help
@@ -77,6 +82,7 @@ while [ $# -gt 0 ]; do
       [ -f "${2:-}" ] || { echo "--values: no such file: ${2:-}" >&2; exit 2; }
       USER_VALUES+=(-f "$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"); shift 2 ;;
     --gpu-operator) GPU_OPERATOR=1; shift ;;
+    --gpu-operator-driver=true|--gpu-operator-driver=false) GPU_OPERATOR_DRIVER="${1#*=}"; shift ;;
     --skip-prereqs) SKIP_PREREQS=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -84,6 +90,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$PROFILE" in kind|gpu|knative) ;; *) echo "unknown profile: $PROFILE" >&2; exit 2 ;; esac
+if [ "$GPU_OPERATOR_DRIVER" = false ] && [ "$GPU_OPERATOR" = 0 ]; then
+  echo "--gpu-operator-driver=false goes with --gpu-operator" >&2; exit 2
+fi
 if [ "$SKIP_PREREQS" = 0 ] && [ "$PROFILE" != knative ] && [ ! -x "$PYTHON" ]; then
   echo "no $PYTHON: run \`make setup\` first (the KServe step edits KServe's manifest with it)" >&2; exit 1
 fi
@@ -199,9 +208,15 @@ install_kserve() {
   # serverless-ai field manager.
   apply_kserve "$base/kserve.yaml"
   run kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s
-  # ClusterServingRuntimes (CRD in kserve-crds.yaml) and LLMInferenceServiceConfigs (in kserve.yaml).
-  wait_established clusterservingruntimes.serving.kserve.io llminferenceserviceconfigs.serving.kserve.io
-  run kubectl apply --server-side -f "$base/kserve-cluster-resources.yaml"
+  # Not applied: the release's kserve-cluster-resources.yaml. It holds only upstream's
+  # ClusterServingRuntimes and LLMInferenceServiceConfigs (kserve v0.20.0 config/clusterresources:
+  # ../runtimes, ../llmisvcconfig), and the chart brings its own ServingRuntime, named in the InferenceService
+  # and found in its namespace before any cluster runtime (pkg/controller/v1beta1/inferenceservice/
+  # utils/utils.go GetServingRuntime). What the s3:// storage initializer matches, the
+  # ClusterStorageContainer "default", is in kserve.yaml. Skipping it also skips a race: those 24
+  # objects pass KServe's failurePolicy=Fail webhooks, whose endpoints may lag the Available
+  # deployments (upstream's installer sleeps, then retries 3 x 5 s:
+  # hack/setup/quick-install/kserve-knative-mode-full-install-with-manifests.sh).
 }
 
 install_openfaas() {
@@ -234,10 +249,16 @@ install_openfaas() {
 }
 
 install_gpu_operator() {
-  log "NVIDIA GPU operator $GPU_OPERATOR_VERSION"
+  # driver.enabled (gpu-operator v25.10.1 deployments/gpu-operator/values.yaml) deploys the
+  # operator's driver DaemonSet, which must not run beside a driver the node image ships; without
+  # it the operator's validator uses the host's (cmd/nvidia-validator/main.go validateHostDriver:
+  # /usr/bin/nvidia-smi on the host).
+  local driver=()
+  [ "$GPU_OPERATOR_DRIVER" = false ] && driver=(--set driver.enabled=false)
+  log "NVIDIA GPU operator $GPU_OPERATOR_VERSION ($([ "$GPU_OPERATOR_DRIVER" = false ] && echo "the nodes' own driver" || echo "its driver"))"
   run helm upgrade --install gpu-operator gpu-operator \
     --repo https://helm.ngc.nvidia.com/nvidia --version "$GPU_OPERATOR_VERSION" \
-    --namespace gpu-operator --create-namespace --wait --timeout 15m
+    --namespace gpu-operator --create-namespace ${driver[@]+"${driver[@]}"} --wait --timeout 15m
 }
 
 create_secret() {  # namespace name key=value... (only when missing: re-runs keep credentials)

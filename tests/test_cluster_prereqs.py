@@ -75,12 +75,17 @@ def test_wrong_versions_are_named(crds):
     assert "gateway from chart openfaas-14.2.0, openfaas-15.0.6 expected" in text
 
 
-def test_missing_knative_and_openfaas(crds):
-    problems = prereqs.check(
-        **gathered(crds, drop={"CustomResourceDefinition//services.serving.knative.dev", "Deployment/openfaas/gateway"})
-    )
+@pytest.mark.parametrize("profile", ["kind", "gpu"])
+def test_missing_knative_and_openfaas(crds, profile):
+    drop = {"CustomResourceDefinition//services.serving.knative.dev", "Deployment/openfaas/gateway"}
+    problems = prereqs.check(**gathered(crds, profile, drop=drop))
     assert {p.check for p in problems} == {"Knative Serving", "OpenFaaS"}
-    assert any("serving-core.yaml" in p.fix for p in problems)
+    knative = next(p.fix for p in problems if p.check == "Knative Serving")
+    if profile == "kind":  # the bootstrap also fits Kourier's requests to the kind node
+        assert knative == f"{REPO_ROOT}/k8s/bootstrap.sh --profile kind"
+    else:  # Knative, its Kourier ingress and our settings in its ConfigMaps
+        assert "serving-core.yaml" in knative and "kourier.yaml" in knative
+        assert knative.endswith(f"-k {REPO_ROOT}/k8s/overlays/gpu")
     assert any("--version 15.0.6" in p.fix for p in problems)
 
 
@@ -95,7 +100,7 @@ def test_knative_settings_and_namespaces_point_at_the_overlay(crds):
     assert "kubernetes.podspec-nodeselector='enabled' (has None)" in text
     assert "enable-scale-to-zero='true' (has 'false')" in text
     assert "namespace openfaas-fn does not exist" in text
-    assert all(p.fix.endswith("-k k8s/overlays/gpu") for p in problems)
+    assert all(p.fix.endswith(f"-k {REPO_ROOT}/k8s/overlays/gpu") for p in problems)
 
 
 def test_knative_defaults_count(crds):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 import sys
 import threading
 from pathlib import Path
@@ -567,3 +568,118 @@ def test_the_scheduled_sweep_reclassifies_what_lacks_a_current_result(fn, env, c
         "nightly/old-model.jpg": "classified",
     }
     assert client.head_object(Bucket=s3.bucket, Key=stale)["Metadata"]["model-version"] == "1"
+
+
+# ---------------------------------------------------------------- the chart's MinIO user
+
+# The action, resource and condition keys S3 authorises each operation object-classify uses by
+# (AWS Service Authorization Reference, "Actions defined by Amazon S3"): HeadObject needs
+# s3:GetObject, ListObjectsV2 s3:ListBucket on the bucket with the request's prefix as s3:prefix.
+# MinIO checks the same (cmd/object-handlers.go headObjectHandler: GetObjectAction;
+# cmd/bucket-listobjects-handlers.go listObjectsV2Handler: ListBucketAction).
+S3_ACTIONS = {
+    "HeadObject": "s3:GetObject",
+    "GetObject": "s3:GetObject",
+    "PutObject": "s3:PutObject",
+    "DeleteObject": "s3:DeleteObject",
+    "ListObjectsV2": "s3:ListBucket",
+}
+
+
+def authorised_as(operation: str, params: dict) -> tuple[str, str, dict]:
+    """(action, resource ARN, condition context) of one S3 call."""
+    if operation == "ListObjectsV2":
+        return S3_ACTIONS[operation], f"arn:aws:s3:::{params['Bucket']}", {"s3:prefix": params.get("Prefix", "")}
+    return S3_ACTIONS[operation], f"arn:aws:s3:::{params['Bucket']}/{params['Key']}", {}
+
+
+def wildcard(pattern: str, value: str) -> bool:
+    """IAM's string match: `*` any run of characters, `?` one."""
+    regex = ".*".join(".".join(re.escape(p) for p in part.split("?")) for part in pattern.split("*"))
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+def as_list(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def allows(policy: dict, action: str, resource: str, context: dict) -> bool:
+    """An Allow-only policy (which this evaluator checks it is) allows the call when one statement
+    matches its action, resource and every condition; a condition key the request lacks fails."""
+    for st in policy["Statement"]:
+        assert st["Effect"] == "Allow" and set(st) <= {"Effect", "Action", "Resource", "Condition"}, st
+        if not any(wildcard(a, action) for a in as_list(st["Action"])):
+            continue
+        if not any(wildcard(r, resource) for r in as_list(st["Resource"])):
+            continue
+        ok = True
+        for operator, keys in (st.get("Condition") or {}).items():
+            assert operator in ("StringLike", "StringEquals"), operator
+            for key, wanted in keys.items():
+                have = context.get(key)
+                same = wildcard if operator == "StringLike" else str.__eq__
+                ok = ok and have is not None and any(same(w, have) for w in as_list(wanted))
+        if ok:
+            return True
+    return False
+
+
+def chart_functions_policy() -> dict:
+    """The policy the kind profile's MinIO set-up Job gives object-classify's user."""
+    from sai.k8s.helm_kubectl import CHART_DIR, render_chart
+
+    job = next(
+        o for o in render_chart([CHART_DIR / "values-kind.yaml"]) if o["kind"] == "Job" and "minio" in o["metadata"]["name"]
+    )
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    return json.loads(script.split("cat > /tmp/functions-policy.json <<EOF\n", 1)[1].split("\nEOF", 1)[0])
+
+
+def test_the_chart_minio_user_may_make_every_call_the_function_makes(fn, env, client, s3, coffee_jpeg, cat_jpeg):
+    """Every S3 call of an event, a replay, a claim taken over and the nightly sweep, made with the
+    settings stack.yml deploys, is allowed by the policy the chart gives the function's MinIO user
+    (the sweep's listing once answered AccessDenied there: no s3:ListBucket)."""
+    from e2e.test_e2e_cluster import STACK
+
+    from sai.local.stack import load_stack
+
+    deployed = load_stack(STACK).functions["object-classify"].environment
+    for name in ("SOURCE_BUCKETS", "RESULTS_BUCKET", "RESULTS_PREFIX", "INPUT_PREFIX"):
+        env.setenv(name, deployed[name])
+    calls: list[tuple[str, dict]] = []
+
+    def record(params, model, **_):
+        calls.append((model.name, dict(params)))
+
+    function_client = fn.s3_client(fn.Settings())  # the client the handler uses (one per configuration)
+    function_client.meta.events.register("before-parameter-build.s3", record)
+    try:
+        new = "incoming/policy-new.jpg"
+        etag = client.put_object(Bucket=s3.bucket, Key=new, Body=coffee_jpeg)["ETag"]
+        event = minio_event(s3.bucket, new, len(coffee_jpeg), etag)
+        assert call(fn, event)[1]["records"][0]["status"] == "classified"
+        assert call(fn, event)[1]["records"][0]["status"] == "duplicate"
+        stale = "incoming/policy-stale-claim.jpg"  # a claim its worker left: taken over (If-Match)
+        etag = client.put_object(Bucket=s3.bucket, Key=stale, Body=cat_jpeg)["ETag"]
+        claim = result_key(s3.bucket, stale, deployed["RESULTS_PREFIX"]) + ".claim"
+        client.put_object(Bucket=deployed["RESULTS_BUCKET"], Key=claim, Body=json.dumps({"source_etag": "old", "at": 0}))
+        assert call(fn, minio_event(s3.bucket, stale, len(cat_jpeg), etag))[1]["records"][0]["status"] == "classified"
+        status, body, _ = call(fn, b"", method="POST")  # the nightly sweep
+        assert status == 200 and {r["key"] for r in body["records"]} >= {new, stale}
+    finally:
+        function_client.meta.events.unregister("before-parameter-build.s3", record)
+
+    assert {op for op, _ in calls} == set(S3_ACTIONS), "each kind of call was made"
+    assert any(p.get("IfNoneMatch") for op, p in calls if op == "PutObject") and any(
+        p.get("IfMatch") for op, p in calls if op == "PutObject"
+    ), "both conditional puts of the claim"
+    policy = chart_functions_policy()
+    refused = sorted({(op, authorised_as(op, p)[1]) for op, p in calls if not allows(policy, *authorised_as(op, p))})
+    assert not refused, f"the chart's MinIO user may not: {refused}"
+    # The check can fail: the policy before i24d had no s3:ListBucket, and the listing is confined
+    # to the prefix the sweep reads.
+    listing = next(authorised_as(op, p) for op, p in calls if op == "ListObjectsV2")
+    without_list = {"Statement": [st for st in policy["Statement"] if "s3:ListBucket" not in as_list(st["Action"])]}
+    assert not allows(without_list, *listing)
+    assert not allows(policy, listing[0], listing[1], {"s3:prefix": ""}), "the whole bucket may not be listed"
+    assert not allows(policy, "s3:PutObject", f"arn:aws:s3:::{s3.bucket}/{new}", {}), "inputs are read-only"

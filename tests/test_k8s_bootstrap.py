@@ -13,14 +13,15 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from helpers import MODELS_BUCKET
 
-from sai.k8s.helm_kubectl import REPO_ROOT, load_yaml_stream, run_tool
+from sai.k8s.helm_kubectl import REPO_ROOT, load_yaml_stream, render_chart, run_tool
 
-BOOTSTRAP = REPO_ROOT / "k8s/bootstrap.sh"
+BOOTSTRAP = BOOTSTRAP_SH = REPO_ROOT / "k8s/bootstrap.sh"
 
 # What the release manifests write to objects that another bootstrap step writes as well: KServe
 # v0.20.0's kserve.yaml carries config/configmap/inferenceservice.yaml, whose ConfigMap has these
@@ -277,8 +278,37 @@ def test_crds_are_established_before_their_resources(profile):
     out = dry_run("--profile", profile)
     assert not crd_order_problems(out)
     applied = {manifest_of(line) for line in out.splitlines()} & set(INSTANTIATES)
-    assert applied == (
-        set(INSTANTIATES) - {"kserve.yaml", "kserve-cluster-resources.yaml"} if profile == "knative" else set(INSTANTIATES)
+    assert applied == ({"serving-core.yaml"} if profile == "knative" else {"serving-core.yaml", "kserve.yaml"})
+
+
+@pytest.mark.parametrize("profile", ["kind", "gpu"])
+def test_the_chart_needs_nothing_from_kserves_cluster_resources(profile):
+    """kserve-cluster-resources.yaml (upstream's ClusterServingRuntimes and LLM configs) is not
+    applied: it went through failurePolicy=Fail webhooks once, with no retry, right after KServe's
+    deployments were Available, when their endpoints may still lag. The chart does not need it:
+    its InferenceService names a ServingRuntime the chart renders in the same namespace, which
+    KServe looks up before any cluster runtime (kserve v0.20.0 pkg/controller/v1beta1/
+    inferenceservice/utils/utils.go GetServingRuntime), and an s3:// model matches the
+    ClusterStorageContainer "default" that kserve.yaml itself carries."""
+    out = dry_run("--profile", profile)
+    assert "kserve-cluster-resources.yaml" not in out
+    assert "+ curl -fsSL https://github.com/kserve/kserve/releases/download/v0.20.0/kserve.yaml " in out
+    values = [REPO_ROOT / f"charts/serverless-ai/values-{profile}.yaml", MODELS_BUCKET]
+    objs = render_chart(values)
+    isvc = next(o for o in objs if o["kind"] == "InferenceService")
+    runtime = isvc["spec"]["predictor"]["model"]["runtime"]
+    assert ("ServingRuntime", runtime, isvc["metadata"]["namespace"]) in {
+        (o["kind"], o["metadata"]["name"], o["metadata"].get("namespace")) for o in objs
+    }
+    uri = isvc["spec"]["predictor"]["model"]["storageUri"]
+    container = next(
+        d
+        for d in load_yaml_stream((REPO_ROOT / "tests/data/kserve-v0.20.0-excerpt.yaml").read_text())
+        if d["kind"] == "ClusterStorageContainer"
+    )
+    # pvc:// is mounted by KServe's pod webhook without a storage container (kind profile).
+    assert uri.startswith("pvc://") or any(
+        uri.startswith(f.get("prefix", "\0")) for f in container["spec"]["supportedUriFormats"]
     )
 
 
@@ -293,18 +323,84 @@ def test_the_crd_order_check_can_fail():
     assert len(crd_order_problems(wait_first)) == 2, "a wait before the CRDs are applied counts for nothing"
 
 
-def test_the_prerequisite_fixes_are_the_bootstraps_commands():
-    """`sai cluster install` prints FIX_KNATIVE / FIX_KSERVE when those are missing: the same
-    commands, in the same order, as the bootstrap runs."""
-    from sai.cluster.prereqs import FIX_KNATIVE, FIX_KSERVE
+@pytest.mark.parametrize("profile", ["kind", "gpu", "knative"])
+def test_the_prerequisite_fixes_are_the_bootstraps_commands(profile):
+    """`sai cluster install` prints these fixes when Knative or KServe is missing: the same
+    commands, in the same order, as the bootstrap runs, Kourier and the cluster settings included;
+    on kind, where the bootstrap also fits Kourier's requests to the node, the bootstrap."""
+    from sai.cluster.prereqs import BOOTSTRAP, FIX_KSERVE, fix_knative
 
-    out = dry_run("--profile", "gpu").replace(f"{REPO_ROOT}/", "")
+    out = dry_run("--profile", profile)
     lines = [line[2:] for line in out.splitlines() if line.startswith("+ ")]
-    for fix in (FIX_KNATIVE, FIX_KSERVE):
+    fixes = [fix_knative(profile)] + ([FIX_KSERVE] if profile != "knative" else [])
+    if profile == "kind":
+        assert fixes[0] == BOOTSTRAP.format(profile="kind") == f"{BOOTSTRAP_SH} --profile kind"
+        fixes = fixes[1:]
+    for fix in fixes:
         steps = fix.split(" && ")
         start = lines.index(steps[0])
         assert lines[start : start + len(steps)] == steps
         assert not crd_order_problems("\n".join(f"+ {step}" for step in steps))
+    if profile == "gpu":
+        assert any("kourier.yaml" in step for step in fix_knative(profile).split(" && "))
+        assert fix_knative(profile).endswith(f"-k {REPO_ROOT}/k8s/overlays/gpu")
+
+
+def test_the_fixes_work_from_any_directory(tmp_path):
+    """The fixes name the checkout's files by absolute path (a user runs them wherever the error
+    found them): KServe's manifest edit runs from another directory."""
+    from sai.cluster.prereqs import BOOTSTRAP, FIX_KSERVE, fix_knative, fix_overlay
+
+    texts = [FIX_KSERVE, BOOTSTRAP, fix_overlay("kind"), *(fix_knative(p) for p in ("kind", "gpu", "knative"))]
+    paths = [w for text in texts for w in text.split() if re.search(r"(^|/)(k8s|\.venv)/", w)]
+    assert paths and all(w.startswith(f"{REPO_ROOT}/") and Path(w).exists() for w in paths), paths
+    edit = re.search(r"\| (\S+/python -m sai\.k8s\.kserve_ingress \S+) \|", FIX_KSERVE).group(1)
+    upstream = (REPO_ROOT / "tests/data/kserve-v0.20.0-excerpt.yaml").read_text()
+    proc = subprocess.run(edit, shell=True, input=upstream, capture_output=True, text=True, cwd=tmp_path)
+    from sai.k8s.kserve_ingress import set_ingress
+
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == set_ingress(upstream, {"disableIstioVirtualHost": True})
+
+
+# Release manifests -> the name docs/kubernetes.md gives them.
+MANIFEST_NAMES = {
+    "cert-manager.yaml": "cert-manager",
+    "serving-crds.yaml": "Knative",
+    "serving-core.yaml": "Knative",
+    "kourier.yaml": "Kourier",
+    "kserve-crds.yaml": "KServe",
+    "kserve.yaml": "KServe",
+}
+
+
+def apply_sides(out: str) -> dict[str, set[str]]:
+    """{"client-side": names, "server-side": names} of the release manifests a dry run applies."""
+    sides: dict[str, set[str]] = {"client-side": set(), "server-side": set()}
+    for line in out.splitlines():
+        if (manifest := manifest_of(line)) and "kubectl apply" in line:
+            sides["server-side" if "--server-side" in line else "client-side"].add(MANIFEST_NAMES[manifest])
+    return sides
+
+
+def rerun_sentences(doc: str) -> dict[str, str]:
+    """The sentences of the docs' "Running it again" paragraph that say client-side / server-side."""
+    paragraph = " ".join(doc.split("Running it again is safe", 1)[1].split("Later changes", 1)[0].split())
+    return {side: " ".join(s for s in re.split(r"(?<=\.) ", paragraph) if side in s) for side in ("client-side", "server-side")}
+
+
+def test_the_docs_say_which_applies_are_client_side():
+    """docs/kubernetes.md said every apply of the bootstrap was server-side; the releases of
+    cert-manager, Knative and Kourier are applied client-side (their own install docs' way)."""
+    sides = apply_sides(dry_run("--profile", "gpu"))
+    assert sides == {"client-side": {"cert-manager", "Knative", "Kourier"}, "server-side": {"KServe"}}
+    said = rerun_sentences((REPO_ROOT / "docs/kubernetes.md").read_text())
+    for side, names in sides.items():
+        assert all(name in said[side] for name in names), (side, said[side])
+    assert not any(name in said["client-side"] for name in sides["server-side"])
+    # The check can fail: the sentence the docs had until i24d.
+    old = "Running it again is safe: every apply is server-side, and ... Later changes"
+    assert not all(name in rerun_sentences(old)["client-side"] for name in sides["client-side"])
 
 
 def test_ownership_model_refuses_what_the_api_server_refuses():
@@ -350,6 +446,31 @@ def test_values_files_reach_helm_and_the_gateway_timeouts(tmp_path):
     )
     assert missing.returncode == 2 and "no such file" in missing.stderr
     assert "--values" in subprocess.run(["bash", str(BOOTSTRAP), "--help"], capture_output=True, text=True).stdout
+
+
+def test_gpu_operator_on_nodes_that_bring_their_own_driver():
+    """--gpu-operator-driver=false installs the operator without its driver DaemonSet
+    (driver.enabled, gpu-operator v25.10.1 deployments/gpu-operator/values.yaml), which would
+    otherwise run beside the driver of the node image; the default keeps the operator's driver."""
+
+    def operator_line(out: str) -> str:
+        return next(line for line in out.splitlines() if line.startswith("+ helm upgrade --install gpu-operator "))
+
+    own = operator_line(dry_run("--profile", "gpu", "--gpu-operator", "--gpu-operator-driver=false"))
+    assert "--set driver.enabled=false" in own and own.endswith("--wait --timeout 15m")
+    assert "driver.enabled" not in operator_line(dry_run("--profile", "gpu", "--gpu-operator"))
+    assert "driver.enabled" not in operator_line(dry_run("--profile", "gpu", "--gpu-operator", "--gpu-operator-driver=true"))
+    for wrong in (["--gpu-operator-driver=false"], ["--gpu-operator", "--gpu-operator-driver=no"]):
+        proc = subprocess.run(
+            ["bash", str(BOOTSTRAP), "--dry-run", "--profile", "gpu", "--values", str(MODELS_BUCKET), *wrong],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 2 and "+ " not in proc.stdout, proc.stderr
+    assert (
+        "--gpu-operator-driver=false" in subprocess.run(["bash", str(BOOTSTRAP), "--help"], capture_output=True, text=True).stdout
+    )
+    assert "--gpu-operator-driver=false" in (REPO_ROOT / "docs/kubernetes.md").read_text()
 
 
 @pytest.mark.parametrize("profile", ["gpu", "knative"])

@@ -668,7 +668,14 @@ def test_minio_webhook_targets_object_classify():
         assert 'mc admin user add sai "$FUNCTIONS_ACCESS_KEY" "$FUNCTIONS_SECRET_KEY"' in script
         assert "mc admin policy attach sai serverless-ai-minio-functions --user" in script
         policy = json.loads(script.split("<<EOF\n", 1)[1].split("\nEOF", 1)[0])
+        # Each call the function makes against this policy: tests/test_events_object_classify.py.
         assert policy["Statement"] == [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": ["arn:aws:s3:::uploads"],
+                "Condition": {"StringLike": {"s3:prefix": ["incoming/*"]}},
+            },
             {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::uploads/incoming/*"]},
             # Delete: object-classify removes its per-record claim objects once a result is written.
             {

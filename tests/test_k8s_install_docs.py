@@ -45,8 +45,13 @@ def shell_commands(text: str) -> list[str]:
 
 
 # A loop that returns once the forwarded gateway answers (its /healthz needs no login: openfaas/faas
-# 0.27.13, the gateway of chart 15.0.6, gateway/main.go registers it without DecorateWithBasicAuth).
-READY_WAIT = re.compile(r"^until curl -f\w* https?://(?:127\.0\.0\.1|localhost):8080/healthz\b.*; do sleep \d+; done$")
+# 0.27.13, the gateway of chart 15.0.6, gateway/main.go registers it without DecorateWithBasicAuth),
+# or gives up after N tries and says so: a forward that died (port 8080 taken) never answers.
+READY_WAIT = re.compile(
+    r"^for i in \$\(seq (\d+)\); do curl -f\w* https?://(?:127\.0\.0\.1|localhost):8080/healthz\b.*&& break;\s+"
+    r"\[ \"\$i\" = \1 \] && echo \"[^\"]+\" >&2; sleep \d+; done$"
+)
+UNBOUNDED_WAIT = re.compile(r"^(until|while) ")
 
 
 def gateway_order_problems(commands: list[str]) -> tuple[list[str], int]:
@@ -62,6 +67,9 @@ def gateway_order_problems(commands: list[str]) -> tuple[list[str], int]:
             continue
         if READY_WAIT.match(cmd):
             answering = answering or forwarded
+            continue
+        if UNBOUNDED_WAIT.match(cmd):
+            problems.append(f"a wait without a limit: {cmd}")
             continue
         verbs = re.findall(r"faas-cli (?:store )?(\w+)", cmd)
         calls = [v for v in verbs if v in GATEWAY_VERBS and not (v == "up" and "--skip-deploy" in cmd)]
@@ -113,8 +121,16 @@ def test_the_order_check_can_fail():
     )
     problems, _ = gateway_order_problems(shell_commands(race))
     assert problems and problems[0].startswith("before the port-forward answers: kubectl -n openfaas get secret")
-    waited = race.replace("&\n", "&\nuntil curl -fs http://127.0.0.1:8080/healthz >/dev/null; do sleep 1; done\n", 1)
+    bounded = (
+        "for i in $(seq 30); do curl -fs http://127.0.0.1:8080/healthz >/dev/null && break; \\\n"
+        '  [ "$i" = 30 ] && echo "no gateway" >&2; sleep 1; done\n'
+    )
+    waited = race.replace("&\n", "&\n" + bounded, 1)
     assert gateway_order_problems(shell_commands(waited)) == ([], 1)
+    # The wait docs/kubernetes.md had until i24d: it never ends when the forward died.
+    forever = race.replace("&\n", "&\nuntil curl -fs http://127.0.0.1:8080/healthz >/dev/null; do sleep 1; done\n", 1)
+    problems, _ = gateway_order_problems(shell_commands(forever))
+    assert problems[0].startswith("a wait without a limit: until curl")
     foreground = race.replace(" >/dev/null &\n", "\n", 1)  # a forward in another terminal: answering
     assert gateway_order_problems(shell_commands(foreground)) == ([], 1)
 
@@ -131,6 +147,81 @@ def test_install_wait_on_the_gpu_profile_skips_the_gpu_check(doc):
     assert all("--skip-gpu-check" in line.split("#")[0].split("`")[0] for line in gpu), gpu
     assert "scaled to zero" in text.split("--skip-gpu-check", 2)[-1][:400]
     assert build_parser().parse_args(["cluster", "install", "--profile", "gpu", "--skip-gpu-check"]).skip_gpu_check
+
+
+# Every user-facing document that may show an install of the chart.
+USER_DOCS = sorted({REPO_ROOT / "README.md", CHART_DIR / "README.md", *(REPO_ROOT / "docs").glob("*.md")})
+PROFILE_VALUES = re.compile(r"(?:charts/serverless-ai/)?values-(kind|gpu|knative)\.yaml")
+
+
+def chart_installs(text: str) -> list[str]:
+    """`helm upgrade`/`helm install` commands of charts/serverless-ai: in shell blocks and in
+    inline code."""
+    prose = re.sub(r"^( *)```.*?^\1```", "", text, flags=re.MULTILINE | re.DOTALL)
+    inline = [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose)]
+    return [c for c in shell_commands(text) + inline if re.search(r"\bhelm (upgrade|install)\b.*charts/serverless-ai", c)]
+
+
+def profile_problems(command: str) -> list[str]:
+    """An install must pass the profile's values file, before the user's: `helm upgrade` renders
+    from the chart's defaults (GPU request, no node selector or tolerations) and forgets the
+    previous release's values unless told --reuse-values."""
+    files = re.findall(r"(?:-f|--values)[ =](\S+)", command)
+    if not files or not PROFILE_VALUES.fullmatch(files[0]):
+        return [f"no profile values file first: {command}"]
+    return []
+
+
+@pytest.mark.parametrize("doc", USER_DOCS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_documented_install_passes_the_profile(doc):
+    text = doc.read_text()
+    problems = [p for c in chart_installs(text) for p in profile_problems(c)]
+    assert not problems, problems
+
+
+def test_the_profile_check_can_fail_and_sees_every_install():
+    # docs/triggers.md until i24d: the profile's node selector, tolerations and scale-to-zero lost.
+    old = (
+        "```bash\nhelm upgrade --install serverless-ai charts/serverless-ai -n serverless-ai -f my-values.yaml \\\n"
+        "  --set connectors.cron.enabled=true\n```\n"
+    )
+    assert profile_problems(chart_installs(old)[0])
+    inline = "then `helm install serverless-ai\n charts/serverless-ai` again"
+    assert chart_installs(inline) == ["helm install serverless-ai charts/serverless-ai"]
+    assert profile_problems(chart_installs(inline)[0])
+    good = "helm upgrade --install serverless-ai charts/serverless-ai -f charts/serverless-ai/values-gpu.yaml -f my-values.yaml"
+    assert profile_problems(good) == [] and profile_problems(good.replace("values-gpu", "my-gpu")) != []
+    assert chart_installs("`helm install` checks the cluster") == [], "prose about helm is not an install"
+    assert sum(len(chart_installs(d.read_text())) for d in USER_DOCS) >= 2, "the chart README and docs/triggers.md"
+
+
+def heredocs(text: str, files: dict[str, str]) -> dict[str, str]:
+    """The documents' `cat > FILE <<'EOF'` / `cat >> FILE <<'EOF'` blocks applied in order."""
+    for _, body in code_blocks(text):
+        for op, name, content in re.findall(r"cat (>>?) (\S+) <<'EOF'\n(.*?)\nEOF", body, re.DOTALL):
+            files[name] = (files.get(name, "") if op == ">>" else "") + content + "\n"
+    return files
+
+
+def test_the_connectors_upgrade_keeps_the_gpu_profile(tmp_path):
+    """docs/triggers.md's cluster command, run on the my-values.yaml of docs/kubernetes.md: the
+    connectors are added and the GPU release keeps its node placement and initial scale."""
+    text = (REPO_ROOT / "docs/triggers.md").read_text()
+    files = heredocs(text, heredocs(DOC.read_text(), {}))
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    (command,) = chart_installs(text)
+    values = [tmp_path / f if (tmp_path / f).exists() else REPO_ROOT / f for f in re.findall(r"-f (\S+)", command)]
+    objs = render_chart(values)
+    assert {o["metadata"]["name"] for o in objs if o["kind"] == "Deployment"} >= {
+        "serverless-ai-cron-connector",
+        "serverless-ai-nats-connector",
+    }
+    isvc = next(o for o in objs if o["kind"] == "InferenceService")
+    gpu = next(o for o in render_chart([CHART_DIR / "values-gpu.yaml", MODELS_BUCKET]) if o["kind"] == "InferenceService")
+    assert isvc["metadata"]["annotations"] == gpu["metadata"]["annotations"], "initial scale, retention, deadline"
+    for field in ("nodeSelector", "tolerations", "runtimeClassName", "minReplicas"):
+        assert isvc["spec"]["predictor"].get(field) == gpu["spec"]["predictor"].get(field), field
 
 
 def docs_values_file(text: str) -> str:
@@ -171,6 +262,30 @@ def test_the_bucket_is_one_value_from_your_values_file(tmp_path):
     assert f"-f {mine}" in out
     # object-classify's results store on the GPU profile (no MinIO there): stack.yml reads it.
     assert "export S3_ENDPOINT=" in text and "${S3_ENDPOINT" in (REPO_ROOT / "stack.yml").read_text()
+
+
+def test_object_classify_uses_your_uploads_bucket(monkeypatch):
+    """stack.yml's object-classify reads and writes the bucket UPLOADS_BUCKET names (AWS bucket
+    names are global: `uploads` belongs to someone else there), by default the chart MinIO's; the
+    GPU install sets it; `sai up` keeps its own local bucket whatever the shell exports."""
+    from sai.local import s3_server
+    from sai.local.stack import load_stack
+
+    stack = REPO_ROOT / "stack.yml"
+    buckets = ("SOURCE_BUCKETS", "RESULTS_BUCKET")
+    monkeypatch.delenv("UPLOADS_BUCKET", raising=False)
+    env = load_stack(stack).functions["object-classify"].environment
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    assert {env[k] for k in buckets} == {values["minio"]["uploadsBucket"]}
+    oc = values["functions"]["objectClassify"]
+    assert (env["SOURCE_BUCKETS"], env["RESULTS_BUCKET"]) == (oc["sourceBuckets"], oc["resultsBucket"])
+    monkeypatch.setenv("UPLOADS_BUCKET", "team-a-uploads")
+    env = load_stack(stack).functions["object-classify"].environment
+    assert [env[k] for k in buckets] == ["team-a-uploads"] * 2
+    assert "export UPLOADS_BUCKET=" in DOC.read_text().split("faas-cli up -f stack.yml", 1)[0]
+    handle = s3_server.S3Handle("http://127.0.0.1:1", "local-bucket", "us-east-1", "id", "secret", 0, "")
+    local = {**env, **s3_server.function_env(handle)}  # the platform's override wins (Fleet.function_env)
+    assert [local[k] for k in buckets] == ["local-bucket"] * 2
 
 
 def test_workload_identity_snippet_renders(tmp_path):

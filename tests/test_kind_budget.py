@@ -112,7 +112,6 @@ UPSTREAM = {
         ),
     ],
     "kserve-crds.yaml": [],  # CRDs only
-    "kserve-cluster-resources.yaml": [],  # ClusterServingRuntimes only
     "helm upgrade --install openfaas": [
         # openfaas/faas-netes 662ce9ce (chart 15.0.6) chart/openfaas/values.yaml; CE runs these six.
         ("openfaas/gateway", "gateway", 100, 1, "faas-netes 662ce9ce chart/openfaas/values.yaml l.95"),

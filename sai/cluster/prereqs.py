@@ -13,6 +13,7 @@ v1 Node (status.allocatable["nvidia.com/gpu"], set by NVIDIA's device plugin).
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,27 +26,21 @@ GPU_RESOURCE = "nvidia.com/gpu"
 AUTOSCALER_SWITCHES = ("enable-scale-to-zero", "allow-zero-initial-scale")
 KNATIVE_CONFIG = REPO_ROOT / "k8s" / "base" / "knative-config.yaml"
 
-BOOTSTRAP = "k8s/bootstrap.sh --profile {profile}"
+# Fixes name the checkout's files by absolute path: they work from any directory.
+_REPO = shlex.quote(str(REPO_ROOT))
+BOOTSTRAP = f"{_REPO}/k8s/bootstrap.sh --profile {{profile}}"
 # What k8s/bootstrap.sh runs for each (tests/test_k8s_bootstrap.py checks these commands against its
 # dry run): CRDs first, Established, then the manifests that hold resources of those kinds.
 _KSERVE = "https://github.com/kserve/kserve/releases/download/v0.20.0"
 FIX_KSERVE = (
     f"kubectl apply --server-side --force-conflicts -f {_KSERVE}/kserve-crds.yaml "
     "&& kubectl wait --for=condition=Established --timeout=120s crd/clusterstoragecontainers.serving.kserve.io "
-    f"&& curl -fsSL {_KSERVE}/kserve.yaml | .venv/bin/python -m sai.k8s.kserve_ingress disableIstioVirtualHost=true "
+    f"&& curl -fsSL {_KSERVE}/kserve.yaml | {_REPO}/.venv/bin/python -m sai.k8s.kserve_ingress disableIstioVirtualHost=true "
     "| kubectl apply --server-side --force-conflicts -f - "
-    "&& kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s "
-    "&& kubectl wait --for=condition=Established --timeout=120s crd/clusterservingruntimes.serving.kserve.io "
-    "crd/llminferenceserviceconfigs.serving.kserve.io "
-    f"&& kubectl apply --server-side -f {_KSERVE}/kserve-cluster-resources.yaml"
+    "&& kubectl -n kserve wait --for=condition=Available deployment --all --timeout=300s"
 )
 _KNATIVE = "https://github.com/knative/serving/releases/download/knative-v1.23.0"
-FIX_KNATIVE = (
-    f"kubectl apply -f {_KNATIVE}/serving-crds.yaml "
-    "&& kubectl wait --for=condition=Established --timeout=120s crd/images.caching.internal.knative.dev "
-    "crd/certificates.networking.internal.knative.dev "
-    f"&& kubectl apply -f {_KNATIVE}/serving-core.yaml"
-)
+_KOURIER = "https://github.com/knative-extensions/net-kourier/releases/download/knative-v1.23.0"
 FIX_OPENFAAS = (
     "helm upgrade --install openfaas openfaas --repo https://openfaas.github.io/faas-netes --version 15.0.6 "
     "--namespace openfaas --set functionNamespace=openfaas-fn --set generateBasicAuth=true (k8s/bootstrap.sh sets the timeouts too)"
@@ -63,7 +58,31 @@ class Problem:
 
 
 def overlay(profile: str) -> str:
-    return "k8s/overlays/kind" if profile == "kind" else "k8s/overlays/gpu"
+    return f"{_REPO}/k8s/overlays/{'kind' if profile == 'kind' else 'gpu'}"
+
+
+def fix_overlay(profile: str) -> str:
+    return f"kubectl apply --server-side --field-manager=serverless-ai --force-conflicts -k {overlay(profile)}"
+
+
+def fix_knative(profile: str) -> str:
+    """Knative Serving, its Kourier ingress and our settings in its ConfigMaps, as the bootstrap
+    installs them; on kind the bootstrap itself, which also lowers Kourier's CPU requests to fit
+    the node."""
+    if profile == "kind":
+        return BOOTSTRAP.format(profile=profile)
+    return " && ".join(
+        [
+            f"kubectl apply -f {_KNATIVE}/serving-crds.yaml",
+            "kubectl wait --for=condition=Established --timeout=120s crd/images.caching.internal.knative.dev "
+            "crd/certificates.networking.internal.knative.dev",
+            f"kubectl apply -f {_KNATIVE}/serving-core.yaml",
+            f"kubectl apply -f {_KOURIER}/kourier.yaml",
+            "kubectl -n knative-serving wait --for=condition=Available deployment --all --timeout=300s",
+            "kubectl -n kourier-system wait --for=condition=Available deployment --all --timeout=300s",
+            fix_overlay(profile),
+        ]
+    )
 
 
 def required_knative_settings(path: Path = KNATIVE_CONFIG) -> dict[str, dict[str, str]]:
@@ -116,12 +135,12 @@ def check(
 ) -> list[Problem]:
     """deployments/configmaps are keyed "namespace/name"; namespaces by name; None = missing."""
     problems: list[Problem] = []
-    fix_overlay = f"kubectl apply --server-side --field-manager=serverless-ai --force-conflicts -k {overlay(profile)}"
+    fix_settings, fix_knative_install = fix_overlay(profile), fix_knative(profile)
 
     # Knative Serving: CRD, controller running at the pinned version, the settings scale to zero needs.
     ksvc_crd = _crd(crds, "services.serving.knative.dev")
     if ksvc_crd is None or not _served(ksvc_crd, "v1"):
-        problems.append(Problem("Knative Serving", "CRD services.serving.knative.dev (v1) is not installed", FIX_KNATIVE))
+        problems.append(Problem("Knative Serving", "CRD services.serving.knative.dev (v1) is not installed", fix_knative_install))
     else:
         ctrl = deployments.get("knative-serving/controller")
         version = ((ctrl or {}).get("metadata") or {}).get("labels", {}).get("app.kubernetes.io/version", "")
@@ -132,12 +151,12 @@ def check(
             version,
             KNATIVE_VERSION,
             f"version {version or 'unknown'} installed",
-            FIX_KNATIVE,
+            fix_knative_install,
         )
         for name in ("activator", "autoscaler"):
             key = f"knative-serving/{name}"
             if deployments.get(key) is not None:
-                problems += _deployment("Knative Serving", key, deployments[key], "", "", "", FIX_KNATIVE)
+                problems += _deployment("Knative Serving", key, deployments[key], "", "", "", fix_knative_install)
         for cm_name, want in required_knative_settings().items():
             cm = configmaps.get(f"knative-serving/{cm_name}")
             have = (cm or {}).get("data") or {}
@@ -148,7 +167,7 @@ def check(
                     if cm is None
                     else f"knative-serving/{cm_name} needs " + ", ".join(f"{k}={want[k]!r} (has {have.get(k)!r})" for k in wrong)
                 )
-                problems.append(Problem("Knative settings", what, fix_overlay))
+                problems.append(Problem("Knative settings", what, fix_settings))
 
     # KServe (not for the knative profile, which runs Triton as a plain Knative Service).
     if profile != "knative":
@@ -179,7 +198,7 @@ def check(
 
     for ns in (release_namespace, "openfaas-fn"):
         if namespaces.get(ns) is None:
-            problems.append(Problem("Namespaces", f"namespace {ns} does not exist (with its Pod Security labels)", fix_overlay))
+            problems.append(Problem("Namespaces", f"namespace {ns} does not exist (with its Pod Security labels)", fix_settings))
 
     # A GPU somewhere, for the profiles that request one.
     if profile in ("gpu", "knative"):
@@ -191,7 +210,8 @@ def check(
                 Problem(
                     "GPU",
                     f"no node offers {GPU_RESOURCE} (allocatable)",
-                    "install NVIDIA's GPU operator (k8s/bootstrap.sh --profile gpu --gpu-operator) on GPU nodes; with a GPU node "
+                    "install NVIDIA's GPU operator (k8s/bootstrap.sh --profile gpu --gpu-operator; add --gpu-operator-driver=false "
+                    "where the node image has a driver) on GPU nodes; with a GPU node "
                     "group that scales from zero there may be none yet: then pass --skip-gpu-check (docs/kubernetes.md, "
                     "GPU node groups that scale from zero)",
                 )

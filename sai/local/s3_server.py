@@ -57,13 +57,15 @@ class S3Handle:
 
 
 def function_env(handle: S3Handle) -> dict[str, str]:
-    """Environment for object-classify so it talks to this server (credentials as env: the local
+    """Environment for object-classify so it talks to this server and its bucket, whatever
+    stack.yml's cluster settings (S3_ENDPOINT, UPLOADS_BUCKET) say (credentials as env: the local
     platform has no OpenFaaS secret files)."""
     return {
         "S3_ENDPOINT": handle.endpoint,
         "S3_REGION": handle.region,
         "S3_ACCESS_KEY_ID": handle.access_key,
         "S3_SECRET_ACCESS_KEY": handle.secret_key,
+        "RESULTS_BUCKET": handle.bucket,
         "RESULTS_PREFIX": RESULTS_PREFIX,
         "SOURCE_BUCKETS": handle.bucket,
     }

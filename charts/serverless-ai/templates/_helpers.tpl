@@ -297,11 +297,16 @@ runAsGroup: {{ $uid }}
 {{- join " " (sortAlpha $wrong) -}}
 {{- end -}}
 
-{{/* MinIO policy of object-classify's user (IAM JSON; mc admin policy create). */}}
+{{/* MinIO policy of object-classify's user (IAM JSON; mc admin policy create): what its S3 calls
+     need (tests/test_events_object_classify.py replays them against this). ListObjectsV2 is
+     s3:ListBucket on the bucket (MinIO cmd/bucket-listobjects-handlers.go), for the nightly
+     sweep's listing of inputPrefix only (condition s3:prefix). */}}
 {{- define "sai.minio.functionsPolicy" -}}
 {{- $oc := .Values.functions.objectClassify -}}
 {{- $results := default .Values.minio.uploadsBucket $oc.resultsBucket -}}
 {{- dict "Version" "2012-10-17" "Statement" (list
+      (dict "Effect" "Allow" "Action" (list "s3:ListBucket") "Resource" (list (printf "arn:aws:s3:::%s" .Values.minio.uploadsBucket))
+            "Condition" (dict "StringLike" (dict "s3:prefix" (list (printf "%s*" $oc.inputPrefix)))))
       (dict "Effect" "Allow" "Action" (list "s3:GetObject") "Resource" (list (printf "arn:aws:s3:::%s/%s*" .Values.minio.uploadsBucket $oc.inputPrefix)))
       (dict "Effect" "Allow" "Action" (list "s3:GetObject" "s3:PutObject" "s3:DeleteObject") "Resource" (list (printf "arn:aws:s3:::%s/%s*" $results $oc.resultsPrefix)))
     ) | toPrettyJson -}}

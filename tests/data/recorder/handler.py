@@ -16,8 +16,10 @@ def handle(event, context):
     seen = len([n for n in os.listdir(folder) if n.startswith(digest)])
     headers = {k: event.headers.get(k) for k in ("X-Topic", "X-Connector", "X-Call-Id", "Content-Type")}
     record = {"body": body, "headers": headers, "at": time.time(), "attempt": seen + 1}
-    with open(os.path.join(folder, f"{digest}-{uuid.uuid4().hex[:8]}.json"), "w") as f:
+    path = os.path.join(folder, f"{digest}-{uuid.uuid4().hex[:8]}.json")
+    with open(path + ".part", "w") as f:  # renamed when complete: tests read *.json while calls run
         json.dump(record, f)
+    os.replace(path + ".part", path)
     if seen < int(os.environ.get("FAIL_TIMES", "0")):
         return {"statusCode": 503, "body": json.dumps({"error": {"code": "busy", "message": "try later"}})}
     if "slow" in body:
