@@ -19,7 +19,9 @@ import pytest
 import requests
 from helpers import running_platform
 
+from common.result_keys import result_key
 from sai.local.processes import wait_until
+from sai.state import free_port
 
 pytestmark = pytest.mark.slow
 P = "com.openfaas.scale."
@@ -295,3 +297,53 @@ def test_memory_budget_unloads_the_least_recently_used_model(budget, cat_jpeg, c
     # text-embed runs: text_encoder is pinned; image-classify's model loads over budget rather than fail
     assert top(c.classify(cat_jpeg)) == "tiger cat"
     assert {"image_classifier", "text_encoder"} <= set(platform.triton.loaded)
+
+
+@pytest.fixture(scope="module")
+def slow_wake(tmp_path_factory):
+    """object-classify with its bucket events, going to zero after ZERO_S, and a wake timeout far
+    below its wake (~0.3 s): every call that wakes it outlasts the deadline."""
+    with running_platform(
+        tmp_path_factory.mktemp("sai-wake"),
+        only=["object-classify"],
+        with_s3=True,
+        s3_port=free_port(),
+        zero_duration_s=ZERO_S,
+        wake_timeout_s=0.02,
+        s3_event_retry_s=0.5,
+    ) as p:
+        yield Client(p)
+
+
+def test_past_the_wake_timeout_a_call_gets_503_and_the_wake_goes_on(slow_wake):
+    c, name = slow_wake, "object-classify"
+    assert c.at_zero(name, within=ZERO_S + 10)
+    woken = c.metric(f'sai_cold_starts_total{{function_name="{name}.openfaas-fn"}}')
+    r = requests.post(f"{c.url}/function/{name}", json={"Records": []}, timeout=30)
+    assert r.status_code == 503 and r.headers["Retry-After"].isdigit(), (r.status_code, r.headers)
+    assert r.json()["error"]["code"] == "function_unavailable" and "waking" in r.json()["error"]["message"]
+    # the wake was not cancelled with the call: the function comes up, and a retry is answered
+    assert wait_until(lambda: c.status(name)["availableReplicas"] == 1, 30, interval=0.05)
+    r = requests.post(f"{c.url}/function/{name}", json={"Records": []}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert c.metric(f'sai_cold_starts_total{{function_name="{name}.openfaas-fn"}}') == woken + 1  # one wake
+
+
+def test_a_bucket_event_wakes_its_function_and_is_not_lost(slow_wake, coffee_jpeg):
+    """An upload while object-classify is at zero: the event's first delivery gets the 503 of a wake
+    past its timeout, stays queued, and the retry is classified (the notifier retries, as MinIO does)."""
+    c, platform = slow_wake, slow_wake.platform
+    assert c.at_zero("object-classify", within=ZERO_S + 10)
+    s3 = platform.s3
+    key = "incoming/wake/coffee.jpg"
+    s3.client().put_object(Bucket=s3.bucket, Key=key, Body=coffee_jpeg)
+
+    def stored():
+        try:
+            return json.loads(s3.client().get_object(Bucket=s3.bucket, Key=result_key(s3.bucket, key))["Body"].read())
+        except Exception:  # noqa: BLE001 - not written yet
+            return None
+
+    assert wait_until(stored, 60, interval=0.2), "no result for the upload"
+    assert stored()["predictions"][0]["label"] == "espresso"
+    assert platform.s3_notifier.failed_attempts >= 1  # it did meet the function at zero, past the timeout

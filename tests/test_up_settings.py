@@ -54,6 +54,7 @@ def _values() -> dict[str, tuple[list[str], object]]:
         "triggers.nats_port": (["--nats-port", str(nats_port)], nats_port),
         "zero_duration_s": (["--zero-duration", "90s"], 90.0),
         "models_memory_mb": (["--models-memory", "700"], 700.0),
+        "wake_timeout_s": (["--wake-timeout", "12.5"], 12.5),
     }
 
 

@@ -7,7 +7,8 @@ API (PUT /system/functions, as `faas-cli deploy --label` sends them):
    second replica answers, and the throughput once it does, against the baseline;
 3. the load stops: the time back to 1 replica (after the down window) and then to 0 (zero-duration 8 s);
 4. a trickle of `--trickle` single calls at random gaps around a 1 s zero-duration, so calls land
-   while replicas drain and stop: every one must succeed (target: zero failed).
+   while replicas drain and stop: every one must succeed (target: zero failed); the wakes from zero
+   it caused are counted, which shows that it did cross steps to zero.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import random
 import threading
 import time
 import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from sai.bench.harness import Client, fmt, print_table, started_platform
 from sai.bench.image import photos
@@ -80,6 +83,20 @@ class Gateway:
             "PUT", "/system/functions", {"service": NAME, "image": fn["image"], "envVars": fn["envVars"], "labels": labels}
         )
 
+    def cold_starts(self) -> int:
+        """Wakes of image-classify from zero so far (the gateway's sai_cold_starts_total)."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=30) as resp:
+            families = text_string_to_metric_families(resp.read().decode())
+        return int(
+            sum(
+                s.value
+                for f in families
+                if f.name == "sai_cold_starts"
+                for s in f.samples
+                if s.name.endswith("_total") and s.labels["function_name"] == f"{NAME}.openfaas-fn"
+            )
+        )
+
     def when(self, test, timeout: float) -> float | None:
         """Seconds until test(function) holds, polling every 50 ms; None past the timeout."""
         start = time.monotonic()
@@ -118,11 +135,13 @@ def run(args) -> int:
 
         g.label({**SCALE_OUT, P + "zero": "true", P + "zero-duration": "1s"})
         failures, client, images = [], Client(url), photos()
+        wakes_before = g.cold_starts()
         for i in range(args.trickle):
             time.sleep(random.uniform(0.3, 2.5))
             status, body = client.post(f"/function/{NAME}", images[i % len(images)], "image/jpeg")
             if status != 200:
                 failures.append(f"{status} {body[:200]!r}")
+        wakes = g.cold_starts() - wakes_before  # proof that the trickle crossed steps to zero
         back = (
             f"{to_one:.1f} s to 1, then {to_zero:.1f} s more to 0" if to_one is not None and to_zero is not None else "not seen"
         )
@@ -135,6 +154,7 @@ def run(args) -> int:
             "failed_under_load": failed_load,
             "trickle_calls": args.trickle,
             "trickle_failed": failures,
+            "trickle_wakes": wakes,
             "waited_s": time.monotonic() - stopped,
         }
     rows = [
@@ -146,7 +166,12 @@ def run(args) -> int:
             f"2 replicas after {fmt(to_two, 2)} s" if to_two is not None else "never 2 replicas",
         ],
         ["load stops", "-", "-", back],
-        [f"{args.trickle} calls at 0.3-2.5 s gaps, zero-duration 1s", "-", "-", f"{len(failures)} failed (target 0)"],
+        [
+            f"{args.trickle} calls at 0.3-2.5 s gaps, zero-duration 1s",
+            "-",
+            "-",
+            f"{len(failures)} failed (target 0); {wakes} woke it from zero",
+        ],
     ]
     print()
     print_table(["phase", "img/s", "vs 1 replica", "what happened"], rows)

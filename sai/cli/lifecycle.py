@@ -142,6 +142,15 @@ def register(sub) -> None:
         help="memory Triton's loaded models may take: least recently used ones no running function calls are "
         "unloaded first, and functions that may scale to zero start at zero (default: no limit)",
     )
+    up.add_argument(
+        "--wake-timeout",
+        dest="wake_timeout_s",
+        type=_positive_seconds,
+        default=d.wake_timeout_s,
+        metavar="SECONDS",
+        help="a call held while its function wakes from zero gets 503 with Retry-After past this; the wake goes on "
+        "for the next try (default: %(default)s)",
+    )
     up.add_argument("--timeout", type=float, default=300, help="seconds to wait for readiness (default: %(default)s)")
     up.set_defaults(func=cmd_up)
 
@@ -171,6 +180,16 @@ def _zero_duration(text: str) -> float | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if seconds <= 0:
         raise argparse.ArgumentTypeError("it must be longer than 0s (or off)")
+    return seconds
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError("it must be more than 0")
     return seconds
 
 
