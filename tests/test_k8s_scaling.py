@@ -57,6 +57,8 @@ def knative_errors(ann: dict[str, str]) -> list[str]:
     for key in ("scale-to-zero-pod-retention-period", "scale-down-delay"):
         if (value := ann.get(K + key)) is not None and not 0 <= parse_duration(value) <= 3600:
             errors.append(f"{key}={value}")
+    if (delay := ann.get(K + "scale-down-delay")) is not None and parse_duration(delay) != round(parse_duration(delay)):
+        errors.append(f"scale-down-delay={delay} must be specified with at most second precision")
     if ann.get(K + "class") != "kpa.autoscaling.knative.dev":
         errors.append("not the KPA class (the only one that scales to zero)")
     if ann.get(K + "metric", "concurrency") not in ("concurrency", "rps"):
@@ -161,6 +163,8 @@ def test_knative_validation_port_can_fail():
     assert knative_errors({**ok, K + "metric": "cpu"})
     assert knative_errors({**ok, K + "target-utilization-percentage": "120"})
     assert knative_errors({**ok, K + "scale-to-zero-pod-retention-period": "2h"})
+    assert knative_errors({**ok, K + "scale-down-delay": "1500ms"})
+    assert knative_errors({**ok, K + "target": "0.001"})
 
 
 @pytest.mark.parametrize(
@@ -172,6 +176,11 @@ def test_knative_validation_port_can_fail():
         ({P + "target-proportion": "90"}, "target-proportion"),
         ({P + "min": "0"}, "com.openfaas.scale.min"),
         ({P + "min": "3", P + "max": "2"}, "max=2 is below com.openfaas.scale.min=3"),
+        ({P + "zero": "true", P + "zero-duration": "61m"}, "at most 1h"),
+        ({P + "zero": "true", P + "zero-duration": "1h0m1s"}, "at most 1h"),
+        ({P + "down.window": "1500ms"}, "whole seconds"),
+        ({P + "down.window": "5m1s"}, "at most 5m"),
+        ({P + "target": "0.001"}, "at least 0.01"),
     ],
 )
 def test_the_chart_refuses_labels_knative_cannot_honour(tmp_path, labels, message):

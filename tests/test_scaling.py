@@ -17,7 +17,7 @@ import time
 import grpc
 import pytest
 import requests
-from helpers import running_platform
+from helpers import project_copy, running_platform
 
 from common.result_keys import result_key
 from sai.local.processes import wait_until
@@ -262,6 +262,21 @@ def test_the_scale_api_drains_before_it_stops(scaling, cat_jpeg):
         c.scale(1)
 
 
+def test_the_scale_api_from_zero_loads_the_models_too(scaling, cat_jpeg):
+    """`faas-cli scale --replicas 1` for a function at zero whose model was unloaded: the replica
+    starts with its model, so its first call is answered (not Triton's "unknown model")."""
+    c, platform = scaling, scaling.platform
+    c.scale(0)  # clears the floor the previous test set; it goes to zero, its model after ZERO_S
+    try:
+        assert c.at_zero(within=ZERO_S + 10)
+        assert wait_until(lambda: repository_index(platform).get("image_classifier") == "UNAVAILABLE", ZERO_S + 10, interval=0.2)
+        c.scale(1)
+        assert repository_index(platform)["image_classifier"] == "READY"
+        assert top(c.classify(cat_jpeg)) == "tiger cat"
+    finally:
+        c.scale(1)
+
+
 @pytest.fixture(scope="module")
 def budget(tmp_path_factory):
     """image-classify and text-embed with a budget that holds image_classifier's stub or
@@ -347,3 +362,35 @@ def test_a_bucket_event_wakes_its_function_and_is_not_lost(slow_wake, coffee_jpe
     assert wait_until(stored, 60, interval=0.2), "no result for the upload"
     assert stored()["predictions"][0]["label"] == "espresso"
     assert platform.s3_notifier.failed_attempts >= 1  # it did meet the function at zero, past the timeout
+
+
+@pytest.fixture(scope="module")
+def broken_model(tmp_path_factory):
+    """image-classify on a copy of the project whose image_classifier the test can break while
+    the function is at zero."""
+    root = project_copy(tmp_path_factory.mktemp("wake-project"))
+    with running_platform(
+        tmp_path_factory.mktemp("sai-broken"),
+        stack_file=root / "stack.yml",
+        model_repository=root / "model_repository",
+        only=["image-classify"],
+        zero_duration_s=ZERO_S,
+    ) as p:
+        yield Client(p), root / "model_repository" / "image_classifier" / "1" / "model.onnx"
+
+
+def test_a_wake_whose_model_fails_to_load_answers_503_and_the_next_call_tries_again(broken_model, cat_jpeg):
+    (c, onnx), platform = broken_model, broken_model[0].platform
+    assert c.at_zero(within=ZERO_S + 10)
+    assert wait_until(lambda: repository_index(platform).get("image_classifier") == "UNAVAILABLE", ZERO_S + 10, interval=0.2)
+    good = onnx.read_bytes()
+    onnx.write_bytes(b"not an onnx model")
+    try:
+        r = c.classify(cat_jpeg)
+        assert r.status_code == 503 and r.headers["Retry-After"].isdigit(), (r.status_code, r.text)
+        error = r.json()["error"]
+        assert error["code"] == "function_unavailable" and "image_classifier" in error["message"], error
+        assert c.status()["replicas"] == 0  # no replica left running without its model
+    finally:
+        onnx.write_bytes(good)
+    assert top(c.classify(cat_jpeg)) == "tiger cat"  # the next call wakes it again, and this time it loads

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from sai.local.fleet import FunctionFleet
+from sai.local.function_replicas import RunningFunction
 from sai.local.model_deps import ensembles_using, needed_models
 from sai.local.model_memory import ModelBudget, stub_memory_mb
 from sai.local.platform_settings import Settings
@@ -91,8 +92,10 @@ class OnDemand:
                 raise RuntimeError("it was removed")
             fn.wanted = max(fn.wanted, self.policy(name).min)
             fn.start()  # processes spawned; they import while the models load
-            models = self.models(name)
-            self._load(models, last_used)
+            if failed := self._load(self.models(name), last_used):
+                fn.scale(0)  # no replica without its models: the next call tries the wake again
+                self.changed()
+                raise RuntimeError(f"its models did not load: {', '.join(sorted(failed))}")
             loaded = time.monotonic()
             fn.wait_ready()
             ready = time.monotonic()
@@ -106,11 +109,12 @@ class OnDemand:
             "total": ready - asked_at,
         }
 
-    def _load(self, models: set[str], last_used: dict[str, float]) -> None:
-        """Load `models`, first unloading the least recently used others past the budget."""
+    def _load(self, models: set[str], last_used: dict[str, float]) -> dict[str, str]:
+        """Load `models`, first unloading the least recently used others past the budget; those
+        that failed, with Triton's reason."""
         loaded = set(self.triton.loaded)
         if not models - loaded:
-            return
+            return {}
         victims = set(self.budget.room_for(models, loaded, self.pinned(), last_used))
         if victims:
             victims |= ensembles_using(self.settings.model_repository, victims, loaded - models)
@@ -122,6 +126,7 @@ class OnDemand:
         total = self.budget.measure(server.process.pid if server and server.process else None, set(self.triton.loaded))
         if self.budget.limit_mb is not None and total > self.budget.limit_mb:
             log.warning("models take %.0f MB, over the budget of %.0f MB: the others are in use", total, self.budget.limit_mb)
+        return failed
 
     def _unload(self, models: set[str], wait: bool = False) -> set[str]:
         """Unload `models`; `wait`: until their stubs have exited (Triton answers while it still
@@ -137,13 +142,16 @@ class OnDemand:
                 log.warning("the stubs of %s still run %.0f s after their unload", ", ".join(sorted(done)), UNLOAD_WAIT_S)
         return done
 
-    def resize(self, name: str, replicas: int) -> None:
-        """Run `replicas` processes of `name`: start the missing ones and wait until they listen,
-        or stop the last ones (the scaler drained them)."""
+    def resize(self, name: str, replicas: int, fn: RunningFunction, last_used: dict[str, float]) -> None:
+        """Run `replicas` processes of `fn`: start the missing ones, with the models they call (the
+        scale API may start a function at zero whose models were unloaded), and wait until they
+        listen, or stop the last ones (the scaler drained them). Nothing if `name` was redeployed or
+        removed since the scaler chose `fn`: its drain was of the replicas that are gone."""
         with self.lock:
-            fn = self.fleet.functions.get(name)
-            if fn is None:
+            if self.fleet.functions.get(name) is not fn:
                 return
+            if replicas > 0:
+                self._load(self.models(name), last_used)  # failures logged; its calls get Triton's error
             fn.scale(replicas)
             self.changed()
         log.info("function %s now runs %d replica(s)", name, replicas)

@@ -1,8 +1,8 @@
 """OpenFaaS's scaling labels (`com.openfaas.scale.*`), read from stack.yml and the deploy API.
 
 Names, meanings and defaults are OpenFaaS Pro's autoscaler's (openfaas/docs
-docs/architecture/autoscaling.md and docs/openfaas-pro/scale-to-zero.md at 7962ff8e; the Pro
-source is not public):
+docs/architecture/autoscaling.md and docs/openfaas-pro/scale-to-zero.md at eac50c7, down.window
+since 9d5fd44; the Pro source is not public):
 
   label                 meaning                                                  OpenFaaS default
   min                   lowest replicas while running; what a wake starts        1

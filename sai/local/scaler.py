@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from sai.local.autoscale import Autoscaler, LoadMeter
+from sai.local.function_replicas import RunningFunction
 from sai.local.scale_policy import ScalePolicy
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,10 @@ class ScaleOps(Protocol):
         `last_used`), start its `min` replicas, wait until they listen; seconds per phase, "total"
         from `asked_at` (monotonic) until it listens."""
 
-    def resize(self, name: str, replicas: int) -> None:
-        """Run `replicas` processes: start the missing ones and wait for them, or stop the last ones."""
+    def resize(self, name: str, replicas: int, fn: RunningFunction, last_used: dict[str, float]) -> None:
+        """Run `replicas` processes of `fn` (nothing if `name` is no longer `fn`: redeployed): start
+        the missing ones, with the models they call (within the budget, as a wake), and wait for
+        them, or stop the last ones."""
 
     def unload_idle(self, models: set[str]) -> set[str]:
         """Unload those of `models` that no function with replicas still needs; those unloaded."""
@@ -168,18 +171,23 @@ class Scaler:
     async def set_replicas(self, name: str, replicas: int) -> None:
         """Run `replicas` now (the scale API): what is in flight for the function finishes first;
         going down, the leaving replicas drain before they stop."""
-        while (change := self.changes.get(name)) is not None and change.task is not None:
+        while (pending := self._pending(name)) is not None:  # a tick may start a change after a wake
             with contextlib.suppress(Exception):
-                await asyncio.shield(change.task)
-        if (wake := self.wakes.get(name)) is not None and not wake.done():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(wake)
+                await asyncio.shield(pending)
         fn = self.functions.get(name)
         if fn is None or (fn.wanted == replicas == len(fn.replicas)):
             return
         log.info("function %s: %d -> %d replicas (the scale API)", name, fn.wanted, replicas)
-        task = self._apply(name, replicas)
+        task = self._apply(name, replicas)  # no await since the loop saw nothing pending
         await asyncio.shield(task)
+
+    def _pending(self, name: str) -> asyncio.Future | None:
+        """The change or wake of `name` still running, if any."""
+        if (change := self.changes.get(name)) is not None and change.task is not None:
+            return change.task
+        if (wake := self.wakes.get(name)) is not None and not wake.done():
+            return wake
+        return None
 
     def model_last_used(self) -> dict[str, float]:
         """Model -> the last call of any function that calls it (for the memory budget's LRU)."""
@@ -242,11 +250,12 @@ class Scaler:
                 log.info("function %s stays at %d replicas: calls came while it drained", name, len(fn.replicas))
                 return
             change.committed = True
-            await loop.run_in_executor(None, self.ops.resize, name, change.target)
+            await loop.run_in_executor(None, self.ops.resize, name, change.target, fn, self.model_last_used())
         except Exception:  # noqa: BLE001 - logged; the next tick tries again
             log.exception("function %s: scaling to %d failed", name, change.target)
         finally:
-            self.changes.pop(name, None)
+            if self.changes.get(name) is change:
+                del self.changes[name]
 
     def _unload_idle_models(self, now: float) -> None:
         needed = {m for n, fn in self.functions.items() if fn.wanted > 0 or n in self.changes for m in self.ops.models(n)}
