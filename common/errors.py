@@ -99,6 +99,7 @@ ERROR_CODES = {
     "invalid_deployment": "a FunctionDeployment without a valid service, image, secrets or string maps",
     "unknown_image": "a deployment's image matches no function folder of the checkout",
     "invalid_annotation": "a trigger annotation (topic, schedule) that no connector could use",
+    "invalid_label": "a com.openfaas.scale.* label that does not parse or is out of range (docs/scaling.md)",
     "function_exists": "a function of that name is deployed already (update it with PUT)",
     "function_not_started": "a deployed function's process did not start (see its log)",
     "secret_not_found": "no secret of that name",

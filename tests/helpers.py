@@ -41,6 +41,9 @@ def running_platform(state_dir, **settings):
     functions of stack.yml (or `only`), the gateway."""
     ports = {k: free_port() for k in ("port", "triton_http_port", "triton_grpc_port", "triton_metrics_port")}
     settings.setdefault("triggers", TriggerSettings(nats_port=free_port()))
+    # Functions stay up unless a test asks otherwise: a session outlasts the 15 min default, and a
+    # test that reads a function's process should not find it scaled to zero (test_scaling.py does that).
+    settings.setdefault("zero_duration_s", None)
     running = Platform(Settings(state_dir=state_dir, **{**ports, **settings}))
     running.start()
     try:

@@ -70,9 +70,35 @@ def test_bench_image_compare_serves_the_same_file_from_a_plain_server(gateway):
 def test_bench_startup_measures_ready_time_and_memory():
     out = bench("startup", "--repeats", "1", "--json")
     assert "ready s" in out and "RSS per process (MB)" in out
-    only, whole = last_json(out)
+    only, whole, zero, kserve = last_json(out)
+    # idle: no function process and no backend stub left, far below the whole platform running
+    assert zero["platform"] == "at zero" and not [p for p in zero["rss_mb"] if p.startswith(("function", "triton stub"))]
+    assert {"gateway", "triton core"} <= set(zero["rss_mb"])
+    assert zero["rss_total_mb"] < only["rss_total_mb"]
     assert only["platform"] == "image-classify" and whole["platform"] == "all"
+    # the baseline: a plain KServe ModelServer (one process) on the same file, and the ratio to it
+    assert kserve["platform"] == "kserve" and 0 < kserve["rss_total_mb"] < only["rss_total_mb"]
+    assert "--only image-classify / KServe ModelServer RSS:" in out
     assert 0 < only["ready_s"] < 120 and 0 < only["pss_total_mb"] <= only["rss_total_mb"]
     # --only image-classify runs one function and image_classifier's stubs; the whole platform more.
     assert [k for k in only["rss_mb"] if k.startswith("function")] == ["function image-classify"]
     assert len(only["rss_mb"]) < len(whole["rss_mb"]) and only["rss_total_mb"] < whole["rss_total_mb"]
+
+
+def test_bench_coldstart_times_a_wake_from_zero_with_its_phases():
+    out = bench("coldstart", "--functions", "image-classify", "--repeats", "1", "--json")
+    unloaded, loaded = last_json(out)
+    assert (unloaded["case"], loaded["case"]) == ("unloaded", "loaded")
+    for row in (unloaded, loaded):
+        assert 0 < row["first_byte_s"] <= row["total_s"] < 60 and row["warm_s"] < row["total_s"]
+        assert row["phases"]["total"] > 0 and row["phases"]["process"] > 0 and row["phases"]["first_request"] > 0
+    assert unloaded["phases"]["models"] > loaded["phases"]["models"]  # it loaded the model, the other found it
+    assert "<= 2.0 s:" in out and "<= 1.0 s:" in out  # the targets, met or not
+
+
+def test_bench_scaling_runs_its_phases():
+    out = bench("scaling", "--clients", "4", "--seconds", "6", "--trickle", "4", "--json")
+    doc = json.loads(out[out.index("\n{") + 1 :])
+    assert doc["one_replica_per_s"] > 0 and doc["trickle_failed"] == [] and doc["failed_under_load"] == 0
+    assert doc["trickle_calls"] == 4 and 0 <= doc["trickle_wakes"] <= 4
+    assert "| phase" in out and "failed (target 0)" in out

@@ -155,7 +155,7 @@ def test_validator_rejects_unknown_fields_and_unknown_kinds(rendered, validator)
     [
         ("triton.minReplicas=-1", "minReplicas"),
         ("triton.maxReplicas=0", "maxReplicas"),
-        ("functions.minReplicas=-3", "minReplicas"),
+        ("functions.labels.com\\.openfaas\\.scale\\.max=0", "com.openfaas.scale.max"),
         ("triton.gpu=-1", "gpu"),
         ("timeouts.tritonColdStartSeconds=-5", "tritonColdStartSeconds"),
         ("timeouts.marginSeconds=0", "marginSeconds"),
@@ -1008,4 +1008,5 @@ def test_values_documented():
     readme = (CHART_DIR / "README.md").read_text()
     for path in leaf_paths(yaml.safe_load(text)):
         top = re.sub(r"\.(requests|limits)\..*$", "", path)
+        top = re.sub(r"\.labels\..*$", ".labels", top)  # a map of labels, documented as a whole
         assert f"`{path}`" in readme or f"`{top}`" in readme, f"{path} missing from charts/serverless-ai/README.md"

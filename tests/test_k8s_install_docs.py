@@ -335,6 +335,7 @@ def test_what_ce_cannot_do_is_stated(claim):
     section = DOC.read_text().split("## What OpenFaaS CE cannot do", 1)[1].split("\n## ", 1)[0]
     assert claim in section
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["functions"]
-    assert values["maxReplicas"] <= 5 and values["mode"] == "none"
+    assert int(values["labels"]["com.openfaas.scale.max"]) <= 5 and values["mode"] == "none"
     knative = yaml.safe_load((CHART_DIR / "values-knative.yaml").read_text())["functions"]
-    assert knative["mode"] == "knative" and knative["minReplicas"] == 0, "the documented way to scale functions to zero"
+    # the documented way to scale functions to zero (tests/test_k8s_scaling.py: the annotations it renders)
+    assert knative["mode"] == "knative" and knative["labels"]["com.openfaas.scale.zero"] == "true"

@@ -119,3 +119,29 @@ def test_portal_classifies_a_photo_and_shows_text_results_and_errors(platform, b
     # the page did everything above under its Content-Security-Policy, with nothing refused
     refused = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
     assert refused == [], refused
+
+
+def test_portal_shows_a_function_at_zero_and_marks_its_cold_start(platform, browser):
+    """text-keywords scaled to zero through the API shows 0/0 and how it wakes; a call wakes it,
+    and the list marks the cold start. Runs after the test above, whose sign-in the page keeps."""
+    import requests
+    from selenium.webdriver.common.by import By
+
+    name = "text-keywords"
+    row = f'#functions tr[data-function="{name}"]'
+    scale = f"{platform.gateway_url}/system/scale-function/{name}"
+    assert requests.post(scale, json={"replicas": 0}, auth=platform.credentials, timeout=60).status_code == 202
+    try:
+        browser.get(platform.gateway_url + "/ui/")
+        cell = _wait(browser, lambda d: (t := _text_of(f"{row} .replicas")(d)) and t.startswith("0/0") and t)
+        assert "scaled to zero: a call wakes it" in cell
+        assert "zero" in browser.find_element(By.CSS_SELECTOR, row).get_attribute("class")
+        r = requests.post(f"{platform.gateway_url}/function/{name}", json={"text": "Functions wake on a call."}, timeout=120)
+        assert r.status_code == 200, r.text
+        woke = _wait(
+            browser, lambda d: (t := _text_of(f"{row} .replicas")(d)) and t.startswith("1/1") and "cold start" in t and t
+        )
+        assert "scaled to zero" not in woke
+        browser.save_screenshot(str(ARTEFACTS / "portal-cold-start.png"))
+    finally:
+        requests.post(scale, json={"replicas": 1}, auth=platform.credentials, timeout=60)

@@ -145,10 +145,12 @@ def test_scale_to_two_replicas_that_both_serve(faas, api):
         api.supervise_once()
         time.sleep(0.2)
     assert faas("GET", "/system/function/echo").json()["availableReplicas"] == 2
-    # CE's gateway clamps to 1..5 (gateway/scaling/ranges.go); back to one
+    # 0 scales to zero now, as OpenFaaS Pro allows (CE refuses it); the next call wakes one replica
     assert faas("POST", "/system/scale-function/echo", {"serviceName": "echo", "replicas": 0}).status_code == 202
-    assert faas("GET", "/system/function/echo").json()["replicas"] == 1
+    assert faas("GET", "/system/function/echo").json()["replicas"] == 0
+    assert not api.functions["echo"].replicas and not any(os.path.exists(f"/proc/{p}") for p in pids)
     assert set(hostnames(api.gateway_url, 3)) == {"echo-0"}
+    assert faas("GET", "/system/function/echo").json()["replicas"] == 1
     assert_error(faas("POST", "/system/scale-function/nope", {"serviceName": "nope", "replicas": 1}), 404)
     assert_error(faas("POST", "/system/scale-function/echo", {"replicas": "two"}), 400)
 

@@ -52,6 +52,9 @@ def _values() -> dict[str, tuple[list[str], object]]:
         "auth_functions": (["--auth-functions"], True),
         "triggers.nats_url": (["--nats-url", "nats://127.0.0.1:9"], "nats://127.0.0.1:9"),  # no topic here: never dialled
         "triggers.nats_port": (["--nats-port", str(nats_port)], nats_port),
+        "zero_duration_s": (["--zero-duration", "90s"], 90.0),
+        "models_memory_mb": (["--models-memory", "700"], 700.0),
+        "wake_timeout_s": (["--wake-timeout", "12.5"], 12.5),
     }
 
 

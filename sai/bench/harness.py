@@ -117,28 +117,33 @@ def platform_or(gateway: str | None, only: list[str]):
 
 
 @contextlib.contextmanager
-def started_platform(only: list[str]):
+def started_platform(only: list[str], extra: list[str] = ()):
     """Yield (gateway URL, state folder, seconds until ready) of a platform started for this run
     on free ports, in its own process as `sai up` runs it (so the load generator does not share
-    the gateway's GIL). Ready = the supervisor wrote its state file, which it does once Triton has
-    loaded its models, every function listens and the gateway serves (what `sai up` waits for)."""
+    the gateway's GIL), with `extra` options of `sai up`. Ready = the supervisor wrote its state
+    file, which it does once Triton has loaded its models, every function listens and the gateway
+    serves (what `sai up` waits for)."""
     state = pathlib.Path(tempfile.mkdtemp(prefix="sai-bench-"))
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "sai",
-        "up",
-        "--foreground",
-        "--port",
-        str(port),
-        "--triton-http-port",
-        str(free_port()),
-        "--triton-grpc-port",
-        str(free_port()),
-        "--triton-metrics-port",
-        str(free_port()),
-    ] + [a for name in only for a in ("--only", name)]
+    argv = (
+        [
+            sys.executable,
+            "-m",
+            "sai",
+            "up",
+            "--foreground",
+            "--port",
+            str(port),
+            "--triton-http-port",
+            str(free_port()),
+            "--triton-grpc-port",
+            str(free_port()),
+            "--triton-metrics-port",
+            str(free_port()),
+        ]
+        + [a for name in only for a in ("--only", name)]
+        + list(extra)
+    )
     print(f"starting a platform for the benchmark (state in {state}) ...", file=sys.stderr, flush=True)
     with open(state / "platform.log", "wb") as log:
         start = time.perf_counter()
@@ -161,9 +166,12 @@ def platform_processes(state_dir: pathlib.Path) -> dict[str, int]:
     state = read_state(state_dir)
     triton = state["triton"]["pid"]
     procs = {"gateway": state["pid"], "triton core": triton}
-    procs.update({f"function {name}": fn["pid"] for name, fn in state["functions"].items()})
+    procs.update({f"function {name}": fn["pid"] for name, fn in state["functions"].items() if fn["pid"]})  # none at zero
     children = psutil.Process(triton).children()
     procs.update({f"triton stub {i}": child.pid for i, child in enumerate(children, 1)})
+    for record in state.get("processes") or []:  # the rest `sai up` runs (the S3 server, NATS for topics)
+        if record and record["pid"] not in procs.values() and psutil.pid_exists(record["pid"]):
+            procs[psutil.Process(record["pid"]).name()] = record["pid"]
     return procs
 
 

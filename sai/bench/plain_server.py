@@ -23,18 +23,25 @@ from sai import paths
 from sai.bench.image import local_config, onnx_session
 
 
-def make_app(threads: int) -> web.Application:
+def classifier():
+    """image bytes -> image-classify's top 5, in this process (also sai/bench/kserve_server.py's)."""
     repo = paths.model_repository() / "image_classifier"
     spec = imaging.ImageSpec(local_config(repo))
     session = onnx_session(repo)
     labels = (repo / "labels.txt").read_text().splitlines()
-    pool = concurrent.futures.ThreadPoolExecutor(threads)
 
     def classify(data: bytes) -> dict:
         img = imaging.decode(data, min_short_side=spec.short_side)
         (probs,) = session.run(["probabilities"], {spec.input: spec.tensor(img)[np.newaxis]})
         top = np.argsort(probs[0])[::-1][:5]
         return {"predictions": [{"label": labels[i], "class_id": int(i), "score": round(float(probs[0][i]), 6)} for i in top]}
+
+    return classify
+
+
+def make_app(threads: int) -> web.Application:
+    classify = classifier()
+    pool = concurrent.futures.ThreadPoolExecutor(threads)
 
     async def handle(request: web.Request) -> web.Response:
         data = await request.read()

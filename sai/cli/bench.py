@@ -1,11 +1,11 @@
-"""`sai bench image | text | overload`: benchmarks that print figures and ratios against a baseline measured
+"""`sai bench image | text | startup | coldstart | scaling | overload`: benchmarks that print figures and ratios against a baseline measured
 in the same run."""
 
 from __future__ import annotations
 
 import argparse
 
-from sai.bench import image, overload, startup, text
+from sai.bench import cold_starts, image, overload, scaling, startup, text
 
 
 def register(sub) -> None:
@@ -17,6 +17,20 @@ def register(sub) -> None:
     p.add_argument("--repeats", type=int, default=3, help="starts per platform; medians reported (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="also print the figures as JSON")
     p.set_defaults(func=startup.run)
+    p = bsub.add_parser(
+        "coldstart",
+        help="seconds to the answer from zero, per function, with its model unloaded and loaded",
+    )
+    p.add_argument("--functions", default=cold_starts.FUNCTIONS, help="comma-separated (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="cold starts per function and case; medians (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    p.set_defaults(func=cold_starts.run)
+    p = bsub.add_parser("scaling", help="image-classify scaling out under load, back to zero, and no call lost while it does")
+    p.add_argument("--clients", type=int, default=8, help="concurrent clients of the load phases (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=20, help="length of each load phase (default: %(default)s)")
+    p.add_argument("--trickle", type=int, default=30, help="calls of the trickle across scale-downs (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    p.set_defaults(func=scaling.run)
     p = bsub.add_parser(
         "overload", help="31 MB body flood (gateway RSS) and 256 concurrent clients (status codes)", add_help=False
     )

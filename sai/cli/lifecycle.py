@@ -23,6 +23,7 @@ from sai.local.callbacks import CallbackPolicy
 from sai.local.platform import Platform
 from sai.local.platform_settings import SAI_PORT, Settings, settings_path
 from sai.local.processes import listens_on, recorded_tree, stop_processes, tail, wait_until
+from sai.local.scale_policy import parse_duration
 from sai.local.triggers.runtime import trigger_lines
 from sai.sai_error import SaiError
 from sai.state import (
@@ -124,6 +125,32 @@ def register(sub) -> None:
         default=d.triggers.nats_port,
         help="port of the NATS server started for topics (default: %(default)s)",
     )
+    up.add_argument(
+        "--zero-duration",
+        dest="zero_duration_s",
+        type=_zero_duration,
+        default=d.zero_duration_s,
+        metavar="DURATION|off",
+        help="scale a function that sets no com.openfaas.scale.zero label to zero after this idle time, a Go "
+        "duration such as 15m or 30s; off: never, OpenFaaS's default (default: 15m; docs/scaling.md)",
+    )
+    up.add_argument(
+        "--models-memory",
+        dest="models_memory_mb",
+        type=float,
+        metavar="MB",
+        help="memory Triton's loaded models may take: least recently used ones no running function calls are "
+        "unloaded first, and functions that may scale to zero start at zero (default: no limit)",
+    )
+    up.add_argument(
+        "--wake-timeout",
+        dest="wake_timeout_s",
+        type=_positive_seconds,
+        default=d.wake_timeout_s,
+        metavar="SECONDS",
+        help="a call held while its function wakes from zero gets 503 with Retry-After past this; the wake goes on "
+        "for the next try (default: %(default)s)",
+    )
     up.add_argument("--timeout", type=float, default=300, help="seconds to wait for readiness (default: %(default)s)")
     up.set_defaults(func=cmd_up)
 
@@ -142,6 +169,28 @@ def register(sub) -> None:
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing lines as they are written (Ctrl-C stops)")
     logs.add_argument("--call", metavar="ID", help="every line of the call with this X-Call-Id, in every component's log")
     logs.set_defaults(func=cmd_logs)
+
+
+def _zero_duration(text: str) -> float | None:
+    if text == "off":
+        return None
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("it must be longer than 0s (or off)")
+    return seconds
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError("it must be more than 0")
+    return seconds
 
 
 def _settings(args) -> Settings:
@@ -332,6 +381,9 @@ def cmd_status(args) -> int:
     rows.append(_row("triton", triton["url"], triton, ours and http_ok(f"http://{triton['url']}/v2/health/ready")))
     for name, fn in state["functions"].items():
         port = (fn["url"] or "").rpartition(":")[2]
+        if fn.get("replicas") == 0:  # scaled to zero: nothing to listen, and a call wakes it
+            rows.append({**_row(f"function/{name}", "-", fn, True), "status": "ZERO"})
+            continue
         rows.append(_row(f"function/{name}", fn["url"] or "-", fn, bool(port) and listens_on(fn["pid"], int(port))))
     if state.get("s3"):
         rows.append(_row("s3 (moto)", state["s3"], {}, http_ok(state["s3"] + "/")))
@@ -348,13 +400,17 @@ def cmd_status(args) -> int:
         print(f"platform supervisor pid {pid}; logs in {state['logs']}")
         for row in rows:
             notes = [f"{row['restarts']} restart(s)"] if row.get("restarts") else []
-            if row.get("replicas", 1) > 1:
+            if "replicas" in row:  # a function: ready/wanted, and how long it has been idle at zero
                 notes.append(f"{row['available_replicas']}/{row['replicas']} replicas")
+                if row.get("idle_s") is not None:
+                    notes.append(f"idle {_duration(row['idle_s'])}, wakes on a call")
             if row.get("liveness_failures"):
                 notes.append(f"{row['liveness_failures']} liveness probe(s) failed")
             print(f"  {row['status']:8} {row['name']:28} {row['address']}  {', '.join(notes)}".rstrip())
             if row.get("last_log"):
                 print("           last log lines:\n" + "\n".join("             " + line for line in row["last_log"].splitlines()))
+        if models := state.get("models"):
+            print(f"  {_models_line(models)}")
         if events and events["queued"]:
             print(f"  {events['queued']} S3 event(s) queued for object-classify; last delivery: {events['last_error']}")
         for line in trigger_lines(triggers):
@@ -368,10 +424,23 @@ def _row(name: str, address: str, recorded: dict, ready: bool) -> dict:
     state = recorded.get("state", "running")
     status = "FAILED" if state == "FAILED" else "READY" if ready else "RESTARTING" if state == "restarting" else "DOWN"
     row = {"name": name, "address": address, "ready": ready and state != "FAILED", "status": status}
-    row.update({k: recorded[k] for k in ("restarts", "liveness_failures", "last_log", "replicas") if recorded.get(k)})
-    if recorded.get("replicas"):
-        row["available_replicas"] = recorded.get("available_replicas", 0)
+    row.update({k: recorded[k] for k in ("restarts", "liveness_failures", "last_log") if recorded.get(k)})
+    if "replicas" in recorded:
+        row.update({k: recorded.get(k) for k in ("replicas", "available_replicas", "idle_s")})
     return row
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _models_line(models: dict) -> str:
+    """Triton's loaded models with their memory, and the budget (`sai up --models-memory`)."""
+    loaded = ", ".join(f"{m} {mb:.0f} MB" for m, mb in models["loaded"].items()) or "none"
+    budget = f" of a {models['budget_mb']:.0f} MB budget" if models.get("budget_mb") is not None else ""
+    return f"models loaded: {loaded}; {models['memory_mb']:.0f} MB{budget}"
 
 
 def cmd_logs(args) -> int:

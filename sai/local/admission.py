@@ -26,12 +26,24 @@ class Busy(GatewayError):
 
 
 class Admission:
-    """Slots for one function; max_inflight 0 means unlimited (of-watchdog's default)."""
+    """Slots for one function, shared by its replicas: `per_replica` (of-watchdog's max_inflight,
+    a limit per process) times the replicas that answer; 0 means unlimited (of-watchdog's default)."""
 
-    def __init__(self, name: str, max_inflight: int = 0, max_queued: int = 0, wait_s: float = 10.0):
-        self.name, self.max_inflight, self.max_queued, self.wait_s = name, max_inflight, max_queued, wait_s
+    def __init__(self, name: str, per_replica: int = 0, max_queued: int = 0, wait_s: float = 10.0):
+        self.name, self.per_replica, self.max_queued, self.wait_s = name, per_replica, max_queued, wait_s
+        self.max_inflight = per_replica
         self.inflight = 0
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
+
+    def replicas(self, n: int) -> None:
+        """The function now has `n` replicas that answer (at least one slot's worth while it wakes):
+        the limit follows, and waiting calls take the slots a larger limit frees."""
+        self.max_inflight = self.per_replica * max(n, 1)
+        while self._waiters and self.inflight < self.max_inflight:
+            slot = self._waiters.popleft()
+            if not slot.done():
+                self.inflight += 1
+                slot.set_result(None)
 
     async def enter(self, queue: bool = True) -> None:
         """Take a slot, or raise Busy. `queue=False` (async workers) waits without the queue's bounds."""

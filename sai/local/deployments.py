@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from sai.local.responses import GatewayError
+from sai.local.scale_policy import LabelError, scale_policy
 from sai.local.stack import Function, Stack
 from sai.local.triggers.annotations import AnnotationError, check_annotations
 
@@ -29,23 +30,6 @@ NAMESPACE = "openfaas-fn"  # the one namespace of the local platform (/system/na
 SERVICE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a DNS-1123 label, as faas-netes requires
 # an image name's last path component (distribution/reference grammar): never '..' or a hidden name
 IMAGE_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-
-
-# OpenFaaS CE's bounds on replicas (openfaas/faas gateway/scaling/ranges.go): the scale API
-# clamps to 1..5, and com.openfaas.scale.min/max labels narrow that per function.
-MIN_REPLICAS, MAX_REPLICAS = 1, 5
-SCALE_MIN_LABEL, SCALE_MAX_LABEL = "com.openfaas.scale.min", "com.openfaas.scale.max"
-
-
-def scale_bounds(spec: Function) -> tuple[int, int]:
-    """(min, max) replicas from the function's labels, within CE's 1..5."""
-
-    def label(key: str, default: int) -> int:
-        value = spec.labels.get(key, "")
-        return min(max(int(value), MIN_REPLICAS), MAX_REPLICAS) if value.isdigit() else default
-
-    high = label(SCALE_MAX_LABEL, MAX_REPLICAS)
-    return min(label(SCALE_MIN_LABEL, MIN_REPLICAS), high), high
 
 
 class DeployError(GatewayError):
@@ -133,6 +117,10 @@ def check_request(request: object) -> dict:
     for key in ("envVars", "labels", "annotations"):
         if (value := _string_map(request, key)) is not None:
             checked[key] = value
+    try:  # the scaling labels mean what they mean on OpenFaaS Pro: a bad one is refused, not ignored
+        scale_policy(_string_map(request, "labels") or {})
+    except LabelError as exc:
+        raise DeployError(400, "invalid_label", str(exc)) from None
     check_environment(_string_map(request, "envVars") or {})
     try:  # trigger annotations (topic, schedule) that no connector could use
         check_annotations(_string_map(request, "annotations") or {})

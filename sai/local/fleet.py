@@ -15,11 +15,13 @@ import logging
 import os
 import pathlib
 import shutil
+from dataclasses import replace
 
-from sai.local.deployments import MAX_REPLICAS, MIN_REPLICAS, DeployError, Deployments, check_request, image_base, resolve
+from sai.local.deployments import DeployError, Deployments, check_request, image_base, resolve
 from sai.local.function_replicas import RunningFunction
 from sai.local.platform_settings import Settings
 from sai.local.processes import restart_when_due
+from sai.local.scale_policy import MAX_REPLICAS, LabelError, ScalePolicy, scale_policy
 from sai.local.secrets_store import SecretStore
 from sai.local.stack import Function, Stack, build_context, load_stack
 
@@ -47,6 +49,8 @@ class FunctionFleet:
         unknown = set(settings.only or []) - set(self.stack.functions)
         if unknown:
             raise ValueError(f"not in {settings.stack_file.name}: {', '.join(sorted(unknown))}")
+        for spec in self.stack.functions.values():
+            self.policy(spec)  # a bad scaling label stops `sai up` with its name
         # Extra environment per function: the settings', and what the platform adds (the local S3's).
         self.extra_env = {name: dict(env) for name, env in settings.function_env.items()}
         self.functions: dict[str, RunningFunction] = {}
@@ -69,9 +73,27 @@ class FunctionFleet:
         """A function's replicas (not started), on `context` or a fresh build context."""
         context = context or build_context(self.stack, spec, self.build / spec.name)
         log_path = self.logs / f"function-{spec.name}.log"
-        replicas = self.deployments.replicas.get(spec.name)
         env = env if env is not None else self.function_env(spec)
-        return RunningFunction(spec, context, env, log_path, self.settings.restarts(), replicas)
+        return RunningFunction(spec, context, env, log_path, self.settings.restarts(), self.initial_replicas(spec))
+
+    def initial_replicas(self, spec: Function) -> int:
+        """What `spec` starts with: the scale API's count, kept across restarts, else its min; 0
+        with a models budget when it may scale to zero, so no model loads before a call needs it."""
+        replicas = self.deployments.replicas.get(spec.name)
+        if replicas is not None:
+            return replicas
+        policy = self.policy(spec)
+        return 0 if policy.zero and self.settings.models_memory_mb is not None else policy.min
+
+    def policy(self, spec: Function) -> ScalePolicy:
+        """How `spec` scales here: its labels, this platform's defaults, and at least the count
+        the scale API set (`faas-cli scale` sets a floor the autoscaler keeps; docs/scaling.md)."""
+        try:
+            policy = scale_policy(spec.labels, self.settings.scale_defaults())
+        except LabelError as exc:
+            raise ValueError(f"function {spec.name}: {exc}") from None
+        floor = self.deployments.replicas.get(spec.name, 0)
+        return replace(policy, min=max(policy.min, floor), max=max(policy.max, floor)) if floor else policy
 
     def specs(self) -> list[Function]:
         """The functions `start` starts: all of the stack, or those of `--only`."""
@@ -150,16 +172,13 @@ class FunctionFleet:
         self.deployments.remove(name, in_stack=name in load_stack(self.settings.stack_file).functions)
 
     def scale(self, name: str, replicas: int) -> int:
-        """Run `replicas` processes of `name` (clamped to 1..5, as OpenFaaS CE's gateway does in
-        gateway/scaling/ranges.go); returns the count now running."""
-        replicas = min(max(replicas, MIN_REPLICAS), MAX_REPLICAS)
+        """Record the replicas the scale API asked for (at most 5, as OpenFaaS CE's gateway clamps
+        in gateway/scaling/ranges.go; 0 as OpenFaaS Pro allows): the autoscaler's floor from now on,
+        and what `sai up` starts it with. Returns the count; the autoscaler applies it."""
+        replicas = min(max(replicas, 0), MAX_REPLICAS)
         if name not in self.functions:
             raise DeployError(404, "function_not_found", f"no function named {name!r}")
-        fn = self.functions[name]
-        if replicas != fn.wanted:
-            fn.scale(replicas)
-            self.deployments.scale(name, replicas)
-            log.info("function %s scaled to %d replicas", name, replicas)
+        self.deployments.scale(name, replicas)
         return replicas
 
     # -- sai reload ---------------------------------------------------------------------------------

@@ -2,20 +2,21 @@
 own loopback port (the python3-http-debian contract, function_runner.py); `RunningFunction` is a
 function's replicas, which the gateway calls in turn.
 
-`wanted` may be 0 (no process: the gateway answers 503 until it is raised again); the fleet
-(fleet.py) owns these objects and changes them under the platform's lock, while the gateway's
-event loop reads `url` and `spec` without it (the `replicas` list is replaced, never changed in
-place).
+`wanted` may be 0 (no process: a call wakes it, sai/local/scaler.py); the fleet (fleet.py) owns
+these objects and changes them under the platform's lock, while the gateway's event loop reads
+`spec` and picks replicas without it (the `replicas` list is replaced, never changed in place). A
+replica takes calls once it listens and until the autoscaler drains it; its `inflight` count and
+`draining` flag belong to the gateway's loop alone.
 """
 
 from __future__ import annotations
 
+import json
 import pathlib
 import subprocess
 import sys
 import time
 
-from sai.local.deployments import scale_bounds
 from sai.local.processes import Restarts, die_with_parent, identity, listens_on, tail, terminate_group, wait_until
 from sai.local.stack import Function
 from sai.state import free_port, http_ok
@@ -34,6 +35,9 @@ class Replica:
         self.record: dict | None = None  # pid and start time, for the state file
         self.started_at = 0.0
         self.probe_failures = 0  # liveness probes failed in a row (the fleet's supervise counts them)
+        self.listening = False  # seen listening since its start (ready() caches it)
+        self.draining = False  # leaving: takes no new calls (the gateway's loop sets it)
+        self.inflight = 0  # calls the gateway has sent it and not had back
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -46,10 +50,17 @@ class Replica:
         # -u: unbuffered, so the log has each line as it is written.
         cmd = [sys.executable, "-I", "-u", "-m", "sai.local.function_runner", "--context", str(context)]
         cmd += ["--port", str(self.port)]
+        self.report_path.unlink(missing_ok=True)
         with open(self.log_path, "ab") as logfile:
             self.process = subprocess.Popen(
                 cmd,
-                env={**env, "HOSTNAME": self.name},  # as a pod's hostname is its name (template Context.hostname)
+                # HOSTNAME: as a pod's hostname is its name (template Context.hostname)
+                env={
+                    **env,
+                    "HOSTNAME": self.name,
+                    "SAI_STARTUP_REPORT": str(self.report_path),
+                    "SAI_SPAWNED_AT": repr(time.time()),
+                },
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -57,7 +68,31 @@ class Replica:
                 preexec_fn=die_with_parent(),
             )
         self.record = identity(self.process.pid)
-        self.started_at, self.probe_failures = time.monotonic(), 0
+        self.started_at, self.probe_failures, self.listening = time.monotonic(), 0, False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def report_path(self) -> pathlib.Path:
+        """Where its runner writes where its start went (function_runner.startup_report)."""
+        return self.log_path.with_suffix(".startup.json")
+
+    def startup_report(self) -> dict[str, float]:
+        """{"process_s", "imports_s"} of its last start ({} before it wrote them)."""
+        try:
+            return json.loads(self.report_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def ready(self) -> bool:
+        """It runs and listens: calls sent now are served, not refused."""
+        if not self.alive():
+            return False
+        if not self.listening:
+            self.listening = self.process is not None and listens_on(self.process.pid, self.port)
+        return self.listening
 
     def live(self) -> bool:
         """The liveness probe: GET /_/health, the path the watchdog answers in a pod (function_runner).
@@ -72,9 +107,7 @@ class Replica:
         def exited() -> str | None:
             return None if self.alive() else f"function {self.name} exited; see {self.log_path}:\n{tail(self.log_path)}"
 
-        if not wait_until(
-            lambda: self.process is not None and listens_on(self.process.pid, self.port), timeout, interval=0.05, fail=exited
-        ):
+        if not wait_until(self.ready, timeout, interval=0.02, fail=exited):
             raise TimeoutError(f"function {self.name} not listening after {timeout:.0f}s; see {self.log_path}")
 
     def stop(self) -> None:
@@ -99,11 +132,11 @@ class RunningFunction:
         env: dict[str, str],
         log_path: pathlib.Path,
         restarts: Restarts,
-        replicas: int | None = None,
+        replicas: int,
     ):
         self.spec, self.context, self.env, self.log_path = spec, context, env, log_path
         self.restarts = restarts
-        self.wanted = replicas if replicas is not None else scale_bounds(spec)[0]
+        self.wanted = replicas  # the fleet's choice: the scale API's count or the policy's (fleet.py)
         self.replicas: list[Replica] = []  # replaced, never changed in place: the gateway thread reads it
         self._turn = 0
 
@@ -119,17 +152,22 @@ class RunningFunction:
     def port(self) -> int:
         return self.replicas[0].port if self.replicas else 0
 
-    @property
-    def url(self) -> str | None:
-        """The next live replica's base URL, round robin (None when none is up)."""
-        live = [r for r in self.replicas if r.alive()]
-        if not live:
+    def serving(self) -> list[Replica]:
+        """The replicas that take calls: they listen and are not draining (none at zero, while
+        waking, or dead and being restarted)."""
+        return [r for r in self.replicas if not r.draining and r.ready()]
+
+    def pick(self) -> Replica | None:
+        """The next replica to call, in turn among those serving; None when none is."""
+        serving = self.serving()
+        if not serving:
             return None
-        self._turn = (self._turn + 1) % len(live)
-        return f"http://127.0.0.1:{live[self._turn].port}"
+        self._turn = (self._turn + 1) % len(serving)
+        return serving[self._turn]
 
     def available(self) -> int:
-        return sum(r.alive() for r in self.replicas)
+        """Replicas that answer calls (/system/functions' availableReplicas)."""
+        return sum(r.ready() for r in self.replicas)
 
     def alive(self) -> bool:
         """Every wanted replica runs (the supervisor restarts the others)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
+import json
 import logging
 import os
 import sys
@@ -33,6 +34,7 @@ import time
 from types import ModuleType
 from typing import Any, TextIO
 
+import psutil
 from flask import Flask, jsonify, request
 from waitress import serve
 
@@ -145,6 +147,20 @@ def create_app(handler: ModuleType) -> Flask:
     return app
 
 
+def startup_report(runner_ready: float, imported: float) -> None:
+    """Where this process's start went, for cold-start figures (sai/local/scaler.py): the seconds
+    from its spawn until this runner could import the handler (the interpreter and the template's
+    own imports), and the handler's imports (numpy, Pillow, tritonclient...). Logged, and written as
+    JSON to SAI_STARTUP_REPORT when that names a file. The spawn's time is SAI_SPAWNED_AT (set by
+    whoever started it), else the kernel's start time (psutil; to the second, as boot time is)."""
+    created = float(os.environ.get("SAI_SPAWNED_AT") or psutil.Process().create_time())
+    report = {"process_s": round(runner_ready - created, 3), "imports_s": round(imported - runner_ready, 3)}
+    logging.getLogger("function").info("started: process %.3f s, handler imports %.3f s", *report.values())
+    if path := os.environ.get("SAI_STARTUP_REPORT"):
+        with open(path, "w") as f:
+            json.dump(report, f)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve a function build context (python3-http-debian contract).")
     parser.add_argument("--context", required=True, help="folder holding function/ (see sai.local.stack.build_context)")
@@ -159,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.stdout = StampedLines(sys.stdout)
     sys.path.insert(0, os.path.abspath(args.context))
+    runner_ready = time.time()
     handler = importlib.import_module("function.handler")
+    startup_report(runner_ready, time.time())
     serve(
         create_app(handler),
         host=args.host,

@@ -33,10 +33,12 @@ from sai.local import gateway_metrics, portal
 from sai.local.access import Access, Handler
 from sai.local.admission import Admission, Busy, ByteBudget
 from sai.local.async_calls import AsyncCalls
+from sai.local.function_replicas import RunningFunction
 from sai.local.function_runner import GATEWAY_POOL
 from sai.local.platform_settings import Settings
 from sai.local.responses import GatewayError, error_parts, forwardable, parts, reply
 from sai.local.responses import error_response as error
+from sai.local.scaler import Scaler, Unavailable
 from sai.local.system_api import Control, SystemAPI, check_namespace
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 class Gateway:
-    """`functions` maps name -> an object with `.url` (base URL or None when down) and `.spec`
-    (sai.local.stack.Function); the function fleet owns and supervises the function processes.
+    """`functions` maps name -> RunningFunction (function_replicas.py), whose replicas the gateway
+    calls in turn; the function fleet owns and supervises the processes, and `scaler` (when given)
+    scales them to zero, wakes them on a call and scales them out (scaler.py).
     `async_calls` queues /async-function calls (None: they answer 501); the gateway starts it
     with its own `invoke`, so async calls reach functions exactly as synchronous ones do.
     `settings` gives the limits and timeouts. `credentials` (user, password) turn on basic auth
@@ -94,9 +97,11 @@ class Gateway:
         settings: Settings | None = None,
         credentials: tuple[str, str] | None = None,
         control: Control | None = None,
+        scaler: Scaler | None = None,
     ):
         settings = settings or Settings()
         self.functions = functions
+        self.scaler = scaler  # scale to zero, wake on request, scale out (scaler.py); None: replicas as they are
         self.async_calls = async_calls
         self.upstream_timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_s, sock_connect=2)
         self.max_body_bytes = settings.max_body_bytes
@@ -111,6 +116,8 @@ class Gateway:
             async_calls.depth if async_calls else dict,
             (lambda: dict(async_calls.outcomes)) if async_calls else dict,
         )
+        if scaler is not None:
+            scaler.on_cold_start = self.metrics.cold_start
         self.session: aiohttp.ClientSession | None = None
         self.system_api = (
             SystemAPI(functions, self.metrics, settings.upstream_timeout_s, control) if control is not None else None
@@ -157,8 +164,12 @@ class Gateway:
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         if self.async_calls is not None:
             await self.async_calls.start(self.invoke)
+        if self.scaler is not None:
+            self.scaler.start()
 
     async def _cleanup(self, app: web.Application) -> None:
+        if self.scaler is not None:
+            await self.scaler.stop()
         if self.async_calls is not None:
             await self.async_calls.stop()
         if self.session is not None:
@@ -275,16 +286,42 @@ class Gateway:
         fn = self.functions.get(name)
         if fn is None:  # removed (faas-cli remove, sai reload) since the call was accepted
             return error_parts(404, "function_not_found", f"no function named {name!r}")
-        url = fn.url  # the next replica's
-        if not url:
-            return error_parts(503, "function_unavailable", f"function {name!r} is not running", retry_after=2)
+        if self.scaler is None:
+            return await self._admitted(fn, name, method, path_qs, headers, body, queue, woke=False)
+        self.scaler.started(name)  # its load: waiting for a wake or a slot counts
+        try:
+            try:
+                woke = await self.scaler.serving(name)  # at zero: held while it wakes
+            except Unavailable as exc:
+                return error_parts(503, "function_unavailable", str(exc), retry_after=2)
+            return await self._admitted(fn, name, method, path_qs, headers, body, queue, woke)
+        finally:
+            self.scaler.ended(name)
+
+    async def _admitted(
+        self, fn: RunningFunction, name: str, method: str, path_qs: str, headers: dict, body: Body, queue: bool, woke: bool
+    ) -> tuple[int, dict, bytes]:
+        """Take an admission slot (max_inflight per replica, shared by the replicas), then call
+        the replica whose turn it is; `woke`: this call woke the function (its time to the
+        answer is the cold start's last phase)."""
         admission = self.admission(name)
+        admission.replicas(fn.available())
         try:
             await admission.enter(queue)
         except Busy as busy:
             return parts(busy)
         try:
-            return await self._forward(url, name, method, path_qs, headers, body)
+            replica = fn.pick()  # after the wait for a slot: a replica may have left meanwhile
+            if replica is None:
+                return error_parts(503, "function_unavailable", f"function {name!r} is not running", retry_after=2)
+            replica.inflight += 1  # no await since pick(): the scaler never stops a replica with calls
+            start = time.perf_counter()
+            try:
+                return await self._forward(replica.url, name, method, path_qs, headers, body)
+            finally:
+                replica.inflight -= 1
+                if woke:
+                    self.metrics.cold_start(name, {"first_request": time.perf_counter() - start})
         finally:
             admission.leave()
 

@@ -12,6 +12,10 @@ Ours, prefixed sai_:
   sai_async_queue_depth{state}                             async calls pending (queued or running) / delivering
   sai_async_calls_finished_total{outcome}                  delivered, callback_failed, no_callback
   sai_component_restarts_total{component}                  restarts by the supervisor (tritonserver, functions)
+  sai_cold_starts_total{function_name}                     wakes from zero (sai/local/scaler.py)
+  sai_cold_start_seconds{function_name, phase}             histogram of each wake's phases: waiting, models,
+                                                           process, imports, total (until a replica listens),
+                                                           first_request (the waking call, once forwarded)
 Per-function request metrics are the gateway's (the local platform has no of-watchdog, whose
 metrics port serves them in a cluster): one scrape of the gateway sees every function.
 
@@ -59,7 +63,22 @@ class GatewayMetrics:
         self.completed = Counter(
             "gateway_function_invocation", "Function metrics", ["function_name", "code"], registry=self.registry
         )
+        self.cold_starts = Counter("sai_cold_starts", "Wakes of a function from zero", ["function_name"], registry=self.registry)
+        self.cold_start_seconds = Histogram(
+            "sai_cold_start_seconds",
+            "Seconds of each phase of a wake from zero",
+            ["function_name", "phase"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+            registry=self.registry,
+        )
         self.registry.register(_ScrapeTime(self))
+
+    def cold_start(self, name: str, phases: dict[str, float]) -> None:
+        """A wake's phases (a wake has "total"), or the waking call's "first_request"."""
+        if "total" in phases:
+            self.cold_starts.labels(label(name)).inc()
+        for phase, seconds in phases.items():
+            self.cold_start_seconds.labels(label(name), phase).observe(seconds)
 
     def finished(self, name: str, code: int, seconds: float) -> None:
         labels = (label(name), str(code))

@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from sai.local.http_server import JsonErrorsRunner
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class GatewayThread:
@@ -52,6 +56,13 @@ class GatewayThread:
         if failure:
             raise RuntimeError(f"gateway could not start on port {self.port}: {failure[0]}")
         log.info("gateway listening on http://%s:%d", self.host, self.port)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
+        """Run `coro` on the gateway's loop from another thread and wait for its result."""
+        if self._loop is None or self._thread is None or not self._thread.is_alive():
+            coro.close()
+            raise RuntimeError("the gateway is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the loop; the app's cleanup (async calls drained, sessions closed) runs first."""

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 MODEL_SETTINGS = ("MODEL_NAME", "ENCODER_MODEL")
 
 
-def _config(repo: pathlib.Path, name: str, config_name: str) -> dict | None:
+def model_config(repo: pathlib.Path, name: str, config_name: str = "local") -> dict | None:
+    """The config Triton loads for `name` here (configs/<config_name>.pbtxt, else config.pbtxt)."""
     folder = repo / name
     for path in (folder / "configs" / f"{config_name}.pbtxt", folder / "config.pbtxt"):
         if path.is_file():
@@ -43,6 +44,16 @@ def needed_models(functions: Iterable[Function], repo: pathlib.Path, config_name
         if name in seen:
             continue
         seen.add(name)
-        config = _config(repo, name, config_name) or {}
-        todo += [step["model_name"] for step in config.get("ensemble_scheduling", {}).get("step", [])]
+        todo += steps(repo, name, config_name)
     return sorted(seen)
+
+
+def steps(repo: pathlib.Path, name: str, config_name: str = "local") -> list[str]:
+    """The models an ensemble runs ([] for a model that is not one)."""
+    config = model_config(repo, name, config_name) or {}
+    return [step["model_name"] for step in config.get("ensemble_scheduling", {}).get("step", [])]
+
+
+def ensembles_using(repo: pathlib.Path, models: set[str], candidates: Iterable[str], config_name: str = "local") -> set[str]:
+    """Those of `candidates` that are ensembles running one of `models`: unloaded with them."""
+    return {c for c in candidates if models & set(steps(repo, c, config_name))}

@@ -47,8 +47,10 @@ from sai.local.function_replicas import RunningFunction
 from sai.local.gateway import Gateway
 from sai.local.gateway_thread import GatewayThread
 from sai.local.model_deps import needed_models
+from sai.local.on_demand import OnDemand
 from sai.local.platform_settings import Settings
 from sai.local.processes import identity
+from sai.local.scaler import Scaler
 from sai.local.secrets_store import SecretStore
 from sai.local.triggers.runtime import Triggers
 from sai.local.triton_supervisor import TritonSupervisor
@@ -75,10 +77,7 @@ class Platform:
         make_private(settings.state_dir)
         self.lock = threading.Lock()
         self.fleet = FunctionFleet(settings)
-        # With --only, Triton loads just the models its functions call (less memory, faster ready).
-        self.triton = TritonSupervisor(
-            settings, needed_models(self.fleet.specs(), settings.model_repository) if settings.only else None
-        )
+        self.triton = TritonSupervisor(settings, self._first_models())
         self.fleet.triton_url = self.triton.url
         # Async invocations, persisted so that accepted calls survive a restart; they call the
         # functions through the gateway's own invoke (so both paths share one upstream client).
@@ -89,8 +88,12 @@ class Platform:
             policy=CallbackPolicy(self.own_ports, settings.callback_allow),
         )
         self.credentials = ensure_credentials(settings.state_dir) if settings.auth else None
+        # Scale to zero, wake on request, scale out: on the gateway's loop, changing processes and
+        # models through the owners, under the lock (scaler.py, on_demand.py).
+        self.on_demand = OnDemand(settings, self.lock, self.fleet, self.triton, self.write_state)
+        self.scaler = Scaler(self.fleet.functions, self.on_demand, settings.wake_timeout_s)
         # control: the /system/* API deploys, scales and removes through this platform
-        self.gateway = Gateway(self.fleet.functions, async_calls, settings, self.credentials, control=self)
+        self.gateway = Gateway(self.fleet.functions, async_calls, settings, self.credentials, control=self, scaler=self.scaler)
         self.gateway.metrics.restarts = self.restart_counts
         self.gateway_thread = GatewayThread(self.gateway.app, settings.host, settings.port, settings.header_timeout_s)
         self._state_lock: int | None = None  # the state folder's lock (sai.state.take_lock), while started
@@ -107,6 +110,17 @@ class Platform:
             settings.auth_functions,
             settings.upstream_timeout_s,
         )
+
+    def _first_models(self) -> list[str] | None:
+        """The models Triton loads at start (None: all): with --only those its functions call,
+        with a models budget only those of the functions that start with replicas (less memory,
+        faster ready); the rest load when a function needs them."""
+        specs = self.fleet.specs()
+        if self.settings.models_memory_mb is not None:
+            specs = [s for s in specs if self.fleet.initial_replicas(s) > 0]
+        elif not self.settings.only:
+            return None
+        return needed_models(specs, self.settings.model_repository) if specs else []
 
     # -- what the parts and the API read --------------------------------------------------------------
     @property
@@ -240,7 +254,8 @@ class Platform:
         """POST (create) or PUT (update: restart) /system/functions; DeployError says why not."""
         with self.lock:
             checked, spec = self.fleet.check_deploy(request, update)
-            if failed := self.triton.load_for([spec]):  # models `sai up --only` left out at start
+            # models `sai up --only` left out at start (one that starts at zero loads them on its first call)
+            if self.fleet.initial_replicas(spec) and (failed := self.triton.load_for([spec])):
                 raise DeployError(500, "model_error", f"{spec.name!r} needs models Triton could not load: {failed}")
             fn = self.fleet.deploy(checked, spec)
             self.gateway.forget(spec.name)  # its max_inflight may have changed
@@ -260,10 +275,12 @@ class Platform:
         log.info("function %s removed", name)
 
     def scale(self, name: str, replicas: int) -> int:
+        """POST /system/scale-function: the count is recorded (the autoscaler keeps at least that
+        many), then applied on the gateway's loop, where leaving replicas drain first. Returns it."""
         with self.lock:
-            running = self.fleet.scale(name, replicas)
-            self.write_state()
-        return running
+            replicas = self.fleet.scale(name, replicas)
+        self.gateway_thread.run(self.scaler.set_replicas(name, replicas))
+        return replicas
 
     def write_state(self) -> None:
         s3 = self.s3
@@ -274,7 +291,8 @@ class Platform:
                 "ready": True,  # written once start() has seen every component ready
                 "gateway": self.gateway_url,
                 "triton": self.triton.state(),
-                "functions": self.fleet.state(),
+                "functions": {name: {**entry, "idle_s": self.scaler.idle_s(name)} for name, entry in self.fleet.state().items()},
+                "models": self.on_demand.state(),
                 "s3": s3.endpoint if s3 else None,
                 "s3_events": self.s3_notifier.status() if self.s3_notifier else None,
                 "triggers": self.triggers.status(),

@@ -22,6 +22,7 @@ from common.settings import setting
 from sai import paths
 from sai.local import s3_events
 from sai.local.processes import Restarts
+from sai.local.scale_policy import Defaults
 from sai.local.triggers.runtime import TriggerSettings
 
 # Defaults a user may set in the environment instead of on the command line.
@@ -76,6 +77,16 @@ class Settings:
     restart_limit: int = 5
     liveness_failures: int = 3  # failed liveness probes in a row (Triton, a function) before it is killed and restarted
     triggers: TriggerSettings = field(default_factory=TriggerSettings)  # schedules, topics, database changes
+    # Scaling (docs/scaling.md; a function's com.openfaas.scale.* labels come first): functions that
+    # set no `zero` label go to zero after this idle time, None never (OpenFaaS's own default); a
+    # model no running function needs is unloaded after its functions' zero-duration.
+    zero_duration_s: float | None = 900.0
+    models_memory_mb: float | None = None  # what Triton's loaded models may take; least recently used go first
+    wake_timeout_s: float = 30.0  # a call held while its function wakes from zero gets 503 past this
+
+    def scale_defaults(self) -> Defaults:
+        """What a function that sets no scaling label gets here (sai/local/scale_policy.py)."""
+        return Defaults(zero=self.zero_duration_s is not None, zero_duration_s=self.zero_duration_s or Defaults.zero_duration_s)
 
     def restarts(self) -> Restarts:
         return Restarts(first_delay_s=self.restart_delay_s, limit=self.restart_limit)

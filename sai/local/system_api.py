@@ -35,9 +35,10 @@ from aiohttp import web
 
 from sai import __version__, paths
 from sai.local import logs
-from sai.local.deployments import NAMESPACE, scale_bounds
+from sai.local.deployments import NAMESPACE
 from sai.local.responses import GatewayError
 from sai.local.responses import error_response as error
+from sai.local.scale_policy import FACTOR, scale_policy
 from sai.local.secrets_store import MAX_VALUE_BYTES, SecretStore
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-SCALE_FACTOR_LABEL, SCALE_FACTOR = "com.openfaas.scale.factor", 10  # faas gateway/scaling/ranges.go
+SCALE_FACTOR = 10  # faas gateway/scaling/ranges.go DefaultScalingFactor
 # A secret's request: a value of at most 1 MiB (secrets_store.MAX_VALUE_BYTES) as base64 or JSON text.
 SECRET_BODY_BYTES = 2 * MAX_VALUE_BYTES
 FOLLOW_POLL_S = 0.25
@@ -253,8 +254,9 @@ class SystemAPI:
             fn = self.functions.get(name)
             if fn is None:
                 continue
-            low, high = scale_bounds(fn.spec)
-            factor = fn.spec.labels.get(SCALE_FACTOR_LABEL, "")
+            policy = scale_policy(fn.spec.labels)
+            low, high = policy.min, policy.max
+            factor = fn.spec.labels.get(FACTOR, "")
             step = math.ceil(high / 100 * (int(factor) if factor.isdigit() else SCALE_FACTOR))
             wanted = min(fn.wanted + step, high) if alert.get("status") == "firing" and step > 0 else low
             if wanted != fn.wanted:

@@ -173,7 +173,7 @@ class TritonServer:
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             *(
-                ["--model-control-mode=explicit", *(f"--load-model={m}" for m in self.models or ["*"])]
+                ["--model-control-mode=explicit", *(f"--load-model={m}" for m in (["*"] if self.models is None else self.models))]
                 if self.model_control or self.models is not None
                 else []
             ),

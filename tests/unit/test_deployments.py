@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from sai.local.deployments import DeployError, Deployments, check_request, image_base, resolve, scale_bounds
-from sai.local.stack import Function, load_stack
+from sai.local.deployments import DeployError, Deployments, check_request, image_base, resolve
+from sai.local.stack import load_stack
 
 
 @pytest.fixture
@@ -91,10 +91,10 @@ def test_the_overlay_survives_a_reload(stack, tmp_path):
     assert set(Deployments.load(tmp_path).apply(load_stack(stack.path)).functions) == {"kept", "echo"}
 
 
-@pytest.mark.parametrize(
-    "labels, bounds",
-    [({}, (1, 5)), ({"com.openfaas.scale.min": "2"}, (2, 5)), ({"com.openfaas.scale.max": "3"}, (1, 3)),
-     ({"com.openfaas.scale.min": "9", "com.openfaas.scale.max": "3"}, (3, 3)), ({"com.openfaas.scale.min": "x"}, (1, 5))],
-)  # fmt: skip
-def test_scale_bounds(labels, bounds, tmp_path):
-    assert scale_bounds(Function(name="f", handler=tmp_path, labels=labels)) == bounds
+def test_a_bad_scaling_label_is_400_naming_it():
+    with pytest.raises(DeployError) as err:
+        check_request({"service": "web", "image": "echo", "labels": {"com.openfaas.scale.zero-duration": "soon"}})
+    assert err.value.status == 400 and err.value.code == "invalid_label"
+    assert "com.openfaas.scale.zero-duration" in err.value.message
+    ok = {"com.openfaas.scale.zero": "true", "com.openfaas.scale.zero-duration": "2s", "team": "a"}
+    assert check_request({"service": "web", "image": "echo", "labels": ok})["labels"] == ok

@@ -46,19 +46,35 @@ $("#login").addEventListener("submit", async (ev) => {
 
 // -- the function list: /system/functions, latency from /metrics ------------------------------
 function parseMetrics(text) {
-  // {function: {sum, count}} of gateway_functions_seconds over every status code
-  const out = {};
-  const re = /^gateway_functions_seconds_(sum|count)\{([^}]*)\}\s+(\S+)/;
+  // {function: {sum, count}} of gateway_functions_seconds over every status code, and
+  // {function: {wakes, seconds}} of its cold starts (sai_cold_start_seconds, phase "total")
+  const latency = {}, cold = {};
+  const re = /^(gateway_functions_seconds|sai_cold_start_seconds)_(sum|count)\{([^}]*)\}\s+(\S+)/;
   for (const line of text.split("\n")) {
     const m = re.exec(line);
     if (!m) continue;
-    const fn = (/function_name="([^"]*)"/.exec(m[2]) || [])[1];
+    const fn = (/function_name="([^"]*)"/.exec(m[3]) || [])[1];
     if (!fn) continue;
     const name = fn.replace(/\.openfaas-fn$/, "");
-    out[name] = out[name] || { sum: 0, count: 0 };
-    out[name][m[1]] += parseFloat(m[3]);
+    if (m[1] === "gateway_functions_seconds") {
+      latency[name] = latency[name] || { sum: 0, count: 0 };
+      latency[name][m[2]] += parseFloat(m[4]);
+    } else if (/phase="total"/.test(m[3])) {
+      cold[name] = cold[name] || { wakes: 0, seconds: 0 };
+      cold[name][m[2] === "count" ? "wakes" : "seconds"] = parseFloat(m[4]);
+    }
   }
-  return out;
+  return { latency, cold };
+}
+
+function replicasCell(fn, cold) {
+  // ready/wanted; at zero, how it wakes; and how often it has, and how long that took on average
+  const wakes = cold && cold.wakes ? cold.wakes : 0;
+  const mark = wakes
+    ? ` <span class="cold" title="mean wake: ${(cold.seconds / wakes).toFixed(2)} s">${wakes} cold start${wakes > 1 ? "s" : ""}</span>`
+    : "";
+  const zero = fn.replicas === 0 ? ' <span class="muted">scaled to zero: a call wakes it</span>' : "";
+  return `${fn.availableReplicas}/${fn.replicas}${zero}${mark}`;
 }
 
 function sparkline(points) {
@@ -87,10 +103,10 @@ async function refresh() {
     return;
   }
   const functions = await resp.json();
-  let latency = {};
+  let latency = {}, cold = {};
   try {
     const m = await api("/metrics");
-    if (m.ok) latency = parseMetrics(await m.text());
+    if (m.ok) ({ latency, cold } = parseMetrics(await m.text()));
   } catch (e) { /* metrics are optional */ }
   $("#gateway-status").textContent = `${functions.length} functions · ${new Date().toLocaleTimeString()}`;
   const body = $("#functions tbody");
@@ -101,8 +117,8 @@ async function refresh() {
     if (points.length > POINTS + 1) points.shift();
     const row = document.createElement("tr");
     row.dataset.function = fn.name;
-    row.className = fn.availableReplicas ? "" : "down";
-    row.innerHTML = `<td>${fn.name}</td><td>${fn.availableReplicas}/${fn.replicas}</td>` +
+    row.className = fn.availableReplicas ? "" : fn.replicas ? "down" : "zero";
+    row.innerHTML = `<td>${fn.name}</td><td class="replicas">${replicasCell(fn, cold[fn.name])}</td>` +
       `<td class="invocations">${fn.invocationCount}</td><td>${sparkline(points)}</td>` +
       `<td><button type="button">try</button></td>`;
     row.querySelector("button").addEventListener("click", () => select(fn.name));
