@@ -20,15 +20,13 @@ import time
 import urllib.parse
 import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from sai import paths
-from sai.bench.harness import fmt, print_table, started_platform
+from sai.bench.harness import GatewayAdmin, fmt, print_table, started_platform
 from sai.bench.image import photos
 from sai.local.model_deps import needed_models
 from sai.local.processes import wait_until
 from sai.local.stack import Function
-from sai.state import auth_header, read_state
+from sai.state import read_state
 
 FUNCTIONS = "image-classify,text-sentiment,text-embed,text-keywords,text-entities"
 TARGETS = {("image-classify", "unloaded"): 2.0, ("image-classify", "loaded"): 1.0}  # p50 seconds to the answer
@@ -43,24 +41,18 @@ def sample(name: str) -> tuple[bytes, str]:
     return json.dumps(TEXT).encode(), "application/json"
 
 
-class Target:
+class Target(GatewayAdmin):
     """The platform under test: its gateway, its Triton and its credentials."""
 
     def __init__(self, url: str, state):
-        self.url, self.state = url, state
-        self.auth = auth_header(state)
+        super().__init__(url, state)
         self.triton = read_state(state)["triton"]["url"]
 
-    def get_json(self, path: str):
-        req = urllib.request.Request(self.url + path, headers=self.auth)
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.load(resp)
-
     def replicas(self, name: str) -> int:
-        return self.get_json(f"/system/function/{name}")["replicas"]
+        return self.function(name)["replicas"]
 
     def models(self, name: str) -> list[str]:
-        env = self.get_json(f"/system/function/{name}")["envVars"]
+        env = self.function(name)["envVars"]
         return needed_models([Function(name=name, handler=paths.repo_root(), environment=env)], paths.model_repository()) or []
 
     def model_loaded(self, model: str) -> bool:
@@ -72,14 +64,10 @@ class Target:
 
     def phases(self, name: str) -> dict[str, float]:
         """Seconds summed per cold-start phase of `name` so far (the gateway's metric)."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=30) as resp:
-            text = resp.read().decode()
         out = dict.fromkeys(PHASES, 0.0)
-        for family in text_string_to_metric_families(text):
-            if family.name == "sai_cold_start_seconds":
-                for s in family.samples:
-                    if s.name.endswith("_sum") and s.labels["function_name"] == f"{name}.openfaas-fn":
-                        out[s.labels["phase"]] = s.value
+        for s in self.samples("sai_cold_start_seconds", name):
+            if s.name.endswith("_sum"):
+                out[s.labels["phase"]] = s.value
         return out
 
     def call(self, name: str) -> tuple[float, float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import pathlib
 import signal
@@ -14,9 +15,11 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from sai import paths
 from sai.local.processes import wait_until
@@ -98,6 +101,31 @@ class Client:
             self.conn.request("POST", path, body=body, headers=headers)
             resp = self.conn.getresponse()
             return resp.status, resp.read()
+
+
+class GatewayAdmin:
+    """The platform's gateway as its operator sees it: /system/* with the platform's credentials
+    (JSON in and out), and the samples of its /metrics."""
+
+    def __init__(self, url: str, state):
+        self.url, self.auth = url, auth_header(state)
+
+    def api(self, method: str, path: str, doc=None):
+        body = json.dumps(doc).encode() if doc is not None else None
+        req = urllib.request.Request(self.url + path, body, {"Content-Type": "application/json", **self.auth}, method=method)
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def function(self, name: str) -> dict:
+        return self.api("GET", f"/system/function/{name}")
+
+    def samples(self, family: str, name: str) -> list:
+        """The samples of metric `family` labelled with function `name` (OpenFaaS's `<name>.<namespace>`)."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=30) as resp:
+            families = text_string_to_metric_families(resp.read().decode())
+        return [
+            s for f in families if f.name == family for s in f.samples if s.labels.get("function_name") == f"{name}.openfaas-fn"
+        ]
 
 
 def median_run(runs: list[Run]) -> Run:

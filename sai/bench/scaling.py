@@ -17,13 +17,9 @@ import json
 import random
 import threading
 import time
-import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
-
-from sai.bench.harness import Client, fmt, print_table, started_platform
+from sai.bench.harness import Client, GatewayAdmin, fmt, print_table, started_platform
 from sai.bench.image import photos
-from sai.state import auth_header
 
 NAME = "image-classify"
 P = "com.openfaas.scale."
@@ -63,45 +59,23 @@ class Load:
         return sum(since <= t < until for t in self.done) / max(until - since, 1e-9)
 
 
-class Gateway:
-    def __init__(self, url: str, state):
-        self.url, self.auth = url, auth_header(state)
-
-    def _call(self, method: str, path: str, doc=None):
-        body = json.dumps(doc).encode() if doc is not None else None
-        req = urllib.request.Request(self.url + path, body, {"Content-Type": "application/json", **self.auth}, method=method)
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read() or b"null")
-
-    def function(self) -> dict:
-        return self._call("GET", f"/system/function/{NAME}")
+class Gateway(GatewayAdmin):
+    """The gateway's view of image-classify."""
 
     def label(self, labels: dict[str, str]) -> None:
         """Redeploy image-classify with these labels (and its own image and environment)."""
-        fn = self.function()
-        self._call(
-            "PUT", "/system/functions", {"service": NAME, "image": fn["image"], "envVars": fn["envVars"], "labels": labels}
-        )
+        fn = self.function(NAME)
+        self.api("PUT", "/system/functions", {"service": NAME, "image": fn["image"], "envVars": fn["envVars"], "labels": labels})
 
     def cold_starts(self) -> int:
         """Wakes of image-classify from zero so far (the gateway's sai_cold_starts_total)."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=30) as resp:
-            families = text_string_to_metric_families(resp.read().decode())
-        return int(
-            sum(
-                s.value
-                for f in families
-                if f.name == "sai_cold_starts"
-                for s in f.samples
-                if s.name.endswith("_total") and s.labels["function_name"] == f"{NAME}.openfaas-fn"
-            )
-        )
+        return int(sum(s.value for s in self.samples("sai_cold_starts", NAME) if s.name.endswith("_total")))
 
     def when(self, test, timeout: float) -> float | None:
         """Seconds until test(function) holds, polling every 50 ms; None past the timeout."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            if test(self.function()):
+            if test(self.function(NAME)):
                 return time.monotonic() - start
             time.sleep(0.05)
         return None
