@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from sai.local.processes import Restarts, die_with_parent, identity, listens_on, tail, terminate_group, wait_until
+from sai.local.processes import Restarts, identity, listens_on, spawn, tail, terminate_group, wait_until
 from sai.local.stack import Function
 from sai.state import free_port, http_ok
 
@@ -51,22 +51,12 @@ class Replica:
         cmd = [sys.executable, "-I", "-u", "-m", "sai.local.function_runner", "--context", str(context)]
         cmd += ["--port", str(self.port)]
         self.report_path.unlink(missing_ok=True)
-        with open(self.log_path, "ab") as logfile:
-            self.process = subprocess.Popen(
-                cmd,
-                # HOSTNAME: as a pod's hostname is its name (template Context.hostname)
-                env={
-                    **env,
-                    "HOSTNAME": self.name,
-                    "SAI_STARTUP_REPORT": str(self.report_path),
-                    "SAI_SPAWNED_AT": repr(time.time()),
-                },
-                stdout=logfile,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent(),
-            )
+        self.process = spawn(
+            cmd,
+            self.log_path,
+            # HOSTNAME: as a pod's hostname is its name (template Context.hostname)
+            env={**env, "HOSTNAME": self.name, "SAI_STARTUP_REPORT": str(self.report_path), "SAI_SPAWNED_AT": repr(time.time())},
+        )
         self.record = identity(self.process.pid)
         self.started_at, self.probe_failures, self.listening = time.monotonic(), 0, False
 

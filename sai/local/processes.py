@@ -103,6 +103,22 @@ def die_with_parent() -> Callable[[], None]:
     return preexec
 
 
+def spawn(cmd: list[str], log_path: str | os.PathLike, stdin: Any = subprocess.DEVNULL, **popen: Any) -> subprocess.Popen:
+    """Start a child of the supervisor: its output appended to `log_path`, no stdin unless given,
+    a session of its own (stopped as a group with whatever it forks: terminate_group) and killed by
+    the kernel should the supervisor die (die_with_parent). `popen`: more Popen arguments (env, cwd)."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=stdin,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
+            **popen,
+        )
+
+
 # A janitor waits for EOF on its stdin, then removes the folder (retrying while a dying child of
 # ours, such as a Triton killed with us, may still be writing into it).
 _JANITOR = """import os, shutil, sys, time

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from common.result_keys import RESULTS_PREFIX
-from sai.local.processes import die_with_parent, listens_on, running_with, wait_until
+from sai.local.processes import listens_on, running_with, spawn, wait_until
 
 BUCKET = "uploads"
 REGION = "us-east-1"
@@ -84,15 +84,8 @@ def start_s3(
     state.mkdir(parents=True, exist_ok=True)
     log_path = state / "s3.log"
     secret_key = secrets.token_urlsafe(30)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", MODULE, "--host", host, "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=die_with_parent(),  # gone with the supervisor, even after kill -9
-        )
+    # gone with the supervisor, even after kill -9
+    proc = spawn([sys.executable, "-m", MODULE, "--host", host, "--port", str(port)], log_path, stdin=subprocess.PIPE)
     assert proc.stdin is not None  # stdin=PIPE
     proc.stdin.write(f"{secret_key}\n".encode())
     proc.stdin.close()

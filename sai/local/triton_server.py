@@ -24,7 +24,7 @@ import sysconfig
 from dataclasses import dataclass, field
 
 from common.settings import setting
-from sai.local.processes import die_with_parent, identity, listens_on, tail, terminate_group, wait_until
+from sai.local.processes import identity, listens_on, spawn, tail, terminate_group, wait_until
 from sai.state import http_ok
 
 log = logging.getLogger(__name__)
@@ -210,19 +210,14 @@ class TritonServer:
         backends = prepare_backends(dist, self.work_dir / "backends")
         cmd = self.command(dist, backends)
         log.info("starting tritonserver on %s (log: %s)", self.url, self.log_path)
-        logfile = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
+        # its own process group: stopped with its backend stubs
+        self.process = spawn(
             cmd,
+            self.log_path,
             cwd=dist.stub_packages(),  # first on the stub's sys.path; see the module docstring
             env=self.environment(dist),
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stopped with its backend stubs
-            preexec_fn=die_with_parent(),  # and killed by the kernel should the supervisor die
         )
         self.record = identity(self.process.pid)
-        logfile.close()
 
     def is_ready(self) -> bool:
         """Our process listens on the HTTP port and its models are loaded (strict readiness): a

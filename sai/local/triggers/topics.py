@@ -42,7 +42,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from sai.local.processes import die_with_parent, identity, listens_on, tail, terminate_group, wait_until
+from sai.local.processes import identity, listens_on, spawn, tail, terminate_group, wait_until
 from sai.local.triggers.invoke import Gateway, Outcome, backoff_s
 
 log = logging.getLogger(__name__)
@@ -98,15 +98,7 @@ class NatsServer:
             f'jetstream {{ store_dir: "{self.work_dir / "jetstream"}", max_memory_store: 64MB, max_file_store: 1GB }}\n'
         )
         conf.chmod(0o600)
-        with open(self.log_path, "ab") as out:
-            self.process = subprocess.Popen(
-                [binary, "-c", str(conf)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent(),
-            )
+        self.process = spawn([binary, "-c", str(conf)], self.log_path)
         self.record = identity(self.process.pid)
 
         def exited() -> str | None:
