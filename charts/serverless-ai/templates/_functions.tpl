@@ -72,8 +72,9 @@ topic: reviews
      function means the same on OpenFaaS Pro, here and under `sai up` (docs/scaling.md). Names and
      bounds: knative/serving knative-v1.23.0 pkg/apis/autoscaling/register.go and
      annotation_validation.go (KPA takes the metrics concurrency and rps; activation-scale >= 2;
-     target-utilization-percentage 1..100; target at least 0.01; retention and scale-down-delay at
-     most 1h, scale-down-delay in whole seconds), each refused here with its reason. */}}
+     target-utilization-percentage 1..100; validateFloats: target at least TargetMin 0.01;
+     validateLastPodRetention, validateScaleDownDelay: at most WindowMax 1h, the delay in whole
+     seconds), each refused here with its reason. */}}
 {{/* Seconds in a Go duration ("1h30m", "1500ms"; the schema checked its form). */}}
 {{- define "sai.durationSeconds" -}}
 {{- $units := dict "h" 3600.0 "m" 60.0 "s" 1.0 "ms" 0.001 "us" 0.000001 "ns" 0.000000001 -}}
