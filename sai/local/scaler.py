@@ -117,7 +117,8 @@ class Scaler:
         a step to zero, or after a wake, which is True for the call that started it. Raises
         Unavailable when none comes in time."""
         fn = self.functions[name]
-        if fn.serving():
+        waking = name in self.wakes and not self.wakes[name].done()
+        if fn.serving() and not waking:  # a waking replica may listen before its models have loaded
             return False
         change = self.changes.get(name)
         if change is not None and not change.committed and change.target < len(fn.replicas):
@@ -126,7 +127,6 @@ class Scaler:
                 r.draining = False
             if fn.serving():
                 return False
-        waking = name in self.wakes and not self.wakes[name].done()
         if change is None and not waking and fn.wanted > 0:
             # replicas wanted, none answers and none is on its way: they died (the supervisor restarts them)
             raise Unavailable(f"function {name!r} is not running")
