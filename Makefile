@@ -50,8 +50,8 @@ format: $(STAMP)  ## ruff: fix what it can and reformat
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-crds:  ## fetch the upstream CRDs when their folder is missing
-	@test -d "$(CRDS)" || k8s/fetch-crds.sh "$(CRDS)"
+crds:  ## fetch the upstream CRDs that are missing, check every one's sha256
+	@k8s/fetch-crds.sh "$(CRDS)"
 
 bench: models  ## benchmarks (print figures and ratios against an in-process baseline)
 	$(SAI) bench startup
